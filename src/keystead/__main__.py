@@ -1,0 +1,3 @@
+from keystead.cli.main import main
+
+main()

@@ -1,0 +1,183 @@
+"""Where CLI commands act: on the store directly (embedded) or on a running gateway (--server).
+
+Both backends return the same plain dicts, so every command prints the same thing either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
+
+from keystead.config.load import LoadedConfig
+from keystead.control.keys import KeyService, key_view
+from keystead.control.providers import ProviderService
+from keystead.control.usage import UsageService
+from keystead.control.vault import VaultService
+from keystead.errors import GatewayError
+from keystead.runtime import Runtime
+
+__all__ = ["Backend", "BackendError", "EmbeddedBackend", "RemoteBackend"]
+
+T = TypeVar("T")
+
+
+class BackendError(Exception):
+    """A failure to show the user: the message says what and how to fix it."""
+
+
+class Backend(Protocol):
+    def create_key(self, **fields: Any) -> dict[str, Any]: ...
+    def list_keys(self) -> list[dict[str, Any]]: ...
+    def show_key(self, key: str) -> dict[str, Any]: ...
+    def revoke_key(self, key: str, reason: str | None) -> dict[str, Any]: ...
+    def add_provider(self, **fields: Any) -> dict[str, Any]: ...
+    def list_providers(self) -> list[dict[str, Any]]: ...
+    def test_provider(self, name: str) -> dict[str, Any]: ...
+    def remove_provider(self, name: str) -> None: ...
+    def usage(self, by: str, since: str) -> list[dict[str, Any]]: ...
+
+
+class EmbeddedBackend:
+    """Opens the store of this machine's config, does one thing, closes it."""
+
+    def __init__(self, loaded: LoadedConfig):
+        self.loaded = loaded
+
+    def _run(self, action: Callable[[Runtime], Awaitable[T]]) -> T:
+        async def main() -> T:
+            runtime = await Runtime.open(self.loaded, serving=False)
+            try:
+                return await action(runtime)
+            finally:
+                await runtime.close()
+
+        try:
+            return asyncio.run(main())
+        except GatewayError as exc:
+            raise BackendError(exc.message) from None
+
+    def create_key(self, **fields: Any) -> dict[str, Any]:
+        async def action(rt: Runtime) -> dict[str, Any]:
+            created = await KeyService(rt).create(**fields)
+            return {**key_view(created.record), "key": created.text}
+        return self._run(action)
+
+    def list_keys(self) -> list[dict[str, Any]]:
+        async def action(rt: Runtime) -> list[dict[str, Any]]:
+            return [key_view(k) for k in await KeyService(rt).list()]
+        return self._run(action)
+
+    def show_key(self, key: str) -> dict[str, Any]:
+        async def action(rt: Runtime) -> dict[str, Any]:
+            return key_view(await KeyService(rt).get(key))
+        return self._run(action)
+
+    def revoke_key(self, key: str, reason: str | None) -> dict[str, Any]:
+        async def action(rt: Runtime) -> dict[str, Any]:
+            return key_view(await KeyService(rt).revoke(key, reason))
+        return self._run(action)
+
+    def add_provider(self, **fields: Any) -> dict[str, Any]:
+        async def action(rt: Runtime) -> dict[str, Any]:
+            return await ProviderService(rt).add(**fields)
+        return self._run(action)
+
+    def list_providers(self) -> list[dict[str, Any]]:
+        async def action(rt: Runtime) -> list[dict[str, Any]]:
+            return ProviderService(rt).list()
+        return self._run(action)
+
+    def test_provider(self, name: str) -> dict[str, Any]:
+        async def action(rt: Runtime) -> dict[str, Any]:
+            return await ProviderService(rt).test(name)
+        return self._run(action)
+
+    def remove_provider(self, name: str) -> None:
+        async def action(rt: Runtime) -> None:
+            await ProviderService(rt).remove(name)
+        self._run(action)
+
+    def usage(self, by: str, since: str) -> list[dict[str, Any]]:
+        from keystead.durations import parse_duration
+
+        window = parse_duration(since)
+
+        async def action(rt: Runtime) -> list[dict[str, Any]]:
+            return [row.as_dict() for row in await UsageService(rt).report(by, window)]  # type: ignore[arg-type]
+        return self._run(action)
+
+    def rotate_master(self, new_key: str) -> int:
+        async def action(rt: Runtime) -> int:
+            return await VaultService(rt).rotate_master(new_key)
+        return self._run(action)
+
+
+class RemoteBackend:
+    """The same operations through a running gateway's admin API."""
+
+    def __init__(self, server: str, token: str | None, timeout: float = 30.0):
+        self.base = server.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        if not self.token:
+            raise BackendError("--server needs the admin token: set KEYSTEAD_ADMIN_TOKEN or "
+                               "pass --admin-token")
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(  # noqa: S310 (the operator chose the URL)
+            self.base + path, data=data, method=method,
+            headers={"authorization": f"Bearer {self.token}",
+                     "content-type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+                payload = response.read()
+        except urllib.error.HTTPError as exc:
+            raise BackendError(_error_message(exc.read(), exc.code)) from None
+        except urllib.error.URLError as exc:
+            raise BackendError(f"cannot reach {self.base}: {exc.reason}") from None
+        return json.loads(payload) if payload else None
+
+    def create_key(self, **fields: Any) -> dict[str, Any]:
+        expires = fields.pop("expires_in_s", None)
+        if expires is not None:
+            fields["expires"] = f"{int(expires)}s"
+        return self._call("POST", "/admin/keys", fields)  # type: ignore[no-any-return]
+
+    def list_keys(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/admin/keys")  # type: ignore[no-any-return]
+
+    def show_key(self, key: str) -> dict[str, Any]:
+        return self._call("GET", f"/admin/keys/{urllib.parse.quote(key)}")  # type: ignore[no-any-return]
+
+    def revoke_key(self, key: str, reason: str | None) -> dict[str, Any]:
+        return self._call("POST", f"/admin/keys/{urllib.parse.quote(key)}/revoke",  # type: ignore[no-any-return]
+                          {"reason": reason})
+
+    def add_provider(self, **fields: Any) -> dict[str, Any]:
+        return self._call("POST", "/admin/providers", fields)  # type: ignore[no-any-return]
+
+    def list_providers(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/admin/providers")  # type: ignore[no-any-return]
+
+    def test_provider(self, name: str) -> dict[str, Any]:
+        return self._call("POST", f"/admin/providers/{urllib.parse.quote(name)}/test")  # type: ignore[no-any-return]
+
+    def remove_provider(self, name: str) -> None:
+        self._call("DELETE", f"/admin/providers/{urllib.parse.quote(name)}")
+
+    def usage(self, by: str, since: str) -> list[dict[str, Any]]:
+        query = urllib.parse.urlencode({"by": by, "since": since})
+        return self._call("GET", f"/admin/usage?{query}")["rows"]  # type: ignore[no-any-return]
+
+
+def _error_message(payload: bytes, status: int) -> str:
+    try:
+        return str(json.loads(payload)["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return f"the gateway answered HTTP {status}"

@@ -1,0 +1,157 @@
+"""Find, read, resolve and validate the configuration (P34).
+
+Order: `--config FILE`, else `$KEYSTEAD_CONFIG`, else `./keystead.yaml`, else the embedded
+defaults. A `.env` beside the file is loaded first (never overriding the real environment).
+`${VAR}` and `${VAR:-default}` are resolved in every string. Secret fields must be references:
+a raw secret written into the file is refused, because config files end up in repositories.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from dotenv import dotenv_values
+from pydantic import ValidationError
+
+from keystead.config.model import Config
+
+__all__ = ["ConfigError", "LoadedConfig", "find_config_file", "load_config", "parse_config"]
+
+_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_SECRET_FIELDS = {"api_key", "token", "master_key"}
+_PURE_REF = re.compile(r"^(\$\{[A-Za-z_][A-Za-z0-9_]*\}|env:[A-Za-z_][A-Za-z0-9_]*|vault:[\w.-]+)$")
+
+# Environment variables that fill a setting the file leaves empty.
+_ENV_OVERRIDES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("KEYSTEAD_DATABASE_URL", ("database", "url")),
+    ("KEYSTEAD_MASTER_KEY", ("vault", "master_key")),
+    ("KEYSTEAD_MASTER_KEY_FILE", ("vault", "master_key_file")),
+    ("KEYSTEAD_ADMIN_TOKEN", ("admin", "token")),
+)
+
+
+class ConfigError(Exception):
+    """A configuration that must not start. The message names the field and the fix."""
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    config: Config
+    path: Path | None  # None: the embedded defaults
+    base_dir: Path  # relative paths (SQLite file, master key file) resolve against this
+
+    def resolve_path(self, value: str) -> Path:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+
+def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        return path
+    from_env = os.environ.get("KEYSTEAD_CONFIG")
+    if from_env:
+        path = Path(from_env)
+        if not path.is_file():
+            raise ConfigError(f"KEYSTEAD_CONFIG points to {path}, which does not exist")
+        return path
+    default = Path("keystead.yaml")
+    return default if default.is_file() else None
+
+
+def load_config(explicit: str | os.PathLike[str] | None = None,
+                environ: Mapping[str, str] | None = None) -> LoadedConfig:
+    path = find_config_file(explicit)
+    env = dict(os.environ if environ is None else environ)
+    if path is None:
+        return LoadedConfig(parse_config({}, env, source="embedded defaults"), None, Path.cwd())
+    dotenv = path.parent / ".env"
+    if dotenv.is_file():
+        for name, value in dotenv_values(dotenv).items():
+            if value is not None:
+                env.setdefault(name, value)
+                if environ is None:
+                    os.environ.setdefault(name, value)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections (server, ...)")
+    return LoadedConfig(parse_config(raw, env, source=str(path)), path, path.parent.resolve())
+
+
+def parse_config(raw: dict[str, Any], env: Mapping[str, str], *, source: str) -> Config:
+    _check_secret_references(raw, (), source)
+    resolved = _resolve(raw, (), env, source)
+    for var, (section, field) in _ENV_OVERRIDES:
+        if env.get(var) and not (resolved.get(section) or {}).get(field):
+            resolved.setdefault(section, {})
+            if isinstance(resolved[section], dict):
+                resolved[section][field] = env[var]
+    try:
+        return Config.model_validate(resolved)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None
+
+
+def _resolve(node: Any, path: tuple[str, ...], env: Mapping[str, str], source: str) -> Any:
+    if isinstance(node, dict):
+        return {key: _resolve(value, (*path, str(key)), env, source) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_resolve(value, (*path, str(i)), env, source) for i, value in enumerate(node)]
+    if isinstance(node, str):
+        if node.startswith("env:") and path and path[-1] in _SECRET_FIELDS:
+            node = "${" + node[4:] + "}"
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env and env[name] != "":
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(
+                f"{source}: {'.'.join(path)}: environment variable {name} is not set "
+                f"(set it, put it in the .env beside the config, or write ${{{name}:-default}})"
+            )
+
+        return _REF.sub(substitute, node)
+    return node
+
+
+def _check_secret_references(node: Any, path: tuple[str, ...], source: str) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in _SECRET_FIELDS and isinstance(value, str) and not _PURE_REF.match(value):
+                raise ConfigError(
+                    f"{source}: {'.'.join((*path, key))}: holds a raw secret; a config file must "
+                    f"only reference one: write ${{VAR}} and keep the value in the environment or "
+                    f"the .env file, or store it with `keystead providers add --api-key-stdin`"
+                )
+            _check_secret_references(value, (*path, str(key)), source)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            _check_secret_references(value, (*path, str(i)), source)
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown setting (misspelt? see docs/configuration.md for the valid keys)"
+        elif error["type"] == "literal_error":
+            message = f"{message}"
+        lines.append(f"  {where}: {message}")
+    return "\n".join(lines)

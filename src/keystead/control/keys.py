@@ -1,0 +1,109 @@
+"""Create, list, show and revoke virtual keys (P1, P2, P4)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from keystead.errors import InvalidField, NotFound
+from keystead.keys.format import generate_key
+from keystead.providers.base import Endpoint
+from keystead.runtime import KEYS_VERSION, Runtime
+from keystead.state.records import KeyRecord
+from keystead.state.store import DuplicateName
+
+__all__ = ["CreatedKey", "KeyService", "key_view"]
+
+_ENDPOINTS = {e.value for e in Endpoint}
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    record: KeyRecord
+    text: str  # shown once, never stored
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+def key_view(record: KeyRecord, now: float | None = None) -> dict[str, Any]:
+    """What the CLI and admin API show of a key: everything but its hash."""
+    return {
+        "id": record.id, "name": record.name, "status": record.status(now or time.time()),
+        "env": record.env, "team": record.team, "owner": record.owner,
+        "description": record.description,
+        "models": list(record.models) if record.models is not None else None,
+        "endpoints": list(record.endpoints) if record.endpoints is not None else None,
+        "max_tokens": record.max_tokens, "max_body_bytes": record.max_body_bytes,
+        "created_at": _iso(record.created_at), "expires_at": _iso(record.expires_at),
+        "revoked_at": _iso(record.revoked_at), "revoked_reason": record.revoked_reason,
+        "last_used_at": _iso(record.last_used_at),
+    }
+
+
+class KeyService:
+    def __init__(self, runtime: Runtime):
+        self.rt = runtime
+
+    async def create(self, name: str, *, env: str | None = None, team: str | None = None,
+                     owner: str | None = None, description: str | None = None,
+                     models: list[str] | None = None, endpoints: list[str] | None = None,
+                     max_tokens: int | None = None, max_body_bytes: int | None = None,
+                     expires_in_s: float | None = None) -> CreatedKey:
+        resolved_env = self.rt.naming.check(name, env)
+        if endpoints is not None:
+            unknown = sorted(set(endpoints) - _ENDPOINTS)
+            if unknown:
+                raise InvalidField(f"Unknown endpoint(s): {', '.join(unknown)}.",
+                                   param="endpoints",
+                                   hint=f"Choose from {', '.join(sorted(_ENDPOINTS))}.")
+        if max_tokens is not None and max_tokens < 1:
+            raise InvalidField("max_tokens must be at least 1.", param="max_tokens")
+        if max_body_bytes is not None and max_body_bytes < 1024:
+            raise InvalidField("max_body_bytes must be at least 1024.", param="max_body_bytes")
+        if expires_in_s is not None and expires_in_s <= 0:
+            raise InvalidField("The expiry must be in the future.", param="expires")
+        now = time.time()
+        generated = generate_key()
+        record = KeyRecord(
+            id=generated.key_id, name=name, key_hash=self.rt.hasher.hash(generated.text),
+            env=resolved_env, team=team, owner=owner, description=description,
+            models=tuple(models) if models else None,
+            endpoints=tuple(endpoints) if endpoints is not None else None,
+            max_tokens=max_tokens, max_body_bytes=max_body_bytes, created_at=now,
+            expires_at=now + expires_in_s if expires_in_s is not None else None,
+        )
+        try:
+            await self.rt.store.insert_key(record)
+        except DuplicateName:
+            raise InvalidField(f"A key named {name!r} exists already.", param="name",
+                               code="duplicate_name",
+                               hint="Key names are unique; add a -NN suffix for a second key.") \
+                from None
+        await self.rt.changed(KEYS_VERSION)
+        return CreatedKey(record, generated.text)
+
+    async def list(self) -> list[KeyRecord]:
+        return await self.rt.store.list_keys()
+
+    async def get(self, id_or_name: str) -> KeyRecord:
+        record = await self.rt.store.get_key(id_or_name)
+        if record is None:
+            record = await self.rt.store.find_key_by_name(id_or_name)
+        if record is None:
+            raise NotFound(f"No key with id or name {id_or_name!r}.", param="key",
+                           hint="`keystead keys list` shows the keys.")
+        return record
+
+    async def revoke(self, id_or_name: str, reason: str | None = None) -> KeyRecord:
+        record = await self.get(id_or_name)
+        if record.revoked_at is not None:
+            return record
+        updated = await self.rt.store.update_key(record.id, revoked_at=time.time(),
+                                                 revoked_reason=reason)
+        await self.rt.changed(KEYS_VERSION)
+        assert updated is not None
+        return updated

@@ -1,0 +1,212 @@
+"""Every failure a client can see, as a small class tree.
+
+    GatewayError                    (500 api_error)
+    ├── BadRequest                  (400 invalid_request_error)
+    │   ├── InvalidJSON             code=invalid_json
+    │   ├── InvalidField            code=invalid_value / missing_required_parameter
+    │   ├── BodyTooLarge            (413) code=request_too_large
+    │   └── MaxTokensExceeded       code=max_tokens_exceeded
+    ├── AuthError                   (401 authentication_error)
+    │   ├── MissingKey              code=missing_api_key
+    │   ├── MalformedKey            code=invalid_api_key
+    │   ├── UnknownKey              code=invalid_api_key
+    │   ├── RevokedKey              code=key_revoked
+    │   └── ExpiredKey              code=key_expired
+    ├── PermissionDenied            (403 permission_error)
+    │   ├── ModelNotAllowed         code=model_not_allowed
+    │   └── EndpointNotAllowed      code=endpoint_not_allowed
+    ├── NotFound                    (404 invalid_request_error)
+    │   ├── ModelNotFound           code=model_not_found
+    │   └── RouteNotFound           code=unknown_url
+    ├── MethodNotAllowed            (405)
+    ├── UpstreamError               (502 upstream_error)
+    │   ├── UpstreamUnreachable     code=upstream_unreachable
+    │   └── UpstreamTimeout         (504) code=upstream_timeout
+    └── Unavailable                 (503) code=shutting_down
+
+Each class carries its HTTP status, OpenAI `type` and `code`, and the log level. `render` is the
+one place that builds the OpenAI envelope `{"error": {"message", "type", "param", "code"}}`.
+Messages never contain a secret: callers pass ids and names, never key text.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+
+__all__ = [
+    "AuthError",
+    "BadRequest",
+    "BodyTooLarge",
+    "EndpointNotAllowed",
+    "ExpiredKey",
+    "GatewayError",
+    "InvalidField",
+    "InvalidJSON",
+    "MalformedKey",
+    "MaxTokensExceeded",
+    "MethodNotAllowed",
+    "MissingKey",
+    "ModelNotAllowed",
+    "ModelNotFound",
+    "NotFound",
+    "PermissionDenied",
+    "RevokedKey",
+    "RouteNotFound",
+    "Unavailable",
+    "UnknownKey",
+    "UpstreamError",
+    "UpstreamTimeout",
+    "UpstreamUnreachable",
+    "render",
+]
+
+
+class GatewayError(Exception):
+    status = 500
+    type = "api_error"
+    code = "internal_error"
+    level = logging.ERROR
+
+    def __init__(self, message: str, *, param: str | None = None, hint: str | None = None):
+        self.message = message if hint is None else f"{message} {hint}"
+        self.param = param
+        super().__init__(self.message)
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return []
+
+
+class BadRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+    level = logging.INFO
+
+
+class InvalidJSON(BadRequest):
+    code = "invalid_json"
+
+
+class InvalidField(BadRequest):
+    code = "invalid_value"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
+                 hint: str | None = None):
+        super().__init__(message, param=param, hint=hint)
+        if code is not None:
+            self.code = code
+
+
+class BodyTooLarge(BadRequest):
+    status = 413
+    code = "request_too_large"
+
+
+class MaxTokensExceeded(BadRequest):
+    code = "max_tokens_exceeded"
+
+
+class AuthError(GatewayError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+    level = logging.WARNING
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"www-authenticate", b'Bearer realm="keystead"')]
+
+
+class MissingKey(AuthError):
+    code = "missing_api_key"
+
+
+class MalformedKey(AuthError):
+    code = "invalid_api_key"
+
+
+class UnknownKey(AuthError):
+    code = "invalid_api_key"
+
+
+class RevokedKey(AuthError):
+    code = "key_revoked"
+
+
+class ExpiredKey(AuthError):
+    code = "key_expired"
+
+
+class PermissionDenied(GatewayError):
+    status = 403
+    type = "permission_error"
+    code = "permission_denied"
+    level = logging.WARNING
+
+
+class ModelNotAllowed(PermissionDenied):
+    code = "model_not_allowed"
+
+
+class EndpointNotAllowed(PermissionDenied):
+    code = "endpoint_not_allowed"
+
+
+class NotFound(GatewayError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+    level = logging.INFO
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class RouteNotFound(NotFound):
+    code = "unknown_url"
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+    level = logging.INFO
+
+
+class UpstreamError(GatewayError):
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+    level = logging.ERROR
+
+
+class UpstreamUnreachable(UpstreamError):
+    code = "upstream_unreachable"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    code = "upstream_timeout"
+
+
+class Unavailable(GatewayError):
+    status = 503
+    type = "api_error"
+    code = "unavailable"
+    level = logging.WARNING
+
+
+def render(error: GatewayError) -> bytes:
+    """The OpenAI error envelope for `error`, as JSON bytes."""
+    return orjson.dumps(
+        {
+            "error": {
+                "message": error.message,
+                "type": error.type,
+                "param": error.param,
+                "code": error.code,
+            }
+        }
+    )

@@ -1,0 +1,1 @@
+"""Virtual keys: their text, their hash, their names."""

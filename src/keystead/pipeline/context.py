@@ -1,0 +1,50 @@
+"""What one request carries down the line, from parse to settle."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+
+from keystead.providers.base import Endpoint, Provider
+from keystead.state.records import KeyRecord
+from keystead.usage.prices import TokenUsage
+
+__all__ = ["RequestContext"]
+
+
+class RequestContext:
+    __slots__ = (
+        "body", "client_asked_usage", "client_ip", "completion_text", "cost", "cost_known",
+        "endpoint", "error_code", "feature", "key", "model", "provider", "request_id",
+        "started", "status", "stream", "ts", "ttft", "upstream_model", "usage",
+        "usage_estimated", "user_agent", "view",
+    )
+
+    def __init__(self, request_id: str, endpoint: Endpoint, client_ip: str | None,
+                 user_agent: str | None, feature: str | None):
+        self.request_id = request_id
+        self.endpoint = endpoint
+        self.client_ip = client_ip
+        self.user_agent = user_agent
+        self.feature = feature
+        self.ts = time.time()
+        self.started = time.perf_counter()
+        self.key: KeyRecord | None = None
+        self.body: bytes = b""
+        self.view: object | None = None
+        self.model: str | None = None
+        self.upstream_model: str | None = None
+        self.provider: Provider | None = None
+        self.stream = False
+        self.client_asked_usage = False
+        self.usage: TokenUsage | None = None
+        self.usage_estimated = False
+        self.completion_text: list[bytes] | None = None
+        self.cost = Decimal(0)
+        self.cost_known = True
+        self.status = 0
+        self.error_code: str | None = None
+        self.ttft: float | None = None
+
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000.0

@@ -1,0 +1,87 @@
+"""Identify: bearer key -> KeyRecord, from an in-memory table (no database on the request path).
+
+The table is swapped whole when keys change (admin API, CLI, or another process bumping the
+store's `keys` version), so a revocation takes effect on the next request.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+
+from keystead.errors import ExpiredKey, MalformedKey, MissingKey, RevokedKey, UnknownKey
+from keystead.keys.format import PREFIX, parse_key
+from keystead.keys.hashing import KeyHasher
+from keystead.state.records import KeyRecord
+
+__all__ = ["KeyTable"]
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+class KeyTable:
+    def __init__(self, hasher: KeyHasher, clock: Callable[[], float] = time.time):
+        self._hasher = hasher
+        self._clock = clock
+        self._by_id: dict[str, KeyRecord] = {}
+
+    def replace(self, records: Iterable[KeyRecord]) -> None:
+        self._by_id = {record.id: record for record in records}
+
+    def put(self, record: KeyRecord) -> None:
+        table = dict(self._by_id)
+        table[record.id] = record
+        self._by_id = table
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def identify(self, authorization: bytes | None, api_key: bytes | None = None) -> KeyRecord:
+        text = _bearer(authorization) if authorization else None
+        if text is None and api_key:
+            text = api_key.decode("latin-1").strip()
+        if not text:
+            raise MissingKey(
+                "You didn't provide an API key.",
+                hint="Send your keystead key as `Authorization: Bearer ksk_...` "
+                     "(the OpenAI SDKs do this with api_key=...).",
+            )
+        parsed = parse_key(text)
+        if parsed is None:
+            if text.startswith(("sk-", "sk_")):
+                raise MalformedKey(
+                    "This looks like a provider key, not a keystead key.",
+                    hint="Provider keys stay in the gateway's vault; use the ksk_... key your "
+                         "platform team gave you, and rotate the provider key if it leaked.",
+                )
+            raise MalformedKey(
+                "The API key is not a valid keystead key.",
+                hint=f"keystead keys start with {PREFIX} and carry a checksum; "
+                     "check that it was copied whole.",
+            )
+        record = self._by_id.get(parsed.key_id)
+        if record is None or not self._hasher.matches(text, record.key_hash):
+            raise UnknownKey(f"Unknown API key (id {parsed.key_id}).",
+                             hint="It may have been deleted; ask for a new one.")
+        if record.revoked_at is not None:
+            raise RevokedKey(
+                f"API key {record.id} ({record.name}) was revoked on {_when(record.revoked_at)}.",
+                hint="Ask the key's owner or your platform team for its replacement.",
+            )
+        if record.expires_at is not None and record.expires_at <= self._clock():
+            raise ExpiredKey(
+                f"API key {record.id} ({record.name}) expired on {_when(record.expires_at)}.",
+                hint="Ask your platform team for a new key.",
+            )
+        return record
+
+
+def _bearer(header: bytes) -> str | None:
+    value = header.decode("latin-1").strip()
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None

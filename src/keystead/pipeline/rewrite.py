@@ -1,0 +1,52 @@
+"""The few changes keystead makes to a request body before it goes upstream.
+
+The client's bytes are forwarded as they are unless one of these applies:
+- a streamed chat without `stream_options.include_usage`: ask for it, so usage is exact (the
+  extra chunk is dropped on the way back);
+- `provider/model` naming: the provider gets its own model name;
+- a key with a max_tokens cap and a request without a limit: the cap is written in.
+Only the first case is a byte insertion; the others re-serialise with orjson, which keeps every
+field and value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+__all__ = ["BodyRewrite", "apply"]
+
+_INCLUDE_USAGE = b'"stream_options":{"include_usage":true},'
+
+
+class BodyRewrite:
+    __slots__ = ("cap_field", "cap_value", "force_usage", "model")
+
+    def __init__(self) -> None:
+        self.force_usage = False
+        self.model: str | None = None
+        self.cap_field: str | None = None
+        self.cap_value: int | None = None
+
+    @property
+    def needed(self) -> bool:
+        return self.force_usage or self.model is not None or self.cap_field is not None
+
+
+def apply(body: bytes, rewrite: BodyRewrite, had_stream_options: bool) -> bytes:
+    if not rewrite.needed:
+        return body
+    if rewrite.model is None and rewrite.cap_field is None and not had_stream_options:
+        start = body.index(b"{") + 1
+        return body[:start] + _INCLUDE_USAGE + body[start:]
+    document: dict[str, Any] = orjson.loads(body)
+    if rewrite.model is not None:
+        document["model"] = rewrite.model
+    if rewrite.cap_field is not None:
+        document[rewrite.cap_field] = rewrite.cap_value
+    if rewrite.force_usage:
+        options = document.get("stream_options")
+        document["stream_options"] = {**(options if isinstance(options, dict) else {}),
+                                      "include_usage": True}
+    return orjson.dumps(document)

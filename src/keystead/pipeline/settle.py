@@ -1,0 +1,98 @@
+"""Settle: price the request, queue its ledger record, write its log line.
+
+Runs for every request, whatever its outcome, after the response went out (or failed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import orjson
+
+from keystead.logs import request_logger
+from keystead.pipeline.context import RequestContext
+from keystead.providers.base import Endpoint
+from keystead.state.records import UsageRecord
+from keystead.usage.estimate import (
+    estimate_chat,
+    estimate_embeddings,
+    estimate_responses,
+    streamed_text,
+)
+from keystead.usage.ledger import LedgerWriter
+from keystead.usage.prices import PriceBook
+
+__all__ = ["estimate_usage", "price", "settle"]
+
+log = logging.getLogger("keystead.settle")
+
+
+async def estimate_usage(ctx: RequestContext, response_body: bytes | None) -> None:
+    """Count tokens offline when the provider reported none (off the event loop: it is CPU)."""
+    if ctx.usage is not None or ctx.provider is None or ctx.view is None:
+        return
+    model = ctx.upstream_model or ctx.model or ""
+    view = ctx.view
+    streamed = streamed_text(ctx.completion_text) if ctx.completion_text is not None else None
+    try:
+        if ctx.endpoint is Endpoint.CHAT:
+            usage = await asyncio.to_thread(
+                estimate_chat, model, view.messages, view.tools,  # type: ignore[attr-defined]
+                response_body, streamed)
+        elif ctx.endpoint is Endpoint.EMBEDDINGS:
+            usage = await asyncio.to_thread(estimate_embeddings, model,
+                                            view.input)  # type: ignore[attr-defined]
+        else:
+            usage = await asyncio.to_thread(estimate_responses, model,
+                                            view.input, streamed)  # type: ignore[attr-defined]
+    except Exception:  # counting must never lose the record
+        log.exception("token estimate failed for request %s", ctx.request_id)
+        return
+    ctx.usage = usage
+    ctx.usage_estimated = True
+
+
+def price(ctx: RequestContext, prices: PriceBook) -> None:
+    if ctx.usage is None or ctx.provider is None:
+        return
+    cost = prices.cost(ctx.provider.type, ctx.upstream_model or ctx.model or "", ctx.usage)
+    if not cost.known and ctx.upstream_model and ctx.upstream_model != ctx.model and ctx.model:
+        cost = prices.cost(ctx.provider.type, ctx.model, ctx.usage)
+    ctx.cost = cost.usd
+    ctx.cost_known = cost.known
+
+
+def settle(ctx: RequestContext, ledger: LedgerWriter, log_requests: bool) -> None:
+    key = ctx.key
+    usage = ctx.usage
+    record = UsageRecord(
+        request_id=ctx.request_id, ts=ctx.ts, endpoint=ctx.endpoint.value, status=ctx.status,
+        key_id=key.id if key else None, key_name=key.name if key else None,
+        team=key.team if key else None, env=key.env if key else None, feature=ctx.feature,
+        route=None, model_requested=ctx.model, model_served=ctx.upstream_model,
+        provider=ctx.provider.name if ctx.provider else None,
+        prompt_tokens=usage.prompt_tokens if usage else 0,
+        completion_tokens=usage.completion_tokens if usage else 0,
+        cached_tokens=usage.cached_tokens if usage else 0,
+        cost_usd=ctx.cost, latency_ms=round(ctx.elapsed_ms(), 3),
+        ttft_ms=round(ctx.ttft, 3) if ctx.ttft is not None else None,
+        error_code=ctx.error_code, stream=ctx.stream, client_ip=ctx.client_ip,
+        user_agent=ctx.user_agent, usage_estimated=ctx.usage_estimated,
+    )
+    ledger.record(record)
+    if log_requests:
+        request_logger.info(orjson.dumps({
+            "ts": record.ts, "level": "info" if record.status < 500 else "error",
+            "event": "request", "request_id": record.request_id, "endpoint": record.endpoint,
+            "status": record.status, "error_code": record.error_code, "key_id": record.key_id,
+            "key_name": record.key_name, "team": record.team, "env": record.env,
+            "feature": record.feature, "model": record.model_requested,
+            "model_served": record.model_served, "provider": record.provider,
+            "stream": record.stream, "prompt_tokens": record.prompt_tokens,
+            "completion_tokens": record.completion_tokens,
+            "cached_tokens": record.cached_tokens, "cost_usd": str(record.cost_usd),
+            "cost_known": ctx.cost_known, "usage_estimated": record.usage_estimated,
+            "latency_ms": record.latency_ms, "ttft_ms": record.ttft_ms,
+            "client_ip": record.client_ip,
+        }))

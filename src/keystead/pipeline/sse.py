@@ -1,0 +1,93 @@
+"""Pass a server-sent-event stream through, event by event, and learn its usage on the way (P20).
+
+Upstream bytes arrive split anywhere; only whole events are forwarded, all the whole events of
+one upstream read in one write. Events are the provider's bytes. Two are held back:
+- the usage-only chunk (`"choices":[]` with `usage`) that keystead asked for on the client's
+  behalf, when the client did not ask for it itself;
+- `data: [DONE]`, so the relay can put the cost comment in front of it.
+Data payloads are kept (bounded) so that if the stream breaks before usage arrives, the tokens
+generated so far can still be counted.
+"""
+
+from __future__ import annotations
+
+from keystead.usage.extract import usage_from_event
+from keystead.usage.prices import TokenUsage
+
+__all__ = ["SSERelay"]
+
+_CAPTURE_LIMIT = 4 * 1024 * 1024
+_DONE = b"data: [DONE]"
+
+
+class SSERelay:
+    __slots__ = ("_buffer", "_captured_bytes", "captured", "done_event", "drop_usage_chunk",
+                 "events", "model", "usage")
+
+    def __init__(self, *, drop_usage_chunk: bool):
+        self.drop_usage_chunk = drop_usage_chunk
+        self._buffer = b""
+        self.usage: TokenUsage | None = None
+        self.model: str | None = None
+        self.events = 0
+        self.done_event: bytes | None = None
+        self.captured: list[bytes] = []
+        self._captured_bytes = 0
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Whole events in `chunk` (plus what was buffered) that go to the client now."""
+        buffer = self._buffer + chunk if self._buffer else chunk
+        out: list[bytes] = []
+        start = 0
+        while True:
+            end = buffer.find(b"\n\n", start)
+            crlf = buffer.find(b"\r\n\r\n", start)
+            if crlf != -1 and (end == -1 or crlf < end):
+                end, sep = crlf, 4
+            else:
+                sep = 2
+            if end == -1:
+                break
+            event = buffer[start : end + sep]
+            start = end + sep
+            if self._keep(event):
+                out.append(event)
+        self._buffer = buffer[start:]
+        if not out:
+            return b""
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def leftover(self) -> bytes:
+        """A trailing partial event at the end of the stream, passed on as it is."""
+        rest, self._buffer = self._buffer, b""
+        return rest
+
+    def _keep(self, event: bytes) -> bool:
+        self.events += 1
+        data = _data(event)
+        if data is None:
+            return True
+        if event.startswith(_DONE) or data == b"[DONE]":
+            self.done_event = event
+            return False
+        marker = data.find(b'"usage":')
+        if marker != -1 and data[marker + 8 : marker + 16].lstrip()[:1] == b"{":
+            usage, model = usage_from_event(data)
+            if usage is not None:
+                self.usage = usage
+                self.model = model or self.model
+                if self.drop_usage_chunk and b'"choices":[]' in data:
+                    return False
+        elif self._captured_bytes < _CAPTURE_LIMIT:
+            self.captured.append(data)
+            self._captured_bytes += len(data)
+        return True
+
+
+def _data(event: bytes) -> bytes | None:
+    """The data of an event (one `data:` line, the common case, or several joined)."""
+    if event.startswith(b"data: ") and event.count(b"\n") <= 2 and b"\r" not in event:
+        return event[6:].rstrip(b"\n")
+    lines = [line[5:].lstrip(b" ") for line in event.replace(b"\r\n", b"\n").split(b"\n")
+             if line.startswith(b"data:")]
+    return b"\n".join(lines) if lines else None

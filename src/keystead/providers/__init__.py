@@ -1,0 +1,1 @@
+"""Provider adapters, the transports under them, and the built-in mock upstream."""

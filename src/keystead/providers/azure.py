@@ -1,0 +1,31 @@
+"""Azure OpenAI: a deployment per model in the URL, an `api-key` header, an `api-version`."""
+
+from __future__ import annotations
+
+from keystead.providers.base import Endpoint, Provider
+
+__all__ = ["AzureProvider"]
+
+_PATHS = {Endpoint.CHAT: "chat/completions", Endpoint.EMBEDDINGS: "embeddings"}
+
+
+class AzureProvider(Provider):
+    type = "azure"
+
+    def __init__(self, *args: object, deployments: dict[str, str], api_version: str,
+                 **kwargs: object):
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.deployments = deployments
+        self.api_version = api_version
+
+    def request_target(self, endpoint: Endpoint, model: str) -> tuple[str, dict[str, str]]:
+        headers = {"api-key": self._api_key or ""}
+        query = f"?api-version={self.api_version}"
+        if endpoint is Endpoint.RESPONSES:
+            return f"{self.base_url}/openai/responses{query}", headers
+        if endpoint is Endpoint.MODELS:
+            return f"{self.base_url}/openai/models{query}", headers
+        # Without an explicit mapping, the deployment is named after the model, as Azure's
+        # portal suggests by default.
+        deployment = self.deployments.get(model, model)
+        return f"{self.base_url}/openai/deployments/{deployment}/{_PATHS[endpoint]}{query}", headers

@@ -1,0 +1,536 @@
+"""The built-in mock upstream: a fake OpenAI-compatible provider speaking the real wire format.
+
+The gateway's demo and tests call it in-process (an ASGI transport) or over HTTP
+(`keystead mock-upstream --port P`, see `serve_mock`). It is a raw ASGI app, no framework, so
+what goes over the wire is exactly what is written here.
+
+Routes, each with or without the `/v1` prefix:
+    POST /v1/chat/completions     (also Azure's /openai/deployments/{deployment}/chat/completions)
+    POST /v1/embeddings           (also Azure's /openai/deployments/{deployment}/embeddings)
+    POST /v1/responses            (only with `supports_responses`)
+    GET  /v1/models, GET /v1/models/{id}
+
+Replies are deterministic (see `mock_content`), steerable per request with `[[mock:...]]`
+directives in the last user message, and every request is kept in `MockUpstream.received`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import uvicorn
+
+from keystead.providers.mock_content import (
+    Directives,
+    Reply,
+    chat_message,
+    chat_usage,
+    count_tokens,
+    embedding_vector,
+    encode_base64,
+    last_user_text,
+    model_object,
+    new_id,
+    parse_directives,
+    plan_reply,
+    plan_text,
+    prompt_tokens,
+    response_object,
+    responses_usage,
+    split_pieces,
+    stream_deltas,
+)
+
+__all__ = [
+    "MockDisconnect",
+    "MockSettings",
+    "MockUpstream",
+    "ReceivedRequest",
+    "create_mock_app",
+    "serve_mock",
+]
+
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+FINGERPRINT = "fp_keystead_mock"
+EMBEDDING_DIMS = 1536
+
+# HTTP status -> (OpenAI error `type`, default `code`), as api.openai.com reports them.
+_ERROR_KINDS: dict[int, tuple[str, str | None]] = {
+    400: ("invalid_request_error", None),
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("permission_error", None),
+    404: ("invalid_request_error", "unknown_url"),
+    429: ("requests", "rate_limit_exceeded"),
+}
+_AZURE = re.compile(r"^/openai/deployments/([^/]+)/(chat/completions|embeddings)$")
+_POST_ROUTES = {"/chat/completions": "chat", "/embeddings": "embeddings", "/responses": "responses"}
+
+
+@dataclass(frozen=True, slots=True)
+class MockSettings:
+    latency_ms: float = 0
+    chunk_delay_ms: float = 0
+    failure_rate: float = 0
+    failure_status: int = 500
+    seed: int | None = None
+    api_key: str | None = None
+    models: tuple[str, ...] = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small")
+    supports_responses: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedRequest:
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]  # lowercased names
+    body: bytes
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+class MockDisconnect(Exception):
+    """Raised mid-stream on purpose: the server then drops the connection, like a crashed peer."""
+
+
+class _MockError(Exception):
+    """Becomes an OpenAI-format error response (only raised before the response starts)."""
+
+    def __init__(
+        self, status: int, message: str, code: str | None = None, param: str | None = None
+    ):
+        super().__init__(message)
+        self.status, self.message, self.code, self.param = status, message, code, param
+
+
+class _HideRequestedDisconnects(logging.Filter):
+    """uvicorn logs app exceptions with a traceback; a `disconnect_after` abort is no error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], MockDisconnect))
+
+
+_HIDE_DISCONNECTS = _HideRequestedDisconnects()
+
+
+def create_mock_app(settings: MockSettings) -> MockUpstream:
+    return MockUpstream(settings)
+
+
+async def serve_mock(host: str, port: int, settings: MockSettings) -> None:
+    """Serve the mock over HTTP until cancelled (or interrupted, when in the main thread)."""
+    config = uvicorn.Config(
+        create_mock_app(settings), host=host, port=port, log_level="warning", lifespan="off"
+    )
+    logging.getLogger("uvicorn.error").addFilter(_HIDE_DISCONNECTS)  # after Config set up logging
+    server = uvicorn.Server(config)
+    task = asyncio.ensure_future(server.serve())
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        # Embedded in a test or the demo: shut down properly so sockets get closed.
+        server.should_exit = True
+        await task
+        raise
+
+
+class MockUpstream:
+    """The ASGI app. `received` keeps the latest requests so tests can see what was sent."""
+
+    def __init__(self, settings: MockSettings):
+        self.settings = settings
+        self.received: deque[ReceivedRequest] = deque(maxlen=200)
+        self._rng = random.Random(settings.seed)
+
+    async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        body = await _read_body(receive)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        query = scope.get("query_string", b"").decode("latin-1")
+        request = ReceivedRequest(scope["method"], scope["path"], query, headers, body)
+        self.received.append(request)
+        try:
+            await self._handle(request, send)
+        except _MockError as exc:
+            await _send_error(send, exc)
+
+    async def _handle(self, request: ReceivedRequest, send: Send) -> None:
+        self._check_auth(request.headers)
+        route, arg = self._route(request.method, request.path)
+        if route is None:
+            raise _MockError(404, f"Unknown request URL: {request.method} {request.path}.")
+        if self.settings.latency_ms:
+            await asyncio.sleep(self.settings.latency_ms / 1000)
+        if self.settings.failure_rate and self._rng.random() < self.settings.failure_rate:
+            raise _MockError(self.settings.failure_status, "Injected failure (mock failure_rate).")
+        if route == "models":
+            data = [model_object(name) for name in self.settings.models]
+            await _send_json(send, 200, {"object": "list", "data": data})
+            return
+        if route == "model":
+            if arg not in self.settings.models:
+                raise _MockError(
+                    404, f"The model '{arg}' does not exist", "model_not_found", "model"
+                )
+            await _send_json(send, 200, model_object(arg))
+            return
+        body = _parse_body(request.body, deployment=arg)
+        handlers = {
+            "chat": self._chat,
+            "embeddings": self._embeddings,
+            "responses": self._responses,
+        }
+        await handlers[route](body, send)
+
+    def _check_auth(self, headers: dict[str, str]) -> None:
+        if self.settings.api_key is None:
+            return
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        bearer = token.strip() if scheme.lower() == "bearer" else None
+        if self.settings.api_key not in (bearer, headers.get("api-key")):
+            raise _MockError(401, "Incorrect API key provided.", "invalid_api_key")
+
+    def _route(self, method: str, path: str) -> tuple[str | None, str | None]:
+        """(route name, path argument): the Azure deployment or the model id."""
+        path = path.rstrip("/")
+        if azure := _AZURE.match(path):
+            kind = "chat" if azure[2] == "chat/completions" else "embeddings"
+            return (kind if method == "POST" else None), azure[1]
+        path = path.removeprefix("/v1")
+        if method == "POST":
+            route = _POST_ROUTES.get(path)
+            if route == "responses" and not self.settings.supports_responses:
+                route = None
+            return route, None
+        if method == "GET" and path == "/models":
+            return "models", None
+        if method == "GET" and path.startswith("/models/"):
+            return "model", path.removeprefix("/models/")
+        return None, None
+
+    async def _apply(self, directives: Directives) -> None:
+        if directives.latency_ms:
+            await asyncio.sleep(directives.latency_ms / 1000)
+        if directives.status is not None and directives.status >= 400:
+            raise _MockError(directives.status, f"Mock error (status {directives.status}).")
+
+    # --- chat completions -------------------------------------------------------------------
+
+    async def _chat(self, body: dict[str, Any], send: Send) -> None:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise _MockError(400, "'messages' must be a non-empty array.", param="messages")
+        n = body.get("n") or 1
+        if not isinstance(n, int) or not 1 <= n <= 128:
+            raise _MockError(400, "'n' must be an integer between 1 and 128.", param="n")
+        prompt = last_user_text(messages)
+        directives = parse_directives(prompt)
+        await self._apply(directives)
+        replies = [plan_reply(body, prompt, directives) for _ in range(n)]
+        usage = None if directives.no_usage else chat_usage(messages, replies)
+        base = {
+            "id": new_id("chatcmpl-"),
+            "created": int(time.time()),
+            "model": body["model"],
+            "service_tier": "default",
+            "system_fingerprint": FINGERPRINT,
+        }
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            stream = _EventStream(send, self.settings.chunk_delay_ms)
+            await stream.start()
+            await _stream_chat(stream, base, replies, usage if include_usage else None, directives)
+            return
+        choices = [
+            {
+                "index": i,
+                "message": chat_message(reply),
+                "logprobs": None,
+                "finish_reason": reply.finish_reason,
+            }
+            for i, reply in enumerate(replies)
+        ]
+        completion = {"object": "chat.completion", **base, "choices": choices}
+        if usage is not None:
+            completion["usage"] = usage
+        await _send_json(send, 200, completion)
+
+    # --- embeddings ---------------------------------------------------------------------------
+
+    async def _embeddings(self, body: dict[str, Any], send: Send) -> None:
+        items = _embedding_inputs(body.get("input"))
+        texts = [item for item in items if isinstance(item, str)]
+        directives = parse_directives(texts[-1] if texts else "")
+        await self._apply(directives)
+        dims = body.get("dimensions") or EMBEDDING_DIMS
+        if not isinstance(dims, int) or dims < 1:
+            raise _MockError(400, "'dimensions' must be a positive integer.", param="dimensions")
+        as_base64 = body.get("encoding_format") == "base64"
+        data = []
+        for index, item in enumerate(items):
+            vector = embedding_vector(item, dims)
+            encoded = encode_base64(vector) if as_base64 else vector
+            data.append({"object": "embedding", "index": index, "embedding": encoded})
+        result: dict[str, Any] = {"object": "list", "data": data, "model": body["model"]}
+        if not directives.no_usage:
+            tokens = sum(count_tokens(i) if isinstance(i, str) else len(i) for i in items)
+            result["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
+        await _send_json(send, 200, result)
+
+    # --- responses API ----------------------------------------------------------------------
+
+    async def _responses(self, body: dict[str, Any], send: Send) -> None:
+        messages = _responses_messages(body)
+        prompt = last_user_text(messages)
+        directives = parse_directives(prompt)
+        await self._apply(directives)
+        content, finish = plan_text(prompt, directives, body.get("max_output_tokens"))
+        pieces = split_pieces(content)
+        status = "completed" if finish == "stop" else "incomplete"
+        item_id, created = new_id("msg_"), int(time.time())
+        part = {"type": "output_text", "text": content, "annotations": [], "logprobs": []}
+        item: dict[str, Any] = {"type": "message", "id": item_id, "status": "completed"}
+        item |= {"role": "assistant", "content": [part]}
+        response = response_object(new_id("resp_"), created, body, status, [item])
+        if not directives.no_usage:
+            response["usage"] = responses_usage(prompt_tokens(messages), len(pieces))
+        if not body.get("stream"):
+            await _send_json(send, 200, response)
+            return
+        stream = _EventStream(send, self.settings.chunk_delay_ms)
+        await stream.start()
+        await _stream_response(stream, response, item, pieces, directives)
+
+
+# --- streaming ----------------------------------------------------------------------------
+
+
+async def _stream_chat(
+    stream: _EventStream,
+    base: dict[str, Any],
+    replies: list[Reply],
+    usage: dict[str, Any] | None,
+    directives: Directives,
+) -> None:
+    """Emit chunks like OpenAI; with include_usage every chunk has `usage: null` until the last."""
+
+    def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+        frame = {"object": "chat.completion.chunk", **base, "choices": [choice]}
+        return frame if usage is None else {**frame, "usage": None}
+
+    budget = directives.disconnect_after
+    for index, reply in enumerate(replies):
+        first, *rest = stream_deltas(reply)
+        await stream.send_json(chunk(index, first))
+        for delta in rest:
+            budget = _spend(budget)
+            await stream.send_json(chunk(index, delta))
+        _spend(budget, final=True)
+        await stream.send_json(chunk(index, {}, reply.finish_reason))
+    if usage is not None:
+        await stream.send_json(
+            {"object": "chat.completion.chunk", **base, "choices": [], "usage": usage}
+        )
+    await stream.send(b"[DONE]")
+    await stream.end()
+
+
+def _spend(budget: int | None, final: bool = False) -> int | None:
+    """Count down `disconnect_after`; at zero, abort the response mid-stream."""
+    if budget is None:
+        return None
+    if budget <= 0:
+        raise MockDisconnect("mock disconnect_after directive")
+    return budget if final else budget - 1
+
+
+# --- responses helpers ----------------------------------------------------------------------
+
+
+def _responses_messages(body: dict[str, Any]) -> list[Any]:
+    """`input` (a string or a list of message items) plus `instructions`, as chat messages."""
+    raw = body.get("input")
+    if isinstance(raw, str):
+        messages: list[Any] = [{"role": "user", "content": raw}]
+    elif isinstance(raw, list):
+        messages = [item for item in raw if isinstance(item, dict)]
+    else:
+        raise _MockError(400, "'input' must be a string or an array.", param="input")
+    if isinstance(body.get("instructions"), str):
+        messages.insert(0, {"role": "system", "content": body["instructions"]})
+    return messages
+
+
+async def _stream_response(
+    stream: _EventStream,
+    response: dict[str, Any],
+    item: dict[str, Any],
+    pieces: list[str],
+    directives: Directives,
+) -> None:
+    """The Responses API event sequence, each as `event: <type>` + `data: {...}` (no [DONE])."""
+    sequence = 0
+
+    async def emit(kind: str, **fields: Any) -> None:
+        nonlocal sequence
+        await stream.send_json({"type": kind, **fields, "sequence_number": sequence}, event=kind)
+        sequence += 1
+
+    # Snapshots before completion carry no usage: the schema's `usage` is not nullable.
+    pending = {k: v for k, v in response.items() if k != "usage"}
+    pending |= {"status": "in_progress", "completed_at": None, "incomplete_details": None}
+    pending["output"] = []
+    await emit("response.created", response=pending)
+    await emit("response.in_progress", response=pending)
+    where = {"item_id": item["id"], "output_index": 0, "content_index": 0}
+    part = item["content"][0]
+    await emit(
+        "response.output_item.added",
+        output_index=0,
+        item={**item, "status": "in_progress", "content": []},
+    )
+    await emit("response.content_part.added", **where, part={**part, "text": ""})
+    budget = directives.disconnect_after
+    for piece in pieces:
+        budget = _spend(budget)
+        await emit("response.output_text.delta", **where, delta=piece, logprobs=[])
+    _spend(budget, final=True)
+    await emit("response.output_text.done", **where, text=part["text"], logprobs=[])
+    await emit("response.content_part.done", **where, part=part)
+    await emit("response.output_item.done", output_index=0, item=item)
+    done = "response.completed" if response["status"] == "completed" else "response.incomplete"
+    await emit(done, response=response)
+    await stream.end()
+
+
+# --- embeddings and models helpers ----------------------------------------------------------
+
+
+def _embedding_inputs(raw: Any) -> list[str | list[int]]:
+    """A string, strings, a token array or token arrays -> one list of items to embed."""
+    if isinstance(raw, str):
+        return [raw]
+    if isinstance(raw, list) and raw:
+        if all(isinstance(x, str) for x in raw):
+            return list(raw)
+        if all(isinstance(x, int) for x in raw):
+            return [list(raw)]
+        if all(isinstance(x, list) and x and all(isinstance(t, int) for t in x) for x in raw):
+            return [list(x) for x in raw]
+    raise _MockError(400, "'input' must be a string, strings or token arrays.", param="input")
+
+
+# --- ASGI plumbing --------------------------------------------------------------------------
+
+
+class _EventStream:
+    """A `text/event-stream` response, with `chunk_delay_ms` between events."""
+
+    def __init__(self, send: Send, delay_ms: float):
+        self._send, self._delay, self._count = send, delay_ms / 1000, 0
+
+    async def start(self) -> None:
+        headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+        headers.append((b"x-request-id", new_id("req_").encode()))
+        await self._send({"type": "http.response.start", "status": 200, "headers": headers})
+
+    async def send(self, data: bytes, event: str | None = None) -> None:
+        if self._count and self._delay:
+            await asyncio.sleep(self._delay)
+        self._count += 1
+        frame = b"data: " + data + b"\n\n"
+        if event is not None:
+            frame = b"event: " + event.encode() + b"\n" + frame
+        await self._send({"type": "http.response.body", "body": frame, "more_body": True})
+
+    async def send_json(self, obj: Any, event: str | None = None) -> None:
+        await self.send(orjson.dumps(obj), event)
+
+    async def end(self) -> None:
+        await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _parse_body(raw: bytes, deployment: str | None) -> dict[str, Any]:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise _MockError(
+            400, "We could not parse the JSON body of your request.", "invalid_json"
+        ) from None
+    if not isinstance(body, dict):
+        raise _MockError(400, "The request body must be a JSON object.", "invalid_json")
+    if deployment is not None:
+        body["model"] = deployment  # Azure: the deployment, not the body, names the model
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        raise _MockError(
+            400, "you must provide a model parameter", "missing_required_parameter", "model"
+        )
+    return body
+
+
+async def _send_json(
+    send: Send, status: int, obj: Any, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    payload = orjson.dumps(obj)
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+        (b"x-request-id", new_id("req_").encode()),
+        *(extra or []),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def _send_error(send: Send, exc: _MockError) -> None:
+    fallback = "server_error" if exc.status >= 500 else "invalid_request_error"
+    kind, default_code = _ERROR_KINDS.get(exc.status, (fallback, None))
+    error = {
+        "message": exc.message,
+        "type": kind,
+        "param": exc.param,
+        "code": exc.code or default_code,
+    }
+    extra = [(b"retry-after", b"1")] if exc.status == 429 else None
+    await _send_json(send, exc.status, {"error": error}, extra)
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    # Nothing to set up, but answer so servers started with lifespan="on" don't complain.
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,0 +1,158 @@
+"""One factory builds everything a process needs; nothing lives in module globals.
+
+The server, the demo and the embedded CLI all open a `Runtime`; only a serving runtime starts the
+ledger writer and the watcher that reloads keys and providers when another process changed them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from keystead.config.load import LoadedConfig
+from keystead.keys.hashing import KeyHasher
+from keystead.keys.naming import NamingRule
+from keystead.pipeline.identify import KeyTable
+from keystead.providers.base import Provider
+from keystead.providers.registry import (
+    ProviderRegistry,
+    ProviderSpec,
+    build_provider,
+    resolve_secret,
+)
+from keystead.providers.transport import HttpTransport
+from keystead.state.counters import Counters, MemoryCounters
+from keystead.state.sql_store import SQLStore
+from keystead.state.store import Store
+from keystead.usage.ledger import LedgerWriter
+from keystead.usage.prices import PriceBook
+from keystead.vault.envelope import MasterKey, VaultError
+from keystead.vault.store import Vault, load_master_key
+
+__all__ = ["ProviderStatus", "Runtime"]
+
+log = logging.getLogger("keystead.runtime")
+
+KEYS_VERSION = "keys"
+PROVIDERS_VERSION = "providers"
+
+
+@dataclass(frozen=True)
+class ProviderStatus:
+    spec: ProviderSpec
+    error: str | None  # why it is not usable, if it is not
+
+
+class Runtime:
+    def __init__(self, loaded: LoadedConfig, store: Store, counters: Counters, vault: Vault,
+                 hasher: KeyHasher):
+        self.loaded = loaded
+        self.config = loaded.config
+        self.store = store
+        self.counters = counters
+        self.vault = vault
+        self.hasher = hasher
+        self.keys = KeyTable(hasher)
+        self.naming = NamingRule(self.config.keys.name_pattern, self.config.keys.name_rule,
+                                 self.config.keys.environments)
+        self.prices = PriceBook(dict(self.config.prices))
+        self.http = HttpTransport(connect_timeout=self.config.server.connect_timeout_s)
+        self.providers = ProviderRegistry(())
+        self.provider_status: dict[str, ProviderStatus] = {}
+        usage = self.config.usage
+        self.ledger = LedgerWriter(store, batch_size=usage.batch_size,
+                                   flush_interval_s=usage.flush_interval_s,
+                                   queue_max=usage.queue_max)
+        self._versions: dict[str, int] = {}
+        self._watcher: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(cls, loaded: LoadedConfig, *, serving: bool,
+                   master: MasterKey | None = None) -> Runtime:
+        config = loaded.config
+        if master is None:
+            key_file = config.vault.master_key_file
+            master = load_master_key(
+                config.vault.master_key.get_secret_value() if config.vault.master_key else None,
+                loaded.resolve_path(key_file) if key_file else None,
+            )
+        url = config.database.url
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////") \
+                and url != "sqlite:///:memory:":
+            url = "sqlite:///" + str(loaded.resolve_path(url[len("sqlite:///"):]))
+        store = SQLStore(url)
+        await store.open()
+        try:
+            vault = Vault(store, master)
+            hasher = KeyHasher(await vault.pepper())
+        except Exception:
+            await store.close()
+            raise
+        runtime = cls(loaded, store, MemoryCounters(), vault, hasher)
+        await runtime.reload_keys()
+        await runtime.reload_providers()
+        if serving:
+            runtime.ledger.start()
+            runtime._watcher = asyncio.get_running_loop().create_task(runtime._watch())
+        return runtime
+
+    async def reload_keys(self) -> None:
+        self._versions[KEYS_VERSION] = await self.store.get_version(KEYS_VERSION)
+        self.keys.replace(await self.store.list_keys())
+
+    async def reload_providers(self) -> None:
+        self._versions[PROVIDERS_VERSION] = await self.store.get_version(PROVIDERS_VERSION)
+        specs = [ProviderSpec.from_config(name, p) for name, p in self.config.providers.items()]
+        specs += [ProviderSpec.from_record(r) for r in await self.store.list_providers()
+                  if r.name not in self.config.providers]
+        built: list[Provider] = []
+        status: dict[str, ProviderStatus] = {}
+        timeout = self.config.server.upstream_timeout_s
+        for spec in specs:
+            try:
+                api_key = await resolve_secret(spec, self.vault)
+            except VaultError as exc:
+                log.error("provider %s is not usable: %s", spec.name, exc)
+                status[spec.name] = ProviderStatus(spec, str(exc))
+                continue
+            built.append(build_provider(spec, api_key, self.http, timeout))
+            status[spec.name] = ProviderStatus(spec, None)
+        old = self.providers
+        self.providers = ProviderRegistry(built)
+        self.provider_status = status
+        # Mock transports are per-provider; the shared HTTP transport stays open.
+        for provider in old.providers.values():
+            if provider.transport is not self.http:
+                await provider.transport.close()
+
+    async def changed(self, name: str) -> None:
+        """Tell every process (this one at once, the others within a second) that `name` changed."""
+        await self.store.bump_version(name)
+        if name == KEYS_VERSION:
+            await self.reload_keys()
+        else:
+            await self.reload_providers()
+
+    async def _watch(self, interval: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                for name, reload in ((KEYS_VERSION, self.reload_keys),
+                                     (PROVIDERS_VERSION, self.reload_providers)):
+                    if await self.store.get_version(name) != self._versions.get(name):
+                        await reload()
+            except Exception:
+                log.exception("reloading keys and providers failed; retrying")
+
+    async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        await self.ledger.close()
+        await self.providers.close()
+        await self.http.close()
+        await self.counters.close()
+        await self.store.close()

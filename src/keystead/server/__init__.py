@@ -1,0 +1,1 @@
+"""The ASGI application: data plane, admin API, health."""

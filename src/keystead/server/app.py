@@ -1,0 +1,119 @@
+"""The ASGI application: thin glue that hands each request to the data plane or the admin API.
+
+Built by one factory (`create_app`); the runtime opens in the lifespan startup and closes in the
+lifespan shutdown, after the server stopped accepting and finished in-flight requests, so the
+usage ledger is flushed last.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from keystead.config.load import LoadedConfig, load_config
+from keystead.errors import RouteNotFound, Unavailable, render
+from keystead.runtime import Runtime
+from keystead.server.admin import create_admin_app
+from keystead.server.dataplane import DataPlane
+from keystead.vault.envelope import MasterKey
+
+__all__ = ["KeysteadApp", "app_from_env", "create_app"]
+
+log = logging.getLogger("keystead.server")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+_JSON = (b"content-type", b"application/json")
+
+
+class KeysteadApp:
+    def __init__(self, loaded: LoadedConfig, master: MasterKey | None = None,
+                 on_ready: Callable[[Runtime], Awaitable[None]] | None = None):
+        self.loaded = loaded
+        self._master = master
+        self._on_ready = on_ready
+        self.runtime: Runtime | None = None
+        self._data: DataPlane | None = None
+        self._admin: Any = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            path: str = scope["path"]
+            if path.startswith("/v1/"):
+                if self._data is None:
+                    return await _plain(send, Unavailable("keystead is starting."))
+                return await self._data(scope, receive, send)
+            if path.startswith("/admin"):
+                if self._admin is None:
+                    return await _plain(send, Unavailable("keystead is starting."))
+                return await self._admin(scope, receive, send)
+            if path in ("/healthz", "/readyz"):
+                ready = self._data is not None
+                status = 200 if ready or path == "/healthz" else 503
+                body = orjson.dumps({"status": "ok" if ready else "starting"})
+                await send({"type": "http.response.start", "status": status, "headers": [_JSON]})
+                return await send({"type": "http.response.body", "body": body})
+            return await _plain(send, RouteNotFound(
+                f"Unknown route {path}.", hint="The OpenAI-compatible API lives under /v1/."))
+        if kind == "lifespan":
+            return await self._lifespan(receive, send)
+
+    async def startup(self) -> Runtime:
+        runtime = await Runtime.open(self.loaded, serving=True, master=self._master)
+        self.runtime = runtime
+        self._admin = create_admin_app(runtime)
+        self._data = DataPlane(runtime)
+        if self._on_ready is not None:
+            await self._on_ready(runtime)
+        return runtime
+
+    async def shutdown(self) -> None:
+        self._data = None
+        if self.runtime is not None:
+            await self.runtime.close()
+            log.info("shutdown complete: usage ledger flushed (%d records written)",
+                     self.runtime.ledger.written)
+            self.runtime = None
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    log.error("startup failed: %s", getattr(exc, "message", None) or exc)
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                try:
+                    await self.shutdown()
+                finally:
+                    await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+async def _plain(send: Send, error: Any) -> None:
+    await send({"type": "http.response.start", "status": error.status, "headers": [_JSON]})
+    await send({"type": "http.response.body", "body": render(error)})
+
+
+def create_app(loaded: LoadedConfig, master: MasterKey | None = None,
+               on_ready: Callable[[Runtime], Awaitable[None]] | None = None) -> KeysteadApp:
+    return KeysteadApp(loaded, master, on_ready)
+
+
+def app_from_env() -> KeysteadApp:
+    """Factory for uvicorn worker processes: the parent passes the config path by environment."""
+    from keystead.logs import configure_logging
+
+    loaded = load_config(os.environ.get("KEYSTEAD_CONFIG") or None)
+    configure_logging(loaded.config.logging.level)
+    return create_app(loaded)

@@ -1,0 +1,280 @@
+"""The data plane: OpenAI-compatible routes, each request down one straight line.
+
+    identify -> read + parse -> admit -> route -> provider -> respond -> settle
+
+The ASGI glue is here; each stage lives in `keystead.pipeline`. Identify runs before the body is
+read, so a client without a valid key cannot make the gateway buffer a large body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from keystead.errors import (
+    GatewayError,
+    InvalidField,
+    MethodNotAllowed,
+    ModelNotFound,
+    RouteNotFound,
+    render,
+)
+from keystead.pipeline import admit
+from keystead.pipeline.context import RequestContext
+from keystead.pipeline.parse import decode_view, read_body
+from keystead.pipeline.relay import (
+    ClientGone,
+    pass_headers,
+    relay_body,
+    relay_stream,
+    upstream_auth_failure,
+    watch_disconnect,
+)
+from keystead.pipeline.rewrite import BodyRewrite, apply
+from keystead.pipeline.settle import estimate_usage, price, settle
+from keystead.providers.base import Endpoint
+from keystead.providers.transport import UpstreamResponse
+
+if TYPE_CHECKING:
+    from keystead.runtime import Runtime
+
+__all__ = ["DataPlane"]
+
+log = logging.getLogger("keystead.dataplane")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+_ROUTES: dict[str, tuple[bytes, Endpoint]] = {
+    "/v1/chat/completions": (b"POST", Endpoint.CHAT),
+    "/v1/embeddings": (b"POST", Endpoint.EMBEDDINGS),
+    "/v1/responses": (b"POST", Endpoint.RESPONSES),
+    "/v1/models": (b"GET", Endpoint.MODELS),
+}
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+_JSON = (b"content-type", b"application/json")
+_ZERO_COST = (b"x-keystead-cost-usd", b"0")
+
+
+def _new_request_id() -> str:
+    return "req_" + os.urandom(12).hex()
+
+
+class DataPlane:
+    def __init__(self, runtime: Runtime):
+        self.rt = runtime
+        self.max_body = runtime.config.server.max_body_bytes
+        self.log_requests = runtime.config.logging.requests
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        route = _ROUTES.get(path)
+        model_id = None
+        if route is None and path.startswith("/v1/models/"):
+            route, model_id = _ROUTES["/v1/models"], path[len("/v1/models/"):]
+        authorization = api_key = request_id = feature = user_agent = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value
+            elif name == b"x-request-id":
+                request_id = value.decode("latin-1")
+            elif name == b"x-keystead-feature":
+                feature = value.decode("latin-1")[:128]
+            elif name == b"user-agent":
+                user_agent = value.decode("latin-1")[:256]
+            elif name == b"api-key":
+                api_key = value
+        if request_id is None or not _REQUEST_ID.fullmatch(request_id):
+            request_id = _new_request_id()
+        client = scope.get("client")
+        endpoint = route[1] if route else Endpoint.MODELS
+        ctx = RequestContext(request_id, endpoint, client[0] if client else None, user_agent,
+                             feature)
+        try:
+            if route is None:
+                raise RouteNotFound(f"Unknown route {scope['method']} {path}.",
+                                    hint="keystead serves /v1/chat/completions, /v1/embeddings, "
+                                         "/v1/responses and /v1/models.")
+            if scope["method"].encode() != route[0]:
+                raise MethodNotAllowed(f"{path} accepts {route[0].decode()}, "
+                                       f"not {scope['method']}.")
+            key = ctx.key = self.rt.keys.identify(authorization, api_key)
+            admit.check_endpoint(key, endpoint)
+            if endpoint is Endpoint.MODELS:
+                await self._models(ctx, send, model_id)
+                return
+            await self._forward(ctx, receive, send)
+        except GatewayError as error:
+            started = ctx.status != 0  # set just before a response starts
+            ctx.status, ctx.error_code = error.status, error.code
+            if not started:
+                await _send_error(send, ctx, error)
+            else:
+                await _stream_error(send, error)
+        except ClientGone:
+            ctx.status, ctx.error_code = 499, "client_disconnected"
+        except Exception:
+            log.exception("unexpected failure in request %s", ctx.request_id)
+            started = ctx.status != 0
+            ctx.status, ctx.error_code = 500, "internal_error"
+            if not started:
+                await _send_error(send, ctx, GatewayError(
+                    "The gateway failed to handle this request.",
+                    hint=f"Quote request id {ctx.request_id} to your platform team."))
+        finally:
+            if ctx.usage is None and ctx.completion_text is not None:  # a stream cut short
+                await estimate_usage(ctx, None)
+                price(ctx, self.rt.prices)
+            settle(ctx, self.rt.ledger, self.log_requests)
+
+    async def _forward(self, ctx: RequestContext, receive: Receive, send: Send) -> None:
+        """Everything from the body to the answer."""
+        key = ctx.key
+        assert key is not None
+        limit = self.max_body if key.max_body_bytes is None else min(self.max_body,
+                                                                       key.max_body_bytes)
+        body = await read_body(receive, limit)
+        view = ctx.view = decode_view(ctx.endpoint, body)
+        ctx.model = view.model
+        admit.check_model(key, view.model)
+        provider, upstream_model = self.rt.providers.resolve(view.model)
+        if not provider.capabilities.supports(ctx.endpoint):
+            raise ModelNotFound(
+                f"Model {view.model!r} is served by provider {provider.name}, which does not "
+                f"offer /v1/{ctx.endpoint.value.replace('.', '/')}.",
+                param="model", hint="Use a model of a provider that supports this route.")
+        ctx.provider, ctx.upstream_model = provider, upstream_model
+        rewrite = BodyRewrite()
+        if upstream_model != view.model:
+            rewrite.model = upstream_model
+        had_options = False
+        if ctx.endpoint is Endpoint.CHAT:
+            ctx.stream = bool(view.stream)
+            requested = view.max_completion_tokens if view.max_completion_tokens is not None \
+                else view.max_tokens
+            admit.check_max_tokens(key, requested, "max_completion_tokens"
+                                   if view.max_completion_tokens is not None else "max_tokens")
+            if key.max_tokens is not None and requested is None:
+                rewrite.cap_field = ("max_completion_tokens" if provider.type in ("openai", "azure")
+                                     else "max_tokens")
+                rewrite.cap_value = key.max_tokens
+            if ctx.stream:
+                had_options = view.stream_options is not None
+                ctx.client_asked_usage = bool(had_options and view.stream_options.include_usage)
+                rewrite.force_usage = not ctx.client_asked_usage
+            elif view.stream_options is not None:
+                raise InvalidField("stream_options is only allowed when stream is true.",
+                                   param="stream_options")
+        elif ctx.endpoint is Endpoint.RESPONSES:
+            ctx.stream = bool(view.stream)
+            admit.check_max_tokens(key, view.max_output_tokens, "max_output_tokens")
+            if key.max_tokens is not None and view.max_output_tokens is None:
+                rewrite.cap_field, rewrite.cap_value = "max_output_tokens", key.max_tokens
+        body = apply(body, rewrite, had_options)
+
+        upstream = await provider.send(ctx.endpoint, upstream_model, body, stream=ctx.stream)
+        gone = asyncio.Event()
+        watcher = asyncio.get_running_loop().create_task(watch_disconnect(receive, upstream, gone))
+        try:
+            await self._respond(ctx, upstream, send, gone)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(BaseException):
+                await watcher
+
+    async def _respond(self, ctx: RequestContext, upstream: UpstreamResponse, send: Send,
+                       gone: asyncio.Event) -> None:
+        if upstream.status in (401, 403):
+            await upstream.read()
+            raise upstream_auth_failure(ctx, upstream.status)
+        if ctx.stream and upstream.status == 200:
+            ctx.status = 200
+            headers = [*pass_headers(upstream), (b"x-request-id", ctx.request_id.encode()),
+                       (b"x-keystead-provider", ctx.provider.name.encode())]  # type: ignore[union-attr]
+            await relay_stream(ctx, upstream, send, headers, gone,
+                               lambda: self._cost_comment(ctx))
+            return
+        status, body, headers = await relay_body(ctx, upstream)
+        if gone.is_set():
+            raise ClientGone
+        ctx.status = status
+        if status >= 400:
+            ctx.error_code = f"upstream_http_{status}"
+            body = _ensure_error_envelope(body, status, ctx)
+            headers = [h for h in headers if h[0] != b"content-type"]
+            headers.append(_JSON)
+        elif ctx.usage is None:
+            await estimate_usage(ctx, body)
+        price(ctx, self.rt.prices)
+        headers += [(b"x-request-id", ctx.request_id.encode()),
+                    (b"x-keystead-cost-usd", format(ctx.cost, "f").encode()),
+                    (b"x-keystead-provider", ctx.provider.name.encode())]  # type: ignore[union-attr]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    def _cost_comment(self, ctx: RequestContext) -> bytes:
+        # Headers left before the stream's usage was known: the cost travels as an SSE comment,
+        # which every SSE client ignores and a curious one can read.
+        if ctx.usage is None:
+            return b""
+        price(ctx, self.rt.prices)
+        return b": x-keystead-cost-usd " + format(ctx.cost, "f").encode() + b"\n\n"
+
+    async def _models(self, ctx: RequestContext, send: Send, model_id: str | None) -> None:
+        key = ctx.key
+        assert key is not None
+        listed = [(model, provider) for model, provider in self.rt.providers.listed_models()
+                  if admit.model_allowed(key, model)]
+        if model_id is not None:
+            ctx.model = model_id
+            match = next(((m, p) for m, p in listed if m == model_id), None)
+            if match is None:
+                raise ModelNotFound(f"The model {model_id!r} does not exist or this key may "
+                                    "not use it.", param="model")
+            document: dict[str, Any] = _model_object(*match)
+        else:
+            document = {"object": "list", "data": [_model_object(m, p) for m, p in listed]}
+        ctx.status = 200
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [_JSON, (b"x-request-id", ctx.request_id.encode()), _ZERO_COST]})
+        await send({"type": "http.response.body", "body": orjson.dumps(document)})
+
+
+def _model_object(model: str, provider: Any) -> dict[str, Any]:
+    return {"id": model, "object": "model", "created": 0, "owned_by": provider.name}
+
+
+def _ensure_error_envelope(body: bytes, status: int, ctx: RequestContext) -> bytes:
+    """Upstream errors pass through when they are OpenAI-shaped; anything else is wrapped."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        document = None
+    if isinstance(document, dict) and isinstance(document.get("error"), dict):
+        return body
+    name = ctx.provider.name if ctx.provider else "?"
+    return orjson.dumps({"error": {
+        "message": f"Provider {name} answered HTTP {status} without an OpenAI error body.",
+        "type": "upstream_error", "param": None, "code": f"upstream_http_{status}"}})
+
+
+async def _send_error(send: Send, ctx: RequestContext, error: GatewayError) -> None:
+    headers = [_JSON, (b"x-request-id", ctx.request_id.encode()), _ZERO_COST, *error.headers()]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": render(error)})
+
+
+async def _stream_error(send: Send, error: GatewayError) -> None:
+    # The status line is gone already; an error event is what OpenAI sends mid-stream, and the
+    # SDKs raise it as an APIError.
+    with contextlib.suppress(Exception):
+        await send({"type": "http.response.body",
+                    "body": b"data: " + render(error) + b"\n\n", "more_body": False})

@@ -1,0 +1,1 @@
+"""State behind two narrow interfaces: the durable `Store` and the hot `Counters`."""

@@ -1,0 +1,97 @@
+"""Initial schema: keys, providers, vault secrets, meta, usage ledger.
+
+Revision ID: 0001
+Revises:
+Create Date: 2026-11-23
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "keys",
+        sa.Column("id", sa.String(16), primary_key=True),
+        sa.Column("name", sa.String(128), nullable=False, unique=True),
+        sa.Column("key_hash", sa.String(64), nullable=False),
+        sa.Column("env", sa.String(32), nullable=False),
+        sa.Column("team", sa.String(64)),
+        sa.Column("owner", sa.String(256)),
+        sa.Column("description", sa.Text),
+        sa.Column("models", sa.JSON),
+        sa.Column("endpoints", sa.JSON),
+        sa.Column("max_tokens", sa.Integer),
+        sa.Column("max_body_bytes", sa.Integer),
+        sa.Column("created_at", sa.Float, nullable=False),
+        sa.Column("expires_at", sa.Float),
+        sa.Column("revoked_at", sa.Float),
+        sa.Column("revoked_reason", sa.Text),
+        sa.Column("last_used_at", sa.Float),
+    )
+    op.create_table(
+        "providers",
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("type", sa.String(32), nullable=False),
+        sa.Column("base_url", sa.Text),
+        sa.Column("api_key_ref", sa.String(256)),
+        sa.Column("models", sa.JSON, nullable=False),
+        sa.Column("deployments", sa.JSON, nullable=False),
+        sa.Column("api_version", sa.String(32)),
+        sa.Column("supports_responses", sa.Boolean),
+        sa.Column("created_at", sa.Float, nullable=False),
+    )
+    op.create_table(
+        "vault_secrets",
+        sa.Column("id", sa.String(128), primary_key=True),
+        sa.Column("wrapped_key", sa.LargeBinary, nullable=False),
+        sa.Column("ciphertext", sa.LargeBinary, nullable=False),
+        sa.Column("master_key_id", sa.String(32), nullable=False),
+        sa.Column("updated_at", sa.Float, nullable=False),
+    )
+    op.create_table(
+        "meta",
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("value", sa.BigInteger, nullable=False),
+    )
+    op.create_table(
+        "usage",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+                  autoincrement=True),
+        sa.Column("request_id", sa.String(128), nullable=False),
+        sa.Column("ts", sa.Float, nullable=False),
+        sa.Column("endpoint", sa.String(64), nullable=False),
+        sa.Column("status", sa.Integer, nullable=False),
+        sa.Column("key_id", sa.String(16)),
+        sa.Column("key_name", sa.String(128)),
+        sa.Column("team", sa.String(64)),
+        sa.Column("env", sa.String(32)),
+        sa.Column("feature", sa.String(128)),
+        sa.Column("route", sa.String(128)),
+        sa.Column("model_requested", sa.String(256)),
+        sa.Column("model_served", sa.String(256)),
+        sa.Column("provider", sa.String(64)),
+        sa.Column("prompt_tokens", sa.Integer, nullable=False),
+        sa.Column("completion_tokens", sa.Integer, nullable=False),
+        sa.Column("cached_tokens", sa.Integer, nullable=False),
+        sa.Column("cost_nanousd", sa.BigInteger, nullable=False),
+        sa.Column("latency_ms", sa.Float, nullable=False),
+        sa.Column("ttft_ms", sa.Float),
+        sa.Column("error_code", sa.String(64)),
+        sa.Column("stream", sa.Boolean, nullable=False),
+        sa.Column("client_ip", sa.String(64)),
+        sa.Column("user_agent", sa.String(256)),
+        sa.Column("usage_estimated", sa.Boolean, nullable=False),
+    )
+    op.create_index("ix_usage_ts", "usage", ["ts"])
+    op.create_index("ix_usage_key_ts", "usage", ["key_id", "ts"])
+
+
+def downgrade() -> None:
+    for table in ("usage", "meta", "vault_secrets", "providers", "keys"):
+        op.drop_table(table)

@@ -1,0 +1,78 @@
+"""The durable-state interface. Callers know this Protocol, never the backend behind it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Literal, Protocol
+
+from keystead.state.records import KeyRecord, ProviderRecord, SealedRecord, UsageRecord
+
+__all__ = ["DuplicateName", "GroupBy", "Store", "UsageRow"]
+
+GroupBy = Literal["key", "team", "model", "feature", "day", "env", "provider", "endpoint"]
+
+
+class DuplicateName(Exception):
+    """A record with that name exists already."""
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    group: str | None
+    requests: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    cost_usd: Decimal
+    avg_latency_ms: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "group": self.group,
+            "requests": self.requests,
+            "errors": self.errors,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cached_tokens": self.cached_tokens,
+            "cost_usd": format(self.cost_usd, "f"),
+            "avg_latency_ms": round(self.avg_latency_ms, 2),
+        }
+
+
+class Store(Protocol):
+    async def open(self) -> None:
+        """Connect and bring the schema to the latest migration."""
+
+    async def close(self) -> None: ...
+
+    # keys
+    async def insert_key(self, key: KeyRecord) -> None: ...
+    async def get_key(self, key_id: str) -> KeyRecord | None: ...
+    async def find_key_by_name(self, name: str) -> KeyRecord | None: ...
+    async def list_keys(self) -> list[KeyRecord]: ...
+    async def update_key(self, key_id: str, **changes: Any) -> KeyRecord | None: ...
+    async def touch_keys(self, last_used: dict[str, float]) -> None: ...
+
+    # providers
+    async def insert_provider(self, provider: ProviderRecord) -> None: ...
+    async def list_providers(self) -> list[ProviderRecord]: ...
+    async def delete_provider(self, name: str) -> bool: ...
+
+    # vault
+    async def put_secret(self, sealed: SealedRecord) -> None: ...
+    async def get_secret(self, secret_id: str) -> SealedRecord | None: ...
+    async def list_secrets(self) -> list[SealedRecord]: ...
+    async def delete_secret(self, secret_id: str) -> None: ...
+
+    # change counters, polled by running servers to reload their in-memory tables
+    async def get_version(self, name: str) -> int: ...
+    async def bump_version(self, name: str) -> int: ...
+
+    # usage ledger
+    async def insert_usage(self, records: Sequence[UsageRecord]) -> None: ...
+    async def query_usage(self, group_by: GroupBy, since: float,
+                          until: float | None = None) -> list[UsageRow]: ...
+    async def recent_usage(self, limit: int, key_id: str | None = None) -> list[UsageRecord]: ...

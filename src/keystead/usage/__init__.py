@@ -1,0 +1,1 @@
+"""Usage: prices, token counting, the ledger writer, reports."""

@@ -1,0 +1,89 @@
+"""Token counts when the provider gives none: no usage in the body, or a stream cut short.
+
+Counted offline with the shipped tokenizers, and flagged `usage_estimated` in the ledger.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from keystead.usage.prices import TokenUsage
+from keystead.usage.tokens import count_chat_prompt, count_text
+
+__all__ = ["estimate_chat", "estimate_embeddings", "estimate_responses", "streamed_text"]
+
+
+def _loads(raw: bytes | None) -> Any:
+    if not raw:
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _message_text(document: Any) -> str:
+    parts: list[str] = []
+    for choice in (document or {}).get("choices") or []:
+        message = choice.get("message") or {}
+        if isinstance(message.get("content"), str):
+            parts.append(message["content"])
+        for call in message.get("tool_calls") or []:
+            parts.append((call.get("function") or {}).get("arguments") or "")
+    return "".join(parts)
+
+
+def streamed_text(payloads: list[bytes]) -> str:
+    """The text generated so far in a chat or Responses stream, from its data payloads."""
+    parts: list[str] = []
+    for payload in payloads:
+        event = _loads(payload)
+        if not isinstance(event, dict):
+            continue
+        if isinstance(event.get("delta"), str):  # Responses API: response.output_text.delta
+            parts.append(event["delta"])
+            continue
+        for choice in event.get("choices") or []:
+            delta = choice.get("delta") or {}
+            if isinstance(delta.get("content"), str):
+                parts.append(delta["content"])
+            for call in delta.get("tool_calls") or []:
+                parts.append((call.get("function") or {}).get("arguments") or "")
+    return "".join(parts)
+
+
+def estimate_chat(model: str, messages: bytes | None, tools: bytes | None,
+                  response_body: bytes | None = None, streamed: str | None = None) -> TokenUsage:
+    prompt = count_chat_prompt(_loads(messages), model, _loads(tools))
+    text = streamed if streamed is not None else _message_text(_loads(response_body))
+    completion = count_text(text, model) if text else 0
+    return TokenUsage(prompt_tokens=prompt, completion_tokens=completion)
+
+
+def estimate_embeddings(model: str, raw_input: bytes | None) -> TokenUsage:
+    value = _loads(raw_input)
+    if isinstance(value, str):
+        return TokenUsage(prompt_tokens=count_text(value, model))
+    if isinstance(value, list):
+        total = 0
+        for item in value:
+            if isinstance(item, str):
+                total += count_text(item, model)
+            elif isinstance(item, int):
+                total += 1
+            elif isinstance(item, list):
+                total += len(item)
+        return TokenUsage(prompt_tokens=total)
+    return TokenUsage()
+
+
+def estimate_responses(model: str, raw_input: bytes | None, streamed: str | None) -> TokenUsage:
+    value = _loads(raw_input)
+    if isinstance(value, str):
+        prompt = count_text(value, model)
+    else:
+        prompt = count_chat_prompt(value, model) if isinstance(value, list) else 0
+    return TokenUsage(prompt_tokens=prompt,
+                      completion_tokens=count_text(streamed, model) if streamed else 0)

@@ -1,0 +1,90 @@
+"""The usage ledger writer: records leave the request path through a queue (P11, P21).
+
+A background task takes records off the queue and writes them in batches: when the batch is full
+or the flush interval has passed. `close()` drains everything still queued, so a SIGTERM that
+reaches the lifespan shutdown loses no record. A failed write is retried; records are dropped only
+when the queue overflows, and then a log line says how many.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from keystead.state.records import UsageRecord
+from keystead.state.store import Store
+
+__all__ = ["LedgerWriter"]
+
+log = logging.getLogger("keystead.ledger")
+
+
+class LedgerWriter:
+    def __init__(self, store: Store, *, batch_size: int = 500, flush_interval_s: float = 1.0,
+                 queue_max: int = 100_000):
+        self._store = store
+        self._batch_size = batch_size
+        self._interval = flush_interval_s
+        self._queue_max = queue_max
+        self._pending: list[UsageRecord] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.dropped = 0
+        self.written = 0
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="keystead-ledger")
+
+    def record(self, record: UsageRecord) -> None:
+        """Queue one record. Never blocks and never raises on the request path."""
+        if len(self._pending) >= self._queue_max:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.error("usage queue full: %d records dropped so far", self.dropped)
+            return
+        self._pending.append(record)
+        if len(self._pending) >= self._batch_size:
+            self._wakeup.set()
+
+    @property
+    def queued(self) -> int:
+        return len(self._pending)
+
+    async def flush(self) -> None:
+        """Write everything queued now (tests, reports that must see the latest requests)."""
+        while self._pending:
+            await self._write_batch()
+
+    async def close(self) -> None:
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        await self.flush()
+
+    async def _run(self) -> None:
+        while not self._closing:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), self._interval)
+            self._wakeup.clear()
+            if self._pending:
+                try:
+                    await self._write_batch()
+                except Exception:  # the writer must outlive a database hiccup
+                    log.exception("usage batch write failed; retrying")
+                    await asyncio.sleep(min(self._interval, 1.0))
+
+    async def _write_batch(self) -> None:
+        batch = self._pending[: self._batch_size]
+        last_used: dict[str, float] = {}
+        for record in batch:
+            if record.key_id is not None and record.ts > last_used.get(record.key_id, 0.0):
+                last_used[record.key_id] = record.ts
+        await self._store.insert_usage(batch)
+        # Only after the write succeeded: a failed batch stays queued for the retry.
+        del self._pending[: len(batch)]
+        self.written += len(batch)
+        await self._store.touch_keys(last_used)

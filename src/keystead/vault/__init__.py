@@ -1,0 +1,1 @@
+"""Provider keys sealed with envelope encryption."""
