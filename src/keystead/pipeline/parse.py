@@ -17,6 +17,10 @@ from keystead.providers.base import Endpoint
 __all__ = ["ChatView", "EmbeddingsView", "ResponsesView", "decode_view", "read_body"]
 
 
+# msgspec.Raw cannot sit in a union with None; a raw JSON null is the "absent" value.
+_NULL = msgspec.Raw(b"null")
+
+
 class StreamOptions(msgspec.Struct):
     include_usage: bool | None = None
 
@@ -28,7 +32,7 @@ class ChatView(msgspec.Struct):
     stream_options: StreamOptions | None = None
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
-    tools: msgspec.Raw | None = None
+    tools: msgspec.Raw = _NULL
 
 
 class EmbeddingsView(msgspec.Struct):
@@ -38,7 +42,7 @@ class EmbeddingsView(msgspec.Struct):
 
 class ResponsesView(msgspec.Struct):
     model: str
-    input: msgspec.Raw | None = None
+    input: msgspec.Raw = _NULL
     stream: bool | None = None
     max_output_tokens: int | None = None
 

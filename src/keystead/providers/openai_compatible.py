@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from keystead.providers.base import Endpoint, Provider
 
-__all__ = ["OpenAICompatibleProvider", "OpenAIProvider"]
+__all__ = ["MockProvider", "OpenAICompatibleProvider", "OpenAIProvider"]
 
 _PATHS = {
     Endpoint.CHAT: "/chat/completions",
@@ -26,3 +26,9 @@ class OpenAICompatibleProvider(Provider):
 
 class OpenAIProvider(OpenAICompatibleProvider):
     type = "openai"
+
+
+class MockProvider(OpenAICompatibleProvider):
+    """The built-in mock upstream; priced as OpenAI, whose model names it answers to."""
+
+    type = "mock"

@@ -17,7 +17,11 @@ from keystead.errors import ModelNotFound
 from keystead.providers.azure import AzureProvider
 from keystead.providers.base import Capabilities, Provider
 from keystead.providers.mock_upstream import MockSettings, create_mock_app
-from keystead.providers.openai_compatible import OpenAICompatibleProvider, OpenAIProvider
+from keystead.providers.openai_compatible import (
+    MockProvider,
+    OpenAICompatibleProvider,
+    OpenAIProvider,
+)
 from keystead.providers.transport import ASGITransport, Transport
 from keystead.state.records import ProviderRecord
 from keystead.vault.envelope import VaultError
@@ -92,7 +96,7 @@ def build_provider(spec: ProviderSpec, api_key: str | None, http: Transport,
             **({"models": spec.models} if spec.models else {}),
         )
         models = spec.models or settings.models
-        return OpenAICompatibleProvider(
+        return MockProvider(
             spec.name, base_url=spec.base_url or MOCK_BASE_URL, api_key=api_key, models=models,
             transport=ASGITransport(create_mock_app(settings)) if not spec.base_url else http,
             read_timeout=read_timeout,

@@ -29,6 +29,7 @@ class LedgerWriter:
         self._queue_max = queue_max
         self._pending: list[UsageRecord] = []
         self._wakeup = asyncio.Event()
+        self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.dropped = 0
@@ -78,13 +79,20 @@ class LedgerWriter:
                     await asyncio.sleep(min(self._interval, 1.0))
 
     async def _write_batch(self) -> None:
-        batch = self._pending[: self._batch_size]
-        last_used: dict[str, float] = {}
-        for record in batch:
-            if record.key_id is not None and record.ts > last_used.get(record.key_id, 0.0):
-                last_used[record.key_id] = record.ts
-        await self._store.insert_usage(batch)
-        # Only after the write succeeded: a failed batch stays queued for the retry.
-        del self._pending[: len(batch)]
-        self.written += len(batch)
-        await self._store.touch_keys(last_used)
+        # One writer at a time: `flush()` and the background task must not write a batch twice.
+        async with self._lock:
+            batch = self._pending[: self._batch_size]
+            if not batch:
+                return
+            del self._pending[: len(batch)]
+            try:
+                await self._store.insert_usage(batch)
+            except BaseException:
+                self._pending[0:0] = batch  # back to the front, for the retry
+                raise
+            self.written += len(batch)
+            last_used: dict[str, float] = {}
+            for record in batch:
+                if record.key_id is not None and record.ts > last_used.get(record.key_id, 0.0):
+                    last_used[record.key_id] = record.ts
+            await self._store.touch_keys(last_used)

@@ -83,18 +83,18 @@ class PriceBook:
             cached = override.cached_input_per_mtok
             return _Rates(override.input_per_mtok, override.output_per_mtok,
                           override.input_per_mtok if cached is None else cached)
-        provider_id = _PROVIDER_IDS.get(provider_type)
-        try:
-            result = genai_prices.calc_price(Usage(input_tokens=0, output_tokens=0),
-                                             model_ref=model, provider_id=provider_id)
-        except LookupError:
-            if provider_id is None:
-                return None
-            try:  # an OpenAI-compatible server running a known model by its usual name
+        # The provider's own table first; for OpenAI-compatible servers, whoever is known to
+        # publish the model (a self-hosted llama has no price), then OpenAI's names.
+        candidates = (_PROVIDER_IDS.get(provider_type), None, "openai")
+        for provider_id in dict.fromkeys(candidates):
+            try:
                 result = genai_prices.calc_price(Usage(input_tokens=0, output_tokens=0),
-                                                 model_ref=model)
+                                                 model_ref=model, provider_id=provider_id)
+                break
             except LookupError:
-                return None
+                continue
+        else:
+            return None
         price = result.model_price
         values = (price.input_mtok, price.output_mtok, price.cache_read_mtok)
         if all(v is None or isinstance(v, Decimal) for v in values) and \
