@@ -1,0 +1,56 @@
+"""The things being measured, each started the way a user would start it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.load import CHAT_BODY
+from bench.procs import Proc, free_port, wait_http
+
+
+@dataclass
+class Target:
+    name: str
+    url: str  # the chat completions URL to load
+    key: str | None
+    proc: Proc | None
+    cold_start_s: float | None
+
+
+def _keystead(*args: str, cwd: Path, stdin: str | None = None) -> str:
+    return subprocess.run([sys.executable, "-m", "keystead", *args], cwd=cwd, check=True,
+                          capture_output=True, text=True, input=stdin).stdout
+
+
+def start_keystead(upstream: str, *, cpu: str | None, workers: int = 1,
+                   name: str = "keystead") -> Target:
+    """`keystead serve` with its default policy, proxying to `upstream`."""
+    root = Path(tempfile.mkdtemp(prefix="keystead-bench-"))
+    _keystead("init", str(root), cwd=root)
+    config = root / "keystead.yaml"
+    text = config.read_text()
+    start = text.index("providers:")
+    end = text.index("# Prices override")
+    config.write_text(text[:start] + f"""providers:
+  bench:
+    type: openai-compatible
+    base_url: {upstream}/v1
+    models: [gpt-4o-mini]
+
+""" + text[end:])
+    created = json.loads(_keystead("keys", "create", "dev-bench-load", "--team", "bench",
+                                   "--json", cwd=root))
+    port = free_port()
+    started = time.perf_counter()
+    proc = Proc.start(name, [sys.executable, "-m", "keystead", "serve", "--port", str(port),
+                             "--workers", str(workers)], cpu=cpu, cwd=str(root))
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    wait_http(url, method="POST", body=CHAT_BODY.encode(),
+              headers={"authorization": f"Bearer {created['key']}"})
+    return Target(name, url, created["key"], proc, round(time.perf_counter() - started, 3))
