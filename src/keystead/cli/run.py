@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import signal
 import sys
 from pathlib import Path
 
@@ -17,13 +18,32 @@ from keystead.vault.envelope import MasterKey
 from keystead.vault.store import load_master_key
 
 
-def _uvicorn_config(app: object, host: str, port: int, grace: float, **extra: object) -> object:
+def _uvicorn_config(app: object, host: str, port: int, grace: int, **extra: object) -> object:
     import uvicorn
 
     loop = "uvloop" if sys.platform != "win32" else "asyncio"
     return uvicorn.Config(app, host=host, port=port, loop=loop, http="httptools",  # type: ignore[arg-type]
                           lifespan="on", log_config=None, access_log=False,
                           timeout_graceful_shutdown=grace, server_header=False, **extra)  # type: ignore[arg-type]
+
+
+def _exit_cleanly(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
+def _run_server(server: object) -> None:
+    """Run a uvicorn server; after a SIGTERM and a graceful shutdown the process exits 0.
+
+    uvicorn handles SIGTERM itself (drain, lifespan shutdown, ledger flushed), then restores the
+    previous handler and raises the signal again: with the default handler the process would die
+    "killed by SIGTERM" (-15, shell status 143) after a clean shutdown, which supervisors and
+    scripts read as a failure.
+    """
+    previous = signal.signal(signal.SIGTERM, _exit_cleanly)
+    try:
+        server.run()  # type: ignore[attr-defined]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @click.command("serve")
@@ -46,7 +66,7 @@ def serve(state: State, host: str | None, port: int | None, workers: int | None)
     host = host or config.server.host
     port = config.server.port if port is None else port
     workers = workers or config.server.workers
-    grace = config.server.shutdown_grace_s
+    grace = round(config.server.shutdown_grace_s)
     if workers > 1:
         if loaded.path is not None:
             os.environ["KEYSTEAD_CONFIG"] = str(loaded.path.resolve())
@@ -58,7 +78,7 @@ def serve(state: State, host: str | None, port: int | None, workers: int | None)
     from keystead.server.app import create_app
 
     server = uvicorn.Server(_uvicorn_config(create_app(loaded), host, port, grace))  # type: ignore[arg-type]
-    server.run()
+    _run_server(server)
     if not server.started:
         sys.exit(3)
 
@@ -111,8 +131,8 @@ def demo(port: int, host: str, directory: Path) -> None:
         announce(key, f"http://{host}:{port}", token, directory)
 
     app = create_app(loaded, master=master, on_ready=on_ready)
-    server = uvicorn.Server(_uvicorn_config(app, host, port, 5.0))  # type: ignore[arg-type]
-    server.run()
+    server = uvicorn.Server(_uvicorn_config(app, host, port, 5))  # type: ignore[arg-type]
+    _run_server(server)
     if not server.started:
         sys.exit(3)
 

@@ -51,13 +51,14 @@ class LoadedConfig:
         return path if path.is_absolute() else self.base_dir / path
 
 
-def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+def find_config_file(explicit: str | os.PathLike[str] | None = None,
+                     environ: Mapping[str, str] | None = None) -> Path | None:
     if explicit:
         path = Path(explicit)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
         return path
-    from_env = os.environ.get("KEYSTEAD_CONFIG")
+    from_env = (os.environ if environ is None else environ).get("KEYSTEAD_CONFIG")
     if from_env:
         path = Path(from_env)
         if not path.is_file():
@@ -69,7 +70,7 @@ def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | N
 
 def load_config(explicit: str | os.PathLike[str] | None = None,
                 environ: Mapping[str, str] | None = None) -> LoadedConfig:
-    path = find_config_file(explicit)
+    path = find_config_file(explicit, environ)
     env = dict(os.environ if environ is None else environ)
     if path is None:
         return LoadedConfig(parse_config({}, env, source="embedded defaults"), None, Path.cwd())

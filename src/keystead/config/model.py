@@ -48,7 +48,7 @@ class ServerConfig(_Strict):
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     upstream_timeout_s: float = Field(600.0, gt=0)
     connect_timeout_s: float = Field(10.0, gt=0)
-    shutdown_grace_s: float = Field(30.0, ge=0)
+    shutdown_grace_s: int = Field(30, ge=0)
 
 
 class DatabaseConfig(_Strict):

@@ -21,6 +21,7 @@ _ENV_VAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def provider_view(spec: ProviderSpec, error: str | None) -> dict[str, Any]:
+    key: str | None
     if spec.api_key_ref is not None:
         key = spec.api_key_ref if spec.api_key_ref.startswith("env:") else "vault"
     else:

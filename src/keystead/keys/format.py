@@ -55,7 +55,8 @@ def generate_key() -> ParsedKey:
 
 
 def verify_checksum(text: str) -> bool:
-    if len(text) != KEY_LENGTH or not text.startswith(PREFIX):
+    # Not ASCII: no key (and no checksum to compute; the text may come from any header bytes).
+    if len(text) != KEY_LENGTH or not text.isascii() or not text.startswith(PREFIX):
         return False
     return _checksum(text[:-_CHECK_LEN]) == text[-_CHECK_LEN:]
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from keystead.providers.base import Endpoint, Provider
+from keystead.providers.base import Capabilities, Endpoint, Provider
+from keystead.providers.transport import Transport
 
 __all__ = ["AzureProvider"]
 
@@ -12,9 +13,12 @@ _PATHS = {Endpoint.CHAT: "chat/completions", Endpoint.EMBEDDINGS: "embeddings"}
 class AzureProvider(Provider):
     type = "azure"
 
-    def __init__(self, *args: object, deployments: dict[str, str], api_version: str,
-                 **kwargs: object):
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, name: str, *, base_url: str, api_key: str | None,
+                 models: tuple[str, ...], transport: Transport, read_timeout: float,
+                 capabilities: Capabilities, deployments: dict[str, str], api_version: str):
+        super().__init__(name, base_url=base_url, api_key=api_key, models=models,
+                         transport=transport, read_timeout=read_timeout,
+                         capabilities=capabilities)
         self.deployments = deployments
         self.api_version = api_version
 

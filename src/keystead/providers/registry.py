@@ -8,6 +8,7 @@ lookup on the request path.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -47,7 +48,7 @@ class ProviderSpec:
     deployments: dict[str, str] = field(default_factory=dict)
     api_version: str | None = None
     supports_responses: bool | None = None
-    mock: MockConfig = field(default_factory=MockConfig)
+    mock: MockConfig = field(default_factory=lambda: MockConfig())
 
     @classmethod
     def from_config(cls, name: str, config: ProviderConfig) -> ProviderSpec:
@@ -92,28 +93,32 @@ def build_provider(spec: ProviderSpec, api_key: str | None, http: Transport,
         settings = MockSettings(
             latency_ms=spec.mock.latency_ms, chunk_delay_ms=spec.mock.chunk_delay_ms,
             failure_rate=spec.mock.failure_rate, failure_status=spec.mock.failure_status,
-            seed=spec.mock.seed, api_key=api_key,
-            **({"models": spec.models} if spec.models else {}),
+            seed=spec.mock.seed, api_key=api_key, supports_responses=responses is not False,
         )
-        models = spec.models or settings.models
+        if spec.models:
+            settings = dataclasses.replace(settings, models=spec.models)
+        models = settings.models
         return MockProvider(
             spec.name, base_url=spec.base_url or MOCK_BASE_URL, api_key=api_key, models=models,
             transport=ASGITransport(create_mock_app(settings)) if not spec.base_url else http,
             read_timeout=read_timeout,
-            capabilities=Capabilities(responses=True if responses is None else responses))
-    common = {"base_url": spec.base_url or "", "api_key": api_key, "models": spec.models,
-              "transport": http, "read_timeout": read_timeout}
+            capabilities=Capabilities(responses=responses is not False))
+    base_url = spec.base_url or ""
     if spec.type == "azure":
-        return AzureProvider(spec.name, deployments=spec.deployments,
-                             api_version=spec.api_version or "2024-10-21",
+        return AzureProvider(spec.name, base_url=base_url, api_key=api_key, models=spec.models,
+                             transport=http, read_timeout=read_timeout,
                              capabilities=Capabilities(responses=bool(responses),
                                                        list_models=False),
-                             **common)  # type: ignore[arg-type]
+                             deployments=spec.deployments,
+                             api_version=spec.api_version or "2024-10-21")
     if spec.type == "openai":
-        return OpenAIProvider(spec.name, capabilities=Capabilities(
-            responses=True if responses is None else responses), **common)  # type: ignore[arg-type]
-    return OpenAICompatibleProvider(spec.name, capabilities=Capabilities(
-        responses=bool(responses)), **common)  # type: ignore[arg-type]
+        return OpenAIProvider(spec.name, base_url=base_url, api_key=api_key, models=spec.models,
+                              transport=http, read_timeout=read_timeout,
+                              capabilities=Capabilities(responses=responses is not False))
+    return OpenAICompatibleProvider(spec.name, base_url=base_url, api_key=api_key,
+                                    models=spec.models, transport=http,
+                                    read_timeout=read_timeout,
+                                    capabilities=Capabilities(responses=bool(responses)))
 
 
 class ProviderRegistry:

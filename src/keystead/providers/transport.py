@@ -22,8 +22,12 @@ __all__ = ["ASGITransport", "HttpTransport", "Transport", "UpstreamResponse"]
 
 
 class UpstreamResponse(Protocol):
-    status: int
-    headers: Mapping[str, str]  # case-insensitive
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """Case-insensitive."""
 
     async def read(self) -> bytes: ...
 
@@ -37,7 +41,7 @@ class UpstreamResponse(Protocol):
 
 
 class Transport(Protocol):
-    async def send(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None,
+    async def send(self, method: str, url: str, headers: dict[str, str], body: bytes | None,
                    *, read_timeout: float, what: str) -> UpstreamResponse:
         """Send a request; `what` names the provider in error messages (never a secret)."""
 
@@ -105,7 +109,7 @@ class HttpTransport:
             )
         return self._session
 
-    async def send(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None,
+    async def send(self, method: str, url: str, headers: dict[str, str], body: bytes | None,
                    *, read_timeout: float, what: str) -> UpstreamResponse:
         timeout = aiohttp.ClientTimeout(total=None, connect=self._connect_timeout,
                                         sock_read=read_timeout)
@@ -164,7 +168,7 @@ class ASGITransport:
         self.app = app
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def send(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None,
+    async def send(self, method: str, url: str, headers: dict[str, str], body: bytes | None,
                    *, read_timeout: float, what: str) -> UpstreamResponse:
         scheme, _, rest = url.partition("://")
         host, _, path_query = rest.partition("/")

@@ -47,22 +47,27 @@ class KeysteadApp:
             path: str = scope["path"]
             if path.startswith("/v1/"):
                 if self._data is None:
-                    return await _plain(send, Unavailable("keystead is starting."))
-                return await self._data(scope, receive, send)
+                    await _plain(send, Unavailable("keystead is starting."))
+                else:
+                    await self._data(scope, receive, send)
+                return
             if path.startswith("/admin"):
                 if self._admin is None:
-                    return await _plain(send, Unavailable("keystead is starting."))
-                return await self._admin(scope, receive, send)
+                    await _plain(send, Unavailable("keystead is starting."))
+                else:
+                    await self._admin(scope, receive, send)
+                return
             if path in ("/healthz", "/readyz"):
                 ready = self._data is not None
                 status = 200 if ready or path == "/healthz" else 503
                 body = orjson.dumps({"status": "ok" if ready else "starting"})
                 await send({"type": "http.response.start", "status": status, "headers": [_JSON]})
-                return await send({"type": "http.response.body", "body": body})
-            return await _plain(send, RouteNotFound(
+                await send({"type": "http.response.body", "body": body})
+                return
+            await _plain(send, RouteNotFound(
                 f"Unknown route {path}.", hint="The OpenAI-compatible API lives under /v1/."))
-        if kind == "lifespan":
-            return await self._lifespan(receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
 
     async def startup(self) -> Runtime:
         runtime = await Runtime.open(self.loaded, serving=True, master=self._master)

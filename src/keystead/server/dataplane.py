@@ -192,13 +192,15 @@ class DataPlane:
 
     async def _respond(self, ctx: RequestContext, upstream: UpstreamResponse, send: Send,
                        gone: asyncio.Event) -> None:
+        provider = ctx.provider
+        assert provider is not None
         if upstream.status in (401, 403):
             await upstream.read()
             raise upstream_auth_failure(ctx, upstream.status)
         if ctx.stream and upstream.status == 200:
             ctx.status = 200
             headers = [*pass_headers(upstream), (b"x-request-id", ctx.request_id.encode()),
-                       (b"x-keystead-provider", ctx.provider.name.encode())]  # type: ignore[union-attr]
+                       (b"x-keystead-provider", provider.name.encode())]
             await relay_stream(ctx, upstream, send, headers, gone,
                                lambda: self._cost_comment(ctx))
             return
@@ -214,9 +216,10 @@ class DataPlane:
         elif ctx.usage is None:
             await estimate_usage(ctx, body)
         price(ctx, self.rt.prices)
-        headers += [(b"x-request-id", ctx.request_id.encode()),
-                    (b"x-keystead-cost-usd", format(ctx.cost, "f").encode()),
-                    (b"x-keystead-provider", ctx.provider.name.encode())]  # type: ignore[union-attr]
+        headers.extend(((b"content-length", str(len(body)).encode()),
+                        (b"x-request-id", ctx.request_id.encode()),
+                        (b"x-keystead-cost-usd", format(ctx.cost, "f").encode()),
+                        (b"x-keystead-provider", provider.name.encode())))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
@@ -243,9 +246,11 @@ class DataPlane:
         else:
             document = {"object": "list", "data": [_model_object(m, p) for m, p in listed]}
         ctx.status = 200
+        body = orjson.dumps(document)
         await send({"type": "http.response.start", "status": 200,
-                    "headers": [_JSON, (b"x-request-id", ctx.request_id.encode()), _ZERO_COST]})
-        await send({"type": "http.response.body", "body": orjson.dumps(document)})
+                    "headers": [_JSON, (b"content-length", str(len(body)).encode()),
+                                (b"x-request-id", ctx.request_id.encode()), _ZERO_COST]})
+        await send({"type": "http.response.body", "body": body})
 
 
 def _model_object(model: str, provider: Any) -> dict[str, Any]:
@@ -267,9 +272,11 @@ def _ensure_error_envelope(body: bytes, status: int, ctx: RequestContext) -> byt
 
 
 async def _send_error(send: Send, ctx: RequestContext, error: GatewayError) -> None:
-    headers = [_JSON, (b"x-request-id", ctx.request_id.encode()), _ZERO_COST, *error.headers()]
+    body = render(error)
+    headers = [_JSON, (b"content-length", str(len(body)).encode()),
+               (b"x-request-id", ctx.request_id.encode()), _ZERO_COST, *error.headers()]
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
-    await send({"type": "http.response.body", "body": render(error)})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _stream_error(send: Send, error: GatewayError) -> None:

@@ -85,8 +85,8 @@ class SQLStore:
 
     async def _write(self, statement: Any, params: Any = None) -> sa.CursorResult[Any]:
         async with self._write_lock, self.engine.begin() as conn:
-            return await conn.execute(statement, params) if params is not None else \
-                await conn.execute(statement)
+            result: sa.CursorResult[Any] = await conn.execute(statement, params)
+            return result
 
     async def _read(self, statement: Any) -> list[Any]:
         async with self.engine.connect() as conn:

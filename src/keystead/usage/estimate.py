@@ -24,14 +24,28 @@ def _loads(raw: bytes | None) -> Any:
         return None
 
 
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    """The objects in a JSON list; anything else in it (or a non-list) is skipped."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _arguments(call: dict[str, Any]) -> str:
+    function = call.get("function")
+    arguments = function.get("arguments") if isinstance(function, dict) else None
+    return arguments if isinstance(arguments, str) else ""
+
+
 def _message_text(document: Any) -> str:
+    if not isinstance(document, dict):
+        return ""
     parts: list[str] = []
-    for choice in (document or {}).get("choices") or []:
-        message = choice.get("message") or {}
+    for choice in _dicts(document.get("choices")):
+        message = choice.get("message")
+        if not isinstance(message, dict):
+            continue
         if isinstance(message.get("content"), str):
             parts.append(message["content"])
-        for call in message.get("tool_calls") or []:
-            parts.append((call.get("function") or {}).get("arguments") or "")
+        parts.extend(_arguments(call) for call in _dicts(message.get("tool_calls")))
     return "".join(parts)
 
 
@@ -45,12 +59,13 @@ def streamed_text(payloads: list[bytes]) -> str:
         if isinstance(event.get("delta"), str):  # Responses API: response.output_text.delta
             parts.append(event["delta"])
             continue
-        for choice in event.get("choices") or []:
-            delta = choice.get("delta") or {}
+        for choice in _dicts(event.get("choices")):
+            delta = choice.get("delta")
+            if not isinstance(delta, dict):
+                continue
             if isinstance(delta.get("content"), str):
                 parts.append(delta["content"])
-            for call in delta.get("tool_calls") or []:
-                parts.append((call.get("function") or {}).get("arguments") or "")
+            parts.extend(_arguments(call) for call in _dicts(delta.get("tool_calls")))
     return "".join(parts)
 
 

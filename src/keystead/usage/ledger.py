@@ -19,6 +19,8 @@ __all__ = ["LedgerWriter"]
 
 log = logging.getLogger("keystead.ledger")
 
+_CLOSE_ATTEMPTS = 3
+
 
 class LedgerWriter:
     def __init__(self, store: Store, *, batch_size: int = 500, flush_interval_s: float = 1.0,
@@ -64,12 +66,24 @@ class LedgerWriter:
         if self._task is not None:
             await self._task
             self._task = None
-        await self.flush()
+        # The last chance to write what is queued: retry a passing hiccup before giving up.
+        for attempt in range(1, _CLOSE_ATTEMPTS + 1):
+            try:
+                await self.flush()
+                return
+            except Exception:
+                if attempt == _CLOSE_ATTEMPTS:
+                    log.error("usage ledger closed with %d records unwritten", len(self._pending))
+                    raise
+                log.exception("usage batch write failed at shutdown; retrying")
+                await asyncio.sleep(min(self._interval, 1.0))
 
     async def _run(self) -> None:
         while not self._closing:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self._interval)
+            # A full batch already queued (a burst bigger than one batch) goes out at once.
+            if len(self._pending) < self._batch_size:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), self._interval)
             self._wakeup.clear()
             if self._pending:
                 try:

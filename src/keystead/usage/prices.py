@@ -96,11 +96,13 @@ class PriceBook:
         else:
             return None
         price = result.model_price
-        values = (price.input_mtok, price.output_mtok, price.cache_read_mtok)
-        if all(v is None or isinstance(v, Decimal) for v in values) and \
+        flat = [v if v is not None else _ZERO
+                for v in (price.input_mtok, price.output_mtok, price.cache_read_mtok)]
+        if all(isinstance(v, Decimal) for v in flat) and \
                 not getattr(price, "requests_kcount", None):
-            input_rate = price.input_mtok or _ZERO
-            return _Rates(input_rate, price.output_mtok or _ZERO,
-                          input_rate if price.cache_read_mtok is None else price.cache_read_mtok)
+            input_rate, output_rate, cached_rate = (Decimal(v) for v in flat)  # type: ignore[arg-type]
+            if price.cache_read_mtok is None:
+                cached_rate = input_rate
+            return _Rates(input_rate, output_rate, cached_rate)
         self._tiered[(provider_type, model)] = price
         return None

@@ -77,7 +77,7 @@ def _unwrap(master: MasterKey, record_id: str, sealed: SealedSecret) -> bytes:
     try:
         return AESGCM(master.key).decrypt(sealed.wrapped_key[:_NONCE], sealed.wrapped_key[_NONCE:],
                                           record_id.encode())
-    except InvalidTag:
+    except (InvalidTag, ValueError):  # ValueError: a blob too short to hold a nonce
         raise VaultError(f"secret {record_id!r}: data key does not open (tampered?)") from None
 
 
@@ -86,7 +86,7 @@ def open_secret(master: MasterKey, record_id: str, sealed: SealedSecret) -> byte
     try:
         return AESGCM(data_key).decrypt(sealed.ciphertext[:_NONCE], sealed.ciphertext[_NONCE:],
                                         record_id.encode())
-    except InvalidTag:
+    except (InvalidTag, ValueError):  # ValueError: a blob too short to hold a nonce
         raise VaultError(f"secret {record_id!r}: ciphertext does not open (tampered?)") from None
 
 
