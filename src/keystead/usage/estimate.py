@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import orjson
 
 from keystead.usage.prices import TokenUsage
@@ -15,11 +16,12 @@ from keystead.usage.tokens import count_chat_prompt, count_text
 __all__ = ["estimate_chat", "estimate_embeddings", "estimate_responses", "streamed_text"]
 
 
-def _loads(raw: bytes | None) -> Any:
+def _loads(raw: bytes | msgspec.Raw | None) -> Any:
     if not raw:
         return None
     try:
-        return orjson.loads(raw)
+        # The request's fields arrive as msgspec.Raw, which orjson reads only as a buffer.
+        return orjson.loads(memoryview(raw) if isinstance(raw, msgspec.Raw) else raw)
     except orjson.JSONDecodeError:
         return None
 
