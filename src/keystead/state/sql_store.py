@@ -161,6 +161,15 @@ class SQLStore:
             if not updated.rowcount:
                 await conn.execute(t.vault_secrets.insert().values(id=sealed.id, **values))
 
+    async def replace_secrets(self, sealed: Sequence[SealedRecord]) -> None:
+        if not sealed:
+            return
+        statement = (t.vault_secrets.update().where(t.vault_secrets.c.id == sa.bindparam("sid"))
+                     .values(wrapped_key=sa.bindparam("wrapped"), ciphertext=sa.bindparam("ct"),
+                             master_key_id=sa.bindparam("mkid"), updated_at=time.time()))
+        await self._write(statement, [{"sid": s.id, "wrapped": s.wrapped_key, "ct": s.ciphertext,
+                                       "mkid": s.master_key_id} for s in sealed])
+
     async def get_secret(self, secret_id: str) -> SealedRecord | None:
         rows = await self._read(sa.select(t.vault_secrets).where(t.vault_secrets.c.id == secret_id))
         return _sealed(rows[0]) if rows else None

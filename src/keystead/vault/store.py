@@ -70,16 +70,16 @@ class Vault:
     async def rotate_master(self, new: MasterKey) -> int:
         """Re-seal every data key under `new`; returns how many were re-sealed.
 
-        Every secret is opened with the old key first, so a wrong old key changes nothing.
+        Every secret is opened with the old key first and all are written in one transaction,
+        so a wrong old key or a failure part-way changes nothing.
         """
         records = await self._store.list_secrets()
-        resealed = [
-            (r.id, rewrap(self._master, new, r.id, _sealed(r)))
-            for r in records
-        ]
-        for secret_id, sealed in resealed:
-            await self._store.put_secret(SealedRecord(secret_id, sealed.wrapped_key,
-                                                      sealed.ciphertext, sealed.master_key_id))
+        resealed = []
+        for record in records:
+            sealed = rewrap(self._master, new, record.id, _sealed(record))
+            resealed.append(SealedRecord(record.id, sealed.wrapped_key, sealed.ciphertext,
+                                         sealed.master_key_id))
+        await self._store.replace_secrets(resealed)
         self._master = new
         return len(resealed)
 
