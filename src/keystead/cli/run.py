@@ -27,35 +27,42 @@ def _uvicorn_config(app: object, host: str, port: int, grace: int, **extra: obje
                           timeout_graceful_shutdown=grace, server_header=False, **extra)  # type: ignore[arg-type]
 
 
-def _exit_cleanly(_signum: int, _frame: object) -> None:
-    raise SystemExit(0)
+def _run_until_stopped(server: object) -> None:
+    """Run uvicorn; a SIGTERM or Ctrl-C after the graceful shutdown is a clean exit (0).
 
-
-def _run_server(server: object) -> None:
-    """Run a uvicorn server; after a SIGTERM and a graceful shutdown the process exits 0.
-
-    uvicorn handles SIGTERM itself (drain, lifespan shutdown, ledger flushed), then restores the
-    previous handler and raises the signal again: with the default handler the process would die
-    "killed by SIGTERM" (-15, shell status 143) after a clean shutdown, which supervisors and
-    scripts read as a failure.
+    uvicorn drains, then re-raises the signal it caught; the handlers below turn that into a
+    normal exit instead of a death by signal or click's "Aborted!".
     """
-    previous = signal.signal(signal.SIGTERM, _exit_cleanly)
+
+    def stopped(_signum: int, _frame: object) -> None:
+        raise SystemExit(0)
+
+    previous = signal.signal(signal.SIGTERM, stopped)
     try:
         server.run()  # type: ignore[attr-defined]
+    except KeyboardInterrupt:
+        pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+    if not server.started:  # type: ignore[attr-defined]
+        sys.exit(3)
 
 
 @click.command("serve")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="Config file (same as keystead --config).")
 @click.option("--host", help="Interface to listen on (default: server.host, 127.0.0.1).")
 @click.option("--port", type=int, help="Port (default: server.port, 8080).")
 @click.option("--workers", type=click.IntRange(1, 64), help="Worker processes (default 1).")
 @click.pass_obj
 @friendly
-def serve(state: State, host: str | None, port: int | None, workers: int | None) -> None:
+def serve(state: State, config_path: str | None, host: str | None, port: int | None,
+          workers: int | None) -> None:
     """Run the gateway."""
     import uvicorn
 
+    if config_path is not None:
+        state.config_path = config_path
     loaded = state.loaded()
     config = loaded.config
     configure_logging(config.logging.level)
@@ -77,10 +84,7 @@ def serve(state: State, host: str | None, port: int | None, workers: int | None)
         return
     from keystead.server.app import create_app
 
-    server = uvicorn.Server(_uvicorn_config(create_app(loaded), host, port, grace))  # type: ignore[arg-type]
-    _run_server(server)
-    if not server.started:
-        sys.exit(3)
+    _run_until_stopped(uvicorn.Server(_uvicorn_config(create_app(loaded), host, port, grace)))  # type: ignore[arg-type]
 
 
 def _demo_loaded(directory: Path) -> tuple[LoadedConfig, MasterKey, str]:
@@ -131,10 +135,7 @@ def demo(port: int, host: str, directory: Path) -> None:
         announce(key, f"http://{host}:{port}", token, directory)
 
     app = create_app(loaded, master=master, on_ready=on_ready)
-    server = uvicorn.Server(_uvicorn_config(app, host, port, 5))  # type: ignore[arg-type]
-    _run_server(server)
-    if not server.started:
-        sys.exit(3)
+    _run_until_stopped(uvicorn.Server(_uvicorn_config(app, host, port, 5)))  # type: ignore[arg-type]
 
 
 @click.command("mock-upstream")
