@@ -228,7 +228,7 @@ def test_keys_create_json(project: Project) -> None:
 @pytest.mark.parametrize("name", ["MyKey", "dev_app_chat", "dev-app", "qa-app-chat"])
 def test_keys_create_bad_name_shows_the_rule(project: Project, name: str) -> None:
     result = project.run("keys", "create", name)
-    assert result.exit_code != 0
+    assert result.exit_code == 2  # bad input
     assert result.stderr.startswith("error: ")
     assert name in result.stderr
     if name == "qa-app-chat":
@@ -242,7 +242,7 @@ def test_keys_create_bad_name_shows_the_rule(project: Project, name: str) -> Non
 def test_keys_create_duplicate_name(project: Project) -> None:
     project.create_key("dev-app-chat")
     result = project.run("keys", "create", "dev-app-chat")
-    assert result.exit_code != 0
+    assert result.exit_code == 2
     assert "exists already" in result.stderr
 
 
@@ -261,7 +261,7 @@ def test_keys_create_scope_and_expiry(project: Project) -> None:
     assert bad.exit_code == 2
     assert "--expires" in bad.stderr and "30d" in bad.stderr
     bad = project.run("keys", "create", "dev-app-other", "--endpoints", "images")
-    assert bad.exit_code != 0 and "images" in bad.stderr
+    assert bad.exit_code == 2 and "images" in bad.stderr
 
 
 @pytest.mark.parametrize("fmt", ["table", "json", "csv"])
@@ -379,7 +379,7 @@ def test_providers_add_with_env_reference(project: Project) -> None:
     both = project.run("providers", "add", "both", "--type", "openai-compatible", "--base-url",
                        "http://127.0.0.1:1/v1", "--api-key-env", "X", "--api-key-stdin",
                        input="sk-x\n")
-    assert both.exit_code != 0 and "one way" in both.stderr
+    assert both.exit_code == 2 and "one way" in both.stderr
 
 
 def test_providers_list_table(project: Project) -> None:
@@ -415,7 +415,7 @@ def test_providers_remove(project: Project) -> None:
     again = project.run("providers", "remove", "gone")
     assert again.exit_code == 1 and "No provider named 'gone'" in again.stderr
     config_defined = project.run("providers", "remove", "mock")
-    assert config_defined.exit_code == 1 and "defined in the config file" in config_defined.stderr
+    assert config_defined.exit_code == 2 and "defined in the config file" in config_defined.stderr
 
 
 # --- usage --------------------------------------------------------------------------------------
@@ -609,6 +609,6 @@ def test_server_that_is_not_listening(command: list[str]) -> None:
 
 def test_server_without_admin_token() -> None:
     result = invoke("--server", f"http://127.0.0.1:{closed_port()}", "keys", "list")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "needs the admin token" in result.stderr
     assert "KEYSTEAD_ADMIN_TOKEN" in result.stderr

@@ -27,7 +27,14 @@ T = TypeVar("T")
 
 
 class BackendError(Exception):
-    """A failure to show the user: the message says what and how to fix it."""
+    """A failure to show the user: the message says what and how to fix it.
+
+    `status` is the HTTP-style status of the failure: 400 (bad input) exits 2, the rest 1.
+    """
+
+    def __init__(self, message: str, status: int = 500):
+        super().__init__(message)
+        self.status = status
 
 
 class Backend(Protocol):
@@ -59,7 +66,7 @@ class EmbeddedBackend:
         try:
             return asyncio.run(main())
         except GatewayError as exc:
-            raise BackendError(exc.message) from None
+            raise BackendError(exc.message, exc.status) from None
 
     def create_key(self, **fields: Any) -> dict[str, Any]:
         async def action(rt: Runtime) -> dict[str, Any]:
@@ -128,7 +135,7 @@ class RemoteBackend:
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         if not self.token:
             raise BackendError("--server needs the admin token: set KEYSTEAD_ADMIN_TOKEN or "
-                               "pass --admin-token")
+                               "pass --admin-token", 400)
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(  # noqa: S310 (the operator chose the URL)
             self.base + path, data=data, method=method,
@@ -138,7 +145,7 @@ class RemoteBackend:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
                 payload = response.read()
         except urllib.error.HTTPError as exc:
-            raise BackendError(_error_message(exc.read(), exc.code)) from None
+            raise BackendError(_error_message(exc.read(), exc.code), exc.code) from None
         except urllib.error.URLError as exc:
             raise BackendError(f"cannot reach {self.base}: {exc.reason}") from None
         return json.loads(payload) if payload else None

@@ -11,14 +11,16 @@ import os
 import sys
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from keystead import __version__
-from keystead.cli.backend import Backend, BackendError, EmbeddedBackend, RemoteBackend
 from keystead.config.load import ConfigError, LoadedConfig, load_config
 from keystead.vault.envelope import VaultError
+
+if TYPE_CHECKING:
+    from keystead.cli.backend import Backend
 
 __all__ = ["main"]
 
@@ -38,6 +40,10 @@ class State:
         return self._loaded
 
     def backend(self) -> Backend:
+        # Imported here: the backends pull in the store and HTTP stacks, which `--help`,
+        # `init` and `mock-upstream` do not need.
+        from keystead.cli.backend import EmbeddedBackend, RemoteBackend
+
         if self.server:
             token = self.admin_token or os.environ.get("KEYSTEAD_ADMIN_TOKEN")
             if token is None:
@@ -61,9 +67,16 @@ def friendly(func: F) -> F:
         except ConfigError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
-        except (BackendError, VaultError) as exc:
+        except VaultError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
+        except Exception as exc:
+            from keystead.cli.backend import BackendError
+
+            if not isinstance(exc, BackendError):
+                raise
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2 if exc.status == 400 else 1)  # 400: the input was wrong
 
     return wrapper  # type: ignore[return-value]
 

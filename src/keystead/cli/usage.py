@@ -6,8 +6,8 @@ import click
 
 from keystead.cli.main import State, friendly
 from keystead.cli.output import table
-from keystead.control.usage import GROUPS
 from keystead.durations import parse_duration
+from keystead.state.store import GROUPS
 
 _COLUMNS = ("group", "requests", "errors", "prompt_tokens", "completion_tokens",
             "cached_tokens", "cost_usd", "avg_latency_ms")

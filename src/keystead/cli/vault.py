@@ -6,7 +6,6 @@ import sys
 
 import click
 
-from keystead.cli.backend import EmbeddedBackend
 from keystead.cli.main import State, friendly
 from keystead.vault.envelope import MasterKey
 
@@ -27,6 +26,8 @@ def rotate_master(state: State, new_key_stdin: bool) -> None:
     Runs on the local store with the current master key from the environment. Prints the new
     key once: put it in place of KEYSTEAD_MASTER_KEY, then restart the gateways.
     """
+    from keystead.cli.backend import EmbeddedBackend
+
     new_key = sys.stdin.readline().strip() if new_key_stdin else MasterKey.generate_text()
     MasterKey.from_text(new_key)  # refuse a malformed key before touching anything
     count = EmbeddedBackend(state.loaded()).rotate_master(new_key)

@@ -5,12 +5,9 @@ from __future__ import annotations
 import time
 
 from keystead.runtime import Runtime
-from keystead.state.store import GroupBy, UsageRow
+from keystead.state.store import GROUPS, GroupBy, UsageRow
 
 __all__ = ["GROUPS", "UsageService"]
-
-GROUPS: tuple[GroupBy, ...] = ("key", "team", "model", "feature", "day", "env", "provider",
-                               "endpoint")
 
 
 class UsageService:

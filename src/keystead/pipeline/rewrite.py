@@ -11,6 +11,8 @@ field and value.
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import orjson
@@ -18,6 +20,9 @@ import orjson
 __all__ = ["BodyRewrite", "apply"]
 
 _INCLUDE_USAGE = b'"stream_options":{"include_usage":true},'
+# orjson reads integers beyond 64 bits as floats (a changed value); bodies that may hold one go
+# through the standard library, which keeps integers exact. Rare, and only on the rewrite path.
+_LONG_NUMBER = re.compile(rb"\d{19,}")
 
 
 class BodyRewrite:
@@ -40,7 +45,8 @@ def apply(body: bytes, rewrite: BodyRewrite, had_stream_options: bool) -> bytes:
     if rewrite.model is None and rewrite.cap_field is None and not had_stream_options:
         start = body.index(b"{") + 1
         return body[:start] + _INCLUDE_USAGE + body[start:]
-    document: dict[str, Any] = orjson.loads(body)
+    exact = _LONG_NUMBER.search(body) is not None
+    document: dict[str, Any] = json.loads(body) if exact else orjson.loads(body)
     if rewrite.model is not None:
         document["model"] = rewrite.model
     if rewrite.cap_field is not None:
@@ -49,4 +55,6 @@ def apply(body: bytes, rewrite: BodyRewrite, had_stream_options: bool) -> bytes:
         options = document.get("stream_options")
         document["stream_options"] = {**(options if isinstance(options, dict) else {}),
                                       "include_usage": True}
+    if exact:
+        return json.dumps(document, separators=(",", ":")).encode()
     return orjson.dumps(document)

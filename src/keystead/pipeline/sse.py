@@ -11,6 +11,8 @@ generated so far can still be counted.
 
 from __future__ import annotations
 
+import re
+
 from keystead.usage.extract import usage_from_event
 from keystead.usage.prices import TokenUsage
 
@@ -18,6 +20,8 @@ __all__ = ["SSERelay"]
 
 _CAPTURE_LIMIT = 4 * 1024 * 1024
 _DONE = b"data: [DONE]"
+# `"choices":[]`, also as serialisers that put spaces after separators write it.
+_NO_CHOICES = re.compile(rb'"choices"\s*:\s*\[\s*\]')
 
 
 class SSERelay:
@@ -76,7 +80,8 @@ class SSERelay:
             if usage is not None:
                 self.usage = usage
                 self.model = model or self.model
-                if self.drop_usage_chunk and b'"choices":[]' in data:
+                if self.drop_usage_chunk and (b'"choices":[]' in data
+                                              or _NO_CHOICES.search(data)):
                     return False
         elif self._captured_bytes < _CAPTURE_LIMIT:
             self.captured.append(data)

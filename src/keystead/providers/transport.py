@@ -156,6 +156,9 @@ class _ASGIResponse:
     def abort(self) -> None:
         self._disconnected.set()
         self._task.cancel()
+        # The cancelled app sends nothing more: wake a reader waiting on the queue, as a dropped
+        # socket wakes aiohttp's reader with an error.
+        self._queue.put_nowait(ConnectionAbortedError("aborted by the gateway"))
 
     def release(self) -> None:
         self._disconnected.set()

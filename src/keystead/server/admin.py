@@ -14,16 +14,29 @@ from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from keystead import __version__
 from keystead.control.keys import KeyService, key_view
 from keystead.control.providers import ProviderService
 from keystead.control.usage import UsageService
 from keystead.durations import parse_duration
-from keystead.errors import AuthError, GatewayError, InvalidField, PermissionDenied, render
+from keystead.errors import (
+    AuthError,
+    GatewayError,
+    InvalidField,
+    InvalidJSON,
+    MethodNotAllowed,
+    PermissionDenied,
+    RouteNotFound,
+    render,
+)
 from keystead.runtime import Runtime
 
 __all__ = ["create_admin_app"]
+
+# Where a request value comes from; not part of the parameter's name in an error.
+_LOCATIONS = ("body", "query", "path", "header", "cookie")
 
 
 class KeyCreate(BaseModel):
@@ -161,9 +174,33 @@ def create_admin_app(runtime: Runtime) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0]
-        param = ".".join(str(p) for p in first["loc"] if p != "body")
-        error = InvalidField(f"Invalid value for '{param}': {first['msg']}.", param=param or None)
+        error: GatewayError
+        if first.get("type") == "json_invalid":  # its loc is a byte offset, not a parameter
+            error = InvalidJSON("The request body is not valid JSON.",
+                                hint="Send a JSON object with Content-Type: application/json.")
+        else:
+            loc = list(first["loc"])
+            if loc and loc[0] in _LOCATIONS:
+                del loc[0]
+            param = ".".join(str(part) for part in loc)
+            error = InvalidField(f"Invalid value for '{param}': {first['msg']}.",
+                                 param=param or None)
         return Response(render(error), status_code=400, media_type="application/json")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # Starlette's own 404/405 (no such route or method) in the envelope, like the data plane.
+        error: GatewayError
+        if exc.status_code == 404:
+            error = RouteNotFound(f"Unknown admin route {request.method} {request.url.path}.",
+                                  hint="GET /admin/openapi.json lists the admin routes.")
+        elif exc.status_code == 405:
+            error = MethodNotAllowed(f"{request.url.path} does not accept {request.method}.")
+        else:
+            error = GatewayError(str(exc.detail))
+            error.status = exc.status_code
+        return Response(render(error), status_code=error.status, media_type="application/json",
+                        headers=dict(exc.headers or {}))
 
     @app.get("/admin/keys", response_model=list[KeyOut], tags=["keys"])
     async def list_keys() -> list[dict[str, Any]]:

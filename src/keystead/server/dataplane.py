@@ -24,6 +24,7 @@ from keystead.errors import (
     MethodNotAllowed,
     ModelNotFound,
     RouteNotFound,
+    UpstreamError,
     render,
 )
 from keystead.pipeline import admit
@@ -132,7 +133,9 @@ class DataPlane:
         finally:
             if ctx.usage is None and ctx.completion_text is not None:  # a stream cut short
                 await estimate_usage(ctx, None)
-                price(ctx, self.rt.prices)
+            # Every path that learned usage is priced, including a stream that broke (or a client
+            # that left) after its usage arrived; pricing twice gives the same figure.
+            price(ctx, self.rt.prices)
             settle(ctx, self.rt.ledger, self.log_requests)
 
     async def _forward(self, ctx: RequestContext, receive: Receive, send: Send) -> None:
@@ -204,7 +207,12 @@ class DataPlane:
             await relay_stream(ctx, upstream, send, headers, gone,
                                lambda: self._cost_comment(ctx))
             return
-        status, body, headers = await relay_body(ctx, upstream)
+        try:
+            status, body, headers = await relay_body(ctx, upstream)
+        except UpstreamError:
+            if gone.is_set():  # the watcher cut the upstream call because the client left
+                raise ClientGone from None
+            raise
         if gone.is_set():
             raise ClientGone
         ctx.status = status

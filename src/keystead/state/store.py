@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 from keystead.state.records import KeyRecord, ProviderRecord, SealedRecord, UsageRecord
 
-__all__ = ["DuplicateName", "GroupBy", "Store", "UsageRow"]
+__all__ = ["GROUPS", "DuplicateName", "GroupBy", "Store", "UsageRow"]
 
 GroupBy = Literal["key", "team", "model", "feature", "day", "env", "provider", "endpoint"]
+GROUPS: tuple[GroupBy, ...] = get_args(GroupBy)
 
 
 class DuplicateName(Exception):
