@@ -71,6 +71,7 @@ class AppClient:
     async def request(self, method: str, path: str, *, json_body: Any = None,
                       body: bytes | None = None, headers: dict[str, str] | None = None,
                       key: str | None = None, disconnect_after_chunks: int | None = None,
+                      disconnect_after_s: float | None = None,
                       client: tuple[str, int] = ("127.0.0.1", 50000)) -> Reply:
         if json_body is not None:
             body = json.dumps(json_body).encode()
@@ -108,7 +109,14 @@ class AppClient:
                 if disconnect_after_chunks is not None and len(chunks) >= disconnect_after_chunks:
                     gone.set()
 
-        await self.app(scope, receive, send)
+        timer = None
+        if disconnect_after_s is not None:
+            timer = asyncio.get_running_loop().call_later(disconnect_after_s, gone.set)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            if timer is not None:
+                timer.cancel()
         return Reply(status, response_headers, b"".join(chunks))
 
     async def admin(self, method: str, path: str, json_body: Any = None) -> Reply:

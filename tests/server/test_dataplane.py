@@ -819,6 +819,22 @@ async def test_a_client_leaving_while_a_plain_body_is_still_coming_is_499(
 
 
 @on_shared_app
+async def test_a_client_leaving_before_the_provider_answers_stops_the_wait(
+        client: AppClient) -> None:
+    key = await new_key(client)
+    started = time.perf_counter()
+    reply = await asyncio.wait_for(client.request(
+        "POST", CHAT, key=key, disconnect_after_s=0.2,
+        headers={"x-request-id": "early-leaver-1"},
+        json_body=chat_body("Think long [[mock:latency=3000]]")), 5)
+    assert time.perf_counter() - started < 1.5, "the gateway waited for the provider"
+    assert reply.status == 0  # nothing was sent to a client that had gone
+    row = await ledger_row(client, "early-leaver-1")
+    assert (row.status, row.error_code) == (499, "client_disconnected")
+    assert (row.prompt_tokens, row.completion_tokens) == (0, 0)
+
+
+@on_shared_app
 async def test_a_stream_the_provider_cuts_ends_with_an_error_event(client: AppClient) -> None:
     key = await new_key(client)
     reply = await chat(client, key, "Go on [[mock:disconnect_after=3]]", stream=True)

@@ -15,7 +15,7 @@ from keystead.keys.format import PREFIX, parse_key
 from keystead.keys.hashing import KeyHasher
 from keystead.state.records import KeyRecord
 
-__all__ = ["KeyTable"]
+__all__ = ["KeyTable", "bearer_token"]
 
 
 def _when(ts: float) -> str:
@@ -40,7 +40,7 @@ class KeyTable:
         return len(self._by_id)
 
     def identify(self, authorization: bytes | None, api_key: bytes | None = None) -> KeyRecord:
-        text = _bearer(authorization) if authorization else None
+        text = bearer_token(authorization) if authorization else None
         if text is None and api_key:
             text = api_key.decode("latin-1").strip()
         if not text:
@@ -79,8 +79,9 @@ class KeyTable:
         return record
 
 
-def _bearer(header: bytes) -> str | None:
-    value = header.decode("latin-1").strip()
+def bearer_token(header: bytes | str) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header (scheme case-insensitive)."""
+    value = (header.decode("latin-1") if isinstance(header, bytes) else header).strip()
     scheme, _, token = value.partition(" ")
     if scheme.lower() != "bearer":
         return None

@@ -7,6 +7,7 @@ the request context for `settle`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,7 +17,8 @@ from keystead.pipeline.sse import SSERelay
 from keystead.providers.transport import UpstreamResponse
 from keystead.usage.extract import usage_from_body
 
-__all__ = ["ClientGone", "pass_headers", "relay_body", "relay_stream"]
+__all__ = ["ClientGone", "ClientWatch", "pass_headers", "relay_body", "relay_stream",
+           "upstream_auth_failure"]
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -64,15 +66,46 @@ async def relay_body(ctx: RequestContext, upstream: UpstreamResponse,
     return upstream.status, body, pass_headers(upstream)
 
 
-async def watch_disconnect(receive: Receive, upstream: UpstreamResponse,
-                           gone: asyncio.Event) -> None:
-    """Wait for the client to go away; then cut the upstream call so the provider stops."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            gone.set()
-            upstream.abort()
-            return
+class ClientWatch:
+    """Notices the client going away and stops the upstream work under way (P20).
+
+    Before the provider has answered, the request task itself is cancelled (so a long
+    non-streamed generation is not waited for); after, the upstream connection is cut.
+    """
+
+    __slots__ = ("_task", "_upstream", "_watcher", "gone")
+
+    def __init__(self, receive: Receive):
+        self.gone = asyncio.Event()
+        self._task = asyncio.current_task()
+        self._upstream: UpstreamResponse | None = None
+        self._watcher = asyncio.get_running_loop().create_task(self._watch(receive))
+
+    def attach(self, upstream: UpstreamResponse) -> None:
+        self._upstream = upstream
+
+    def was_cancelled_by_us(self) -> bool:
+        """After a CancelledError: True if it was this watch's doing (then it is absorbed)."""
+        if self.gone.is_set() and self._upstream is None and self._task is not None:
+            self._task.uncancel()
+            return True
+        return False
+
+    async def _watch(self, receive: Receive) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                self.gone.set()
+                if self._upstream is not None:
+                    self._upstream.abort()
+                elif self._task is not None:
+                    self._task.cancel()
+                return
+
+    async def close(self) -> None:
+        self._watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._watcher
 
 
 async def relay_stream(ctx: RequestContext, upstream: UpstreamResponse, send: Send,

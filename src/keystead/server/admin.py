@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -31,6 +32,7 @@ from keystead.errors import (
     RouteNotFound,
     render,
 )
+from keystead.pipeline.identify import bearer_token
 from keystead.runtime import Runtime
 
 __all__ = ["create_admin_app"]
@@ -152,7 +154,7 @@ def create_admin_app(runtime: Runtime) -> FastAPI:
         if token is None:
             raise PermissionDenied("The admin API is disabled: no admin token is configured.",
                                    hint="Set KEYSTEAD_ADMIN_TOKEN (keystead init writes one).")
-        presented = (authorization or "").removeprefix("Bearer ").strip()
+        presented = bearer_token(authorization) if authorization else None
         if not presented or not hmac.compare_digest(presented.encode(),
                                                     token.get_secret_value().encode()):
             raise AuthError("Missing or wrong admin token.",
@@ -264,6 +266,19 @@ def create_admin_app(runtime: Runtime) -> FastAPI:
             "usage_dropped": runtime.ledger.dropped,
         })
 
+    def openapi() -> dict[str, Any]:
+        # Validation errors are answered as 400 in the OpenAI envelope, never FastAPI's 422.
+        if app.openapi_schema is None:
+            document = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            for path in document.get("paths", {}).values():
+                for operation in path.values():
+                    operation.get("responses", {}).pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                document.get("components", {}).get("schemas", {}).pop(name, None)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 

@@ -32,11 +32,11 @@ from keystead.pipeline.context import RequestContext
 from keystead.pipeline.parse import decode_view, read_body
 from keystead.pipeline.relay import (
     ClientGone,
+    ClientWatch,
     pass_headers,
     relay_body,
     relay_stream,
     upstream_auth_failure,
-    watch_disconnect,
 )
 from keystead.pipeline.rewrite import BodyRewrite, apply
 from keystead.pipeline.settle import estimate_usage, price, settle
@@ -183,15 +183,19 @@ class DataPlane:
                 rewrite.cap_field, rewrite.cap_value = "max_output_tokens", key.max_tokens
         body = apply(body, rewrite, had_options)
 
-        upstream = await provider.send(ctx.endpoint, upstream_model, body, stream=ctx.stream)
-        gone = asyncio.Event()
-        watcher = asyncio.get_running_loop().create_task(watch_disconnect(receive, upstream, gone))
+        watch = ClientWatch(receive)
         try:
-            await self._respond(ctx, upstream, send, gone)
+            try:
+                upstream = await provider.send(ctx.endpoint, upstream_model, body,
+                                               stream=ctx.stream)
+            except asyncio.CancelledError:
+                if watch.was_cancelled_by_us():
+                    raise ClientGone from None
+                raise
+            watch.attach(upstream)
+            await self._respond(ctx, upstream, send, watch.gone)
         finally:
-            watcher.cancel()
-            with contextlib.suppress(BaseException):
-                await watcher
+            await watch.close()
 
     async def _respond(self, ctx: RequestContext, upstream: UpstreamResponse, send: Send,
                        gone: asyncio.Event) -> None:
@@ -215,7 +219,6 @@ class DataPlane:
             raise
         if gone.is_set():
             raise ClientGone
-        ctx.status = status
         if status >= 400:
             ctx.error_code = f"upstream_http_{status}"
             body = _ensure_error_envelope(body, status, ctx)
@@ -228,6 +231,7 @@ class DataPlane:
                         (b"x-request-id", ctx.request_id.encode()),
                         (b"x-keystead-cost-usd", format(ctx.cost, "f").encode()),
                         (b"x-keystead-provider", provider.name.encode())))
+        ctx.status = status  # from here on the response has started
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
