@@ -206,3 +206,28 @@ def test_load_master_key_errors_say_what_to_do(tmp_path):
         load_master_key(None, None)
     with pytest.raises(VaultError, match="32 random bytes"):
         load_master_key("short", None)
+
+
+def test_processes_racing_to_create_the_pepper_agree_on_one(tmp_path) -> None:
+    """Several vaults opening a new database at once must end with a single pepper."""
+    import asyncio
+
+    from keystead.state.sql_store import SQLStore
+    from keystead.vault.envelope import MasterKey
+    from keystead.vault.store import Vault
+
+    master = MasterKey.from_text(MasterKey.generate_text())
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+
+    async def main() -> set[bytes]:
+        stores = [SQLStore(url) for _ in range(4)]
+        for store in stores:
+            await store.open()
+        try:
+            peppers = await asyncio.gather(*(Vault(s, master).pepper() for s in stores))
+        finally:
+            for store in stores:
+                await store.close()
+        return set(peppers)
+
+    assert len(asyncio.run(main())) == 1

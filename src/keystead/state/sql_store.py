@@ -161,6 +161,15 @@ class SQLStore:
             if not updated.rowcount:
                 await conn.execute(t.vault_secrets.insert().values(id=sealed.id, **values))
 
+    async def add_secret(self, sealed: SealedRecord) -> bool:
+        try:
+            await self._write(t.vault_secrets.insert().values(
+                id=sealed.id, wrapped_key=sealed.wrapped_key, ciphertext=sealed.ciphertext,
+                master_key_id=sealed.master_key_id, updated_at=time.time()))
+        except IntegrityError:
+            return False
+        return True
+
     async def replace_secrets(self, sealed: Sequence[SealedRecord]) -> None:
         if not sealed:
             return

@@ -64,6 +64,8 @@ class Store(Protocol):
 
     # vault
     async def put_secret(self, sealed: SealedRecord) -> None: ...
+    async def add_secret(self, sealed: SealedRecord) -> bool:
+        """Insert only if absent; False if a secret with that id exists (first writer wins)."""
     async def replace_secrets(self, sealed: Sequence[SealedRecord]) -> None:
         """Overwrite existing secrets, all in one transaction (master-key rotation)."""
     async def get_secret(self, secret_id: str) -> SealedRecord | None: ...

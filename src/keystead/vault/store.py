@@ -62,9 +62,15 @@ class Vault:
         await self._store.delete_secret(secret_id)
 
     async def pepper(self) -> bytes:
-        """The key-hash pepper, created on first use."""
+        """The key-hash pepper, created on first use.
+
+        Insert-if-absent, then read back: two processes opening a new database at once agree
+        on whichever pepper was written first.
+        """
         if await self._store.get_secret(PEPPER_ID) is None:
-            await self.put(PEPPER_ID, os.urandom(32))
+            sealed = seal_secret(self._master, PEPPER_ID, os.urandom(32))
+            await self._store.add_secret(SealedRecord(PEPPER_ID, sealed.wrapped_key,
+                                                      sealed.ciphertext, sealed.master_key_id))
         return await self.get(PEPPER_ID)
 
     async def rotate_master(self, new: MasterKey) -> int:
