@@ -14,6 +14,7 @@ are JSON Schema 2020-12, with two OpenAPI quirks rewritten on load:
 from __future__ import annotations
 
 import functools
+import gzip
 import json
 import os
 from pathlib import Path
@@ -25,17 +26,24 @@ from referencing.jsonschema import DRAFT202012
 
 __all__ = ["document", "request_schema", "validate", "validator"]
 
-DEFAULT_PATH = Path(__file__).resolve().parents[2] / "shared/reference/openai-openapi.json"
+# The team's shared reference when the repository sits beside it (as in CI), else the copy
+# shipped in tests/reference (same file, gzipped; see its VERSION and LICENSE).
+SHARED_PATH = Path(__file__).resolve().parents[2] / "shared/reference/openai-openapi.json"
+VENDORED_PATH = Path(__file__).resolve().parent / "reference/openai-openapi.json.gz"
 BASE_URI = "urn:keystead:openai-openapi"
 
 
 def reference_path() -> Path:
-    return Path(os.environ.get("KEYSTEAD_OPENAPI_REF") or DEFAULT_PATH)
+    if os.environ.get("KEYSTEAD_OPENAPI_REF"):
+        return Path(os.environ["KEYSTEAD_OPENAPI_REF"])
+    return SHARED_PATH if SHARED_PATH.is_file() else VENDORED_PATH
 
 
 @functools.cache
 def document() -> dict[str, Any]:
-    with reference_path().open("rb") as f:
+    path = reference_path()
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
         return _to_json_schema(json.load(f))
 
 
