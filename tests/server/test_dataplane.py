@@ -1153,3 +1153,20 @@ async def test_one_json_log_line_per_request_with_the_ledgers_fields_and_no_secr
         assert (line["feature"], line["client_ip"]) == (row.feature, row.client_ip)
     assert parsed[0]["feature"] == "logs" and parsed[0]["level"] == "info"
     assert (parsed[1]["status"], parsed[2]["status"]) == (404, 401)
+
+
+@in_app(raw={"providers": {"mock": {"type": "mock", "models": ["gpt-4o-mini"],
+                                    "mock": {"latency_ms": 300}}}})
+async def test_requests_in_flight_are_counted_per_key_and_released(client: AppClient) -> None:
+    key = await new_key(client)
+    key_id = key[4:12]
+    calls = [asyncio.create_task(chat(client, key, "hi")) for _ in range(3)]
+    await asyncio.sleep(0.1)
+    status = (await client.admin("GET", "/admin/status")).json()
+    assert status["in_flight"] == {key_id: 3}
+    assert await client.runtime.counters.get("inflight:" + key_id) == 3
+    await asyncio.gather(*calls)
+    assert (await client.admin("GET", "/admin/status")).json()["in_flight"] == {}
+    # errors release the gauge too
+    await client.request("POST", CHAT, key=key, body=b"{bad")
+    assert await client.runtime.counters.get("inflight:" + key_id) == 0

@@ -259,7 +259,10 @@ def create_admin_app(runtime: Runtime) -> FastAPI:
 
     @app.get("/admin/status", tags=["status"])
     async def status() -> JSONResponse:
+        in_flight = {name.removeprefix("inflight:"): count
+                     for name, count in (await runtime.counters.gauges("inflight:")).items()}
         return JSONResponse({
+            "in_flight": in_flight,
             "version": __version__, "keys": len(runtime.keys),
             "providers": sorted(runtime.providers.providers),
             "usage_queued": runtime.ledger.queued, "usage_written": runtime.ledger.written,

@@ -112,7 +112,14 @@ class DataPlane:
             if endpoint is Endpoint.MODELS:
                 await self._models(ctx, send, model_id)
                 return
-            await self._forward(ctx, receive, send)
+            # The in-flight gauge (per key, in the counters) is what concurrency limits and the
+            # operator's status page read.
+            gauge = "inflight:" + key.id
+            await self.rt.counters.add(gauge, 1)
+            try:
+                await self._forward(ctx, receive, send)
+            finally:
+                await self.rt.counters.add(gauge, -1)
         except GatewayError as error:
             started = ctx.status != 0  # set just before a response starts
             ctx.status, ctx.error_code = error.status, error.code

@@ -20,6 +20,9 @@ class Counters(Protocol):
 
     async def get(self, name: str) -> int: ...
 
+    async def gauges(self, prefix: str) -> dict[str, int]:
+        """Every non-zero gauge whose name starts with `prefix` (for status pages)."""
+
     async def hit(self, name: str, window_s: int, amount: int = 1) -> int:
         """Count `amount` in the current fixed window of `window_s` seconds; return the total."""
 
@@ -42,6 +45,9 @@ class MemoryCounters:
 
     async def get(self, name: str) -> int:
         return self._gauges.get(name, 0)
+
+    async def gauges(self, prefix: str) -> dict[str, int]:
+        return {k: v for k, v in self._gauges.items() if k.startswith(prefix)}
 
     async def hit(self, name: str, window_s: int, amount: int = 1) -> int:
         window = int(self._clock() // window_s)
