@@ -11,6 +11,7 @@
     │   ├── MalformedKey            code=invalid_api_key
     │   ├── UnknownKey              code=invalid_api_key
     │   ├── RevokedKey              code=key_revoked
+    │   ├── DisabledKey             code=key_disabled
     │   └── ExpiredKey              code=key_expired
     ├── PermissionDenied            (403 permission_error)
     │   ├── ModelNotAllowed         code=model_not_allowed
@@ -39,6 +40,7 @@ __all__ = [
     "AuthError",
     "BadRequest",
     "BodyTooLarge",
+    "DisabledKey",
     "EndpointNotAllowed",
     "ExpiredKey",
     "GatewayError",
@@ -132,6 +134,10 @@ class UnknownKey(AuthError):
 
 class RevokedKey(AuthError):
     code = "key_revoked"
+
+
+class DisabledKey(AuthError):
+    code = "key_disabled"
 
 
 class ExpiredKey(AuthError):

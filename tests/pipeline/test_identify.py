@@ -185,3 +185,24 @@ def test_put_adds_or_replaces_one_record_without_mutating_the_old_table(key):
     table.put(record_for(text, record.id, revoked_at=NOW))
     assert isinstance(identify_error(table, bearer(text)), RevokedKey)
     assert len(table) == 1
+
+
+def test_a_disabled_key_is_refused_until_enabled() -> None:
+    import dataclasses
+
+    from keystead.errors import DisabledKey
+
+    hasher = KeyHasher(b"p" * 32)
+    generated = generate_key()
+    record = KeyRecord(id=generated.key_id, name="dev-app-chat",
+                       key_hash=hasher.hash(generated.text), env="dev",
+                       disabled_at=1_800_000_000.0)
+    table = KeyTable(hasher)
+    table.replace([record])
+    header = f"Bearer {generated.text}".encode()
+    with pytest.raises(DisabledKey) as refused:
+        table.identify(header)
+    assert refused.value.code == "key_disabled" and refused.value.status == 401
+    assert generated.text not in refused.value.message
+    table.replace([dataclasses.replace(record, disabled_at=None)])
+    assert table.identify(header).id == generated.key_id

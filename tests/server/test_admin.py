@@ -506,3 +506,30 @@ async def test_the_openapi_document_describes_every_admin_route(client: AppClien
         "$ref": "#/components/schemas/KeyCreate"}
     assert create["responses"]["201"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/KeyCreated"}
+
+
+def test_disable_and_enable_a_key_through_the_admin_api(tmp_path) -> None:
+    import asyncio
+
+    from support import make_loaded, running_app
+
+    async def run() -> None:
+        async with running_app(make_loaded(tmp_path)) as client:
+            key = await client.create_key("dev-pause-me")
+            chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+            ok = await client.request("POST", "/v1/chat/completions", key=key, json_body=chat)
+            assert ok.status == 200
+            paused = await client.admin("POST", "/admin/keys/dev-pause-me/disable")
+            assert paused.status == 200 and paused.json()["status"] == "disabled"
+            refused = await client.request("POST", "/v1/chat/completions", key=key,
+                                           json_body=chat)
+            assert refused.status == 401 and refused.json()["error"]["code"] == "key_disabled"
+            enabled = await client.admin("POST", "/admin/keys/dev-pause-me/enable")
+            assert enabled.json()["status"] == "active" and enabled.json()["disabled_at"] is None
+            again = await client.request("POST", "/v1/chat/completions", key=key, json_body=chat)
+            assert again.status == 200
+            await client.admin("POST", "/admin/keys/dev-pause-me/revoke")
+            final = await client.admin("POST", "/admin/keys/dev-pause-me/enable")
+            assert final.status == 400 and "revocation is final" in final.json()["error"]["message"]
+
+    asyncio.run(run())

@@ -105,12 +105,26 @@ def test_migrations_create_the_schema(fresh_store):
                        ).fetchall()
             indexes = await conn.run_sync(
                 lambda c: {i["name"] for i in sa.inspect(c).get_indexes("usage")})
-        return tables, [version, indexes]
+            columns = await conn.run_sync(lambda c: {
+                table: {col["name"] for col in sa.inspect(c).get_columns(table)}
+                for table in schema.metadata.tables})
+        return tables, [version, indexes, columns]
 
-    tables, (version, indexes) = run(fresh_store, body)
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
+    from keystead.state import schema, sql_store
+
+    tables, (version, indexes, columns) = run(fresh_store, body)
     assert {"keys", "providers", "vault_secrets", "meta", "usage", "alembic_version"} <= tables
-    assert [tuple(row) for row in version] == [("0001",)]
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(sql_store._MIGRATIONS))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert [tuple(row) for row in version] == [(head,)]
     assert {"ix_usage_ts", "ix_usage_key_ts"} <= indexes
+    # The migrations build exactly the tables the code describes in schema.py.
+    for name, table in schema.metadata.tables.items():
+        assert columns[name] == {c.name for c in table.columns}, name
 
 
 def test_reopening_a_migrated_database_keeps_its_data(fresh_store):
@@ -505,3 +519,42 @@ def test_recent_usage_is_newest_first_with_limit_and_key_filter(store):
     assert [r.request_id for r in chat] == ["r3", "r2", "r1"]
     assert [r.request_id for r in rag] == ["r5"]
     assert nobody == []
+
+
+def test_a_database_at_the_first_migration_is_upgraded_in_place(tmp_path) -> None:
+    """Existing installations keep their keys when a migration adds a column."""
+    import asyncio
+    import sqlite3
+
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+    from sqlalchemy import create_engine
+
+    from keystead.state import sql_store
+    from keystead.state.sql_store import SQLStore
+
+    path = tmp_path / "old.db"
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as connection:
+        config = AlembicConfig()
+        config.set_main_option("script_location", str(sql_store._MIGRATIONS))
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+    engine.dispose()
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO keys (id, name, key_hash, env, created_at) "
+                   "VALUES ('abcdefgh', 'dev-old-key', 'h', 'dev', 1.0)")
+
+    async def run() -> None:
+        store = SQLStore(f"sqlite:///{path}")
+        await store.open()
+        try:
+            record = await store.get_key("abcdefgh")
+            assert record is not None and record.name == "dev-old-key"
+            assert record.disabled_at is None and record.status(2.0) == "active"
+            updated = await store.update_key("abcdefgh", disabled_at=3.0)
+            assert updated is not None and updated.status(4.0) == "disabled"
+        finally:
+            await store.close()
+
+    asyncio.run(run())

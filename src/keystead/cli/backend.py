@@ -42,6 +42,7 @@ class Backend(Protocol):
     def list_keys(self) -> list[dict[str, Any]]: ...
     def show_key(self, key: str) -> dict[str, Any]: ...
     def revoke_key(self, key: str, reason: str | None) -> dict[str, Any]: ...
+    def set_disabled(self, key: str, disabled: bool) -> dict[str, Any]: ...
     def add_provider(self, **fields: Any) -> dict[str, Any]: ...
     def list_providers(self) -> list[dict[str, Any]]: ...
     def test_provider(self, name: str) -> dict[str, Any]: ...
@@ -87,6 +88,11 @@ class EmbeddedBackend:
     def revoke_key(self, key: str, reason: str | None) -> dict[str, Any]:
         async def action(rt: Runtime) -> dict[str, Any]:
             return key_view(await KeyService(rt).revoke(key, reason))
+        return self._run(action)
+
+    def set_disabled(self, key: str, disabled: bool) -> dict[str, Any]:
+        async def action(rt: Runtime) -> dict[str, Any]:
+            return key_view(await KeyService(rt).set_disabled(key, disabled))
         return self._run(action)
 
     def add_provider(self, **fields: Any) -> dict[str, Any]:
@@ -165,6 +171,10 @@ class RemoteBackend:
     def revoke_key(self, key: str, reason: str | None) -> dict[str, Any]:
         return self._call("POST", f"/admin/keys/{urllib.parse.quote(key)}/revoke",  # type: ignore[no-any-return]
                           {"reason": reason})
+
+    def set_disabled(self, key: str, disabled: bool) -> dict[str, Any]:
+        action = "disable" if disabled else "enable"
+        return self._call("POST", f"/admin/keys/{urllib.parse.quote(key)}/{action}")  # type: ignore[no-any-return]
 
     def add_provider(self, **fields: Any) -> dict[str, Any]:
         return self._call("POST", "/admin/providers", fields)  # type: ignore[no-any-return]

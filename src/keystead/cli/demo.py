@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
+import sys
 from pathlib import Path
 
 import click
@@ -41,7 +44,18 @@ async def ensure_demo_key(runtime: Runtime, directory: Path) -> str:
     return created.text
 
 
+def _command_name() -> str:
+    """How to call keystead from the user's shell (`keystead`, or its path when not on PATH)."""
+    if shutil.which("keystead"):
+        return "keystead"
+    script = Path(sys.argv[0])
+    if script.name == "keystead" and script.exists():
+        return os.path.relpath(script) if script.is_relative_to(Path.cwd()) else str(script)
+    return "python -m keystead"
+
+
 def announce(key: str, base_url: str, admin_token: str, directory: Path) -> None:
+    command = _command_name()
     click.echo(f"""
 keystead demo is running at {base_url} (mock provider, no network needed)
 
@@ -65,6 +79,6 @@ Or with the official OpenAI SDK (pip install openai):
       model="gpt-4o-mini", messages=[{{"role": "user", "content": "Hello!"}}])
   print(reply.choices[0].message.content)
 
-See what it cost:  keystead --server {base_url} --admin-token {admin_token} usage
+See what it cost:  {command} --server {base_url} --admin-token {admin_token} usage
 Press Ctrl-C to stop.
 """, err=False)

@@ -103,4 +103,24 @@ def revoke(state: State, key: str, reason: str | None) -> None:
     click.echo(f"revoked {record['id']} ({record['name']}) at {record['revoked_at']}")
 
 
+@keys.command("disable")
+@click.argument("key")
+@click.pass_obj
+@friendly
+def disable(state: State, key: str) -> None:
+    """Pause a key (refused with key_disabled) until it is enabled again."""
+    record = state.backend().set_disabled(key, True)
+    click.echo(f"disabled {record['id']} ({record['name']}) at {record['disabled_at']}")
+
+
+@keys.command("enable")
+@click.argument("key")
+@click.pass_obj
+@friendly
+def enable(state: State, key: str) -> None:
+    """Let a disabled key work again."""
+    record = state.backend().set_disabled(key, False)
+    click.echo(f"enabled {record['id']} ({record['name']})")
+
+
 COMMANDS = [keys]

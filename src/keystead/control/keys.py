@@ -40,7 +40,7 @@ def key_view(record: KeyRecord, now: float | None = None) -> dict[str, Any]:
         "max_tokens": record.max_tokens, "max_body_bytes": record.max_body_bytes,
         "created_at": _iso(record.created_at), "expires_at": _iso(record.expires_at),
         "revoked_at": _iso(record.revoked_at), "revoked_reason": record.revoked_reason,
-        "last_used_at": _iso(record.last_used_at),
+        "last_used_at": _iso(record.last_used_at), "disabled_at": _iso(record.disabled_at),
     }
 
 
@@ -97,6 +97,20 @@ class KeyService:
             raise NotFound(f"No key with id or name {id_or_name!r}.", param="key",
                            hint="`keystead keys list` shows the keys.")
         return record
+
+    async def set_disabled(self, id_or_name: str, disabled: bool) -> KeyRecord:
+        """Pause a key (refused with key_disabled) or let it work again. Revoked stays revoked."""
+        record = await self.get(id_or_name)
+        if record.revoked_at is not None:
+            raise InvalidField(f"Key {record.id} ({record.name}) is revoked; revocation is final.",
+                               param="key", hint="Create a new key instead.")
+        if (record.disabled_at is not None) == disabled:
+            return record
+        updated = await self.rt.store.update_key(record.id,
+                                                 disabled_at=time.time() if disabled else None)
+        await self.rt.changed(KEYS_VERSION)
+        assert updated is not None
+        return updated
 
     async def revoke(self, id_or_name: str, reason: str | None = None) -> KeyRecord:
         record = await self.get(id_or_name)

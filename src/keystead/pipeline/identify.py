@@ -10,7 +10,14 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
-from keystead.errors import ExpiredKey, MalformedKey, MissingKey, RevokedKey, UnknownKey
+from keystead.errors import (
+    DisabledKey,
+    ExpiredKey,
+    MalformedKey,
+    MissingKey,
+    RevokedKey,
+    UnknownKey,
+)
 from keystead.keys.format import PREFIX, parse_key
 from keystead.keys.hashing import KeyHasher
 from keystead.state.records import KeyRecord
@@ -70,6 +77,12 @@ class KeyTable:
             raise RevokedKey(
                 f"API key {record.id} ({record.name}) was revoked on {_when(record.revoked_at)}.",
                 hint="Ask the key's owner or your platform team for its replacement.",
+            )
+        if record.disabled_at is not None:
+            raise DisabledKey(
+                f"API key {record.id} ({record.name}) is disabled since "
+                f"{_when(record.disabled_at)}.",
+                hint="It was paused by an operator; ask your platform team to enable it.",
             )
         if record.expires_at is not None and record.expires_at <= self._clock():
             raise ExpiredKey(

@@ -59,7 +59,7 @@ class KeyCreate(BaseModel):
 class KeyOut(BaseModel):
     id: str
     name: str
-    status: Literal["active", "revoked", "expired"]
+    status: Literal["active", "disabled", "revoked", "expired"]
     env: str
     team: str | None
     owner: str | None
@@ -72,6 +72,7 @@ class KeyOut(BaseModel):
     expires_at: str | None
     revoked_at: str | None
     revoked_reason: str | None
+    disabled_at: str | None
     last_used_at: str | None
 
 
@@ -224,6 +225,14 @@ def create_admin_app(runtime: Runtime) -> FastAPI:
     @app.post("/admin/keys/{key}/revoke", response_model=KeyOut, tags=["keys"])
     async def revoke_key(key: str, body: Revoke | None = None) -> dict[str, Any]:
         return key_view(await keys.revoke(key, body.reason if body else None))
+
+    @app.post("/admin/keys/{key}/disable", response_model=KeyOut, tags=["keys"])
+    async def disable_key(key: str) -> dict[str, Any]:
+        return key_view(await keys.set_disabled(key, True))
+
+    @app.post("/admin/keys/{key}/enable", response_model=KeyOut, tags=["keys"])
+    async def enable_key(key: str) -> dict[str, Any]:
+        return key_view(await keys.set_disabled(key, False))
 
     @app.get("/admin/providers", response_model=list[ProviderOut], tags=["providers"])
     async def list_providers() -> list[dict[str, Any]]:

@@ -26,10 +26,13 @@ class KeyRecord:
     revoked_at: float | None = None
     revoked_reason: str | None = None
     last_used_at: float | None = None
+    disabled_at: float | None = None  # paused by an operator; enable undoes it, revoke does not
 
     def status(self, now: float) -> str:
         if self.revoked_at is not None:
             return "revoked"
+        if self.disabled_at is not None:
+            return "disabled"
         if self.expires_at is not None and self.expires_at <= now:
             return "expired"
         return "active"

@@ -31,6 +31,7 @@ keys = sa.Table(
     sa.Column("revoked_at", sa.Float),
     sa.Column("revoked_reason", sa.Text),
     sa.Column("last_used_at", sa.Float),
+    sa.Column("disabled_at", sa.Float),
 )
 
 providers = sa.Table(

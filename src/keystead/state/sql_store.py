@@ -43,6 +43,7 @@ def _key_from_row(row: Any) -> KeyRecord:
         max_tokens=row.max_tokens, max_body_bytes=row.max_body_bytes,
         created_at=row.created_at, expires_at=row.expires_at, revoked_at=row.revoked_at,
         revoked_reason=row.revoked_reason, last_used_at=row.last_used_at,
+        disabled_at=row.disabled_at,
     )
 
 
