@@ -1,8 +1,12 @@
-"""`python -m bench`: keystead against the fake upstream called directly, on one machine.
+"""`python -m bench`: keystead against the fake upstream called directly, the Python floor and
+LiteLLM's proxy, on one machine, in one run.
 
 The server under test is pinned to CPU 0; wrk and the fake upstream share CPU 1. Each target is
-warmed up, then loaded with 32 connections (throughput) and 1 connection (latency).
-Results: a table on stdout, JSON in bench/results/.
+started alone, warmed up, then loaded with 32 connections (throughput) and 1 connection
+(latency), then stopped. Results: a table on stdout, JSON in bench/results/latest.json.
+
+    python -m bench [--seconds 10] [--quick] [--only keystead,floor-httpx,...]
+    python -m bench soak [--minutes 10]
 """
 
 from __future__ import annotations
@@ -13,14 +17,18 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 from bench.load import run_wrk, wrk_available
-from bench.targets import Target, start_keystead
+from bench.procs import Proc
+from bench.targets import Target, start_floor, start_keystead
 from bench.upstream import start_upstream
 
 RESULTS = Path(__file__).parent / "results"
+COLUMNS = ("target", "rps_32", "p50_ms_32", "p99_ms_32", "rps_1", "p50_ms_1", "p99_ms_1",
+           "non_2xx", "rss_mb", "cold_start_s")
 
 
 def measure(target: Target, *, seconds: float, cpu: str | None) -> dict[str, object]:
@@ -40,54 +48,134 @@ def measure(target: Target, *, seconds: float, cpu: str | None) -> dict[str, obj
 
 
 def table(rows: list[dict[str, object]]) -> str:
-    head = ("target", "rps_32", "p50_ms_32", "p99_ms_32", "rps_1", "p50_ms_1", "p99_ms_1",
-            "non_2xx", "rss_mb", "cold_start_s")
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for row in rows:
         lines.append("| " + " | ".join("-" if row.get(h) is None else str(row.get(h))
-                                       for h in head) + " |")
+                                       for h in COLUMNS) + " |")
     return "\n".join(lines)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--seconds", type=float, default=10.0, help="per measurement")
-    parser.add_argument("--quick", action="store_true", help="3 s per measurement")
-    args = parser.parse_args()
+def _ratios(rows: list[dict[str, object]]) -> dict[str, float]:
+    """keystead's throughput against every other target, and its added median latency."""
+    keystead = next((r for r in rows if r["target"] == "keystead"), None)
+    direct = next((r for r in rows if str(r["target"]).startswith("upstream direct")), None)
+    out: dict[str, float] = {}
+    if keystead is None:
+        return out
+    for row in rows:
+        if row is keystead or row is direct or not row.get("rps_32"):
+            continue
+        out[f"keystead / {row['target']} (rps at 32)"] = round(
+            float(keystead["rps_32"]) / float(row["rps_32"]), 2)  # type: ignore[arg-type]
+    if direct is not None:
+        out["keystead added p50 ms at 1 connection"] = round(
+            float(keystead["p50_ms_1"]) - float(direct["p50_ms_1"]), 3)  # type: ignore[arg-type]
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
     seconds = 3.0 if args.quick else args.seconds
-    if not wrk_available():
-        print("wrk is missing: apt-get install wrk (Debian) and run again", file=sys.stderr)
-        return 2
     cpus = os.cpu_count() or 1
     server_cpu, load_cpu = ("0", "1") if cpus >= 2 else (None, None)
     upstream, upstream_url, kind = start_upstream(load_cpu)
+    starters: dict[str, Callable[[], Target]] = {
+        "direct": lambda: Target(f"upstream direct ({kind.split()[0]})",
+                                 upstream_url + "/v1/chat/completions", None, None, None),
+        "floor-httpx": lambda: start_floor(upstream_url, cpu=server_cpu, client="httpx"),
+        "floor-aiohttp": lambda: start_floor(upstream_url, cpu=server_cpu, client="aiohttp"),
+        "keystead": lambda: start_keystead(upstream_url, cpu=server_cpu),
+    }
+    _add_optional_targets(starters, upstream_url, server_cpu)
+    chosen = args.only.split(",") if args.only else list(starters)
     rows = []
-    procs = [upstream]
     try:
-        direct = Target(f"upstream direct ({kind.split()[0]})",
-                        upstream_url + "/v1/chat/completions", None, None, None)
-        rows.append(measure(direct, seconds=seconds, cpu=load_cpu))
-        keystead = start_keystead(upstream_url, cpu=server_cpu)
-        procs.append(keystead.proc)  # type: ignore[arg-type]
-        rows.append(measure(keystead, seconds=seconds, cpu=load_cpu))
+        for name in chosen:
+            target = starters[name]()
+            try:
+                rows.append(measure(target, seconds=seconds, cpu=load_cpu))
+            finally:
+                if target.proc is not None:
+                    target.proc.stop()
+            print(table(rows[-1:]).splitlines()[-1], file=sys.stderr)
     finally:
-        for proc in reversed(procs):
-            proc.stop()
-    added = round(float(rows[1]["p50_ms_1"]) - float(rows[0]["p50_ms_1"]), 3)  # type: ignore[arg-type]
+        upstream.stop()
     report = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": cpus, "python": platform.python_version(),
                     "platform": platform.platform()},
         "upstream": kind, "seconds": seconds,
         "server_cpu": server_cpu, "load_cpu": load_cpu,
-        "rows": rows, "added_p50_ms_at_1_connection": added,
+        "rows": rows, "ratios": _ratios(rows),
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
     print(table(rows))
-    print(f"\nadded median latency at 1 connection: {added} ms "
-          f"(upstream: {kind}; server on CPU {server_cpu}, wrk on CPU {load_cpu})")
+    print()
+    for name, value in report["ratios"].items():  # type: ignore[attr-defined]
+        print(f"{name}: {value}")
+    print(f"(upstream: {kind}; server on CPU {server_cpu}, wrk on CPU {load_cpu})")
     return 0
+
+
+def _add_optional_targets(starters: dict[str, Callable[[], Target]], upstream_url: str,
+                          server_cpu: str | None) -> None:
+    """Targets whose modules may be absent in an older checkout or need more setup."""
+    try:
+        from bench.litellm_target import start_litellm
+    except ImportError:
+        return
+    starters["litellm"] = lambda: start_litellm(upstream_url, cpu=server_cpu)
+
+
+def soak(args: argparse.Namespace) -> int:
+    """Keystead under steady load for --minutes; RSS sampled every 10 s must stay flat."""
+    cpus = os.cpu_count() or 1
+    server_cpu, load_cpu = ("0", "1") if cpus >= 2 else (None, None)
+    upstream, upstream_url, _ = start_upstream(load_cpu)
+    target = start_keystead(upstream_url, cpu=server_cpu)
+    samples: list[dict[str, float]] = []
+    total = 0
+    started = time.time()
+    try:
+        assert target.proc is not None
+        proc: Proc = target.proc
+        while time.time() - started < args.minutes * 60:
+            result = run_wrk(target.url, connections=32, seconds=10, key=target.key,
+                             cpu=load_cpu)
+            total += result.requests
+            samples.append({"t_s": round(time.time() - started), "rss_mb": proc.rss_mb(),
+                            "requests": total, "rps": result.rps})
+            print(json.dumps(samples[-1]), file=sys.stderr)
+    finally:
+        if target.proc is not None:
+            target.proc.stop()
+        upstream.stop()
+    warm = [s["rss_mb"] for s in samples if s["t_s"] >= 60] or [s["rss_mb"] for s in samples]
+    growth = round(max(warm) - min(warm), 1)
+    report = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "minutes": args.minutes, "requests": total, "samples": samples,
+              "rss_growth_after_warmup_mb": growth}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "soak.json").write_text(json.dumps(report, indent=2))
+    print(f"{total} requests in {args.minutes} min; RSS after warm-up between "
+          f"{min(warm)} and {max(warm)} MB (growth {growth} MB)")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", nargs="?", choices=("run", "soak"), default="run")
+    parser.add_argument("--seconds", type=float, default=10.0, help="per measurement")
+    parser.add_argument("--quick", action="store_true", help="3 s per measurement")
+    parser.add_argument("--only", help="comma-separated targets: direct, floor-httpx, "
+                                       "floor-aiohttp, keystead, litellm")
+    parser.add_argument("--minutes", type=float, default=10.0, help="soak duration")
+    args = parser.parse_args()
+    if not wrk_available():
+        print("wrk is missing: apt-get install wrk (Debian) and run again", file=sys.stderr)
+        return 2
+    return soak(args) if args.mode == "soak" else run(args)
 
 
 if __name__ == "__main__":

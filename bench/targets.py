@@ -28,6 +28,22 @@ def _keystead(*args: str, cwd: Path, stdin: str | None = None) -> str:
                           capture_output=True, text=True, input=stdin).stdout
 
 
+def start_floor(upstream: str, *, cpu: str | None, client: str = "httpx") -> Target:
+    """bench/floor.py: raw ASGI + uvicorn + one HTTP client, one key check, nothing else."""
+    key = "floor-bench-key"
+    port = free_port()
+    started = time.perf_counter()
+    proc = Proc.start(f"floor-{client}",
+                      [sys.executable, str(Path(__file__).with_name("floor.py")),
+                       "--port", str(port), "--upstream", upstream, "--key", key,
+                       "--client", client], cpu=cpu)
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    wait_http(url, method="POST", body=CHAT_BODY.encode(),
+              headers={"authorization": f"Bearer {key}"})
+    return Target(f"python floor (uvicorn+{client})", url, key, proc,
+                  round(time.perf_counter() - started, 3))
+
+
 def start_keystead(upstream: str, *, cpu: str | None, workers: int = 1,
                    name: str = "keystead") -> Target:
     """`keystead serve` with its default policy, proxying to `upstream`."""
