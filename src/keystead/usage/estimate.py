@@ -37,17 +37,24 @@ def _arguments(call: dict[str, Any]) -> str:
     return arguments if isinstance(arguments, str) else ""
 
 
-def _message_text(document: Any) -> str:
-    if not isinstance(document, dict):
-        return ""
-    parts: list[str] = []
+def _choices_text(document: dict[str, Any], field: str, parts: list[str]) -> None:
+    """Append the content and tool-call arguments of every choice's `field`.
+
+    `field` is "message" in a whole chat completion, "delta" in a stream chunk.
+    """
     for choice in _dicts(document.get("choices")):
-        message = choice.get("message")
+        message = choice.get(field)
         if not isinstance(message, dict):
             continue
         if isinstance(message.get("content"), str):
             parts.append(message["content"])
         parts.extend(_arguments(call) for call in _dicts(message.get("tool_calls")))
+
+
+def _message_text(document: Any) -> str:
+    parts: list[str] = []
+    if isinstance(document, dict):
+        _choices_text(document, "message", parts)
     return "".join(parts)
 
 
@@ -60,14 +67,8 @@ def streamed_text(payloads: list[bytes]) -> str:
             continue
         if isinstance(event.get("delta"), str):  # Responses API: response.output_text.delta
             parts.append(event["delta"])
-            continue
-        for choice in _dicts(event.get("choices")):
-            delta = choice.get("delta")
-            if not isinstance(delta, dict):
-                continue
-            if isinstance(delta.get("content"), str):
-                parts.append(delta["content"])
-            parts.extend(_arguments(call) for call in _dicts(delta.get("tool_calls")))
+        else:
+            _choices_text(event, "delta", parts)
     return "".join(parts)
 
 
