@@ -1170,3 +1170,18 @@ async def test_requests_in_flight_are_counted_per_key_and_released(client: AppCl
     # errors release the gauge too
     await client.request("POST", CHAT, key=key, body=b"{bad")
     assert await client.runtime.counters.get("inflight:" + key_id) == 0
+
+
+@in_app(raw={"providers": {"mock": {"type": "mock", "models": ["gpt-4o-mini"],
+                                    "mock": {"latency_ms": 2000}}}})
+async def test_a_request_the_server_cancels_is_still_recorded(client: AppClient) -> None:
+    key = await new_key(client)
+    call = asyncio.create_task(client.request(
+        "POST", CHAT, key=key, headers={"x-request-id": "cancelled-1"},
+        json_body=chat_body("slow")))
+    await asyncio.sleep(0.2)
+    call.cancel()  # what uvicorn does when the shutdown grace period runs out
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    row = await ledger_row(client, "cancelled-1")
+    assert (row.status, row.error_code) == (503, "cancelled")

@@ -129,6 +129,10 @@ class DataPlane:
                 await _stream_error(send, error)
         except ClientGone:
             ctx.status, ctx.error_code = 499, "client_disconnected"
+        except asyncio.CancelledError:
+            # The server gave up on the request (shutdown grace period over): still recorded.
+            ctx.status, ctx.error_code = ctx.status or 503, "cancelled"
+            raise
         except Exception:
             log.exception("unexpected failure in request %s", ctx.request_id)
             started = ctx.status != 0
