@@ -30,6 +30,7 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 _JSON = (b"content-type", b"application/json")
+_NOT_SERVING = Unavailable("keystead is starting or shutting down.", hint="Retry in a moment.")
 
 
 class KeysteadApp:
@@ -48,13 +49,13 @@ class KeysteadApp:
             path: str = scope["path"]
             if path.startswith("/v1/"):
                 if self._data is None:
-                    await _plain(send, Unavailable("keystead is starting."))
+                    await _plain(send, _NOT_SERVING)
                 else:
                     await self._data(scope, receive, send)
                 return
             if path.startswith("/admin"):
                 if self._admin is None:
-                    await _plain(send, Unavailable("keystead is starting."))
+                    await _plain(send, _NOT_SERVING)
                 else:
                     await self._admin(scope, receive, send)
                 return
