@@ -97,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
                 if target.proc is not None:
                     target.proc.stop()
             print(table(rows[-1:]).splitlines()[-1], file=sys.stderr)
+        stream_rows = [] if args.no_stream else _streams(upstream_url, seconds, server_cpu,
+                                                         load_cpu)
     finally:
         upstream.stop()
     report = {
@@ -105,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
                     "platform": platform.platform()},
         "upstream": kind, "seconds": seconds,
         "server_cpu": server_cpu, "load_cpu": load_cpu,
-        "rows": rows, "ratios": _ratios(rows),
+        "rows": rows, "ratios": _ratios(rows), "stream": stream_rows,
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
@@ -114,7 +116,40 @@ def run(args: argparse.Namespace) -> int:
     for name, value in report["ratios"].items():  # type: ignore[attr-defined]
         print(f"{name}: {value}")
     print(f"(upstream: {kind}; server on CPU {server_cpu}, wrk on CPU {load_cpu})")
+    if stream_rows:
+        print()
+        print(stream_table(stream_rows))
     return 0
+
+
+STREAM_COLUMNS = ("target", "connections", "streams_per_s", "events_per_s", "ttfb_p50_ms",
+                  "ttfb_p99_ms", "errors", "client_cpu_pct")
+
+
+def stream_table(rows: list[dict[str, object]]) -> str:
+    lines = ["| " + " | ".join(STREAM_COLUMNS) + " |", "|" + "---|" * len(STREAM_COLUMNS)]
+    lines += ["| " + " | ".join(str(row.get(c, "-")) for c in STREAM_COLUMNS) + " |"
+              for row in rows]
+    return "\n".join(lines)
+
+
+def _streams(upstream_url: str, seconds: float, server_cpu: str | None,
+             load_cpu: str | None) -> list[dict[str, object]]:
+    """Time to first byte and events per second, through keystead and direct."""
+    from bench.stream import measure_stream, start_keystead_stream_target
+
+    rows: list[dict[str, object]] = []
+    target = start_keystead_stream_target(upstream_url, server_cpu)
+    try:
+        for name, url, key in (("upstream direct", upstream_url + "/stream/v1/chat/completions",
+                                None), ("keystead", target.url, target.key)):
+            for connections in (1, 32):
+                rows.append({"target": name, **measure_stream(
+                    url, key, seconds=seconds, connections=connections, cpu=load_cpu)})
+    finally:
+        if target.proc is not None:
+            target.proc.stop()
+    return rows
 
 
 def _add_optional_targets(starters: dict[str, Callable[[], Target]], upstream_url: str,
@@ -171,6 +206,7 @@ def main() -> int:
     parser.add_argument("--only", help="comma-separated targets: direct, floor-httpx, "
                                        "floor-aiohttp, keystead, litellm")
     parser.add_argument("--minutes", type=float, default=10.0, help="soak duration")
+    parser.add_argument("--no-stream", action="store_true", help="skip the streaming figures")
     args = parser.parse_args()
     if not wrk_available():
         print("wrk is missing: apt-get install wrk (Debian) and run again", file=sys.stderr)
