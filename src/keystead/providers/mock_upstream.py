@@ -31,7 +31,6 @@ import uvicorn
 
 from keystead.providers.mock_content import (
     Directives,
-    Reply,
     chat_message,
     chat_usage,
     count_tokens,
@@ -47,7 +46,12 @@ from keystead.providers.mock_content import (
     response_object,
     responses_usage,
     split_pieces,
-    stream_deltas,
+)
+from keystead.providers.mock_stream import (
+    EventStream,
+    MockDisconnect,
+    stream_chat,
+    stream_response,
 )
 
 __all__ = [
@@ -100,10 +104,6 @@ class ReceivedRequest:
 
     def json(self) -> Any:
         return orjson.loads(self.body)
-
-
-class MockDisconnect(Exception):
-    """Raised mid-stream on purpose: the server then drops the connection, like a crashed peer."""
 
 
 class _MockError(Exception):
@@ -254,9 +254,9 @@ class MockUpstream:
         }
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            stream = _EventStream(send, self.settings.chunk_delay_ms)
+            stream = EventStream(send, self.settings.chunk_delay_ms)
             await stream.start()
-            await _stream_chat(stream, base, replies, usage if include_usage else None, directives)
+            await stream_chat(stream, base, replies, usage if include_usage else None, directives)
             return
         choices = [
             {
@@ -314,52 +314,9 @@ class MockUpstream:
         if not body.get("stream"):
             await _send_json(send, 200, response)
             return
-        stream = _EventStream(send, self.settings.chunk_delay_ms)
+        stream = EventStream(send, self.settings.chunk_delay_ms)
         await stream.start()
-        await _stream_response(stream, response, item, pieces, directives)
-
-
-# --- streaming ----------------------------------------------------------------------------
-
-
-async def _stream_chat(
-    stream: _EventStream,
-    base: dict[str, Any],
-    replies: list[Reply],
-    usage: dict[str, Any] | None,
-    directives: Directives,
-) -> None:
-    """Emit chunks like OpenAI; with include_usage every chunk has `usage: null` until the last."""
-
-    def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
-        frame = {"object": "chat.completion.chunk", **base, "choices": [choice]}
-        return frame if usage is None else {**frame, "usage": None}
-
-    budget = directives.disconnect_after
-    for index, reply in enumerate(replies):
-        first, *rest = stream_deltas(reply)
-        await stream.send_json(chunk(index, first))
-        for delta in rest:
-            budget = _spend(budget)
-            await stream.send_json(chunk(index, delta))
-        _spend(budget, final=True)
-        await stream.send_json(chunk(index, {}, reply.finish_reason))
-    if usage is not None:
-        await stream.send_json(
-            {"object": "chat.completion.chunk", **base, "choices": [], "usage": usage}
-        )
-    await stream.send(b"[DONE]")
-    await stream.end()
-
-
-def _spend(budget: int | None, final: bool = False) -> int | None:
-    """Count down `disconnect_after`; at zero, abort the response mid-stream."""
-    if budget is None:
-        return None
-    if budget <= 0:
-        raise MockDisconnect("mock disconnect_after directive")
-    return budget if final else budget - 1
+        await stream_response(stream, response, item, pieces, directives)
 
 
 # --- responses helpers ----------------------------------------------------------------------
@@ -377,48 +334,6 @@ def _responses_messages(body: dict[str, Any]) -> list[Any]:
     if isinstance(body.get("instructions"), str):
         messages.insert(0, {"role": "system", "content": body["instructions"]})
     return messages
-
-
-async def _stream_response(
-    stream: _EventStream,
-    response: dict[str, Any],
-    item: dict[str, Any],
-    pieces: list[str],
-    directives: Directives,
-) -> None:
-    """The Responses API event sequence, each as `event: <type>` + `data: {...}` (no [DONE])."""
-    sequence = 0
-
-    async def emit(kind: str, **fields: Any) -> None:
-        nonlocal sequence
-        await stream.send_json({"type": kind, **fields, "sequence_number": sequence}, event=kind)
-        sequence += 1
-
-    # Snapshots before completion carry no usage: the schema's `usage` is not nullable.
-    pending = {k: v for k, v in response.items() if k != "usage"}
-    pending |= {"status": "in_progress", "completed_at": None, "incomplete_details": None}
-    pending["output"] = []
-    await emit("response.created", response=pending)
-    await emit("response.in_progress", response=pending)
-    where = {"item_id": item["id"], "output_index": 0, "content_index": 0}
-    part = item["content"][0]
-    await emit(
-        "response.output_item.added",
-        output_index=0,
-        item={**item, "status": "in_progress", "content": []},
-    )
-    await emit("response.content_part.added", **where, part={**part, "text": ""})
-    budget = directives.disconnect_after
-    for piece in pieces:
-        budget = _spend(budget)
-        await emit("response.output_text.delta", **where, delta=piece, logprobs=[])
-    _spend(budget, final=True)
-    await emit("response.output_text.done", **where, text=part["text"], logprobs=[])
-    await emit("response.content_part.done", **where, part=part)
-    await emit("response.output_item.done", output_index=0, item=item)
-    done = "response.completed" if response["status"] == "completed" else "response.incomplete"
-    await emit(done, response=response)
-    await stream.end()
 
 
 # --- embeddings and models helpers ----------------------------------------------------------
@@ -439,33 +354,6 @@ def _embedding_inputs(raw: Any) -> list[str | list[int]]:
 
 
 # --- ASGI plumbing --------------------------------------------------------------------------
-
-
-class _EventStream:
-    """A `text/event-stream` response, with `chunk_delay_ms` between events."""
-
-    def __init__(self, send: Send, delay_ms: float):
-        self._send, self._delay, self._count = send, delay_ms / 1000, 0
-
-    async def start(self) -> None:
-        headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
-        headers.append((b"x-request-id", new_id("req_").encode()))
-        await self._send({"type": "http.response.start", "status": 200, "headers": headers})
-
-    async def send(self, data: bytes, event: str | None = None) -> None:
-        if self._count and self._delay:
-            await asyncio.sleep(self._delay)
-        self._count += 1
-        frame = b"data: " + data + b"\n\n"
-        if event is not None:
-            frame = b"event: " + event.encode() + b"\n" + frame
-        await self._send({"type": "http.response.body", "body": frame, "more_body": True})
-
-    async def send_json(self, obj: Any, event: str | None = None) -> None:
-        await self.send(orjson.dumps(obj), event)
-
-    async def end(self) -> None:
-        await self._send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _read_body(receive: Receive) -> bytes:
