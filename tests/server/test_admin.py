@@ -111,7 +111,7 @@ def assert_error(reply: Reply, status: int, code: str, param: Any = ...,
 
 def admin_operations(client: AppClient) -> list[tuple[str, str, str]]:
     """Every (method, route template, concrete path) the admin app serves."""
-    routes = [r for r in client.app._admin.routes if isinstance(r, APIRoute)]
+    routes = [r for r in client.app.admin_app().routes if isinstance(r, APIRoute)]
     assert routes
     return sorted((method, r.path, r.path.replace("{key}", "somekey").replace("{name}", "mock"))
                   for r in routes for method in r.methods)
@@ -488,7 +488,7 @@ async def test_the_openapi_document_describes_every_admin_route(client: AppClien
     assert doc["openapi"].startswith("3.")
     assert doc["info"]["title"] == "keystead admin API"
     Draft202012Validator.check_schema({"components": doc["components"]})
-    served = {(method.lower(), route.path) for route in client.app._admin.routes
+    served = {(method.lower(), route.path) for route in client.app.admin_app().routes
               if isinstance(route, APIRoute) for method in route.methods}
     listed = {(method, path) for path, item in doc["paths"].items() for method in item}
     assert listed == served

@@ -121,6 +121,7 @@ def test_migrations_create_the_schema(fresh_store):
     config.set_main_option("script_location", str(sql_store._MIGRATIONS))
     head = ScriptDirectory.from_config(config).get_current_head()
     assert [tuple(row) for row in version] == [(head,)]
+    assert head == sql_store.SCHEMA_HEAD, "bump SCHEMA_HEAD with every new migration"
     assert {"ix_usage_ts", "ix_usage_key_ts"} <= indexes
     # The migrations build exactly the tables the code describes in schema.py.
     for name, table in schema.metadata.tables.items():
