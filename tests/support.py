@@ -5,18 +5,33 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from keystead.config.load import LoadedConfig, parse_config
 from keystead.runtime import Runtime
 from keystead.server.app import KeysteadApp, create_app
+from keystead.state.sql_store import SQLStore
 from keystead.vault.envelope import MasterKey
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
+T = TypeVar("T")
+
+
+def with_open_store(store: SQLStore, body: Callable[[SQLStore], Awaitable[T]]) -> T:
+    """Open `store`, run `body` on it in a fresh event loop, close it whatever happens."""
+
+    async def main() -> T:
+        await store.open()
+        try:
+            return await body(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
 
 
 def make_loaded(tmp_path: Path, raw: dict[str, Any] | None = None,

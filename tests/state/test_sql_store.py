@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from keystead.state.records import KeyRecord, ProviderRecord, SealedRecord, UsageRecord
 from keystead.state.sql_store import SQLStore, async_url
 from keystead.state.store import DuplicateName
+from support import with_open_store
 
 T = TypeVar("T")
 
@@ -54,14 +55,7 @@ def store(request, tmp_path, migrated_sqlite) -> SQLStore:
 
 
 def run(store: SQLStore, body: Callable[[SQLStore], Awaitable[T]]) -> T:
-    async def main() -> T:
-        await store.open()
-        try:
-            return await body(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(main())
+    return with_open_store(store, body)
 
 
 def key(name: str = "prod-webhook-bot-01", key_id: str = "abcdefgh", **fields: Any) -> KeyRecord:

@@ -13,6 +13,7 @@ import pytest
 from keystead.state.records import KeyRecord, UsageRecord
 from keystead.state.sql_store import SQLStore
 from keystead.usage.ledger import LedgerWriter
+from support import with_open_store
 
 T = TypeVar("T")
 
@@ -44,15 +45,7 @@ class RecordingStore:
 
 
 def with_store(tmp_path, body: Callable[[SQLStore], Awaitable[T]]) -> T:
-    async def main() -> T:
-        store = SQLStore(f"sqlite:///{tmp_path / 'ledger.db'}")
-        await store.open()
-        try:
-            return await body(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(main())
+    return with_open_store(SQLStore(f"sqlite:///{tmp_path / 'ledger.db'}"), body)
 
 
 def record(i: int, key_id: str | None = None, ts: float | None = None) -> UsageRecord:

@@ -12,6 +12,7 @@ import pytest
 from keystead.state.sql_store import SQLStore
 from keystead.vault.envelope import MasterKey, VaultError
 from keystead.vault.store import PEPPER_ID, Vault, load_master_key
+from support import with_open_store
 
 T = TypeVar("T")
 
@@ -21,15 +22,7 @@ def new_master() -> MasterKey:
 
 
 def with_store(path: Path, body: Callable[[SQLStore], Awaitable[T]]) -> T:
-    async def main() -> T:
-        store = SQLStore(f"sqlite:///{path}")
-        await store.open()
-        try:
-            return await body(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(main())
+    return with_open_store(SQLStore(f"sqlite:///{path}"), body)
 
 
 @pytest.fixture
@@ -210,7 +203,6 @@ def test_load_master_key_errors_say_what_to_do(tmp_path):
 
 def test_processes_racing_to_create_the_pepper_agree_on_one(tmp_path) -> None:
     """Several vaults opening a new database at once must end with a single pepper."""
-    import asyncio
 
     from keystead.state.sql_store import SQLStore
     from keystead.vault.envelope import MasterKey
