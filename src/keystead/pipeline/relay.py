@@ -104,7 +104,9 @@ class ClientWatch:
 
     async def close(self) -> None:
         self._watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        # A receive() that failed (a server quirk on a dead connection) must not replace the
+        # request's own outcome; the watch only ever informs.
+        with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._watcher
 
 
