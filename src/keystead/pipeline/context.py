@@ -15,8 +15,8 @@ __all__ = ["RequestContext"]
 class RequestContext:
     __slots__ = (
         "body", "client_asked_usage", "client_ip", "completion_text", "cost", "cost_known",
-        "endpoint", "error_code", "feature", "key", "model", "provider", "request_id",
-        "started", "status", "stream", "ts", "ttft", "upstream_model", "usage",
+        "endpoint", "error_code", "feature", "key", "model", "priced_usage", "provider",
+        "request_id", "started", "status", "stream", "ts", "ttft", "upstream_model", "usage",
         "usage_estimated", "user_agent", "view",
     )
 
@@ -38,6 +38,7 @@ class RequestContext:
         self.stream = False
         self.client_asked_usage = False
         self.usage: TokenUsage | None = None
+        self.priced_usage: TokenUsage | None = None  # the usage `cost` was computed from
         self.usage_estimated = False
         self.completion_text: list[bytes] | None = None
         self.cost = Decimal(0)

@@ -54,8 +54,10 @@ async def estimate_usage(ctx: RequestContext, response_body: bytes | None) -> No
 
 
 def price(ctx: RequestContext, prices: PriceBook) -> None:
-    if ctx.usage is None or ctx.provider is None:
+    """Set the request's cost from its usage; a no-op when this usage was priced already."""
+    if ctx.usage is None or ctx.provider is None or ctx.priced_usage is ctx.usage:
         return
+    ctx.priced_usage = ctx.usage
     cost = prices.cost(ctx.provider.type, ctx.upstream_model or ctx.model or "", ctx.usage)
     if not cost.known and ctx.upstream_model and ctx.upstream_model != ctx.model and ctx.model:
         cost = prices.cost(ctx.provider.type, ctx.model, ctx.usage)

@@ -145,7 +145,7 @@ class DataPlane:
             if ctx.usage is None and ctx.completion_text is not None:  # a stream cut short
                 await estimate_usage(ctx, None)
             # Every path that learned usage is priced, including a stream that broke (or a client
-            # that left) after its usage arrived; pricing twice gives the same figure.
+            # that left) after its usage arrived; usage priced on the way out is not priced again.
             price(ctx, self.rt.prices)
             settle(ctx, self.rt.ledger, self.log_requests)
 
