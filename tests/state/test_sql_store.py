@@ -1,17 +1,20 @@
-"""SQLStore against a real database (SQLite in tmp_path).
+"""SQLStore against real databases: SQLite in tmp_path and PostgreSQL (see conftest.py).
 
 Every test takes the `store` fixture (an unopened store on an empty, migrated database) or
-`fresh_store` (a database never opened), and runs its body with `run(store, body)`, which opens
-the store (migrations included), awaits the body and closes the store, all in one event loop.
-A PostgreSQL store plugs in as one more param of both fixtures.
+`fresh_store` (a database never opened), both parametrized over the two backends, and runs its
+body with `run(store, body)`, which opens the store (migrations included), awaits the body and
+closes the store, all in one event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import shutil
+import contextlib
+import itertools
+import random
+import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -19,39 +22,23 @@ from typing import Any, TypeVar
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
 
-from keystead.state.records import KeyRecord, ProviderRecord, SealedRecord, UsageRecord
+import pg
+from keystead.state import schema
+from keystead.state.records import (
+    KeyRecord,
+    Limits,
+    ProviderRecord,
+    SealedRecord,
+    TeamRecord,
+    UsageRecord,
+)
 from keystead.state.sql_store import SQLStore, async_url
-from keystead.state.store import DuplicateName
+from keystead.state.store import GROUPS, DuplicateName
 from support import with_open_store
 
 T = TypeVar("T")
-
-
-@pytest.fixture(scope="module")
-def migrated_sqlite(tmp_path_factory) -> Path:
-    """An empty, migrated SQLite file; copying it is faster than migrating for every test."""
-    path = tmp_path_factory.mktemp("template") / "keystead.db"
-    run(SQLStore(f"sqlite:///{path}"), lambda s: s.get_version("keys"))
-    return path
-
-
-@pytest.fixture(params=["sqlite"])
-def fresh_store(request, tmp_path) -> SQLStore:
-    """A store on a database that has never been opened (no schema yet)."""
-    if request.param == "sqlite":
-        return SQLStore(f"sqlite:///{tmp_path / 'state' / 'keystead.db'}")
-    raise NotImplementedError(request.param)
-
-
-@pytest.fixture(params=["sqlite"])
-def store(request, tmp_path, migrated_sqlite) -> SQLStore:
-    """A store on an empty database at the latest migration."""
-    if request.param == "sqlite":
-        path = tmp_path / "keystead.db"
-        shutil.copyfile(migrated_sqlite, path)
-        return SQLStore(f"sqlite:///{path}")
-    raise NotImplementedError(request.param)
 
 
 def run(store: SQLStore, body: Callable[[SQLStore], Awaitable[T]]) -> T:
@@ -92,34 +79,46 @@ def test_using_a_closed_store_is_an_error(store):
 
 
 def test_migrations_create_the_schema(fresh_store):
-    async def body(s: SQLStore) -> tuple[set[str], list[Any]]:
-        async with s.engine.connect() as conn:
-            tables = await conn.run_sync(lambda c: set(sa.inspect(c).get_table_names()))
-            version = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))
-                       ).fetchall()
-            indexes = await conn.run_sync(
-                lambda c: {i["name"] for i in sa.inspect(c).get_indexes("usage")})
-            columns = await conn.run_sync(lambda c: {
-                table: {col["name"] for col in sa.inspect(c).get_columns(table)}
-                for table in schema.metadata.tables})
-        return tables, [version, indexes, columns]
-
+    from alembic.autogenerate import compare_metadata
     from alembic.config import Config as AlembicConfig
+    from alembic.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
     from keystead.state import schema, sql_store
 
-    tables, (version, indexes, columns) = run(fresh_store, body)
-    assert {"keys", "providers", "vault_secrets", "meta", "usage", "alembic_version"} <= tables
+    def inspect(c: sa.Connection) -> dict[str, Any]:
+        inspector = sa.inspect(c)
+        return {
+            "tables": set(inspector.get_table_names()),
+            "indexes": {i["name"] for i in inspector.get_indexes("usage")},
+            "columns": {table: {col["name"] for col in inspector.get_columns(table)}
+                        for table in schema.metadata.tables},
+            # Everything autogenerate would change to make the database match schema.py:
+            # tables, columns, types, nullability, indexes, keys.
+            "diff": compare_metadata(MigrationContext.configure(c, opts={"compare_type": True}),
+                                     schema.metadata),
+        }
+
+    async def body(s: SQLStore) -> tuple[list[Any], dict[str, Any]]:
+        async with s.engine.connect() as conn:
+            version = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))
+                       ).fetchall()
+            return version, await conn.run_sync(inspect)
+
+    version, found = run(fresh_store, body)
+    assert {"keys", "teams", "providers", "vault_secrets", "meta", "usage", "usage_hourly",
+            "alembic_version"} <= found["tables"]
     config = AlembicConfig()
     config.set_main_option("script_location", str(sql_store._MIGRATIONS))
     head = ScriptDirectory.from_config(config).get_current_head()
     assert [tuple(row) for row in version] == [(head,)]
     assert head == sql_store.SCHEMA_HEAD, "bump SCHEMA_HEAD with every new migration"
-    assert {"ix_usage_ts", "ix_usage_key_ts"} <= indexes
+    assert {"ix_usage_ts", "ix_usage_key_ts", "ix_usage_team_ts", "ix_usage_env_ts"} \
+        <= found["indexes"]
     # The migrations build exactly the tables the code describes in schema.py.
     for name, table in schema.metadata.tables.items():
-        assert columns[name] == {c.name for c in table.columns}, name
+        assert found["columns"][name] == {c.name for c in table.columns}, name
+    assert found["diff"] == []
 
 
 def test_reopening_a_migrated_database_keeps_its_data(fresh_store):
@@ -477,21 +476,32 @@ def test_query_usage_groups(store, group_by, expected):
     assert got == {group: (requests, errors, Decimal(cost))
                    for group, (requests, errors, cost) in expected.items()}
     assert sum(row.requests for row in rows) == len(LEDGER)
-    costs = [row.cost_usd for row in rows]
-    assert costs == sorted(costs, reverse=True)
+    if group_by == "day":  # time series read in time order
+        assert [row.group for row in rows] == sorted(row.group for row in rows)
+    else:  # most expensive first
+        costs = [row.cost_usd for row in rows]
+        assert costs == sorted(costs, reverse=True)
 
 
-def test_query_usage_since_and_until(store):
-    async def body(s: SQLStore) -> tuple[list[Any], list[Any], list[Any]]:
+def test_query_usage_since_and_until_work_in_whole_hours(store):
+    midnight = DAY2 - 1  # DAY2 is one second past midnight
+
+    async def body(s: SQLStore) -> list[list[Any]]:
         await s.insert_usage(LEDGER)
-        return (await s.query_usage("day", since=DAY2),
-                await s.query_usage("day", since=0, until=DAY2),
-                await s.query_usage("key", since=DAY2 + 100))
+        return [await s.query_usage("day", since=midnight),
+                await s.query_usage("day", since=DAY2 + 100),  # rounded down to midnight
+                await s.query_usage("day", since=0, until=midnight),  # until is exclusive
+                await s.query_usage("day", since=0, until=DAY2),  # rounded up to 01:00
+                await s.query_usage("key", since=midnight + 3600),
+                await s.query_usage("key", since=0, until=DAY1 - 3600)]
 
-    after, before, none = run(store, body)
+    after, rounded_down, before, rounded_up, later, earlier = run(store, body)
     assert [(r.group, r.requests) for r in after] == [("2026-11-21", 4)]
+    assert [(r.group, r.requests) for r in rounded_down] == [("2026-11-21", 4)]
     assert [(r.group, r.requests) for r in before] == [("2026-11-20", 2)]
-    assert none == []
+    assert [(r.group, r.requests) for r in rounded_up] == [("2026-11-20", 2), ("2026-11-21", 4)]
+    assert later == []
+    assert earlier == []
 
 
 def test_usage_row_as_dict_is_json_ready(store):
@@ -519,7 +529,6 @@ def test_recent_usage_is_newest_first_with_limit_and_key_filter(store):
 def test_a_database_at_the_first_migration_is_upgraded_in_place(tmp_path) -> None:
     """Existing installations keep their keys when a migration adds a column."""
     import asyncio
-    import sqlite3
 
     from alembic import command
     from alembic.config import Config as AlembicConfig
@@ -553,3 +562,459 @@ def test_a_database_at_the_first_migration_is_upgraded_in_place(tmp_path) -> Non
             await store.close()
 
     asyncio.run(run())
+
+
+def _at_revision(url: str, revision: str, *rows: tuple[str, Any]) -> None:
+    """A database migrated up to `revision` only, as an older keystead left it, holding `rows`
+    ((SQL, parameters) pairs) written in the same transaction."""
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    from keystead.state import sql_store
+
+    def upgrade(connection: sa.Connection) -> None:
+        config = AlembicConfig()
+        config.set_main_option("script_location", str(sql_store._MIGRATIONS))
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+    async def main() -> None:
+        if url.startswith("sqlite:///"):
+            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(async_url(url))
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(upgrade)
+                for statement, params in rows:
+                    await conn.execute(sa.text(statement), params)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(main())
+
+
+def test_a_database_at_0002_is_upgraded_in_place_and_its_ledger_rolled_up(fresh_store):
+    """0003 adds key limits, teams and the rollups; the reports keep the ledger's history."""
+    columns = [c.name for c in schema.usage.columns if c.name != "id"]
+    _at_revision(
+        fresh_store.url, "0002",
+        ("INSERT INTO keys (id, name, key_hash, env, created_at, disabled_at) "
+         "VALUES ('abcdefgh', 'dev-old-key', 'h', 'dev', 1.0, 2.0)", {}),
+        (f"INSERT INTO usage ({', '.join(columns)}) "
+         f"VALUES ({', '.join(':' + c for c in columns)})",
+         [_ledger_row(r) for r in [*LEDGER, *ROLLUP_LEDGER[:200]]]),
+    )
+
+    async def body(s: SQLStore) -> dict[str, Any]:
+        found = await s.get_key("abcdefgh")
+        updated = await s.update_key("abcdefgh", limits=Limits(rpm=5),
+                                     ip_allowlist=("10.0.0.0/8",))
+        return {"key": found, "updated": updated, "teams": await s.list_teams(),
+                "by_key": await s.query_usage("key", since=0),
+                "by_day": await s.query_usage("day", since=0),
+                "by_model": await s.query_usage("model", since=0),
+                "ledger": await s.recent_usage(1000)}
+
+    got = run(fresh_store, body)
+    assert got["key"].name == "dev-old-key" and got["key"].disabled_at == 2.0
+    assert got["key"].limits == Limits() and got["key"].ip_allowlist is None
+    assert got["updated"].limits == Limits(rpm=5)
+    assert got["updated"].ip_allowlist == ("10.0.0.0/8",)
+    assert got["teams"] == []
+    assert len(got["ledger"]) == len(LEDGER) + 200
+    for group_by in ("key", "day", "model"):
+        assert _rows(got[f"by_{group_by}"]) == _expected([*LEDGER, *ROLLUP_LEDGER[:200]],
+                                                         group_by), group_by
+
+
+def _ledger_row(record: UsageRecord) -> dict[str, Any]:
+    values = {name: getattr(record, name) for name in UsageRecord.__slots__}
+    values["cost_nanousd"] = int(values.pop("cost_usd") * 10**9)
+    return values
+
+
+
+
+# --- key limits and IP allowlists ---------------------------------------------------------------
+
+
+def test_key_limits_and_ip_allowlist_roundtrip(store):
+    limits = Limits(rpm=60, rpd=10_000, tpm=90_000, tpd=None, max_parallel=4,
+                    budget_usd=Decimal("12.345678901"), budget_period="day")
+    limited = key(limits=limits, ip_allowlist=("10.0.0.0/8", "2001:db8::/32", "192.0.2.7/32"))
+
+    async def body(s: SQLStore) -> list[Any]:
+        await s.insert_key(limited)
+        await s.insert_key(key("prod-other-key", "bbbbbbbb"))
+        # A budget period alone is not "no limits": it must come back too.
+        await s.insert_key(key("prod-daily-key", "cccccccc", limits=Limits(budget_period="day")))
+        async with s.engine.connect() as conn:
+            nulls = (await conn.execute(sa.text(
+                "SELECT limits IS NULL, ip_allowlist IS NULL FROM keys WHERE id = 'bbbbbbbb'"
+            ))).one()
+        return [await s.get_key("abcdefgh"), await s.get_key("bbbbbbbb"),
+                await s.get_key("cccccccc"), tuple(nulls)]
+
+    back, plain, daily, nulls = run(store, body)
+    assert back == limited
+    assert back.limits.budget_usd == Decimal("12.345678901")  # exact: stored as a string
+    assert back.ip_allowlist == ("10.0.0.0/8", "2001:db8::/32", "192.0.2.7/32")
+    assert plain.limits == Limits() and plain.ip_allowlist is None
+    assert nulls == (True, True)  # SQL NULL, not a JSON null
+    assert daily.limits == Limits(budget_period="day")
+
+
+def test_update_key_sets_and_clears_limits_and_allowlist(store):
+    async def body(s: SQLStore) -> list[KeyRecord | None]:
+        await s.insert_key(key())
+        first = await s.update_key("abcdefgh", limits=Limits(tpm=1000),
+                                   ip_allowlist=["203.0.113.0/24"])
+        second = await s.update_key("abcdefgh", limits=first.limits.merged(rpm=10, tpm=None))
+        cleared = await s.update_key("abcdefgh", limits=Limits(), ip_allowlist=None)
+        return [first, second, cleared]
+
+    first, second, cleared = run(store, body)
+    assert first.limits == Limits(tpm=1000)
+    assert first.ip_allowlist == ("203.0.113.0/24",)
+    assert second.limits == Limits(rpm=10)
+    assert second.ip_allowlist == ("203.0.113.0/24",)  # untouched
+    assert cleared.limits == Limits() and cleared.ip_allowlist is None
+
+
+def test_timestamps_keep_sub_second_precision(store):
+    # Float is double precision on PostgreSQL too (REAL would keep about 7 digits).
+    precise = key(created_at=1_700_000_000.123456, expires_at=1_800_000_000.654321)
+
+    async def body(s: SQLStore) -> KeyRecord | None:
+        await s.insert_key(precise)
+        await s.touch_keys({"abcdefgh": 1_700_000_001.000001})
+        return await s.get_key("abcdefgh")
+
+    back = run(store, body)
+    assert back.created_at == 1_700_000_000.123456
+    assert back.expires_at == 1_800_000_000.654321
+    assert back.last_used_at == 1_700_000_001.000001
+
+
+# --- teams --------------------------------------------------------------------------------------
+
+
+def team(name: str = "payments", **fields: Any) -> TeamRecord:
+    values: dict[str, Any] = {"name": name, "created_at": 1_700_000_000.25}
+    values.update(fields)
+    return TeamRecord(**values)
+
+
+def test_teams_insert_get_list_update(store):
+    payments = team("payments", description="checkout and refunds", owner="ana@example.com",
+                    limits=Limits(rpm=600, budget_usd=Decimal("500"), budget_period="month"),
+                    ip_allowlist=("10.1.0.0/16",))
+    search = team("search")
+
+    async def body(s: SQLStore) -> dict[str, Any]:
+        await s.insert_team(search)
+        await s.insert_team(payments)
+        listed = await s.list_teams()
+        got = await s.get_team("payments")
+        updated = await s.update_team("search", owner="bo@example.com",
+                                      limits=Limits(max_parallel=8), ip_allowlist=("::1/128",))
+        cleared = await s.update_team("payments", limits=Limits(), ip_allowlist=None,
+                                      description=None)
+        return {"listed": listed, "got": got, "updated": updated, "cleared": cleared,
+                "missing": await s.get_team("nobody"),
+                "update_missing": await s.update_team("nobody", owner="x"),
+                "after": await s.list_teams()}
+
+    got = run(store, body)
+    assert got["listed"] == [payments, search]  # by name, every field back as written
+    assert got["got"] == payments
+    assert got["updated"] == team("search", owner="bo@example.com",
+                                  limits=Limits(max_parallel=8), ip_allowlist=("::1/128",))
+    assert got["cleared"] == team("payments", owner="ana@example.com")
+    assert got["missing"] is None and got["update_missing"] is None
+    assert got["after"] == [got["cleared"], got["updated"]]
+
+
+def test_duplicate_team_name_is_refused(store):
+    async def body(s: SQLStore) -> list[TeamRecord]:
+        await s.insert_team(team("payments", owner="first"))
+        with pytest.raises(DuplicateName, match="payments"):
+            await s.insert_team(team("payments", owner="second"))
+        return await s.list_teams()
+
+    assert [(t.name, t.owner) for t in run(store, body)] == [("payments", "first")]
+
+
+# --- secrets: first writer wins -----------------------------------------------------------------
+
+
+def test_add_secret_inserts_only_when_absent(store):
+    first = SealedRecord("vault.pepper", b"w1", b"c1", "aaaaaaaaaaaa")
+    second = SealedRecord("vault.pepper", b"w2", b"c2", "bbbbbbbbbbbb")
+
+    async def body(s: SQLStore) -> list[Any]:
+        return [await s.add_secret(first), await s.add_secret(second),
+                await s.get_secret("vault.pepper")]
+
+    assert run(store, body) == [True, False, first]
+
+
+# --- rollups ------------------------------------------------------------------------------------
+
+
+def _rows(rows: list[Any]) -> dict[str | None, tuple[Any, ...]]:
+    return {r.group: (r.requests, r.errors, r.prompt_tokens, r.completion_tokens,
+                      r.cached_tokens, r.cost_usd, round(r.avg_latency_ms, 6)) for r in rows}
+
+
+def _group_of(record: UsageRecord, group_by: str) -> str | None:
+    """The reference answer, from the ledger records themselves."""
+    moment = datetime.fromtimestamp(record.ts, UTC)
+    if group_by == "hour":
+        return moment.strftime("%Y-%m-%dT%H:00Z")
+    if group_by == "day":
+        return moment.strftime("%Y-%m-%d")
+    if group_by == "key":
+        return record.key_name
+    if group_by == "model":
+        return record.model_served or record.model_requested
+    value: str | None = getattr(record, group_by)
+    return value
+
+
+def _matches(record: UsageRecord, filters: dict[str, str]) -> bool:
+    for dimension, value in filters.items():
+        if dimension == "key":
+            if value not in (record.key_id, record.key_name):
+                return False
+        elif (_group_of(record, dimension) or "") != value:
+            return False
+    return True
+
+
+def _expected(records: list[UsageRecord], group_by: str, filters: dict[str, str] | None = None,
+              since: float = 0, until: float | None = None) -> dict[str | None, tuple[Any, ...]]:
+    totals: dict[str | None, list[Any]] = {}
+    for r in records:
+        if r.ts < since or (until is not None and r.ts >= until) or not _matches(r, filters or {}):
+            continue
+        total = totals.setdefault(_group_of(r, group_by), [0, 0, 0, 0, 0, Decimal(0), 0.0])
+        for i, value in enumerate((1, int(r.status >= 400), r.prompt_tokens, r.completion_tokens,
+                                   r.cached_tokens, r.cost_usd, r.latency_ms)):
+            total[i] += value
+    return {group: (*t[:6], round(t[6] / t[0], 6)) for group, t in totals.items()}
+
+
+def _random_ledger(count: int, seed: int = 7) -> list[UsageRecord]:
+    """Requests spread over three days, with every dimension sometimes absent."""
+    rng = random.Random(seed)
+    keys = [("aaaaaaaa", "prod-app-chat"), ("bbbbbbbb", "staging-rag-worker"), (None, None)]
+    start = datetime(2026, 11, 22, 22, tzinfo=UTC).timestamp()
+
+    def maybe(*values: str) -> str | None:
+        return rng.choice([*values, None])
+
+    records = []
+    for i in range(count):
+        key_id, key_name = rng.choice(keys)
+        records.append(usage(
+            f"q{i}", ts=start + rng.uniform(0, 3 * 86400), key_id=key_id, key_name=key_name,
+            team=maybe("payments", "search"), env=maybe("prod", "staging"),
+            feature=maybe("checkout", "refunds"), route=maybe("cheap", "smart"),
+            model_requested=maybe("gpt-4o-mini", "gpt-4o"),
+            model_served=maybe("gpt-4o-mini-2024-07-18"), provider=maybe("openai", "azure"),
+            endpoint=rng.choice(["chat.completions", "embeddings", "responses"]),
+            status=rng.choice([200, 200, 200, 400, 429, 502]),
+            prompt_tokens=rng.randrange(2000), completion_tokens=rng.randrange(500),
+            cached_tokens=rng.randrange(100),
+            cost_usd=Decimal(rng.randrange(10**7)) * Decimal("1e-9"),
+            latency_ms=rng.uniform(1, 3000)))
+    return records
+
+
+ROLLUP_LEDGER = _random_ledger(600)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def rolled_up(request: pytest.FixtureRequest,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Any]]:
+    """A database holding ROLLUP_LEDGER, written in batches of varied size, shared by the tests
+    that only read it; yields `call(body)`, which runs `body` on a store opened on it."""
+    async def fill(s: SQLStore) -> None:
+        for start, end in ((0, 1), (1, 50), (50, 51), (51, 300), (300, 600)):
+            await s.insert_usage(ROLLUP_LEDGER[start:end])
+
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path_factory.mktemp('rollups') / 'keystead.db'}"
+        else:
+            url = stack.enter_context(pg.fresh_database())
+        run(SQLStore(url), fill)
+        yield lambda body: run(SQLStore(url), body)
+
+
+@pytest.mark.parametrize("group_by", GROUPS)
+def test_rollups_equal_the_ledger_totals(rolled_up, group_by):
+    rows = rolled_up(lambda s: s.query_usage(group_by, since=0))
+    assert _rows(rows) == _expected(ROLLUP_LEDGER, group_by)
+    if group_by in ("hour", "day"):
+        assert [r.group for r in rows] == sorted(r.group for r in rows)
+    else:
+        assert [r.cost_usd for r in rows] == sorted((r.cost_usd for r in rows), reverse=True)
+
+
+@pytest.mark.parametrize(("group_by", "filters"), [
+    ("model", {"key": "aaaaaaaa"}),  # a key by its id
+    ("model", {"key": "staging-rag-worker"}),  # or by its name
+    ("day", {"team": "payments", "env": "prod"}),
+    ("hour", {"feature": "checkout", "endpoint": "chat.completions"}),
+    ("key", {"model": "gpt-4o-mini-2024-07-18", "provider": "azure"}),
+    ("route", {"route": "smart"}),
+    ("team", {"team": ""}),  # '' is "no team"
+    ("provider", {"key": "no-such-key"}),
+])
+def test_rollups_filtered_equal_the_ledger(rolled_up, group_by, filters):
+    rows = rolled_up(lambda s: s.query_usage(group_by, since=0, filters=filters))
+    assert _rows(rows) == _expected(ROLLUP_LEDGER, group_by, filters)
+
+
+def test_rollups_in_a_window_of_hours(rolled_up):
+    since = datetime(2026, 11, 23, 5, 30, tzinfo=UTC).timestamp()  # from 05:00
+    until = datetime(2026, 11, 24, 3, 10, tzinfo=UTC).timestamp()  # up to 04:00, excluded
+    rows = rolled_up(lambda s: s.query_usage("hour", since=since, until=until))
+    assert rows[0].group == "2026-11-23T05:00Z"
+    assert rows[-1].group == "2026-11-24T03:00Z"
+    assert _rows(rows) == _expected(ROLLUP_LEDGER, "hour", since=since - 1800, until=until + 3000)
+
+
+def test_rollups_merge_a_group_across_batches_into_one_row(store):
+    """Same hour and dimensions: one rollup row, whatever the batches; '' for absent dims."""
+    hour = datetime(2026, 11, 23, 14, tzinfo=UTC).timestamp()
+    same = [usage(f"s{i}", ts=hour + i * 60, key_id="aaaaaaaa", key_name="prod-app-chat",
+                  model_requested="gpt-4o", prompt_tokens=10, cost_usd=Decimal("0.000001"),
+                  status=500 if i % 3 == 0 else 200, latency_ms=10.0 * i)
+            for i in range(30)]
+    next_hour = usage("n1", ts=hour + 3600, key_id="aaaaaaaa", key_name="prod-app-chat",
+                      model_requested="gpt-4o")
+
+    async def body(s: SQLStore) -> list[Any]:
+        await s.insert_usage(same[:10])
+        await s.insert_usage([*same[10:25], next_hour])
+        await s.insert_usage(same[25:])
+        async with s.engine.connect() as conn:
+            return [tuple(row) for row in (await conn.execute(
+                sa.select(schema.usage_hourly).order_by(schema.usage_hourly.c.hour))).all()]
+
+    first, second = run(store, body)
+    assert first == (int(hour), "aaaaaaaa", "prod-app-chat", "", "", "", "", "gpt-4o", "",
+                     "chat.completions", 30, 10, 300, 0, 0, 30_000, pytest.approx(4350.0))
+    assert second[0] == int(hour) + 3600 and second[10] == 1
+
+
+def test_a_failed_batch_leaves_neither_ledger_nor_rollups(store):
+    broken = usage("bad", endpoint=None)  # NOT NULL in the ledger
+
+    async def body(s: SQLStore) -> tuple[list[Any], list[Any]]:
+        await s.insert_usage(LEDGER[:2])
+        with pytest.raises(sa.exc.IntegrityError):
+            await s.insert_usage([LEDGER[2], broken])
+        return await s.recent_usage(10), await s.query_usage("key", since=0)
+
+    ledger, rows = run(store, body)
+    assert [r.request_id for r in ledger] == ["r2", "r1"]
+    assert [(r.group, r.requests) for r in rows] == [("prod-app-chat", 2)]
+
+
+def test_unknown_filter_is_an_error(store):
+    async def body(s: SQLStore) -> None:
+        with pytest.raises(ValueError, match="colour"):
+            await s.query_usage("key", since=0, filters={"colour": "blue"})  # type: ignore[dict-item]
+
+    run(store, body)
+
+
+# --- spend --------------------------------------------------------------------------------------
+
+
+def test_spend_nanousd_per_scope(store):
+    async def body(s: SQLStore) -> dict[str, int]:
+        await s.insert_usage(ROLLUP_LEDGER)
+        since = ROLLUP_LEDGER[100].ts
+        return {
+            "key": await s.spend_nanousd("key", "aaaaaaaa", since),
+            "team": await s.spend_nanousd("team", "payments", since),
+            "env": await s.spend_nanousd("env", "staging", since),
+            "all_time": await s.spend_nanousd("team", "payments", 0),
+            "nobody": await s.spend_nanousd("key", "zzzzzzzz", 0),
+            "future": await s.spend_nanousd("env", "prod", 4_000_000_000),
+        }
+
+    got = run(store, body)
+    since = ROLLUP_LEDGER[100].ts
+
+    def spend(field: str, value: str, start: float) -> int:
+        return int(sum((r.cost_usd for r in ROLLUP_LEDGER
+                        if getattr(r, field) == value and r.ts >= start), Decimal(0)) * 10**9)
+
+    assert got["key"] == spend("key_id", "aaaaaaaa", since)
+    assert got["team"] == spend("team", "payments", since)
+    assert got["env"] == spend("env", "staging", since)
+    assert got["all_time"] == spend("team", "payments", 0) > got["team"] > 0
+    assert got["nobody"] == 0 and got["future"] == 0
+
+
+# --- PostgreSQL: several processes on one database ----------------------------------------------
+
+
+@pytest.fixture
+def pg_url(migrated_pg: str) -> str:
+    pg.truncate(migrated_pg)
+    return migrated_pg
+
+
+def test_concurrent_bumps_from_two_stores_on_postgresql(pg_url):
+    """Two servers bumping one counter at once: every bump gets its own value."""
+    async def main() -> tuple[list[int], int]:
+        first, second = SQLStore(pg_url), SQLStore(pg_url)
+        await asyncio.gather(first.open(), second.open())
+        try:
+            results = await asyncio.gather(*(s.bump_version("keys") for _ in range(15)
+                                             for s in (first, second)))
+            return sorted(results), await first.get_version("keys")
+        finally:
+            await asyncio.gather(first.close(), second.close())
+
+    results, final = asyncio.run(main())
+    assert results == list(range(1, 31))
+    assert final == 30
+
+
+def test_concurrent_usage_batches_from_two_stores_on_postgresql(pg_url):
+    """Overlapping rollup rows written by two servers at once: no lost update, no deadlock."""
+    async def main() -> list[Any]:
+        first, second = SQLStore(pg_url), SQLStore(pg_url)
+        await asyncio.gather(first.open(), second.open())
+        try:
+            batches = [ROLLUP_LEDGER[i:i + 40] for i in range(0, len(ROLLUP_LEDGER), 40)]
+            await asyncio.gather(*(store.insert_usage(batch)
+                                   for store, batch in zip(itertools.cycle((first, second)),
+                                                           batches, strict=False)))
+            return await first.query_usage("model", since=0)
+        finally:
+            await asyncio.gather(first.close(), second.close())
+
+    assert _rows(asyncio.run(main())) == _expected(ROLLUP_LEDGER, "model")
+
+
+def test_two_stores_migrating_a_new_postgresql_database_at_once():
+    """Replicas starting together: the advisory lock makes the second wait, then find it done."""
+    async def main(url: str) -> list[int]:
+        stores = [SQLStore(url) for _ in range(3)]
+        await asyncio.gather(*(s.open() for s in stores))
+        try:
+            return [await stores[0].bump_version("keys"), await stores[2].get_version("keys")]
+        finally:
+            await asyncio.gather(*(s.close() for s in stores))
+
+    with pg.fresh_database() as url:
+        assert asyncio.run(main(url)) == [1, 1]

@@ -2,10 +2,55 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal
+from typing import Any, Literal
 
-__all__ = ["KeyRecord", "ProviderRecord", "SealedRecord", "UsageRecord"]
+__all__ = ["BudgetPeriod", "KeyRecord", "Limits", "ProviderRecord", "SealedRecord", "TeamRecord",
+           "UsageRecord"]
+
+BudgetPeriod = Literal["day", "month"]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Rate limits, concurrency and budget of one scope (a key, a team or an environment).
+
+    None means "no limit at this scope". Where several scopes apply, each is enforced, so the
+    tightest one is what a request meets.
+    """
+
+    rpm: int | None = None  # requests per minute
+    rpd: int | None = None  # requests per day
+    tpm: int | None = None  # tokens per minute (prompt + completion)
+    tpd: int | None = None  # tokens per day
+    max_parallel: int | None = None  # requests in flight at once
+    budget_usd: Decimal | None = None
+    budget_period: BudgetPeriod = "month"
+
+    def is_empty(self) -> bool:
+        return all(getattr(self, f.name) is None for f in fields(self) if f.name != "budget_period")
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: the budget as a decimal string, so no float ever touches money."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        if self.budget_usd is not None:
+            values["budget_usd"] = format(self.budget_usd, "f")
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> Limits:
+        if not values:
+            return cls()
+        known = {f.name for f in fields(cls)}
+        clean = {k: v for k, v in values.items() if k in known}
+        if clean.get("budget_usd") is not None:
+            clean["budget_usd"] = Decimal(str(clean["budget_usd"]))
+        return cls(**clean)
+
+    def merged(self, **changes: Any) -> Limits:
+        """A copy with `changes` applied; a change to None clears that limit."""
+        return replace(self, **changes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +72,8 @@ class KeyRecord:
     revoked_reason: str | None = None
     last_used_at: float | None = None
     disabled_at: float | None = None  # paused by an operator; enable undoes it, revoke does not
+    limits: Limits = Limits()
+    ip_allowlist: tuple[str, ...] | None = None  # CIDRs; None: any address
 
     def status(self, now: float) -> str:
         if self.revoked_at is not None:
@@ -36,6 +83,18 @@ class KeyRecord:
         if self.expires_at is not None and self.expires_at <= now:
             return "expired"
         return "active"
+
+
+@dataclass(frozen=True, slots=True)
+class TeamRecord:
+    """A team owns keys; its limits and budget apply to all of its keys together."""
+
+    name: str
+    description: str | None = None
+    owner: str | None = None
+    limits: Limits = Limits()
+    ip_allowlist: tuple[str, ...] | None = None
+    created_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

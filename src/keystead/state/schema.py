@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-__all__ = ["keys", "meta", "metadata", "providers", "usage", "vault_secrets"]
+__all__ = ["ROLLUP_DIMENSIONS", "ROLLUP_SUMS", "keys", "meta", "metadata", "providers", "teams",
+           "usage", "usage_hourly", "vault_secrets"]
 
 metadata = sa.MetaData()
 
@@ -32,6 +33,20 @@ keys = sa.Table(
     sa.Column("revoked_reason", sa.Text),
     sa.Column("last_used_at", sa.Float),
     sa.Column("disabled_at", sa.Float),
+    # Limits.as_dict() and a list of CIDRs; SQL NULL (not JSON null) when there are none.
+    sa.Column("limits", sa.JSON(none_as_null=True)),
+    sa.Column("ip_allowlist", sa.JSON(none_as_null=True)),
+)
+
+teams = sa.Table(
+    "teams",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("description", sa.Text),
+    sa.Column("owner", sa.String(256)),
+    sa.Column("limits", sa.JSON(none_as_null=True)),
+    sa.Column("ip_allowlist", sa.JSON(none_as_null=True)),
+    sa.Column("created_at", sa.Float, nullable=False),
 )
 
 providers = sa.Table(
@@ -96,4 +111,40 @@ usage = sa.Table(
     sa.Column("usage_estimated", sa.Boolean, nullable=False),
     sa.Index("ix_usage_ts", "ts"),
     sa.Index("ix_usage_key_ts", "key_id", "ts"),
+    # Budgets seed their counters with the exact spend of a key, team or env since a date.
+    sa.Index("ix_usage_team_ts", "team", "ts"),
+    sa.Index("ix_usage_env_ts", "env", "ts"),
+)
+
+# The hourly rollups the usage reports read, kept up to date in the ledger's transaction.
+# Dimensions are '' rather than NULL when absent: a unique index treats NULLs as distinct on
+# PostgreSQL, so NULL dimensions would defeat the upsert (ON CONFLICT) and duplicate rows.
+ROLLUP_DIMENSIONS = ("key_id", "key_name", "team", "env", "feature", "route", "model",
+                     "provider", "endpoint")
+ROLLUP_SUMS = ("requests", "errors", "prompt_tokens", "completion_tokens", "cached_tokens",
+               "cost_nanousd", "latency_ms_sum")
+
+usage_hourly = sa.Table(
+    "usage_hourly",
+    metadata,
+    sa.Column("hour", sa.BigInteger, nullable=False),  # epoch seconds of the UTC hour's start
+    sa.Column("key_id", sa.String(16), nullable=False),
+    sa.Column("key_name", sa.String(128), nullable=False),
+    sa.Column("team", sa.String(64), nullable=False),
+    sa.Column("env", sa.String(32), nullable=False),
+    sa.Column("feature", sa.String(128), nullable=False),
+    sa.Column("route", sa.String(128), nullable=False),
+    sa.Column("model", sa.String(256), nullable=False),  # served, else requested
+    sa.Column("provider", sa.String(64), nullable=False),
+    sa.Column("endpoint", sa.String(64), nullable=False),
+    sa.Column("requests", sa.BigInteger, nullable=False),
+    sa.Column("errors", sa.BigInteger, nullable=False),  # status >= 400
+    sa.Column("prompt_tokens", sa.BigInteger, nullable=False),
+    sa.Column("completion_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cached_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cost_nanousd", sa.BigInteger, nullable=False),
+    sa.Column("latency_ms_sum", sa.Float, nullable=False),
+    # The upsert's conflict target. It leads with the hour, so it also serves time-range reads
+    # (a separate index on hour alone would only slow the writes down).
+    sa.PrimaryKeyConstraint("hour", *ROLLUP_DIMENSIONS, name="pk_usage_hourly"),
 )

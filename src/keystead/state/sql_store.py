@@ -1,31 +1,46 @@
-"""The store on SQLAlchemy Core (async): SQLite by default, the same code for PostgreSQL later."""
+"""The store on SQLAlchemy Core (async): the same code for SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from keystead.state import schema as t
-from keystead.state.records import KeyRecord, ProviderRecord, SealedRecord, UsageRecord
-from keystead.state.store import DuplicateName, GroupBy, UsageRow
+from keystead.state.records import (
+    KeyRecord,
+    Limits,
+    ProviderRecord,
+    SealedRecord,
+    TeamRecord,
+    UsageRecord,
+)
+from keystead.state.store import Dimension, DuplicateName, GroupBy, SpendScope, UsageRow
 
 __all__ = ["SCHEMA_HEAD", "SQLStore", "async_url"]
 
 # The newest migration. When the database is already there, Alembic (a fifth of the start-up
 # time) is not even imported; a test keeps this equal to the migrations' head.
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0003"
 
 _NANO = Decimal("1e-9")
 _MIGRATIONS = Path(__file__).parent / "migrations"
+# pg_advisory_xact_lock key held while checking and upgrading the schema, so replicas starting
+# together against a new database migrate one after the other instead of colliding.
+_MIGRATION_LOCK = 0x6B65797374656164  # "keystead"
+_HOUR = 3600
+_DAY = 86400
 
 
 def async_url(url: str) -> str:
@@ -36,32 +51,67 @@ def async_url(url: str) -> str:
     return url
 
 
+def _limits_value(limits: Limits | None) -> dict[str, Any] | None:
+    # NULL only for the default, so even a lone budget_period survives the round trip.
+    if limits is None or limits == Limits():
+        return None
+    return limits.as_dict()
+
+
+def _list_value(values: Iterable[str] | None) -> list[str] | None:
+    return list(values) if values is not None else None
+
+
+def _tuple(values: Sequence[str] | None) -> tuple[str, ...] | None:
+    return tuple(values) if values is not None else None
+
+
 def _key_from_row(row: Any) -> KeyRecord:
     return KeyRecord(
         id=row.id, name=row.name, key_hash=row.key_hash, env=row.env, team=row.team,
         owner=row.owner, description=row.description,
-        models=tuple(row.models) if row.models is not None else None,
-        endpoints=tuple(row.endpoints) if row.endpoints is not None else None,
+        models=_tuple(row.models), endpoints=_tuple(row.endpoints),
         max_tokens=row.max_tokens, max_body_bytes=row.max_body_bytes,
         created_at=row.created_at, expires_at=row.expires_at, revoked_at=row.revoked_at,
         revoked_reason=row.revoked_reason, last_used_at=row.last_used_at,
-        disabled_at=row.disabled_at,
+        disabled_at=row.disabled_at, limits=Limits.from_dict(row.limits),
+        ip_allowlist=_tuple(row.ip_allowlist),
     )
 
 
+def _json_changes(changes: dict[str, Any]) -> dict[str, Any]:
+    """Record-typed changes (tuples, Limits) as the columns store them."""
+    for name in ("models", "endpoints", "ip_allowlist"):
+        if name in changes:
+            changes[name] = _list_value(changes[name])
+    if "limits" in changes:
+        changes["limits"] = _limits_value(changes["limits"])
+    return changes
+
+
 def _key_values(key: KeyRecord) -> dict[str, Any]:
-    values = {name: getattr(key, name) for name in KeyRecord.__slots__}
-    for name in ("models", "endpoints"):
-        if values[name] is not None:
-            values[name] = list(values[name])
-    return values
+    return _json_changes({name: getattr(key, name) for name in KeyRecord.__slots__})
+
+
+def _team_from_row(row: Any) -> TeamRecord:
+    return TeamRecord(name=row.name, description=row.description, owner=row.owner,
+                      limits=Limits.from_dict(row.limits), ip_allowlist=_tuple(row.ip_allowlist),
+                      created_at=row.created_at)
+
+
+def _team_values(team: TeamRecord) -> dict[str, Any]:
+    return _json_changes({name: getattr(team, name) for name in TeamRecord.__slots__})
 
 
 class SQLStore:
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, pool_size: int = 10):
         self.url = url
+        self.pool_size = pool_size  # PostgreSQL connections kept open (as many again in bursts)
         self._engine: AsyncEngine | None = None
-        self._write_lock = asyncio.Lock()  # SQLite has one writer; queue ours instead of failing
+        # SQLite has one writer: queue ours instead of failing with "database is locked".
+        # PostgreSQL takes row locks itself, so it gets no lock (None).
+        self._write_lock: asyncio.Lock | None = None
+        self._rollup_upsert: Any = None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -69,32 +119,70 @@ class SQLStore:
             raise RuntimeError("store is not open")
         return self._engine
 
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
     async def open(self) -> None:
         url = async_url(self.url)
+        options: dict[str, Any] = {}
         if url.startswith("sqlite"):
             path = url.split(":///", 1)[1]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._engine = create_async_engine(url)
-        if self._engine.dialect.name == "sqlite":
-            event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
-        async with self._engine.begin() as conn:
-            if await _schema_version(conn) != SCHEMA_HEAD:
-                await conn.run_sync(_upgrade)
+        else:
+            # pre_ping: a server restart or a fail-over costs a reconnect, not a failed call.
+            options = {"pool_size": self.pool_size, "max_overflow": self.pool_size,
+                       "pool_pre_ping": True, "pool_recycle": 1800}
+        engine = create_async_engine(url, **options)
+        self._engine = engine
+        try:
+            if engine.dialect.name == "sqlite":
+                event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+                self._write_lock = asyncio.Lock()
+            else:
+                self._write_lock = None
+            self._rollup_upsert = _rollup_upsert(self._insert(t.usage_hourly))
+            async with engine.begin() as conn:
+                if engine.dialect.name == "postgresql":
+                    await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                                       {"key": _MIGRATION_LOCK})
+                if await _schema_version(conn) != SCHEMA_HEAD:
+                    await conn.run_sync(_upgrade)
+        except BaseException:
+            self._engine = None
+            await engine.dispose()
+            raise
 
     async def close(self) -> None:
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None
 
+    @asynccontextmanager
+    async def _begin(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction (behind the write lock on SQLite)."""
+        if self._write_lock is None:
+            async with self.engine.begin() as conn:
+                yield conn
+        else:
+            async with self._write_lock, self.engine.begin() as conn:
+                yield conn
+
     async def _write(self, statement: Any, params: Any = None) -> sa.CursorResult[Any]:
-        async with self._write_lock, self.engine.begin() as conn:
+        async with self._begin() as conn:
             result: sa.CursorResult[Any] = await conn.execute(statement, params)
             return result
 
     async def _read(self, statement: Any) -> list[Any]:
         async with self.engine.connect() as conn:
             return list((await conn.execute(statement)).fetchall())
+
+    def _insert(self, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
+        """An INSERT that can take ON CONFLICT, in this database's dialect."""
+        if self.dialect == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
 
     # keys
     async def insert_key(self, key: KeyRecord) -> None:
@@ -116,10 +204,9 @@ class SQLStore:
         return [_key_from_row(r) for r in rows]
 
     async def update_key(self, key_id: str, **changes: Any) -> KeyRecord | None:
-        for name in ("models", "endpoints"):
-            if changes.get(name) is not None:
-                changes[name] = list(changes[name])
-        await self._write(t.keys.update().where(t.keys.c.id == key_id).values(**changes))
+        if changes:
+            await self._write(t.keys.update().where(t.keys.c.id == key_id)
+                              .values(**_json_changes(changes)))
         return await self.get_key(key_id)
 
     async def touch_keys(self, last_used: dict[str, float]) -> None:
@@ -128,6 +215,27 @@ class SQLStore:
         statement = (t.keys.update().where(t.keys.c.id == sa.bindparam("kid"))
                      .values(last_used_at=sa.bindparam("ts")))
         await self._write(statement, [{"kid": k, "ts": ts} for k, ts in last_used.items()])
+
+    # teams
+    async def insert_team(self, team: TeamRecord) -> None:
+        try:
+            await self._write(t.teams.insert().values(**_team_values(team)))
+        except IntegrityError:
+            raise DuplicateName(team.name) from None
+
+    async def get_team(self, name: str) -> TeamRecord | None:
+        rows = await self._read(sa.select(t.teams).where(t.teams.c.name == name))
+        return _team_from_row(rows[0]) if rows else None
+
+    async def list_teams(self) -> list[TeamRecord]:
+        rows = await self._read(sa.select(t.teams).order_by(t.teams.c.name))
+        return [_team_from_row(r) for r in rows]
+
+    async def update_team(self, name: str, **changes: Any) -> TeamRecord | None:
+        if changes:
+            await self._write(t.teams.update().where(t.teams.c.name == name)
+                              .values(**_json_changes(changes)))
+        return await self.get_team(name)
 
     # providers
     async def insert_provider(self, provider: ProviderRecord) -> None:
@@ -157,22 +265,22 @@ class SQLStore:
 
     # vault
     async def put_secret(self, sealed: SealedRecord) -> None:
-        values = {"wrapped_key": sealed.wrapped_key, "ciphertext": sealed.ciphertext,
-                  "master_key_id": sealed.master_key_id, "updated_at": time.time()}
-        async with self._write_lock, self.engine.begin() as conn:
-            updated = await conn.execute(
-                t.vault_secrets.update().where(t.vault_secrets.c.id == sealed.id).values(**values))
-            if not updated.rowcount:
-                await conn.execute(t.vault_secrets.insert().values(id=sealed.id, **values))
+        # One upsert: an update-then-insert pair races between two writers on PostgreSQL.
+        statement = self._insert(t.vault_secrets).values(
+            id=sealed.id, wrapped_key=sealed.wrapped_key, ciphertext=sealed.ciphertext,
+            master_key_id=sealed.master_key_id, updated_at=time.time())
+        await self._write(statement.on_conflict_do_update(
+            index_elements=[t.vault_secrets.c.id],
+            set_={name: statement.excluded[name]
+                  for name in ("wrapped_key", "ciphertext", "master_key_id", "updated_at")}))
 
     async def add_secret(self, sealed: SealedRecord) -> bool:
-        try:
-            await self._write(t.vault_secrets.insert().values(
-                id=sealed.id, wrapped_key=sealed.wrapped_key, ciphertext=sealed.ciphertext,
-                master_key_id=sealed.master_key_id, updated_at=time.time()))
-        except IntegrityError:
-            return False
-        return True
+        # DO NOTHING rather than catching the IntegrityError: no error in PostgreSQL's log.
+        result = await self._write(self._insert(t.vault_secrets).values(
+            id=sealed.id, wrapped_key=sealed.wrapped_key, ciphertext=sealed.ciphertext,
+            master_key_id=sealed.master_key_id, updated_at=time.time(),
+        ).on_conflict_do_nothing(index_elements=[t.vault_secrets.c.id]))
+        return bool(result.rowcount)
 
     async def replace_secrets(self, sealed: Sequence[SealedRecord]) -> None:
         if not sealed:
@@ -199,58 +307,68 @@ class SQLStore:
         return int(rows[0][0]) if rows else 0
 
     async def bump_version(self, name: str) -> int:
-        async with self._write_lock, self.engine.begin() as conn:
-            updated = await conn.execute(
-                t.meta.update().where(t.meta.c.name == name).values(value=t.meta.c.value + 1))
-            if not updated.rowcount:
-                await conn.execute(t.meta.insert().values(name=name, value=1))
-            value = (await conn.execute(
-                sa.select(t.meta.c.value).where(t.meta.c.name == name))).scalar_one()
-        return int(value)
+        # One atomic statement: processes bumping at once each get their own value.
+        statement = self._insert(t.meta).values(name=name, value=1)
+        statement = statement.on_conflict_do_update(
+            index_elements=[t.meta.c.name], set_={"value": t.meta.c.value + 1})
+        result = await self._write(statement.returning(t.meta.c.value))
+        return int(result.scalar_one())
 
     # usage
     async def insert_usage(self, records: Sequence[UsageRecord]) -> None:
-        if records:
-            await self._write(t.usage.insert(), [_usage_values(r) for r in records])
+        if not records:
+            return
+        ledger = [_usage_values(r) for r in records]
+        rollups = _rollups(ledger)
+        async with self._begin() as conn:
+            await conn.execute(t.usage.insert(), ledger)
+            await conn.execute(self._rollup_upsert, rollups)
 
-    async def query_usage(self, group_by: GroupBy, since: float,
-                          until: float | None = None) -> list[UsageRow]:
-        u = t.usage.c
+    async def query_usage(self, group_by: GroupBy, since: float, until: float | None = None,
+                          filters: Mapping[Dimension, str] | None = None) -> list[UsageRow]:
+        h = t.usage_hourly.c
         group: Any
-        if group_by == "day":
-            if self.engine.dialect.name == "sqlite":
-                group = sa.func.strftime("%Y-%m-%d", u.ts, "unixepoch")
-            else:
-                group = sa.func.to_char(sa.func.to_timestamp(u.ts) .op("AT TIME ZONE")("UTC"),
-                                        "YYYY-MM-DD")
+        if group_by == "hour":
+            group = h.hour
+        elif group_by == "day":
+            # A literal, not a bound parameter: PostgreSQL only matches the GROUP BY expression
+            # to the selected one when both are the same text.
+            group = h.hour - h.hour % sa.literal_column(str(_DAY))
         else:
-            group = {"key": u.key_name, "team": u.team, "model": u.model_served,
-                     "feature": u.feature, "env": u.env, "provider": u.provider,
-                     "endpoint": u.endpoint}[group_by]
+            group = _group_column(group_by)
+        cost = sa.func.sum(h.cost_nanousd)
         statement = (
-            sa.select(
-                group.label("grp"),
-                sa.func.count().label("requests"),
-                sa.func.sum(sa.case((u.status >= 400, 1), else_=0)).label("errors"),
-                sa.func.coalesce(sa.func.sum(u.prompt_tokens), 0),
-                sa.func.coalesce(sa.func.sum(u.completion_tokens), 0),
-                sa.func.coalesce(sa.func.sum(u.cached_tokens), 0),
-                sa.func.coalesce(sa.func.sum(u.cost_nanousd), 0),
-                sa.func.coalesce(sa.func.avg(u.latency_ms), 0.0),
-            )
-            .where(u.ts >= since)
+            sa.select(group.label("grp"), sa.func.sum(h.requests), sa.func.sum(h.errors),
+                      sa.func.sum(h.prompt_tokens), sa.func.sum(h.completion_tokens),
+                      sa.func.sum(h.cached_tokens), cost, sa.func.sum(h.latency_ms_sum))
+            .where(h.hour >= int(since // _HOUR) * _HOUR)
             .group_by(group)
-            .order_by(sa.func.sum(u.cost_nanousd).desc(), group)
         )
         if until is not None:
-            statement = statement.where(u.ts < until)
+            statement = statement.where(h.hour < -int(-until // _HOUR) * _HOUR)  # rounded up
+        for dimension, value in (filters or {}).items():
+            if dimension == "key":
+                statement = statement.where(sa.or_(h.key_id == value, h.key_name == value))
+            else:
+                statement = statement.where(_group_column(dimension) == value)
+        if group_by in ("hour", "day"):
+            statement = statement.order_by(group)
+        else:
+            statement = statement.order_by(cost.desc(), group)
         return [
-            UsageRow(group=row[0], requests=int(row[1]), errors=int(row[2] or 0),
-                     prompt_tokens=int(row[3]), completion_tokens=int(row[4]),
+            UsageRow(group=_group_label(group_by, row[0]), requests=int(row[1]),
+                     errors=int(row[2]), prompt_tokens=int(row[3]), completion_tokens=int(row[4]),
                      cached_tokens=int(row[5]), cost_usd=Decimal(int(row[6])) * _NANO,
-                     avg_latency_ms=float(row[7]))
+                     avg_latency_ms=float(row[7]) / int(row[1]) if row[1] else 0.0)
             for row in await self._read(statement)
         ]
+
+    async def spend_nanousd(self, scope: SpendScope, value: str, since: float) -> int:
+        u = t.usage.c
+        column = {"key": u.key_id, "team": u.team, "env": u.env}[scope]
+        statement = (sa.select(sa.func.coalesce(sa.func.sum(u.cost_nanousd), 0))
+                     .where(column == value, u.ts >= since))
+        return int((await self._read(statement))[0][0])
 
     async def recent_usage(self, limit: int, key_id: str | None = None) -> list[UsageRecord]:
         statement = sa.select(t.usage).order_by(t.usage.c.id.desc()).limit(limit)
@@ -276,6 +394,67 @@ def _usage_values(record: UsageRecord) -> dict[str, Any]:
 def _usage_from_row(row: Any) -> UsageRecord:
     values = {name: getattr(row, name) for name in _USAGE_FIELDS}
     return UsageRecord(cost_usd=Decimal(int(row.cost_nanousd)) * _NANO, **values)
+
+
+# --- hourly rollups -----------------------------------------------------------------------------
+
+_ROLLUP_KEY = ("hour", *t.ROLLUP_DIMENSIONS)
+
+
+def _group_column(dimension: str) -> sa.ColumnElement[Any]:
+    """The rollup column a report groups or filters by ("key" shows the key's name)."""
+    h = t.usage_hourly.c
+    if dimension == "key":
+        return h.key_name
+    if dimension in t.ROLLUP_DIMENSIONS:
+        return h[dimension]
+    raise ValueError(f"unknown usage dimension {dimension!r}")
+
+
+def _group_label(group_by: GroupBy, value: Any) -> str | None:
+    if group_by == "hour":
+        return datetime.fromtimestamp(int(value), UTC).strftime("%Y-%m-%dT%H:00Z")
+    if group_by == "day":
+        return datetime.fromtimestamp(int(value), UTC).strftime("%Y-%m-%d")
+    return str(value) if value else None  # '' is how the rollups store "none"
+
+
+def _rollup_upsert(insert: postgresql.Insert | sqlite.Insert) -> Any:
+    """INSERT a rollup row, or add its sums to the row of the same hour and dimensions."""
+    table = t.usage_hourly
+    return insert.on_conflict_do_update(
+        index_elements=[table.c[name] for name in _ROLLUP_KEY],
+        set_={name: table.c[name] + insert.excluded[name] for name in t.ROLLUP_SUMS})
+
+
+def _rollups(ledger: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A batch of ledger rows summed per hour and dimensions: one upsert per group, not per row.
+
+    Sorted, so that concurrent writers on PostgreSQL lock the rows they share in the same order
+    (no deadlock), and no group appears twice in one statement (which ON CONFLICT refuses).
+    """
+    sums: dict[tuple[Any, ...], list[Any]] = {}
+    for row in ledger:
+        group = (int(row["ts"] // _HOUR) * _HOUR, row["key_id"] or "", row["key_name"] or "",
+                 row["team"] or "", row["env"] or "", row["feature"] or "", row["route"] or "",
+                 row["model_served"] or row["model_requested"] or "", row["provider"] or "",
+                 row["endpoint"] or "")
+        error = 1 if row["status"] >= 400 else 0
+        total = sums.get(group)
+        if total is None:
+            sums[group] = [1, error, row["prompt_tokens"], row["completion_tokens"],
+                           row["cached_tokens"], row["cost_nanousd"], row["latency_ms"]]
+        else:
+            total[0] += 1
+            total[1] += error
+            total[2] += row["prompt_tokens"]
+            total[3] += row["completion_tokens"]
+            total[4] += row["cached_tokens"]
+            total[5] += row["cost_nanousd"]
+            total[6] += row["latency_ms"]
+    return [{**dict(zip(_ROLLUP_KEY, group, strict=True)),
+             **dict(zip(t.ROLLUP_SUMS, total, strict=True))}
+            for group, total in sorted(sums.items())]
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal, Protocol, get_args
 
-from keystead.state.records import KeyRecord, ProviderRecord, SealedRecord, UsageRecord
+from keystead.state.records import (
+    KeyRecord,
+    ProviderRecord,
+    SealedRecord,
+    TeamRecord,
+    UsageRecord,
+)
 
-__all__ = ["GROUPS", "DuplicateName", "GroupBy", "Store", "UsageRow"]
+__all__ = ["DIMENSIONS", "GROUPS", "Dimension", "DuplicateName", "GroupBy", "SpendScope",
+           "Store", "UsageRow"]
 
-GroupBy = Literal["key", "team", "model", "feature", "day", "env", "provider", "endpoint"]
+# What usage can be filtered by (the rollups' dimensions) and grouped by (those plus time).
+Dimension = Literal["key", "team", "env", "feature", "route", "model", "provider", "endpoint"]
+DIMENSIONS: tuple[Dimension, ...] = get_args(Dimension)
+GroupBy = Literal["key", "team", "env", "feature", "route", "model", "provider", "endpoint",
+                  "hour", "day"]
 GROUPS: tuple[GroupBy, ...] = get_args(GroupBy)
+SpendScope = Literal["key", "team", "env"]
 
 
 class DuplicateName(Exception):
@@ -57,6 +69,13 @@ class Store(Protocol):
     async def update_key(self, key_id: str, **changes: Any) -> KeyRecord | None: ...
     async def touch_keys(self, last_used: dict[str, float]) -> None: ...
 
+    # teams
+    async def insert_team(self, team: TeamRecord) -> None:
+        """Raises DuplicateName when a team of that name exists."""
+    async def get_team(self, name: str) -> TeamRecord | None: ...
+    async def list_teams(self) -> list[TeamRecord]: ...
+    async def update_team(self, name: str, **changes: Any) -> TeamRecord | None: ...
+
     # providers
     async def insert_provider(self, provider: ProviderRecord) -> None: ...
     async def list_providers(self) -> list[ProviderRecord]: ...
@@ -76,8 +95,14 @@ class Store(Protocol):
     async def get_version(self, name: str) -> int: ...
     async def bump_version(self, name: str) -> int: ...
 
-    # usage ledger
-    async def insert_usage(self, records: Sequence[UsageRecord]) -> None: ...
-    async def query_usage(self, group_by: GroupBy, since: float,
-                          until: float | None = None) -> list[UsageRow]: ...
+    # usage ledger, and the hourly rollups kept in the same transaction
+    async def insert_usage(self, records: Sequence[UsageRecord]) -> None:
+        """Append ledger rows and add them to the hourly rollups, atomically."""
+    async def query_usage(self, group_by: GroupBy, since: float, until: float | None = None,
+                          filters: Mapping[Dimension, str] | None = None) -> list[UsageRow]:
+        """Totals from the rollups (hour granularity: `since` is rounded down to the hour)."""
+    async def spend_nanousd(self, scope: SpendScope, value: str, since: float) -> int:
+        """Exact spend of a key id, team or environment since `since`, from the ledger.
+
+        Budgets seed their counters from it (after a restart, or when Redis lost its data)."""
     async def recent_usage(self, limit: int, key_id: str | None = None) -> list[UsageRecord]: ...
