@@ -1,61 +1,268 @@
 """The hot-counters interface, and its in-process implementation.
 
-Counters hold state that changes on every request and that replicas must agree on: in-flight
-requests, windows of requests per key. In-process by default; the Redis implementation (the
-scale-out issue) keeps the same methods, each one atomic.
+Counters hold the state that changes on every request and that replicas must agree on:
+
+- **rates** (GCRA): at most `limit` units per `window_s`, with bursts up to `limit`. Exact at
+  window edges (no fixed-window double burst), one number per rule (the theoretical arrival time).
+- **pools**: a capacity shared by requests in flight. A request *holds* an amount from admit to
+  settle (a budget's worst-case cost, or one slot of a concurrency cap); at settle it releases the
+  hold and adds what it really used to the pool's settled total. Holds are leases: a replica that
+  dies stops renewing them and they are reclaimed when the lease runs out.
+
+`admit` is all or nothing: every rate is charged and every hold taken, or nothing changes. The
+in-process implementation here is the reference; the Redis one does the same in one Lua call.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["Counters", "MemoryCounters"]
+__all__ = [
+    "Admission",
+    "Counters",
+    "CountersUnavailable",
+    "Hold",
+    "MemoryCounters",
+    "PoolReading",
+    "Rate",
+    "RateReading",
+    "gcra",
+]
+
+UNLIMITED = 2**62  # capacity of a pool that only counts (in-flight requests without a cap)
+
+
+class CountersUnavailable(Exception):
+    """The counters backend cannot be reached (Redis down); the limiter decides what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """A GCRA rule: at most `limit` units per `window_s` seconds; this request costs `cost`."""
+
+    name: str
+    limit: int
+    window_s: int
+    cost: int
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Hold `amount` of pool `name` (capacity `capacity`) while the request runs.
+
+    `resets_at` is set for pools with a settled total (budgets: the end of the period, after which
+    the pool is forgotten); None for pools that only hold (concurrency).
+    """
+
+    name: str
+    capacity: int
+    amount: int
+    resets_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RateReading:
+    name: str
+    limit: int
+    remaining: int
+    reset_s: float  # seconds until the whole limit is available again
+
+
+@dataclass(frozen=True, slots=True)
+class PoolReading:
+    used: int  # settled total (0 for pools without one)
+    reserved: int  # held by requests in flight
+    holders: int
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    allowed: bool
+    rates: tuple[RateReading, ...] = ()  # every rate after this request (before, if refused)
+    refused_by: str | None = None  # the rate or pool that said no
+    retry_after_s: float = 0.0  # for a refusing rate: when the same request would pass
+    pool: PoolReading | None = None  # the refusing pool's state
+    unseeded: tuple[str, ...] = ()  # pools whose settled total must be seeded; nothing changed
 
 
 class Counters(Protocol):
-    async def add(self, name: str, delta: int) -> int:
-        """Add `delta` to a gauge and return its new value (in-flight requests)."""
+    async def admit(self, request_id: str, rates: Sequence[Rate], holds: Sequence[Hold],
+                    lease_s: float) -> Admission:
+        """Charge every rate and take every hold, or change nothing and say why not."""
 
-    async def get(self, name: str) -> int: ...
+    async def settle(self, request_id: str, used: Mapping[str, int],
+                     adjust: Sequence[Rate]) -> None:
+        """End the request: release its holds, add `used[pool]` to each pool's settled total
+        (even when the lease was reclaimed meanwhile: the money was spent), and charge each
+        rate in `adjust` by its (possibly negative) cost, to settle estimates to real usage."""
 
-    async def gauges(self, prefix: str) -> dict[str, int]:
-        """Every non-zero gauge whose name starts with `prefix` (for status pages)."""
+    async def renew(self, leases: Mapping[str, Sequence[str]], lease_s: float) -> None:
+        """Extend the leases of requests still running (request id -> its pools)."""
 
-    async def hit(self, name: str, window_s: int, amount: int = 1) -> int:
-        """Count `amount` in the current fixed window of `window_s` seconds; return the total."""
+    async def seed(self, name: str, used: int, resets_at: float) -> None:
+        """Set a pool's settled total, unless it has one already (first writer wins)."""
+
+    async def pools(self, prefix: str) -> dict[str, PoolReading]:
+        """Pools whose name starts with `prefix` and that hold or used something."""
+
+    async def ping(self) -> None:
+        """A cheap round trip: raises CountersUnavailable while the backend is out of reach."""
 
     async def close(self) -> None: ...
 
 
+def gcra(tat: float, now: float, limit: int, window_s: int, cost: int
+         ) -> tuple[bool, float, int, float, float]:
+    """One GCRA step: (allowed, new tat, remaining, reset_s, retry_after_s).
+
+    The emission interval is window/limit and the burst tolerance the whole window, so a fresh
+    rule admits `limit` units at once and then one unit per interval.
+    """
+    interval = window_s / limit
+    base = max(tat, now)
+    new_tat = base + cost * interval
+    if new_tat - now <= window_s + 1e-9:
+        remaining = math.floor((window_s - (new_tat - now)) / interval + 1e-9)
+        return True, new_tat, remaining, new_tat - now, 0.0
+    remaining = max(0, math.floor((window_s - (base - now)) / interval + 1e-9))
+    retry = new_tat - window_s - now if cost <= limit else math.inf
+    return False, base, remaining, base - now, retry
+
+
+class _Pool:
+    __slots__ = ("holds", "reserved", "resets_at", "used")
+
+    def __init__(self, used: int | None, resets_at: float | None):
+        self.used = used  # None: not seeded yet (budgets) or not kept (concurrency)
+        self.resets_at = resets_at
+        self.reserved = 0
+        self.holds: dict[str, tuple[int, float]] = {}  # request id -> (amount, lease deadline)
+
+    def reclaim(self, now: float) -> None:
+        expired = [rid for rid, (_amount, deadline) in self.holds.items() if deadline <= now]
+        for rid in expired:
+            self.reserved -= self.holds.pop(rid)[0]
+
+
 class MemoryCounters:
+    """Counters of one process. `clock` is injectable so tests can step time exactly."""
+
     def __init__(self, clock: Callable[[], float] = time.time):
-        self._gauges: dict[str, int] = {}
-        self._windows: dict[str, tuple[int, int]] = {}
         self._clock = clock
+        self._tats: dict[str, float] = {}
+        self._pools: dict[str, _Pool] = {}
 
-    async def add(self, name: str, delta: int) -> int:
-        value = self._gauges.get(name, 0) + delta
-        if value:
-            self._gauges[name] = value
-        else:
-            self._gauges.pop(name, None)  # keep the table as small as what is in flight
-        return value
+    def _pool(self, hold: Hold, now: float) -> _Pool:
+        pool = self._pools.get(hold.name)
+        if pool is not None and pool.resets_at is not None and pool.resets_at <= now:
+            del self._pools[hold.name]  # its period is over
+            pool = None
+        if pool is None:
+            pool = _Pool(None if hold.resets_at is not None else 0, hold.resets_at)
+            self._pools[hold.name] = pool
+        pool.reclaim(now)
+        return pool
 
-    async def get(self, name: str) -> int:
-        return self._gauges.get(name, 0)
+    async def admit(self, request_id: str, rates: Sequence[Rate], holds: Sequence[Hold],
+                    lease_s: float) -> Admission:
+        now = self._clock()
+        pools = [self._pool(hold, now) for hold in holds]
+        unseeded = tuple(h.name for h, p in zip(holds, pools, strict=True) if p.used is None)
+        if unseeded:
+            return Admission(False, unseeded=unseeded)
+        steps = [gcra(self._tats.get(r.name, 0.0), now, r.limit, r.window_s, r.cost)
+                 for r in rates]
+        readings = tuple(RateReading(r.name, r.limit, s[2], s[3])
+                         for r, s in zip(rates, steps, strict=True))
+        for rate, step in zip(rates, steps, strict=True):
+            if not step[0]:
+                return Admission(False, readings, refused_by=rate.name, retry_after_s=step[4])
+        for hold, pool in zip(holds, pools, strict=True):
+            if not _fits(pool.used or 0, pool.reserved, hold.amount, hold.capacity):
+                return Admission(False, readings, refused_by=hold.name, pool=PoolReading(
+                    pool.used or 0, pool.reserved, len(pool.holds)))
+        for rate, step in zip(rates, steps, strict=True):
+            self._tats[rate.name] = step[1]
+        deadline = now + lease_s
+        for hold, pool in zip(holds, pools, strict=True):
+            previous = pool.holds.get(request_id)
+            if previous is not None:
+                pool.reserved -= previous[0]
+            pool.holds[request_id] = (hold.amount, deadline)
+            pool.reserved += hold.amount
+        self._forget_old(now)
+        return Admission(True, readings)
 
-    async def gauges(self, prefix: str) -> dict[str, int]:
-        return {k: v for k, v in self._gauges.items() if k.startswith(prefix)}
+    async def settle(self, request_id: str, used: Mapping[str, int],
+                     adjust: Sequence[Rate]) -> None:
+        now = self._clock()
+        for name, amount in used.items():
+            pool = self._pools.get(name)
+            if pool is None:
+                continue
+            held = pool.holds.pop(request_id, None)
+            if held is not None:
+                pool.reserved -= held[0]
+            if pool.used is not None and pool.resets_at is not None:  # concurrency: no total
+                pool.used += amount
+            if not pool.holds and pool.used in (None, 0) and pool.resets_at is None:
+                del self._pools[name]  # keep the table as small as what is in flight
+        for rate in adjust:
+            # A missing tat is a past one (full burst), whether or not _forget_old dropped it.
+            tat = self._tats.get(rate.name, 0.0)
+            self._tats[rate.name] = max(max(tat, now) + rate.cost * rate.window_s / rate.limit,
+                                        now)
 
-    async def hit(self, name: str, window_s: int, amount: int = 1) -> int:
-        window = int(self._clock() // window_s)
-        current, total = self._windows.get(name, (window, 0))
-        total = total + amount if current == window else amount
-        self._windows[name] = (window, total)
-        return total
+    async def renew(self, leases: Mapping[str, Sequence[str]], lease_s: float) -> None:
+        now = self._clock()
+        deadline = now + lease_s
+        for request_id, names in leases.items():
+            for name in names:
+                pool = self._pools.get(name)
+                held = pool.holds.get(request_id) if pool is not None else None
+                # A lease that ran out stays out, reclaimed yet or not.
+                if pool is not None and held is not None and held[1] > now:
+                    pool.holds[request_id] = (held[0], deadline)
+
+    async def seed(self, name: str, used: int, resets_at: float) -> None:
+        pool = self._pools.get(name)
+        if pool is None:
+            self._pools[name] = pool = _Pool(None, resets_at)
+        if pool.used is None:
+            pool.used = used
+
+    async def pools(self, prefix: str) -> dict[str, PoolReading]:
+        now = self._clock()
+        result = {}
+        for name, pool in list(self._pools.items()):
+            if not name.startswith(prefix):
+                continue
+            if pool.resets_at is not None and pool.resets_at <= now:
+                del self._pools[name]  # its period is over (as in _pool)
+                continue
+            pool.reclaim(now)
+            if pool.holds or pool.used:
+                result[name] = PoolReading(pool.used or 0, pool.reserved, len(pool.holds))
+        return result
+
+    async def ping(self) -> None:
+        return None
+
+    def _forget_old(self, now: float) -> None:
+        # Rates whose tat is in the past are back to a full burst: the entry carries nothing.
+        if len(self._tats) > 10_000:
+            self._tats = {name: tat for name, tat in self._tats.items() if tat > now}
 
     async def close(self) -> None:
-        self._gauges.clear()
-        self._windows.clear()
+        self._tats.clear()
+        self._pools.clear()
+
+
+def _fits(used: int, reserved: int, amount: int, capacity: int) -> bool:
+    # A zero amount (price unknown) still needs room left: a spent budget refuses everything.
+    total = used + reserved + amount
+    return total <= capacity if amount > 0 else total < capacity
