@@ -600,6 +600,9 @@ def test_a_database_at_0002_is_upgraded_in_place_and_its_ledger_rolled_up(fresh_
         fresh_store.url, "0002",
         ("INSERT INTO keys (id, name, key_hash, env, created_at, disabled_at) "
          "VALUES ('abcdefgh', 'dev-old-key', 'h', 'dev', 1.0, 2.0)", {}),
+        ("INSERT INTO keys (id, name, key_hash, env, team, created_at) VALUES "
+         "('bbbbbbbb', 'dev-old-search', 'h', 'dev', 'search', 5.0), "
+         "('cccccccc', 'dev-old-search-02', 'h', 'dev', 'search', 3.0)", {}),
         (f"INSERT INTO usage ({', '.join(columns)}) "
          f"VALUES ({', '.join(':' + c for c in columns)})",
          [_ledger_row(r) for r in [*LEDGER, *ROLLUP_LEDGER[:200]]]),
@@ -620,7 +623,8 @@ def test_a_database_at_0002_is_upgraded_in_place_and_its_ledger_rolled_up(fresh_
     assert got["key"].limits == Limits() and got["key"].ip_allowlist is None
     assert got["updated"].limits == Limits(rpm=5)
     assert got["updated"].ip_allowlist == ("10.0.0.0/8",)
-    assert got["teams"] == []
+    # Team names keys used before teams existed become teams.
+    assert [(t.name, t.created_at, t.limits) for t in got["teams"]] == [("search", 3.0, Limits())]
     assert len(got["ledger"]) == len(LEDGER) + 200
     for group_by in ("key", "day", "model"):
         assert _rows(got[f"by_{group_by}"]) == _expected([*LEDGER, *ROLLUP_LEDGER[:200]],

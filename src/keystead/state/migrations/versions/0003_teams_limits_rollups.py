@@ -31,6 +31,12 @@ def upgrade() -> None:
         sa.Column("ip_allowlist", sa.JSON(none_as_null=True)),
         sa.Column("created_at", sa.Float, nullable=False),
     )
+    # Keys created before teams existed name their team freely: give each such name a team
+    # record, so team limits can be set on it and key updates keep working.
+    op.execute(
+        "INSERT INTO teams (name, created_at) "
+        "SELECT team, MIN(created_at) FROM keys WHERE team IS NOT NULL GROUP BY team"
+    )
     op.create_index("ix_usage_team_ts", "usage", ["team", "ts"])
     op.create_index("ix_usage_env_ts", "usage", ["env", "ts"])
     op.create_table(
