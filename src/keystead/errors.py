@@ -15,15 +15,20 @@
     │   └── ExpiredKey              code=key_expired
     ├── PermissionDenied            (403 permission_error)
     │   ├── ModelNotAllowed         code=model_not_allowed
-    │   └── EndpointNotAllowed      code=endpoint_not_allowed
+    │   ├── EndpointNotAllowed      code=endpoint_not_allowed
+    │   └── AddressNotAllowed       code=ip_not_allowed
     ├── NotFound                    (404 invalid_request_error)
     │   ├── ModelNotFound           code=model_not_found
     │   └── RouteNotFound           code=unknown_url
     ├── MethodNotAllowed            (405)
+    ├── RateLimited                 (429 rate_limit_exceeded) code=rate_limit_exceeded /
+    │                                   concurrency_limit_exceeded
+    │   └── BudgetExceeded          (429 insufficient_quota) code=budget_exceeded
     ├── UpstreamError               (502 upstream_error)
     │   ├── UpstreamUnreachable     code=upstream_unreachable
     │   └── UpstreamTimeout         (504) code=upstream_timeout
     └── Unavailable                 (503) code=shutting_down
+        └── LimitsUnavailable       code=limits_unavailable
 
 Each class carries its HTTP status, OpenAI `type` and `code`, and the log level. `render` is the
 one place that builds the OpenAI envelope `{"error": {"message", "type", "param", "code"}}`.
@@ -33,19 +38,23 @@ Messages never contain a secret: callers pass ids and names, never key text.
 from __future__ import annotations
 
 import logging
+import math
 
 import orjson
 
 __all__ = [
+    "AddressNotAllowed",
     "AuthError",
     "BadRequest",
     "BodyTooLarge",
+    "BudgetExceeded",
     "DisabledKey",
     "EndpointNotAllowed",
     "ExpiredKey",
     "GatewayError",
     "InvalidField",
     "InvalidJSON",
+    "LimitsUnavailable",
     "MalformedKey",
     "MaxTokensExceeded",
     "MethodNotAllowed",
@@ -54,6 +63,7 @@ __all__ = [
     "ModelNotFound",
     "NotFound",
     "PermissionDenied",
+    "RateLimited",
     "RevokedKey",
     "RouteNotFound",
     "Unavailable",
@@ -159,6 +169,42 @@ class EndpointNotAllowed(PermissionDenied):
     code = "endpoint_not_allowed"
 
 
+class AddressNotAllowed(PermissionDenied):
+    code = "ip_not_allowed"
+
+
+class RateLimited(GatewayError):
+    """429. Carries Retry-After and the x-ratelimit-* headers the SDKs read."""
+
+    status = 429
+    type = "rate_limit_exceeded"
+    code = "rate_limit_exceeded"
+    level = logging.INFO
+
+    def __init__(self, message: str, *, hint: str | None = None, code: str | None = None,
+                 retry_after_s: float | None = None, retry: bool = True,
+                 headers: list[tuple[bytes, bytes]] | None = None):
+        super().__init__(message, hint=hint)
+        if code is not None:
+            self.code = code
+        self._headers = list(headers or ())
+        if retry_after_s is not None:
+            self._headers.append((b"retry-after", str(max(1, math.ceil(retry_after_s))).encode()))
+            self._headers.append((b"retry-after-ms",
+                                  str(max(1, math.ceil(retry_after_s * 1000))).encode()))
+        if not retry:
+            # The OpenAI SDKs retry 429s by themselves; this header tells them a retry is futile.
+            self._headers.append((b"x-should-retry", b"false"))
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return self._headers
+
+
+class BudgetExceeded(RateLimited):
+    type = "insufficient_quota"
+    code = "budget_exceeded"
+
+
 class NotFound(GatewayError):
     status = 404
     type = "invalid_request_error"
@@ -202,6 +248,11 @@ class Unavailable(GatewayError):
     type = "api_error"
     code = "unavailable"
     level = logging.WARNING
+
+
+class LimitsUnavailable(Unavailable):
+    code = "limits_unavailable"
+    level = logging.ERROR
 
 
 def render(error: GatewayError) -> bytes:

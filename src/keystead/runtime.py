@@ -10,11 +10,14 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from keystead.config.load import LoadedConfig
 from keystead.keys.hashing import KeyHasher
 from keystead.keys.naming import NamingRule
+from keystead.pipeline.client_ip import AddressResolver
 from keystead.pipeline.identify import KeyTable
+from keystead.pipeline.limits import Limiter
 from keystead.providers.base import Provider
 from keystead.providers.registry import (
     ProviderRegistry,
@@ -24,6 +27,7 @@ from keystead.providers.registry import (
 )
 from keystead.providers.transport import HttpTransport
 from keystead.state.counters import Counters, MemoryCounters
+from keystead.state.records import TeamRecord
 from keystead.state.sql_store import SQLStore
 from keystead.state.store import Store
 from keystead.usage.ledger import LedgerWriter
@@ -31,11 +35,14 @@ from keystead.usage.prices import PriceBook
 from keystead.vault.envelope import MasterKey, VaultError
 from keystead.vault.store import Vault, load_master_key
 
+if TYPE_CHECKING:
+    from keystead.state.notify import ChangeNotifier
+
 __all__ = ["ProviderStatus", "Runtime"]
 
 log = logging.getLogger("keystead.runtime")
 
-KEYS_VERSION = "keys"
+KEYS_VERSION = "keys"  # keys and teams: both shape the policy of a request
 PROVIDERS_VERSION = "providers"
 
 
@@ -47,7 +54,7 @@ class ProviderStatus:
 
 class Runtime:
     def __init__(self, loaded: LoadedConfig, store: Store, counters: Counters, vault: Vault,
-                 hasher: KeyHasher):
+                 hasher: KeyHasher, *, shared_counters: bool = False):
         self.loaded = loaded
         self.config = loaded.config
         self.store = store
@@ -55,6 +62,11 @@ class Runtime:
         self.vault = vault
         self.hasher = hasher
         self.keys = KeyTable(hasher)
+        self.teams: dict[str, TeamRecord] = {}
+        self.limiter = Limiter(counters, self.config.limits, store.spend_nanousd,
+                               shared=shared_counters)
+        self.addresses = AddressResolver(self.config.server.trusted_proxies)
+        self.notifier: ChangeNotifier | None = None
         self.naming = NamingRule(self.config.keys.name_pattern, self.config.keys.name_rule,
                                  self.config.keys.environments)
         self.prices = PriceBook(dict(self.config.prices))
@@ -90,17 +102,41 @@ class Runtime:
         except Exception:
             await store.close()
             raise
-        runtime = cls(loaded, store, MemoryCounters(), vault, hasher)
-        await runtime.reload_keys()
-        await runtime.reload_providers()
+        counters: Counters
+        redis = config.redis
+        if redis.url:
+            # Imported only when configured: the embedded default never loads redis-py.
+            from keystead.state.notify import ChangeNotifier
+            from keystead.state.redis_counters import RedisCounters
+
+            counters = RedisCounters(redis.url, redis.prefix, timeout_s=redis.timeout_s,
+                                     connect_timeout_s=redis.connect_timeout_s,
+                                     max_connections=redis.max_connections)
+        else:
+            counters = MemoryCounters()
+        runtime = cls(loaded, store, counters, vault, hasher, shared_counters=bool(redis.url))
+        try:
+            await runtime.reload_keys()
+            await runtime.reload_providers()
+        except Exception:
+            await runtime.close()
+            raise
+        if redis.url:
+            runtime.notifier = ChangeNotifier(redis.url, redis.prefix)
         if serving:
             runtime.ledger.start()
-            runtime._watcher = asyncio.get_running_loop().create_task(runtime._watch())
+            runtime.limiter.start()
+            loop = asyncio.get_running_loop()
+            runtime._watcher = loop.create_task(runtime._watch())
+            if runtime.notifier is not None:
+                runtime.notifier.listen(runtime._heard)  # a task the notifier owns
         return runtime
 
     async def reload_keys(self) -> None:
         self._versions[KEYS_VERSION] = await self.store.get_version(KEYS_VERSION)
+        teams = {team.name: team for team in await self.store.list_teams()}
         self.keys.replace(await self.store.list_keys())
+        self.teams = teams
 
     async def reload_providers(self) -> None:
         self._versions[PROVIDERS_VERSION] = await self.store.get_version(PROVIDERS_VERSION)
@@ -130,10 +166,23 @@ class Runtime:
     async def changed(self, name: str) -> None:
         """Tell every process (this one at once, the others within a second) that `name` changed."""
         await self.store.bump_version(name)
+        await self._reload(name)
+        if self.notifier is not None:
+            # Pub/sub reaches the other replicas at once; the version poll is the safety net
+            # (publish logs and returns False when Redis is out of reach).
+            await self.notifier.publish(name)
+
+    async def _reload(self, name: str) -> None:
         if name == KEYS_VERSION:
             await self.reload_keys()
-        else:
+        elif name == PROVIDERS_VERSION:
             await self.reload_providers()
+
+    async def _heard(self, name: str) -> None:
+        try:
+            await self._reload(name)
+        except Exception:
+            log.exception("reloading %s after a change notice failed; the poll retries", name)
 
     async def _watch(self, interval: float = 1.0) -> None:
         while True:
@@ -151,6 +200,9 @@ class Runtime:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
+        await self.limiter.close()
+        if self.notifier is not None:
+            await self.notifier.close()
         await self.ledger.close()
         await self.providers.close()
         await self.http.close()

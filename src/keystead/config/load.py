@@ -30,6 +30,7 @@ _PURE_REF = re.compile(r"^(\$\{[A-Za-z_][A-Za-z0-9_]*\}|env:[A-Za-z_][A-Za-z0-9_
 # Environment variables that fill a setting the file leaves empty.
 _ENV_OVERRIDES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("KEYSTEAD_DATABASE_URL", ("database", "url")),
+    ("KEYSTEAD_REDIS_URL", ("redis", "url")),
     ("KEYSTEAD_MASTER_KEY", ("vault", "master_key")),
     ("KEYSTEAD_MASTER_KEY_FILE", ("vault", "master_key_file")),
     ("KEYSTEAD_ADMIN_TOKEN", ("admin", "token")),

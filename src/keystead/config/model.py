@@ -6,9 +6,11 @@ silently ignored. Secrets are `SecretStr`, so they never print.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from decimal import Decimal
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -17,11 +19,14 @@ __all__ = [
     "Config",
     "DatabaseConfig",
     "KeysConfig",
+    "LimitsConfig",
+    "LimitsValues",
     "LoggingConfig",
     "MockConfig",
     "ModelPrice",
     "ProviderConfig",
     "ProviderType",
+    "RedisConfig",
     "ServerConfig",
     "UsageConfig",
     "VaultConfig",
@@ -49,6 +54,19 @@ class ServerConfig(_Strict):
     upstream_timeout_s: float = Field(600.0, gt=0)
     connect_timeout_s: float = Field(10.0, gt=0)
     shutdown_grace_s: int = Field(30, ge=0)
+    # Proxies (CIDRs) whose X-Forwarded-For / Forwarded headers are believed; from anyone else
+    # the peer address is the client address.
+    trusted_proxies: tuple[str, ...] = ()
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"{cidr!r} is not an IP address or CIDR") from None
+        return value
 
 
 class DatabaseConfig(_Strict):
@@ -59,9 +77,30 @@ class DatabaseConfig(_Strict):
     def _known_scheme(cls, value: str) -> str:
         if not value.startswith(("sqlite:///", "postgresql://", "postgresql+asyncpg://")):
             raise ValueError(
-                "must start with sqlite:/// (e.g. sqlite:///keystead.db); "
-                "PostgreSQL arrives with the scale-out store"
+                "must start with sqlite:/// (e.g. sqlite:///keystead.db) or postgresql:// "
+                "(e.g. postgresql://keystead@db.internal/keystead)"
             )
+        return value
+
+
+class RedisConfig(_Strict):
+    """Shared counters for several replicas. Unset: counters live in the process."""
+
+    url: str | None = None
+    prefix: str = "keystead:"
+    connect_timeout_s: float = Field(1.0, gt=0)
+    # How long a Redis call may take before the limiter treats Redis as down.
+    timeout_s: float = Field(0.5, gt=0)
+    # Connections per process; calls beyond it wait for a free one instead of failing.
+    max_connections: int = Field(64, ge=1, le=10_000)
+
+    @field_validator("url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if not value:  # `${KEYSTEAD_REDIS_URL:-}` left empty: no Redis
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
 
@@ -125,6 +164,45 @@ class ModelPrice(_Strict):
     cached_input_per_mtok: Decimal | None = Field(None, ge=0)
 
 
+class LimitsValues(_Strict):
+    """Limits of one scope, as written in the config file (environments)."""
+
+    rpm: int | None = Field(None, ge=1)
+    rpd: int | None = Field(None, ge=1)
+    tpm: int | None = Field(None, ge=1)
+    tpd: int | None = Field(None, ge=1)
+    max_parallel: int | None = Field(None, ge=1)
+    budget_usd: Decimal | None = Field(None, ge=0)
+    budget_period: Literal["day", "month"] = "month"
+
+
+class LimitsConfig(_Strict):
+    # Budget days and months start at midnight in this time zone.
+    timezone: str = "UTC"
+    # Completion tokens charged up front (token limits, budget reservation) when a request sets
+    # no max_tokens; settled to the real usage afterwards.
+    default_max_tokens: int = Field(4096, ge=1)
+    # Holds (budget reservations, concurrency slots) are leases renewed while the request runs;
+    # a replica that dies stops renewing and its holds are reclaimed after this long.
+    lease_s: float = Field(30.0, ge=1)
+    # When Redis cannot be reached: "closed" refuses (503 limits_unavailable), "open" falls back
+    # to this replica's own counters with each limit divided by `replicas`.
+    on_redis_outage_rates: Literal["open", "closed"] = "open"
+    on_redis_outage_budgets: Literal["open", "closed"] = "closed"
+    replicas: int = Field(1, ge=1)
+    environments: dict[str, LimitsValues] = Field(default_factory=dict)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a known time zone (e.g. UTC, Europe/Berlin)") \
+                from None
+        return value
+
+
 class UsageConfig(_Strict):
     flush_interval_s: float = Field(1.0, gt=0)
     batch_size: int = Field(500, ge=1)
@@ -139,6 +217,8 @@ class LoggingConfig(_Strict):
 class Config(_Strict):
     server: ServerConfig = ServerConfig()
     database: DatabaseConfig = DatabaseConfig()
+    redis: RedisConfig = RedisConfig()
+    limits: LimitsConfig = LimitsConfig()
     vault: VaultConfig = VaultConfig()
     admin: AdminConfig = AdminConfig()
     keys: KeysConfig = KeysConfig()

@@ -1,14 +1,33 @@
-"""Admit: does this key's scope allow this request (P4)? Endpoint, model, max_tokens."""
+"""Admit: does this key's scope allow this request (P4)? Address, endpoint, model, max_tokens."""
 
 from __future__ import annotations
 
 import fnmatch
 
-from keystead.errors import EndpointNotAllowed, MaxTokensExceeded, ModelNotAllowed
+from keystead.errors import (
+    AddressNotAllowed,
+    EndpointNotAllowed,
+    MaxTokensExceeded,
+    ModelNotAllowed,
+)
+from keystead.pipeline.client_ip import allowed, networks
 from keystead.providers.base import Endpoint
-from keystead.state.records import KeyRecord
+from keystead.state.records import KeyRecord, TeamRecord
 
-__all__ = ["check_endpoint", "check_max_tokens", "check_model", "model_allowed"]
+__all__ = ["check_address", "check_endpoint", "check_max_tokens", "check_model",
+           "model_allowed"]
+
+
+def check_address(key: KeyRecord, team: TeamRecord | None, client_ip: str | None) -> None:
+    """Both allowlists apply when both are set: the key's and its team's."""
+    for owner, allowlist in ((f"API key {key.id} ({key.name})", key.ip_allowlist),
+                             (f"team {team.name}" if team else "", team.ip_allowlist
+                              if team else None)):
+        if allowlist is not None and not allowed(client_ip, networks(allowlist)):
+            raise AddressNotAllowed(
+                f"{owner} may not be used from {client_ip or 'an unknown address'}.",
+                hint="Call from an allowed network, or ask your platform team to add this "
+                     "address to the allowlist (keys update --ip-allow).")
 
 
 def check_endpoint(key: KeyRecord, endpoint: Endpoint) -> None:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import time
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from keystead.providers.base import Endpoint, Provider
 from keystead.state.records import KeyRecord
 from keystead.usage.prices import TokenUsage
+
+if TYPE_CHECKING:
+    from keystead.pipeline.limits import Ticket
 
 __all__ = ["RequestContext"]
 
@@ -16,8 +20,8 @@ class RequestContext:
     __slots__ = (
         "body", "client_asked_usage", "client_ip", "completion_text", "cost", "cost_known",
         "endpoint", "error_code", "feature", "key", "model", "priced_usage", "provider",
-        "request_id", "started", "status", "stream", "ts", "ttft", "upstream_model", "usage",
-        "usage_estimated", "user_agent", "view",
+        "request_id", "started", "status", "stream", "ticket", "ts", "ttft", "upstream_model",
+        "usage", "usage_estimated", "user_agent", "view",
     )
 
     def __init__(self, request_id: str, endpoint: Endpoint, client_ip: str | None,
@@ -46,6 +50,7 @@ class RequestContext:
         self.status = 0
         self.error_code: str | None = None
         self.ttft: float | None = None
+        self.ticket: Ticket | None = None  # what the limiter holds for this request
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0

@@ -32,6 +32,7 @@ class ChatView(msgspec.Struct):
     stream_options: StreamOptions | None = None
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
+    n: int | None = None
     tools: msgspec.Raw = _NULL
 
 

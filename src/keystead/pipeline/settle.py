@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+from decimal import Decimal
 
 import orjson
 
@@ -21,9 +23,14 @@ from keystead.usage.estimate import (
     streamed_text,
 )
 from keystead.usage.ledger import LedgerWriter
-from keystead.usage.prices import PriceBook
+from keystead.usage.prices import PriceBook, TokenUsage
 
-__all__ = ["estimate_usage", "price", "settle"]
+__all__ = ["estimate_usage", "price", "prompt_tokens_bounds", "settle", "worst_cost"]
+
+# Tokens an image may cost (a high-detail image of gpt-4o's largest tiling is ~1,500).
+_IMAGE_TOKENS = 1600
+# The field that carries an image, in chat ({"image_url": {...}}) and Responses input items.
+_IMAGE_FIELD = re.compile(rb'"image_url"\s*:')
 
 log = logging.getLogger("keystead.settle")
 
@@ -51,6 +58,32 @@ async def estimate_usage(ctx: RequestContext, response_body: bytes | None) -> No
         return
     ctx.usage = usage
     ctx.usage_estimated = True
+
+
+def prompt_tokens_bounds(body: bytes) -> tuple[int, int]:
+    """(estimate, upper bound) of a request's prompt tokens, from its size alone.
+
+    No tokenizer on the request path: loading one costs a second and ~70 MB, and it would be
+    wrong for non-OpenAI models anyway. Every token of a byte-level BPE or SentencePiece
+    tokenizer covers at least one byte, and a message's JSON framing is longer than its
+    template tokens, so the body's length bounds the prompt from above (budgets reserve it).
+    The estimate is OpenAI's own rule for rate limits, about 4 bytes per token (token limits
+    charge it). Images sent by URL are few bytes but many tokens: each adds an allowance.
+    """
+    allowance = len(_IMAGE_FIELD.findall(body)) * _IMAGE_TOKENS
+    return -(-len(body) // 4) + allowance, len(body) + allowance
+
+
+def worst_cost(ctx: RequestContext, prices: PriceBook, prompt_tokens: int,
+               output_tokens: int) -> Decimal:
+    """The most this request can cost: its whole prompt and every token it may generate."""
+    if ctx.provider is None:
+        return Decimal(0)
+    usage = TokenUsage(prompt_tokens=prompt_tokens, completion_tokens=output_tokens)
+    cost = prices.cost(ctx.provider.type, ctx.upstream_model or ctx.model or "", usage)
+    if not cost.known and ctx.model:
+        cost = prices.cost(ctx.provider.type, ctx.model, usage)
+    return cost.usd
 
 
 def price(ctx: RequestContext, prices: PriceBook) -> None:

@@ -14,6 +14,7 @@ import logging
 import os
 import re
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -29,6 +30,8 @@ from keystead.errors import (
 )
 from keystead.pipeline import admit
 from keystead.pipeline.context import RequestContext
+from keystead.pipeline.limits import Limiter, Ticket
+from keystead.pipeline.limits import Scope as LimitScope
 from keystead.pipeline.parse import decode_view, read_body
 from keystead.pipeline.relay import (
     ClientGone,
@@ -39,9 +42,16 @@ from keystead.pipeline.relay import (
     upstream_auth_failure,
 )
 from keystead.pipeline.rewrite import BodyRewrite, apply
-from keystead.pipeline.settle import estimate_usage, price, settle
+from keystead.pipeline.settle import (
+    estimate_usage,
+    price,
+    prompt_tokens_bounds,
+    settle,
+    worst_cost,
+)
 from keystead.providers.base import Endpoint
 from keystead.providers.transport import UpstreamResponse
+from keystead.state.records import TeamRecord
 
 if TYPE_CHECKING:
     from keystead.runtime import Runtime
@@ -63,6 +73,7 @@ _ROUTES: dict[str, tuple[bytes, Endpoint]] = {
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _JSON = (b"content-type", b"application/json")
 _ZERO_COST = (b"x-keystead-cost-usd", b"0")
+_ZERO = Decimal(0)
 
 
 def _new_request_id() -> str:
@@ -82,6 +93,7 @@ class DataPlane:
         if route is None and path.startswith("/v1/models/"):
             route, model_id = _ROUTES["/v1/models"], path[len("/v1/models/"):]
         authorization = api_key = request_id = feature = user_agent = None
+        forwarded_for = forwarded = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value
@@ -93,12 +105,17 @@ class DataPlane:
                 user_agent = value.decode("latin-1")[:256]
             elif name == b"api-key":
                 api_key = value
+            elif name == b"x-forwarded-for":
+                forwarded_for = value
+            elif name == b"forwarded":
+                forwarded = value
         if request_id is None or not _REQUEST_ID.fullmatch(request_id):
             request_id = _new_request_id()
         client = scope.get("client")
+        client_ip = self.rt.addresses.resolve(client[0] if client else None, forwarded_for,
+                                              forwarded)
         endpoint = route[1] if route else Endpoint.MODELS
-        ctx = RequestContext(request_id, endpoint, client[0] if client else None, user_agent,
-                             feature)
+        ctx = RequestContext(request_id, endpoint, client_ip, user_agent, feature)
         try:
             if route is None:
                 raise RouteNotFound(f"Unknown route {scope['method']} {path}.",
@@ -108,18 +125,13 @@ class DataPlane:
                 raise MethodNotAllowed(f"{path} accepts {route[0].decode()}, "
                                        f"not {scope['method']}.")
             key = ctx.key = self.rt.keys.identify(authorization, api_key)
+            team = self.rt.teams.get(key.team) if key.team else None
+            admit.check_address(key, team, ctx.client_ip)
             admit.check_endpoint(key, endpoint)
             if endpoint is Endpoint.MODELS:
                 await self._models(ctx, send, model_id)
                 return
-            # The in-flight gauge (per key, in the counters) is what concurrency limits and the
-            # operator's status page read.
-            gauge = "inflight:" + key.id
-            await self.rt.counters.add(gauge, 1)
-            try:
-                await self._forward(ctx, receive, send)
-            finally:
-                await self.rt.counters.add(gauge, -1)
+            await self._forward(ctx, team, receive, send)
         except GatewayError as error:
             started = ctx.status != 0  # set just before a response starts
             ctx.status, ctx.error_code = error.status, error.code
@@ -147,15 +159,21 @@ class DataPlane:
             # Every path that learned usage is priced, including a stream that broke (or a client
             # that left) after its usage arrived; usage priced on the way out is not priced again.
             price(ctx, self.rt.prices)
+            if ctx.ticket is not None:
+                usage = ctx.usage
+                await self.rt.limiter.settle(
+                    ctx.ticket, usage.prompt_tokens + usage.completion_tokens if usage else None,
+                    ctx.cost)
             settle(ctx, self.rt.ledger, self.log_requests)
 
-    async def _forward(self, ctx: RequestContext, receive: Receive, send: Send) -> None:
+    async def _forward(self, ctx: RequestContext, team: TeamRecord | None, receive: Receive,
+                       send: Send) -> None:
         """Everything from the body to the answer."""
         key = ctx.key
         assert key is not None
         limit = self.max_body if key.max_body_bytes is None else min(self.max_body,
                                                                        key.max_body_bytes)
-        body = await read_body(receive, limit)
+        body = ctx.body = await read_body(receive, limit)
         view = ctx.view = decode_view(ctx.endpoint, body)
         ctx.model = view.model
         admit.check_model(key, view.model)
@@ -170,16 +188,23 @@ class DataPlane:
         if upstream_model != view.model:
             rewrite.model = upstream_model
         had_options = False
+        scopes = self.rt.limiter.scopes(key, team)
+        # With a budget, a request must have a known worst case: one without max_tokens gets
+        # the configured default written in (docs/limits.md says so).
+        cap = key.max_tokens
+        if cap is None and self.rt.limiter.has_budget(scopes):
+            cap = self.rt.config.limits.default_max_tokens
+        requested: int | None = None
         if ctx.endpoint is Endpoint.CHAT:
             ctx.stream = bool(view.stream)
             requested = view.max_completion_tokens if view.max_completion_tokens is not None \
                 else view.max_tokens
             admit.check_max_tokens(key, requested, "max_completion_tokens"
                                    if view.max_completion_tokens is not None else "max_tokens")
-            if key.max_tokens is not None and requested is None:
+            if cap is not None and requested is None:
                 rewrite.cap_field = ("max_completion_tokens" if provider.type in ("openai", "azure")
                                      else "max_tokens")
-                rewrite.cap_value = key.max_tokens
+                rewrite.cap_value = cap
             if ctx.stream:
                 had_options = view.stream_options is not None
                 ctx.client_asked_usage = bool(had_options and view.stream_options.include_usage)
@@ -189,10 +214,12 @@ class DataPlane:
                                    param="stream_options")
         elif ctx.endpoint is Endpoint.RESPONSES:
             ctx.stream = bool(view.stream)
+            requested = view.max_output_tokens
             admit.check_max_tokens(key, view.max_output_tokens, "max_output_tokens")
-            if key.max_tokens is not None and view.max_output_tokens is None:
-                rewrite.cap_field, rewrite.cap_value = "max_output_tokens", key.max_tokens
+            if cap is not None and view.max_output_tokens is None:
+                rewrite.cap_field, rewrite.cap_value = "max_output_tokens", cap
         body = apply(body, rewrite, had_options)
+        ctx.ticket = await self._admit(ctx, scopes, requested if requested is not None else cap)
 
         watch = ClientWatch(receive)
         try:
@@ -208,6 +235,24 @@ class DataPlane:
         finally:
             await watch.close()
 
+    async def _admit(self, ctx: RequestContext, scopes: list[LimitScope], max_output: int | None
+                     ) -> Ticket:
+        """Charge rate limits and reserve budgets, with the request's estimated and worst-case
+        tokens (prompt bounded by its size, plus what it may generate)."""
+        limiter = self.rt.limiter
+        if not limiter.needs_tokens(scopes):
+            return await limiter.admit(ctx.request_id, scopes, 0, _ZERO)
+        estimate, bound = prompt_tokens_bounds(ctx.body)
+        if ctx.endpoint is Endpoint.EMBEDDINGS:
+            output = 0
+        else:
+            output = max_output if max_output is not None \
+                else self.rt.config.limits.default_max_tokens
+            output *= max(1, getattr(ctx.view, "n", None) or 1)
+        worst = worst_cost(ctx, self.rt.prices, bound, output) \
+            if limiter.has_budget(scopes) else _ZERO
+        return await limiter.admit(ctx.request_id, scopes, estimate + output, worst)
+
     async def _respond(self, ctx: RequestContext, upstream: UpstreamResponse, send: Send,
                        gone: asyncio.Event) -> None:
         provider = ctx.provider
@@ -218,7 +263,8 @@ class DataPlane:
         if ctx.stream and upstream.status == 200:
             ctx.status = 200
             headers = [*pass_headers(upstream), (b"x-request-id", ctx.request_id.encode()),
-                       (b"x-keystead-provider", provider.name.encode())]
+                       (b"x-keystead-provider", provider.name.encode()),
+                       *self.rt.limiter.headers(ctx.ticket)]
             await relay_stream(ctx, upstream, send, headers, gone,
                                lambda: self._cost_comment(ctx))
             return
@@ -241,7 +287,8 @@ class DataPlane:
         headers.extend(((b"content-length", str(len(body)).encode()),
                         (b"x-request-id", ctx.request_id.encode()),
                         (b"x-keystead-cost-usd", format(ctx.cost, "f").encode()),
-                        (b"x-keystead-provider", provider.name.encode())))
+                        (b"x-keystead-provider", provider.name.encode()),
+                        *self.rt.limiter.headers(ctx.ticket)))
         ctx.status = status  # from here on the response has started
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -298,6 +345,8 @@ async def _send_error(send: Send, ctx: RequestContext, error: GatewayError) -> N
     body = render(error)
     headers = [_JSON, (b"content-length", str(len(body)).encode()),
                (b"x-request-id", ctx.request_id.encode()), _ZERO_COST, *error.headers()]
+    if ctx.ticket is not None:  # admitted, then failed: the limits still speak
+        headers += Limiter.headers(ctx.ticket)
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
