@@ -1,7 +1,6 @@
 """The `keystead` command, in-process with click's CliRunner (fast: no interpreter start-up).
 
-Each test gets its own directory, config and SQLite file. `load_config` copies `.env` values
-into `os.environ`, and `serve` reconfigures the root logger; both are restored after each test.
+Each test gets its own directory, config and SQLite file (see conftest.py).
 """
 
 from __future__ import annotations
@@ -10,13 +9,7 @@ import asyncio
 import csv
 import io
 import json
-import logging
-import os
-import socket
-import sqlite3
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -24,8 +17,9 @@ from typing import Any
 
 import pytest
 import yaml
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
+from cli.helpers import CONFIG, Project, closed_port, invoke
 from keystead import __version__
 from keystead.cli.main import cli
 from keystead.config.load import load_config
@@ -35,87 +29,8 @@ from keystead.state.records import UsageRecord
 from keystead.state.sql_store import SQLStore
 from keystead.vault.envelope import MasterKey
 
-CONFIG = """\
-database:
-  url: sqlite:///keystead.db
-vault:
-  master_key: ${KEYSTEAD_MASTER_KEY}
-providers:
-  mock:
-    type: mock
-    models: [gpt-4o-mini, gpt-4o, text-embedding-3-small]
-"""
 LIST_COLUMNS = ["id", "name", "status", "env", "team", "models", "max_tokens", "expires_at",
                 "last_used_at"]
-
-
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    for var in [v for v in os.environ if v.startswith("KEYSTEAD_")]:
-        monkeypatch.delenv(var)
-    monkeypatch.chdir(tmp_path)
-    saved_env = dict(os.environ)
-    root = logging.getLogger()
-    saved_handlers, saved_level = list(root.handlers), root.level
-    yield
-    os.environ.clear()
-    os.environ.update(saved_env)
-    root.handlers[:] = saved_handlers
-    root.setLevel(saved_level)
-
-
-@dataclass
-class Project:
-    dir: Path
-    config: Path
-    master_key: str
-
-    @property
-    def db(self) -> Path:
-        return self.dir / "keystead.db"
-
-    def run(self, *args: str, input: str | None = None, env: dict[str, str] | None = None,
-            master_key: str | None = None) -> Result:
-        environ = {"KEYSTEAD_MASTER_KEY": master_key or self.master_key, **(env or {})}
-        return CliRunner().invoke(cli, ["--config", str(self.config), *args], input=input,
-                                  env=environ, catch_exceptions=False)
-
-    def ok(self, *args: str, **kwargs: Any) -> Result:
-        result = self.run(*args, **kwargs)
-        assert result.exit_code == 0, f"{args}: {result.output}"
-        return result
-
-    def create_key(self, name: str, *options: str) -> dict[str, Any]:
-        return dict(json.loads(self.ok("keys", "create", name, *options, "--json").stdout))
-
-    def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
-        conn = sqlite3.connect(self.db)
-        try:
-            return list(conn.execute(query, params))
-        finally:
-            conn.close()
-
-    def stored_bytes(self) -> bytes:
-        return b"".join(p.read_bytes() for p in self.dir.glob("keystead.db*"))
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Project:
-    directory = tmp_path / "project"
-    directory.mkdir()
-    config = directory / "keystead.yaml"
-    config.write_text(CONFIG)
-    return Project(directory, config, MasterKey.generate_text())
-
-
-def invoke(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:
-    return CliRunner().invoke(cli, list(args), input=input, env=env, catch_exceptions=False)
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- init ---------------------------------------------------------------------------------------
@@ -197,6 +112,7 @@ def test_version() -> None:
 
 
 def test_keys_create_prints_the_key_once(project: Project) -> None:
+    project.create_team("payments")
     result = project.ok("keys", "create", "dev-myapp-chat", "--team", "payments",
                         "--owner", "ana@example.com", "--description", "chat bot")
     shown = KEY_PATTERN.findall(result.stdout)
@@ -217,6 +133,7 @@ def test_keys_create_prints_the_key_once(project: Project) -> None:
 
 
 def test_keys_create_json(project: Project) -> None:
+    project.create_team("ops")
     created = project.create_key("prod-webhook-bot-01", "--team", "ops")
     assert parse_key(created["key"]) is not None
     assert created["id"] == parse_key(created["key"]).key_id  # type: ignore[union-attr]
@@ -266,6 +183,7 @@ def test_keys_create_scope_and_expiry(project: Project) -> None:
 
 @pytest.mark.parametrize("fmt", ["table", "json", "csv"])
 def test_keys_list_never_prints_key_text_or_hash(project: Project, fmt: str) -> None:
+    project.create_team("a")
     keys = [project.create_key("dev-app-one", "--team", "a"),
             project.create_key("prod-app-two", "--models", "gpt-4o-mini,gpt-4o")]
     hashes = [h for (h,) in project.sql("SELECT key_hash FROM keys")]
@@ -290,6 +208,7 @@ def test_keys_list_never_prints_key_text_or_hash(project: Project, fmt: str) -> 
 
 
 def test_keys_show_by_id_and_by_name(project: Project) -> None:
+    project.create_team("t")
     created = project.create_key("dev-app-show", "--team", "t")
     by_id = json.loads(project.ok("keys", "show", created["id"], "--json").stdout)
     by_name = json.loads(project.ok("keys", "show", "dev-app-show", "--json").stdout)

@@ -40,6 +40,7 @@ def _kill_leftovers() -> Iterator[None]:
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     directory = tmp_path_factory.mktemp("gateway")
     config = prepare_config(directory)
+    run_cli("teams", "create", "e2e", "--description", "end-to-end tests", config=config)
     app = json.loads(run_cli("keys", "create", "dev-e2e-app", "--team", "e2e", "--json",
                              config=config).stdout)
     # The second key is created while the server starts (each CLI run costs ~1.5 s of imports);

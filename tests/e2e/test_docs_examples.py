@@ -5,7 +5,10 @@ A doc example is marked with `<!-- docs-example: KIND -->` on the line before it
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -85,3 +88,41 @@ def test_the_error_reference_lists_every_error_code() -> None:
                "upstream_error"}
     for code in sorted(codes - generic):
         assert f"`{code}`" in text, f"docs/errors.md lacks the code {code}"
+
+
+def test_the_cli_reference_example_runs_and_does_what_it_says(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each command of the docs' limits example, in order, on a fresh store (in-process: the
+    commands are the same as from a shell, without an interpreter start-up each)."""
+    from click.testing import CliRunner
+
+    from keystead.vault.envelope import MasterKey
+
+    (text,) = examples("cli.md", "cli")
+    commands = [shlex.split(line) for line in text.replace("\\\n", " ").splitlines()
+                if line.strip()]
+    assert len(commands) >= 5 and all(c[0] == "keystead" for c in commands)
+    config = tmp_path / "keystead.yaml"
+    config.write_text("database:\n  url: sqlite:///keystead.db\n"
+                      "vault:\n  master_key: ${KEYSTEAD_MASTER_KEY}\n")
+    for var in [v for v in os.environ if v.startswith("KEYSTEAD_")]:
+        monkeypatch.delenv(var)
+    env = {"KEYSTEAD_MASTER_KEY": MasterKey.generate_text()}
+
+    def run(*args: str) -> str:
+        result = CliRunner().invoke(cli, ["--config", str(config), *args], env=env,
+                                    catch_exceptions=False)
+        assert result.exit_code == 0, f"{args}: {result.output}"
+        return result.stdout
+
+    for command in commands:
+        run(*command[1:])
+    # What the text after the example says the commands did.
+    key = json.loads(run("keys", "show", "prod-checkout-api-01", "--json"))
+    assert key["team"] == "payments"
+    assert key["limits"] == {"rpm": None, "rpd": None, "tpm": None, "tpd": None,
+                             "max_parallel": 4, "budget_usd": "25", "budget_period": "day"}
+    team = json.loads(run("teams", "show", "payments", "--json"))
+    assert (team["limits"]["rpm"], team["limits"]["tpm"]) == (600, None)
+    assert (team["limits"]["budget_usd"], team["limits"]["budget_period"]) == ("500", "month")
+    assert team["ip_allowlist"] == ["10.20.0.0/16"]

@@ -54,6 +54,8 @@ def chat_status(gateway: Gateway, key: str) -> tuple[int, dict[str, Any]]:
 
 def test_usage_is_recorded_and_reported_embedded_and_remote(gateway: Gateway) -> None:
     name = "dev-usage-report"
+    status, team = gateway.admin("POST", "/admin/teams", {"name": "usage"})
+    assert status == 201, team
     key = gateway.create_key(name, team="usage")
     prompt = completion = 0
     cost = Decimal(0)

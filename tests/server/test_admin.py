@@ -156,6 +156,7 @@ def test_without_a_configured_admin_token_the_admin_api_is_disabled(tmp_path: Pa
 @in_app
 async def test_a_created_key_is_shown_once_and_never_again(client: AppClient) -> None:
     doc = await openapi(client)
+    assert (await client.admin("POST", "/admin/teams", {"name": "payments"})).status == 201
     created = await client.admin("POST", "/admin/keys", {
         "name": "prod-webhook-bot-01", "team": "payments", "owner": "ana@example.com",
         "description": "webhooks", "models": ["gpt-4o-mini"], "endpoints": ["chat.completions"],
@@ -199,6 +200,7 @@ async def test_a_created_key_is_shown_once_and_never_again(client: AppClient) ->
 async def test_keys_are_listed_shown_by_id_or_name_and_revoked(client: AppClient) -> None:
     doc = await openapi(client)
     first = (await client.admin("POST", "/admin/keys", {"name": "dev-search-indexer"})).json()
+    assert (await client.admin("POST", "/admin/teams", {"name": "search"})).status == 201
     second = (await client.admin("POST", "/admin/keys", {"name": "staging-search-api-02",
                                                          "team": "search"})).json()
     listing = documented(doc, "GET", "/admin/keys", await client.admin("GET", "/admin/keys"))
@@ -282,7 +284,7 @@ async def test_a_duplicate_key_name_is_refused(client: AppClient) -> None:
     ("POST", "/admin/keys/some/revoke", {"reason": "x", "when": "now"}, "when",
      "Extra inputs"),
     ("POST", "/admin/providers", {"name": "x", "type": "anthropic"}, "type", "Input should be"),
-    ("GET", "/admin/usage?by=colour", None, "by", "'key', 'team', 'model'"),
+    ("GET", "/admin/usage?by=colour", None, "by", "'key', 'team', 'env'"),
     ("GET", "/admin/usage?since=forever", None, "since", "is not a duration"),
 ], ids=["extra-field", "max-tokens", "max-body", "models-type", "no-name", "revoke-extra",
         "provider-type", "usage-by", "usage-since"])
@@ -432,6 +434,8 @@ async def test_providers_are_removed_only_from_the_store(client: AppClient) -> N
 async def test_the_usage_report_groups_requests_tokens_errors_and_cost(
         client: AppClient) -> None:
     doc = await openapi(client)
+    for team in ("alpha", "beta"):
+        assert (await client.admin("POST", "/admin/teams", {"name": team})).status == 201
     alpha = await client.create_key("prod-alpha-api", team="alpha")
     beta = await client.create_key("prod-beta-api", team="beta")
 

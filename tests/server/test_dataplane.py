@@ -1034,6 +1034,7 @@ async def test_a_provider_without_responses_support_gives_a_clear_error(
 
 @on_shared_app
 async def test_a_success_records_every_field(client: AppClient) -> None:
+    assert (await client.admin("POST", "/admin/teams", {"name": "payments"})).status == 201
     key = await client.create_key("prod-checkout-api-01", team="payments")
     reply = await client.request(
         "POST", CHAT, key=key, json_body=chat_body("Record me [[mock:tokens=5]]"),
@@ -1060,6 +1061,7 @@ async def test_a_success_records_every_field(client: AppClient) -> None:
 @in_app(raw={"providers": {"mock": {"type": "mock", "models": ["gpt-4o-mini"],
                                     "mock": {"chunk_delay_ms": 5}}}})
 async def test_every_request_leaves_exactly_one_ledger_row(client: AppClient) -> None:
+    assert (await client.admin("POST", "/admin/teams", {"name": "core"})).status == 201
     key = await client.create_key("dev-ledger-app", team="core")
     outcomes: dict[str, int] = {}
 
@@ -1108,6 +1110,7 @@ async def test_every_request_leaves_exactly_one_ledger_row(client: AppClient) ->
                                     "models": ["gpt-4o-mini"]}}})
 async def test_one_json_log_line_per_request_with_the_ledgers_fields_and_no_secrets(
         client: AppClient) -> None:
+    assert (await client.admin("POST", "/admin/teams", {"name": "obs"})).status == 201
     key = await client.create_key("prod-logged-app", team="obs")
     records: list[logging.LogRecord] = []
 
@@ -1164,12 +1167,15 @@ async def test_requests_in_flight_are_counted_per_key_and_released(client: AppCl
     await asyncio.sleep(0.1)
     status = (await client.admin("GET", "/admin/status")).json()
     assert status["in_flight"] == {key_id: 3}
-    assert await client.runtime.counters.get("inflight:" + key_id) == 3
+    pools = await client.runtime.counters.pools("pool:inflight:key:")
+    assert pools["pool:inflight:key:" + key_id].holders == 3
     await asyncio.gather(*calls)
     assert (await client.admin("GET", "/admin/status")).json()["in_flight"] == {}
-    # errors release the gauge too
-    await client.request("POST", CHAT, key=key, body=b"{bad")
-    assert await client.runtime.counters.get("inflight:" + key_id) == 0
+    # errors release the gauge too: the provider's, and a client that leaves
+    assert (await chat(client, key, "[[mock:status=500]]")).status == 500
+    await client.request("POST", CHAT, key=key, disconnect_after_s=0.05,
+                         json_body=chat_body("hi"))
+    assert await client.runtime.counters.pools("pool:inflight:key:") == {}
 
 
 @in_app(raw={"providers": {"mock": {"type": "mock", "models": ["gpt-4o-mini"],

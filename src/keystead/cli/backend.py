@@ -10,16 +10,18 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
 from keystead.config.load import LoadedConfig
 from keystead.control.keys import KeyService, key_view
 from keystead.control.providers import ProviderService
+from keystead.control.teams import TeamService, apply_limit_changes, team_view
 from keystead.control.usage import UsageService
 from keystead.control.vault import VaultService
 from keystead.errors import GatewayError
 from keystead.runtime import Runtime
+from keystead.state.records import Limits
 
 __all__ = ["Backend", "BackendError", "EmbeddedBackend", "RemoteBackend"]
 
@@ -38,16 +40,25 @@ class BackendError(Exception):
 
 
 class Backend(Protocol):
+    """`limits` travel as plain dicts (limit -> value, the budget as decimal text); in the
+    `changes` of an update, None clears a field and an absent field stays as it is."""
+
     def create_key(self, **fields: Any) -> dict[str, Any]: ...
     def list_keys(self) -> list[dict[str, Any]]: ...
     def show_key(self, key: str) -> dict[str, Any]: ...
+    def update_key(self, key: str, changes: dict[str, Any]) -> dict[str, Any]: ...
+    def create_team(self, **fields: Any) -> dict[str, Any]: ...
+    def list_teams(self) -> list[dict[str, Any]]: ...
+    def show_team(self, name: str) -> dict[str, Any]: ...
+    def update_team(self, name: str, changes: dict[str, Any]) -> dict[str, Any]: ...
     def revoke_key(self, key: str, reason: str | None) -> dict[str, Any]: ...
     def set_disabled(self, key: str, disabled: bool) -> dict[str, Any]: ...
     def add_provider(self, **fields: Any) -> dict[str, Any]: ...
     def list_providers(self) -> list[dict[str, Any]]: ...
     def test_provider(self, name: str) -> dict[str, Any]: ...
     def remove_provider(self, name: str) -> None: ...
-    def usage(self, by: str, since: str) -> list[dict[str, Any]]: ...
+    def usage(self, by: str, since: str,
+              filters: Mapping[str, str] | None = None) -> list[dict[str, Any]]: ...
 
 
 class EmbeddedBackend:
@@ -71,8 +82,34 @@ class EmbeddedBackend:
 
     def create_key(self, **fields: Any) -> dict[str, Any]:
         async def action(rt: Runtime) -> dict[str, Any]:
-            created = await KeyService(rt).create(**fields)
+            created = await KeyService(rt).create(**_with_limits(fields))
             return {**key_view(created.record), "key": created.text}
+        return self._run(action)
+
+    def update_key(self, key: str, changes: dict[str, Any]) -> dict[str, Any]:
+        async def action(rt: Runtime) -> dict[str, Any]:
+            return key_view(await KeyService(rt).update(key, **changes))
+        return self._run(action)
+
+    def create_team(self, **fields: Any) -> dict[str, Any]:
+        async def action(rt: Runtime) -> dict[str, Any]:
+            fields_ = _with_limits(fields)
+            return team_view(await TeamService(rt).create(fields_.pop("name"), **fields_))
+        return self._run(action)
+
+    def list_teams(self) -> list[dict[str, Any]]:
+        async def action(rt: Runtime) -> list[dict[str, Any]]:
+            return [team_view(t) for t in await TeamService(rt).list()]
+        return self._run(action)
+
+    def show_team(self, name: str) -> dict[str, Any]:
+        async def action(rt: Runtime) -> dict[str, Any]:
+            return team_view(await TeamService(rt).get(name))
+        return self._run(action)
+
+    def update_team(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
+        async def action(rt: Runtime) -> dict[str, Any]:
+            return team_view(await TeamService(rt).update(name, **changes))
         return self._run(action)
 
     def list_keys(self) -> list[dict[str, Any]]:
@@ -115,13 +152,15 @@ class EmbeddedBackend:
             await ProviderService(rt).remove(name)
         self._run(action)
 
-    def usage(self, by: str, since: str) -> list[dict[str, Any]]:
+    def usage(self, by: str, since: str,
+              filters: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
         from keystead.durations import parse_duration
 
         window = parse_duration(since)
 
         async def action(rt: Runtime) -> list[dict[str, Any]]:
-            return [row.as_dict() for row in await UsageService(rt).report(by, window)]  # type: ignore[arg-type]
+            rows = await UsageService(rt).report(by, window, filters)  # type: ignore[arg-type]
+            return [row.as_dict() for row in rows]
         return self._run(action)
 
     def rotate_master(self, new_key: str) -> int:
@@ -165,6 +204,25 @@ class RemoteBackend:
     def list_keys(self) -> list[dict[str, Any]]:
         return self._call("GET", "/admin/keys")  # type: ignore[no-any-return]
 
+    def update_key(self, key: str, changes: dict[str, Any]) -> dict[str, Any]:
+        body = dict(changes)
+        if "expires_in_s" in body:
+            expires = body.pop("expires_in_s")
+            body["expires"] = None if expires is None else f"{int(expires)}s"
+        return self._call("PATCH", f"/admin/keys/{urllib.parse.quote(key)}", body)  # type: ignore[no-any-return]
+
+    def create_team(self, **fields: Any) -> dict[str, Any]:
+        return self._call("POST", "/admin/teams", fields)  # type: ignore[no-any-return]
+
+    def list_teams(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/admin/teams")  # type: ignore[no-any-return]
+
+    def show_team(self, name: str) -> dict[str, Any]:
+        return self._call("GET", f"/admin/teams/{urllib.parse.quote(name)}")  # type: ignore[no-any-return]
+
+    def update_team(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
+        return self._call("PATCH", f"/admin/teams/{urllib.parse.quote(name)}", changes)  # type: ignore[no-any-return]
+
     def show_key(self, key: str) -> dict[str, Any]:
         return self._call("GET", f"/admin/keys/{urllib.parse.quote(key)}")  # type: ignore[no-any-return]
 
@@ -188,9 +246,18 @@ class RemoteBackend:
     def remove_provider(self, name: str) -> None:
         self._call("DELETE", f"/admin/providers/{urllib.parse.quote(name)}")
 
-    def usage(self, by: str, since: str) -> list[dict[str, Any]]:
-        query = urllib.parse.urlencode({"by": by, "since": since})
+    def usage(self, by: str, since: str,
+              filters: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        query = urllib.parse.urlencode({"by": by, "since": since, **(filters or {})})
         return self._call("GET", f"/admin/usage?{query}")["rows"]  # type: ignore[no-any-return]
+
+
+def _with_limits(fields: dict[str, Any]) -> dict[str, Any]:
+    """`fields` with its `limits` dict (as the CLI and the admin API write it) made a Limits."""
+    limits = fields.get("limits")
+    if limits is None or isinstance(limits, Limits):
+        return dict(fields)
+    return {**fields, "limits": apply_limit_changes(Limits(), limits)}
 
 
 def _error_message(payload: bytes, status: int) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from keystead.control.keys import KeyService
+from keystead.control.teams import TeamService
 from keystead.errors import GatewayError
 from keystead.keys.format import parse_key
 from keystead.runtime import Runtime
@@ -32,6 +33,10 @@ async def ensure_demo_key(runtime: Runtime, directory: Path) -> str:
             if parse_key(text) is not None:
                 runtime.keys.identify(b"Bearer " + text.encode())
                 return text
+    # A key's team must exist; the demo's team is made on the first run (or after a reset).
+    if await runtime.store.get_team("demo") is None:
+        await TeamService(runtime).create("demo", description="created by keystead demo",
+                                          owner="you")
     names = {k.name for k in await runtime.store.list_keys()}
     number = 1
     while f"dev-demo-app-{number:02d}" in names:

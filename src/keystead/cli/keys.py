@@ -1,4 +1,4 @@
-"""`keystead keys create|list|show|revoke`."""
+"""`keystead keys create|list|show|update|disable|enable|revoke`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Any
 import click
 
 from keystead.cli.main import State, friendly
-from keystead.cli.output import echo_json, table
+from keystead.cli.output import echo_json, show_record, table
+from keystead.cli.teams import OFF, OffOr, limit_options, limits_from_options
 from keystead.durations import parse_duration
 
 _LIST_COLUMNS = ("id", "name", "status", "env", "team", "models", "max_tokens", "expires_at",
@@ -25,13 +26,11 @@ def _csv(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
-def _show(record: dict[str, Any]) -> None:
-    width = max(len(k) for k in record)
-    for name, value in record.items():
-        if name == "key":
-            continue
-        shown = ",".join(value) if isinstance(value, list) else ("-" if value is None else value)
-        click.echo(f"{name.ljust(width)}  {shown}")
+def _expires(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--expires") from None
 
 
 @keys.command("create")
@@ -46,26 +45,29 @@ def _show(record: dict[str, Any]) -> None:
 @click.option("--max-tokens", type=click.IntRange(min=1), help="Cap on max_tokens per request.")
 @click.option("--max-body-bytes", type=click.IntRange(min=1024), help="Cap on request size.")
 @click.option("--expires", help="Lifetime, e.g. 30d or 12h.")
+@limit_options(update=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (includes the key).")
 @click.pass_obj
 @friendly
-def create(state: State, name: str, team: str | None, env: str | None, owner: str | None,
+def create(state: State, /, name: str, team: str | None, env: str | None, owner: str | None,
            description: str | None, models: str | None, endpoints: str | None,
            max_tokens: int | None, max_body_bytes: int | None, expires: str | None,
-           as_json: bool) -> None:
-    """Create a key. Its text is shown once: keystead keeps only a hash."""
-    try:
-        expires_in = parse_duration(expires) if expires else None
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--expires") from None
+           as_json: bool, **options: Any) -> None:
+    """Create a key. Its text is shown once: keystead keeps only a hash.
+
+    A --team must exist (keystead teams create NAME); its limits apply on top of the key's.
+    """
+    expires_in = _expires(expires) if expires else None
+    limits, extra = limits_from_options(options, update=False)
     created = state.backend().create_key(
         name=name, env=env, team=team, owner=owner, description=description,
         models=_csv(models), endpoints=_csv(endpoints), max_tokens=max_tokens,
-        max_body_bytes=max_body_bytes, expires_in_s=expires_in)
+        max_body_bytes=max_body_bytes, expires_in_s=expires_in, limits=limits,
+        ip_allowlist=extra.get("ip_allowlist"))
     if as_json:
         echo_json(created)
         return
-    _show(created)
+    show_record(created)
     click.echo("")
     click.echo(f"key  {created['key']}")
     click.echo("")
@@ -89,7 +91,57 @@ def list_(state: State, fmt: str) -> None:
 def show(state: State, key: str, as_json: bool) -> None:
     """Show one key by id or name."""
     record = state.backend().show_key(key)
-    echo_json(record) if as_json else _show(record)
+    echo_json(record) if as_json else show_record(record)
+
+
+@keys.command("update")
+@click.argument("key")
+@click.option("--team", help="Move the key to this team (it must exist).")
+@click.option("--owner", help="Owner contact; \"\" clears it.")
+@click.option("--description", help="What the key is for; \"\" clears it.")
+@click.option("--models", type=OffOr(click.STRING), metavar="a,b|off",
+              help="Allowed models, comma separated; `off` allows every model.")
+@click.option("--endpoints", type=OffOr(click.STRING), metavar="a,b|off",
+              help="Allowed endpoints; `off` allows every endpoint.")
+@click.option("--max-tokens", type=OffOr(click.IntRange(min=1)), metavar="N|off",
+              help="Cap on max_tokens per request; `off` removes it.")
+@click.option("--max-body-bytes", type=OffOr(click.IntRange(min=1024)), metavar="N|off",
+              help="Cap on request size; `off` removes it.")
+@click.option("--expires", type=OffOr(click.STRING), metavar="DURATION|off",
+              help="New lifetime from now, e.g. 30d; `off`: never expires.")
+@limit_options(update=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@friendly
+def update(state: State, /, key: str, team: str | None, owner: str | None,
+           description: str | None, models: Any, endpoints: Any, max_tokens: Any,
+           max_body_bytes: Any, expires: Any, as_json: bool, **options: Any) -> None:
+    """Change a key's team, scope, limits or IP allowlist; options not given stay as they are.
+
+    `off` clears a setting (`--rpm off`, `--ip-allow off`). Takes effect at once on running
+    gateways. The key text does not change.
+    """
+    limits, changes = limits_from_options(options, update=True)
+    if limits is not None:
+        changes["limits"] = limits
+    if team is not None:
+        changes["team"] = team
+    for field, text in (("owner", owner), ("description", description)):
+        if text is not None:
+            changes[field] = text or None
+    for field, listed in (("models", models), ("endpoints", endpoints)):
+        if listed is not None:
+            changes[field] = None if listed is OFF else _csv(listed)
+    for field, number in (("max_tokens", max_tokens), ("max_body_bytes", max_body_bytes)):
+        if number is not None:
+            changes[field] = None if number is OFF else number
+    if expires is not None:
+        changes["expires_in_s"] = None if expires is OFF else _expires(expires)
+    if not changes:
+        raise click.UsageError("nothing to change: give at least one option "
+                               "(see keystead keys update --help)")
+    record = state.backend().update_key(key, changes)
+    echo_json(record) if as_json else show_record(record)
 
 
 @keys.command("revoke")

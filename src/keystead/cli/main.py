@@ -1,4 +1,4 @@
-"""`keystead`: one command for the gateway, its keys, providers, usage and vault.
+"""`keystead`: one command for the gateway, its keys, teams, providers, usage and vault.
 
 Commands that change state work on this machine's store (embedded) or, with --server, on a
 running gateway through its admin API. Failures print one line that says what to fix, exit 2 for
@@ -97,9 +97,9 @@ def cli(ctx: click.Context, config: str | None, server: str | None,
 
 
 def _register() -> None:
-    from keystead.cli import keys, providers, run, setup, usage, vault
+    from keystead.cli import keys, providers, run, setup, teams, usage, vault
 
-    for module in (keys, providers, run, setup, usage, vault):
+    for module in (keys, teams, providers, run, setup, usage, vault):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import click
 
-__all__ = ["echo_json", "table"]
+__all__ = ["echo_json", "limits_text", "show_record", "table"]
+
+_COUNTS = ("rpm", "rpd", "tpm", "tpd", "max_parallel")
 
 
 def echo_json(value: Any) -> None:
@@ -40,3 +42,28 @@ def _cell(value: Any) -> str:
     if isinstance(value, list | tuple):
         return ",".join(str(v) for v in value) or "-"
     return str(value)
+
+
+def limits_text(limits: Mapping[str, Any] | None) -> str:
+    """Limits on one line for people: `rpm=60 tpm=100000 budget=25 USD/month`, `-` if none."""
+    if not limits:
+        return "-"
+    parts = [f"{name}={limits[name]}" for name in _COUNTS if limits.get(name) is not None]
+    if limits.get("budget_usd") is not None:
+        parts.append(f"budget={limits['budget_usd']} USD/{limits.get('budget_period') or 'month'}")
+    return " ".join(parts) or "-"
+
+
+def show_record(record: Mapping[str, Any], skip: Sequence[str] = ("key",)) -> None:
+    """One record as aligned `name  value` lines (lists comma separated, None as `-`)."""
+    shown = {name: value for name, value in record.items() if name not in skip}
+    width = max(len(name) for name in shown)
+    for name, value in shown.items():
+        if name == "limits":
+            text = limits_text(value)
+        elif isinstance(value, list):
+            # An empty list (no endpoint allowed) is not None (no restriction, shown as -).
+            text = ",".join(str(v) for v in value) or "(none)"
+        else:
+            text = "-" if value is None else str(value)
+        click.echo(f"{name.ljust(width)}  {text}")

@@ -1,4 +1,4 @@
-"""Create, list, show and revoke virtual keys (P1, P2, P4)."""
+"""Create, list, show, change and revoke virtual keys (P1, P2, P4, P9, P10)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from keystead.control.teams import apply_limit_changes, check_allowlist, check_limits
 from keystead.errors import InvalidField, NotFound
 from keystead.keys.format import generate_key
 from keystead.providers.base import Endpoint
 from keystead.runtime import KEYS_VERSION, Runtime
-from keystead.state.records import KeyRecord
+from keystead.state.records import KeyRecord, Limits
 from keystead.state.store import DuplicateName
 
 __all__ = ["CreatedKey", "KeyService", "key_view"]
 
 _ENDPOINTS = {e.value for e in Endpoint}
+_CHANGES = frozenset({"team", "owner", "description", "models", "endpoints", "max_tokens",
+                      "max_body_bytes", "expires_in_s", "limits", "ip_allowlist"})
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,30 @@ def key_view(record: KeyRecord, now: float | None = None) -> dict[str, Any]:
         "created_at": _iso(record.created_at), "expires_at": _iso(record.expires_at),
         "revoked_at": _iso(record.revoked_at), "revoked_reason": record.revoked_reason,
         "last_used_at": _iso(record.last_used_at), "disabled_at": _iso(record.disabled_at),
+        "limits": record.limits.as_dict(),
+        "ip_allowlist": list(record.ip_allowlist) if record.ip_allowlist is not None else None,
     }
+
+
+def _check_endpoints(endpoints: list[str] | None) -> None:
+    if endpoints is not None:
+        unknown = sorted(set(endpoints) - _ENDPOINTS)
+        if unknown:
+            raise InvalidField(f"Unknown endpoint(s): {', '.join(unknown)}.",
+                               param="endpoints",
+                               hint=f"Choose from {', '.join(sorted(_ENDPOINTS))}.")
+
+
+def _check_caps(max_tokens: int | None, max_body_bytes: int | None) -> None:
+    if max_tokens is not None and max_tokens < 1:
+        raise InvalidField("max_tokens must be at least 1.", param="max_tokens")
+    if max_body_bytes is not None and max_body_bytes < 1024:
+        raise InvalidField("max_body_bytes must be at least 1024.", param="max_body_bytes")
+
+
+def _check_expiry(expires_in_s: float | None) -> None:
+    if expires_in_s is not None and expires_in_s <= 0:
+        raise InvalidField("The expiry must be in the future.", param="expires")
 
 
 class KeyService:
@@ -52,20 +78,16 @@ class KeyService:
                      owner: str | None = None, description: str | None = None,
                      models: list[str] | None = None, endpoints: list[str] | None = None,
                      max_tokens: int | None = None, max_body_bytes: int | None = None,
-                     expires_in_s: float | None = None) -> CreatedKey:
+                     expires_in_s: float | None = None, limits: Limits | None = None,
+                     ip_allowlist: list[str] | None = None) -> CreatedKey:
         resolved_env = self.rt.naming.check(name, env)
-        if endpoints is not None:
-            unknown = sorted(set(endpoints) - _ENDPOINTS)
-            if unknown:
-                raise InvalidField(f"Unknown endpoint(s): {', '.join(unknown)}.",
-                                   param="endpoints",
-                                   hint=f"Choose from {', '.join(sorted(_ENDPOINTS))}.")
-        if max_tokens is not None and max_tokens < 1:
-            raise InvalidField("max_tokens must be at least 1.", param="max_tokens")
-        if max_body_bytes is not None and max_body_bytes < 1024:
-            raise InvalidField("max_body_bytes must be at least 1024.", param="max_body_bytes")
-        if expires_in_s is not None and expires_in_s <= 0:
-            raise InvalidField("The expiry must be in the future.", param="expires")
+        _check_endpoints(endpoints)
+        _check_caps(max_tokens, max_body_bytes)
+        _check_expiry(expires_in_s)
+        checked_limits = check_limits(limits or Limits())
+        allowlist = check_allowlist(ip_allowlist)
+        if team is not None:
+            await self._require_team(team)
         now = time.time()
         generated = generate_key()
         record = KeyRecord(
@@ -75,6 +97,7 @@ class KeyService:
             endpoints=tuple(endpoints) if endpoints is not None else None,
             max_tokens=max_tokens, max_body_bytes=max_body_bytes, created_at=now,
             expires_at=now + expires_in_s if expires_in_s is not None else None,
+            limits=checked_limits, ip_allowlist=allowlist,
         )
         try:
             await self.rt.store.insert_key(record)
@@ -85,6 +108,61 @@ class KeyService:
                 from None
         await self.rt.changed(KEYS_VERSION)
         return CreatedKey(record, generated.text)
+
+    async def _require_team(self, team: str) -> None:
+        # Team limits and budgets apply to a key through its team, so the team must be real:
+        # a typo would silently put the key outside every team limit.
+        if await self.rt.store.get_team(team) is None:
+            raise InvalidField(f"No team named {team!r}.", param="team",
+                               hint="Create it first: keystead teams create NAME")
+
+    async def update(self, id_or_name: str, **changes: Any) -> KeyRecord:
+        """Change a key's scope and limits. Only the fields given change; None clears one
+        (team, owner, description, models, endpoints, max_tokens, max_body_bytes,
+        expires_in_s: never expires, ip_allowlist: any address). `limits` is a mapping of limit
+        -> value (None clears that limit), or None to clear every limit."""
+        unknown = sorted(set(changes) - _CHANGES)
+        if unknown:
+            raise InvalidField(f"A key has no field(s) {', '.join(unknown)} to change.",
+                               param=unknown[0],
+                               hint=f"Changeable: {', '.join(sorted(_CHANGES))}.")
+        record = await self.get(id_or_name)
+        if record.revoked_at is not None:
+            raise InvalidField(f"Key {record.id} ({record.name}) is revoked; revocation is final.",
+                               param="key", hint="Create a new key instead.")
+        values: dict[str, Any] = {}
+        if "team" in changes and changes["team"] is not None:
+            await self._require_team(changes["team"])
+        for field in ("team", "owner", "description"):
+            if field in changes:
+                values[field] = changes[field] or None
+        if "models" in changes:
+            models = changes["models"]
+            values["models"] = tuple(models) if models else None  # empty: every model, as create
+        if "endpoints" in changes:
+            endpoints = changes["endpoints"]
+            _check_endpoints(endpoints)
+            values["endpoints"] = tuple(endpoints) if endpoints is not None else None
+        if "max_tokens" in changes or "max_body_bytes" in changes:
+            _check_caps(changes.get("max_tokens"), changes.get("max_body_bytes"))
+            values.update({k: changes[k] for k in ("max_tokens", "max_body_bytes")
+                           if k in changes})
+        if "expires_in_s" in changes:
+            expires_in_s = changes["expires_in_s"]
+            _check_expiry(expires_in_s)
+            values["expires_at"] = (time.time() + expires_in_s if expires_in_s is not None
+                                    else None)
+        if "limits" in changes:
+            values["limits"] = apply_limit_changes(record.limits, changes["limits"])
+        if "ip_allowlist" in changes:
+            values["ip_allowlist"] = check_allowlist(changes["ip_allowlist"])
+        values = {k: v for k, v in values.items() if getattr(record, k) != v}
+        if not values:
+            return record
+        updated = await self.rt.store.update_key(record.id, **values)
+        assert updated is not None  # keys are revoked, never deleted
+        await self.rt.changed(KEYS_VERSION)
+        return updated
 
     async def list(self) -> list[KeyRecord]:
         return await self.rt.store.list_keys()

@@ -1,4 +1,5 @@
-"""The admin API (`/admin/...`): keys, providers, usage. Thin: each route calls the service layer.
+"""The admin API (`/admin/...`): keys, teams, providers, usage. Thin: each route calls the service
+layer.
 
 Guarded by the admin token (`Authorization: Bearer <KEYSTEAD_ADMIN_TOKEN>`), compared in constant
 time. Described by the OpenAPI document at /admin/openapi.json. Errors use the same OpenAI-style
@@ -8,6 +9,7 @@ envelope as the data plane.
 from __future__ import annotations
 
 import hmac
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, Query, Request
@@ -20,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from keystead import __version__
 from keystead.control.keys import KeyService, key_view
 from keystead.control.providers import ProviderService
+from keystead.control.teams import TeamService, apply_limit_changes, team_view
 from keystead.control.usage import UsageService
 from keystead.durations import parse_duration
 from keystead.errors import (
@@ -34,11 +37,60 @@ from keystead.errors import (
 )
 from keystead.pipeline.identify import bearer_token
 from keystead.runtime import Runtime
+from keystead.state.counters import CountersUnavailable
+from keystead.state.records import Limits
+from keystead.state.store import GroupBy
 
 __all__ = ["create_admin_app"]
 
 # Where a request value comes from; not part of the parameter's name in an error.
 _LOCATIONS = ("body", "query", "path", "header", "cookie")
+
+
+_COUNT = {"rpm": "Requests per minute.", "rpd": "Requests per day.",
+          "tpm": "Tokens per minute (prompt + completion).", "tpd": "Tokens per day.",
+          "max_parallel": "Requests in flight at once."}
+_BUDGET = ("Spend cap per budget period, in USD. Send it as a string (\"12.50\") to keep "
+           "every cent exact.")
+_ALLOWLIST = ("IPv4/IPv6 addresses or CIDRs; when set, requests from anywhere else are "
+              "refused.")
+
+
+class LimitsIn(BaseModel):
+    """Limits of a key or a team. An absent or null limit: none at this scope."""
+
+    model_config = ConfigDict(extra="forbid")
+    rpm: int | None = Field(None, ge=1, description=_COUNT["rpm"])
+    rpd: int | None = Field(None, ge=1, description=_COUNT["rpd"])
+    tpm: int | None = Field(None, ge=1, description=_COUNT["tpm"])
+    tpd: int | None = Field(None, ge=1, description=_COUNT["tpd"])
+    max_parallel: int | None = Field(None, ge=1, description=_COUNT["max_parallel"])
+    budget_usd: Decimal | None = Field(None, ge=0, description=_BUDGET)
+    budget_period: Literal["day", "month"] = "month"
+
+
+class LimitsPatch(BaseModel):
+    """Only the limits sent change; null clears one."""
+
+    model_config = ConfigDict(extra="forbid")
+    rpm: int | None = Field(None, ge=1, description=_COUNT["rpm"])
+    rpd: int | None = Field(None, ge=1, description=_COUNT["rpd"])
+    tpm: int | None = Field(None, ge=1, description=_COUNT["tpm"])
+    tpd: int | None = Field(None, ge=1, description=_COUNT["tpd"])
+    max_parallel: int | None = Field(None, ge=1, description=_COUNT["max_parallel"])
+    budget_usd: Decimal | None = Field(None, ge=0, description=_BUDGET)
+    budget_period: Literal["day", "month"] | None = Field(
+        None, description="When the budget resets; null: back to month.")
+
+
+class LimitsOut(BaseModel):
+    rpm: int | None
+    rpd: int | None
+    tpm: int | None
+    tpd: int | None
+    max_parallel: int | None
+    budget_usd: str | None = Field(description="Decimal text, e.g. \"12.50\".")
+    budget_period: Literal["day", "month"]
 
 
 class KeyCreate(BaseModel):
@@ -54,6 +106,25 @@ class KeyCreate(BaseModel):
     max_tokens: int | None = Field(None, ge=1)
     max_body_bytes: int | None = Field(None, ge=1024)
     expires: str | None = Field(None, description="Lifetime such as 30d, 12h.")
+    limits: LimitsIn | None = None
+    ip_allowlist: list[str] | None = Field(None, description=_ALLOWLIST)
+
+
+class KeyUpdate(BaseModel):
+    """Only the fields sent change; null clears one (`expires`: never expires,
+    `ip_allowlist`: any address, `limits`: every limit)."""
+
+    model_config = ConfigDict(extra="forbid")
+    team: str | None = Field(None, description="Must exist.")
+    owner: str | None = None
+    description: str | None = None
+    models: list[str] | None = Field(None, description="Allowed models; null: every model.")
+    endpoints: list[str] | None = Field(None, description="Allowed endpoints; null: all.")
+    max_tokens: int | None = Field(None, ge=1)
+    max_body_bytes: int | None = Field(None, ge=1024)
+    expires: str | None = Field(None, description="New lifetime from now, such as 30d.")
+    limits: LimitsPatch | None = None
+    ip_allowlist: list[str] | None = Field(None, description=_ALLOWLIST)
 
 
 class KeyOut(BaseModel):
@@ -72,12 +143,42 @@ class KeyOut(BaseModel):
     expires_at: str | None
     revoked_at: str | None
     revoked_reason: str | None
+    last_used_at: str | None  # the order of key_view, so --server prints what embedded does
     disabled_at: str | None
-    last_used_at: str | None
+    limits: LimitsOut
+    ip_allowlist: list[str] | None
 
 
 class KeyCreated(KeyOut):
     key: str = Field(description="The key text. Shown once: keystead stores only its hash.")
+
+
+class TeamCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(description="Lowercase letters, digits and '-', e.g. payments.")
+    description: str | None = None
+    owner: str | None = Field(None, description="Contact of the team (email, Slack).")
+    limits: LimitsIn | None = Field(None, description="Shared by all of the team's keys.")
+    ip_allowlist: list[str] | None = Field(None, description=_ALLOWLIST)
+
+
+class TeamUpdate(BaseModel):
+    """Only the fields sent change; null clears one (`limits`: every limit)."""
+
+    model_config = ConfigDict(extra="forbid")
+    description: str | None = None
+    owner: str | None = None
+    limits: LimitsPatch | None = None
+    ip_allowlist: list[str] | None = Field(None, description=_ALLOWLIST)
+
+
+class TeamOut(BaseModel):
+    name: str
+    description: str | None
+    owner: str | None
+    limits: LimitsOut
+    ip_allowlist: list[str] | None
+    created_at: str | None
 
 
 class Revoke(BaseModel):
@@ -133,6 +234,7 @@ class UsageRowOut(BaseModel):
 class UsageReport(BaseModel):
     by: str
     since: str
+    filters: dict[str, str] = Field(description="The filters applied, by dimension.")
     rows: list[UsageRowOut]
 
 
@@ -149,6 +251,7 @@ class ErrorEnvelope(BaseModel):
 
 def create_admin_app(runtime: Runtime) -> FastAPI:
     keys, providers, usage = KeyService(runtime), ProviderService(runtime), UsageService(runtime)
+    teams = TeamService(runtime)
     token = runtime.config.admin.token
 
     async def require_admin(authorization: Annotated[str | None, Header()] = None) -> None:
@@ -215,8 +318,17 @@ def create_admin_app(runtime: Runtime) -> FastAPI:
         created = await keys.create(
             body.name, env=body.env, team=body.team, owner=body.owner,
             description=body.description, models=body.models, endpoints=body.endpoints,
-            max_tokens=body.max_tokens, max_body_bytes=body.max_body_bytes, expires_in_s=expires)
+            max_tokens=body.max_tokens, max_body_bytes=body.max_body_bytes, expires_in_s=expires,
+            limits=_limits(body.limits), ip_allowlist=body.ip_allowlist)
         return {**key_view(created.record), "key": created.text}
+
+    @app.patch("/admin/keys/{key}", response_model=KeyOut, tags=["keys"])
+    async def update_key(key: str, body: KeyUpdate) -> dict[str, Any]:
+        # Sent fields only: an absent field stays as it is, null clears it.
+        changes = body.model_dump(exclude_unset=True)
+        if "expires" in changes:
+            changes["expires_in_s"] = _duration(changes.pop("expires"), "expires")
+        return key_view(await keys.update(key, **changes))
 
     @app.get("/admin/keys/{key}", response_model=KeyOut, tags=["keys"])
     async def show_key(key: str) -> dict[str, Any]:
@@ -233,6 +345,24 @@ def create_admin_app(runtime: Runtime) -> FastAPI:
     @app.post("/admin/keys/{key}/enable", response_model=KeyOut, tags=["keys"])
     async def enable_key(key: str) -> dict[str, Any]:
         return key_view(await keys.set_disabled(key, False))
+
+    @app.get("/admin/teams", response_model=list[TeamOut], tags=["teams"])
+    async def list_teams() -> list[dict[str, Any]]:
+        return [team_view(t) for t in await teams.list()]
+
+    @app.post("/admin/teams", response_model=TeamOut, status_code=201, tags=["teams"])
+    async def create_team(body: TeamCreate) -> dict[str, Any]:
+        return team_view(await teams.create(
+            body.name, description=body.description, owner=body.owner,
+            limits=_limits(body.limits), ip_allowlist=body.ip_allowlist))
+
+    @app.get("/admin/teams/{name}", response_model=TeamOut, tags=["teams"])
+    async def show_team(name: str) -> dict[str, Any]:
+        return team_view(await teams.get(name))
+
+    @app.patch("/admin/teams/{name}", response_model=TeamOut, tags=["teams"])
+    async def update_team(name: str, body: TeamUpdate) -> dict[str, Any]:
+        return team_view(await teams.update(name, **body.model_dump(exclude_unset=True)))
 
     @app.get("/admin/providers", response_model=list[ProviderOut], tags=["providers"])
     async def list_providers() -> list[dict[str, Any]]:
@@ -257,21 +387,38 @@ def create_admin_app(runtime: Runtime) -> FastAPI:
 
     @app.get("/admin/usage", response_model=UsageReport, tags=["usage"])
     async def usage_report(
-        by: Annotated[Literal["key", "team", "model", "feature", "day", "env", "provider",
-                              "endpoint"], Query()] = "key",
+        by: Annotated[GroupBy, Query()] = "key",
         since: Annotated[str, Query(description="Window such as 24h, 7d, 30d.")] = "7d",
+        key: Annotated[str | None, Query(description="Only this key (its id or name).")] = None,
+        team: Annotated[str | None, Query(description="Only this team.")] = None,
+        env: Annotated[str | None, Query(description="Only this environment.")] = None,
+        feature: Annotated[str | None, Query(description="Only this feature tag.")] = None,
+        route: Annotated[str | None, Query(description="Only this route.")] = None,
+        model: Annotated[str | None, Query(description="Only this model.")] = None,
+        provider: Annotated[str | None, Query(description="Only this provider.")] = None,
+        endpoint: Annotated[str | None, Query(description="Only this endpoint.")] = None,
     ) -> dict[str, Any]:
         window = _duration(since, "since")
         assert window is not None
-        rows = await usage.report(by, window)
-        return {"by": by, "since": since, "rows": [r.as_dict() for r in rows]}
+        filters = {name: value for name, value in (
+            ("key", key), ("team", team), ("env", env), ("feature", feature), ("route", route),
+            ("model", model), ("provider", provider), ("endpoint", endpoint))
+            if value is not None}
+        rows = await usage.report(by, window, filters)
+        return {"by": by, "since": since, "filters": filters,
+                "rows": [r.as_dict() for r in rows]}
 
     @app.get("/admin/status", tags=["status"])
     async def status() -> JSONResponse:
-        in_flight = {name.removeprefix("inflight:"): count
-                     for name, count in (await runtime.counters.gauges("inflight:")).items()}
+        try:
+            pools = await runtime.counters.pools("pool:inflight:key:")
+            in_flight: dict[str, int] | None = {
+                name.removeprefix("pool:inflight:key:"): pool.holders
+                for name, pool in pools.items() if pool.holders}
+        except CountersUnavailable:
+            in_flight = None  # Redis is down; `limits` says since when
         return JSONResponse({
-            "in_flight": in_flight,
+            "in_flight": in_flight, "limits": runtime.limiter.status(),
             "version": __version__, "keys": len(runtime.keys),
             "providers": sorted(runtime.providers.providers),
             "usage_queued": runtime.ledger.queued, "usage_written": runtime.ledger.written,
@@ -292,6 +439,11 @@ def create_admin_app(runtime: Runtime) -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _limits(body: LimitsIn | None) -> Limits | None:
+    # Through the service's own checks, so the API and the CLI refuse the same values alike.
+    return None if body is None else apply_limit_changes(Limits(), body.model_dump())
 
 
 def _duration(text: str | None, param: str) -> float | None:
