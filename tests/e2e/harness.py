@@ -27,7 +27,8 @@ import yaml
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 _KEYSTEAD_VARS = ("KEYSTEAD_CONFIG", "KEYSTEAD_SERVER", "KEYSTEAD_ADMIN_TOKEN",
-                  "KEYSTEAD_MASTER_KEY", "KEYSTEAD_MASTER_KEY_FILE", "KEYSTEAD_DATABASE_URL")
+                  "KEYSTEAD_MASTER_KEY", "KEYSTEAD_MASTER_KEY_FILE", "KEYSTEAD_DATABASE_URL",
+                  "KEYSTEAD_REDIS_URL")
 MODELS = ["gpt-4o-mini", "gpt-4o", "text-embedding-3-small"]
 
 # Every process a test started, killed at the end of the session if it is still running.
@@ -152,6 +153,24 @@ def start_server(config: Path, log: Path, *extra: str, port: int | None = None,
     return proc, base_url
 
 
+def start_servers(config: Path, logs: Sequence[Path], *extra: str,
+                  env: dict[str, str] | None = None, timeout: float = 60,
+                  ) -> list[tuple[subprocess.Popen[Any], str]]:
+    """Several `keystead serve` processes on one config, started at once (their imports overlap),
+    then each waited for; returns [(process, base URL)] in the order of `logs`."""
+    started = [start_server(config, log, *extra, env=env, ready=False) for log in logs]
+    try:
+        for (proc, base_url), log in zip(started, logs, strict=True):
+            wait_ready(base_url, proc, log, timeout=timeout)
+    except BaseException:
+        for proc, _ in started:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        raise
+    return started
+
+
 def stop(proc: subprocess.Popen[Any], timeout: float = 30) -> int:
     """SIGTERM and wait; a process that does not stop in time is killed (and that fails)."""
     if proc.poll() is None:
@@ -244,13 +263,23 @@ def wait_until_key_works(gateway: Gateway, key: str, timeout: float = 5) -> None
         time.sleep(0.05)
 
 
-def prepare_config(directory: Path, *, flush_interval_s: float = 0.05) -> Path:
-    """`keystead init DIR`, then the mock provider with three models and a fast ledger flush."""
+def prepare_config(directory: Path, *, flush_interval_s: float = 0.05,
+                   overrides: dict[str, Any] | None = None) -> Path:
+    """`keystead init DIR`, then the mock provider with three models and a fast ledger flush.
+
+    `overrides` maps config sections to values merged into them (one level deep), e.g.
+    `{"database": {"url": ...}, "limits": {"lease_s": 2}}`."""
     run_cli("init", str(directory))
     config = directory / "keystead.yaml"
     raw = yaml.safe_load(config.read_text())
     raw["providers"] = {"mock": {"type": "mock", "models": list(MODELS)}}
     raw["usage"]["flush_interval_s"] = flush_interval_s
     raw["server"]["shutdown_grace_s"] = 20
+    for section, value in (overrides or {}).items():
+        current = raw.get(section)
+        if isinstance(value, dict) and isinstance(current, dict):
+            raw[section] = {**current, **value}
+        else:
+            raw[section] = value
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
     return config
