@@ -51,12 +51,34 @@ _MAX_PENDING = 100_000
 _PERIOD_WORD = {"day": "daily", "month": "monthly"}
 
 
-@dataclass(frozen=True, slots=True)
 class Scope:
-    kind: SpendScope
-    value: str  # key id, team name or environment
-    label: str  # for people: "key prod-search-api (ab12cd34)", "team search"
-    limits: Limits
+    """One scope's limits, with everything about them that does not change per request
+    computed once (the scope is cached until its key or team changes)."""
+
+    __slots__ = ("budget_capacity", "budget_prefix", "inflight", "kind", "label", "limits",
+                 "needs_tokens", "request_rates", "token_rules", "value")
+
+    def __init__(self, kind: SpendScope, value: str, label: str, limits: Limits):
+        self.kind = kind
+        self.value = value  # key id, team name or environment
+        self.label = label  # for people: "key prod-search-api (ab12cd34)", "team search"
+        self.limits = limits
+        prefix = f"{kind}:{value}"
+        self.request_rates = tuple(
+            Rate(f"rate:{prefix}:{unit}", limit, window, 1)
+            for limit, window, unit in ((limits.rpm, _MINUTE, "rpm"), (limits.rpd, _DAY, "rpd"))
+            if limit)
+        self.token_rules = tuple(
+            (f"rate:{prefix}:{unit}", limit, window)
+            for limit, window, unit in ((limits.tpm, _MINUTE, "tpm"), (limits.tpd, _DAY, "tpd"))
+            if limit)
+        # The key's in-flight pool is always held: it is the status page's gauge too.
+        self.inflight = (Hold(f"pool:inflight:{prefix}", limits.max_parallel or UNLIMITED, 1)
+                         if kind == "key" or limits.max_parallel else None)
+        self.budget_prefix = f"pool:budget:{prefix}:"
+        self.budget_capacity = (int(limits.budget_usd * _NANO_PER_USD)
+                                if limits.budget_usd is not None else None)
+        self.needs_tokens = bool(self.token_rules) or self.budget_capacity is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +160,8 @@ class Limiter:
         self._zone = ZoneInfo(config.timezone)
         self._env_limits = {env: Limits.from_dict(values.model_dump())
                             for env, values in config.environments.items()}
+        self._scopes: dict[str, tuple[KeyRecord, TeamRecord | None, list[Scope]]] = {}
+        self._periods: dict[str, tuple[str, float, float]] = {}
         self._fallback = MemoryCounters(clock)
         self._down_since: float | None = None
         self._active: dict[str, Ticket] = {}
@@ -172,23 +196,30 @@ class Limiter:
 
     # the request path
     def scopes(self, key: KeyRecord, team: TeamRecord | None) -> list[Scope]:
+        """The scopes whose limits apply to `key`; cached until the key or its team changes
+        (records are replaced, never mutated, so identity tells)."""
+        cached = self._scopes.get(key.id)
+        if cached is not None and cached[0] is key and cached[1] is team:
+            return cached[2]
         scopes = [Scope("key", key.id, f"key {key.name} ({key.id})", key.limits)]
         if team is not None and not team.limits.is_empty():
             scopes.append(Scope("team", team.name, f"team {team.name}", team.limits))
         env = self._env_limits.get(key.env)
         if env is not None and not env.is_empty():
             scopes.append(Scope("env", key.env, f"environment {key.env}", env))
+        if len(self._scopes) > 100_000:  # deleted keys' entries: start afresh
+            self._scopes.clear()
+        self._scopes[key.id] = (key, team, scopes)
         return scopes
 
     @staticmethod
     def needs_tokens(scopes: list[Scope]) -> bool:
         """Whether admitting needs the request's token estimate (token rates or a budget)."""
-        return any(s.limits.tpm or s.limits.tpd or s.limits.budget_usd is not None
-                   for s in scopes)
+        return any(s.needs_tokens for s in scopes)
 
     @staticmethod
     def has_budget(scopes: list[Scope]) -> bool:
-        return any(s.limits.budget_usd is not None for s in scopes)
+        return any(s.budget_capacity is not None for s in scopes)
 
     async def admit(self, request_id: str, scopes: list[Scope], tokens: int,
                     worst_cost_usd: Decimal) -> Ticket:
@@ -212,7 +243,7 @@ class Limiter:
             used[name] = spent
         # No usage known (the request failed before the provider answered): nothing was used.
         real = tokens_used if tokens_used is not None else 0
-        adjust = tuple(replace(rate, cost=real - ticket.estimated_tokens)
+        adjust = tuple(rate._replace(cost=real - ticket.estimated_tokens)
                        for rate in ticket.token_rates if real != ticket.estimated_tokens)
         try:
             await ticket.counters.settle(ticket.request_id, used, adjust)
@@ -232,6 +263,12 @@ class Limiter:
         return ratelimit_headers(ticket.readings, {rate.name for rate in ticket.token_rates})
 
     # building and asking
+    def _period(self, period: Literal["day", "month"], now: float) -> tuple[str, float, float]:
+        bounds = self._periods.get(period)
+        if bounds is None or not bounds[1] <= now < bounds[2]:
+            bounds = self._periods[period] = period_bounds(now, period, self._zone)
+        return bounds
+
     def _rules(self, scopes: list[Scope], tokens: int, worst: int, now: float,
                ) -> tuple[list[Rate], list[Rate], list[Hold], list[_Budget]]:
         request_rates: list[Rate] = []
@@ -239,20 +276,14 @@ class Limiter:
         holds: list[Hold] = []
         budgets: list[_Budget] = []
         for scope in scopes:
-            limits, prefix = scope.limits, f"{scope.kind}:{scope.value}"
-            for value, window, unit in ((limits.rpm, _MINUTE, "rpm"), (limits.rpd, _DAY, "rpd")):
-                if value:
-                    request_rates.append(Rate(f"rate:{prefix}:{unit}", value, window, 1))
-            for value, window, unit in ((limits.tpm, _MINUTE, "tpm"), (limits.tpd, _DAY, "tpd")):
-                if value:
-                    token_rates.append(Rate(f"rate:{prefix}:{unit}", value, window, tokens))
-            if scope.kind == "key" or limits.max_parallel:
-                # The key's in-flight pool is always held: it is the status page's gauge too.
-                holds.append(Hold(f"pool:inflight:{prefix}", limits.max_parallel or UNLIMITED, 1))
-            if limits.budget_usd is not None:
-                label, start, end = period_bounds(now, limits.budget_period, self._zone)
-                capacity = int(limits.budget_usd * _NANO_PER_USD)
-                hold = Hold(f"pool:budget:{prefix}:{label}", capacity, worst, end)
+            request_rates.extend(scope.request_rates)
+            for name, limit, window in scope.token_rules:
+                token_rates.append(Rate(name, limit, window, tokens))
+            if scope.inflight is not None:
+                holds.append(scope.inflight)
+            if scope.budget_capacity is not None:
+                label, start, end = self._period(scope.limits.budget_period, now)
+                hold = Hold(scope.budget_prefix + label, scope.budget_capacity, worst, end)
                 holds.append(hold)
                 budgets.append(_Budget(scope, hold, start))
         return request_rates, token_rates, holds, budgets
@@ -311,7 +342,7 @@ class Limiter:
                 hint="Retry shortly. Operators: see 'Redis is down' in docs/operations.md.")
         self.fallback_admits += 1
         replicas = self.config.replicas
-        local = [replace(s, limits=_scaled(s.limits, replicas)) for s in scopes]
+        local = [Scope(s.kind, s.value, s.label, _scaled(s.limits, replicas)) for s in scopes]
         return await self._admit_on(self._fallback, request_id, local, tokens, worst, replicas)
 
     def _refuse(self, admission: Admission, scopes: list[Scope], request_rates: list[Rate],
