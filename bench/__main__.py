@@ -56,21 +56,38 @@ def table(rows: list[dict[str, object]]) -> str:
 
 
 def _ratios(rows: list[dict[str, object]]) -> dict[str, float]:
-    """keystead's throughput against every other target, and its added median latency."""
-    keystead = next((r for r in rows if r["target"] == "keystead"), None)
+    """Each keystead's throughput against every other target, and its added median latency."""
+    mine = [r for r in rows if str(r["target"]).startswith("keystead")]
     direct = next((r for r in rows if str(r["target"]).startswith("upstream direct")), None)
     out: dict[str, float] = {}
-    if keystead is None:
-        return out
-    for row in rows:
-        if row is keystead or row is direct or not row.get("rps_32"):
-            continue
-        out[f"keystead / {row['target']} (rps at 32)"] = round(
-            float(keystead["rps_32"]) / float(row["rps_32"]), 2)  # type: ignore[arg-type]
-    if direct is not None:
-        out["keystead added p50 ms at 1 connection"] = round(
-            float(keystead["p50_ms_1"]) - float(direct["p50_ms_1"]), 3)  # type: ignore[arg-type]
+    for keystead in mine:
+        name = keystead["target"]
+        for row in rows:
+            if row in mine or row is direct or not row.get("rps_32"):
+                continue
+            out[f"{name} / {row['target']} (rps at 32)"] = round(
+                float(keystead["rps_32"]) / float(row["rps_32"]), 2)  # type: ignore[arg-type]
+        if direct is not None:
+            out[f"{name} added p50 ms at 1 connection"] = round(
+                float(keystead["p50_ms_1"]) - float(direct["p50_ms_1"]),  # type: ignore[arg-type]
+                3)
     return out
+
+
+def _redis_url() -> str | None:
+    """Redis for the 'keystead with Redis counters' target: $KEYSTEAD_BENCH_REDIS_URL, or a
+    local server if one answers."""
+    import socket
+
+    url = os.environ.get("KEYSTEAD_BENCH_REDIS_URL")
+    if url:
+        return url
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=0.5).close()
+    except OSError:
+        print("no Redis on 127.0.0.1:6379: skipping the Redis-counters target", file=sys.stderr)
+        return None
+    return "redis://127.0.0.1:6379/0"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,6 +102,10 @@ def run(args: argparse.Namespace) -> int:
         "floor-aiohttp": lambda: start_floor(upstream_url, cpu=server_cpu, client="aiohttp"),
         "keystead": lambda: start_keystead(upstream_url, cpu=server_cpu),
     }
+    redis_url = _redis_url()
+    if redis_url:
+        starters["keystead-redis"] = lambda: start_keystead(
+            upstream_url, cpu=server_cpu, name="keystead (redis counters)", redis_url=redis_url)
     _add_optional_targets(starters, upstream_url, server_cpu)
     chosen = args.only.split(",") if args.only else list(starters)
     rows = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -45,23 +46,33 @@ def start_floor(upstream: str, *, cpu: str | None, client: str = "httpx") -> Tar
 
 
 def start_keystead(upstream: str, *, cpu: str | None, workers: int = 1,
-                   name: str = "keystead") -> Target:
-    """`keystead serve` with its default policy, proxying to `upstream`."""
+                   name: str = "keystead", redis_url: str | None = None) -> Target:
+    """`keystead serve` with its default policy on, proxying to `upstream`.
+
+    The policy a platform team would set: the key belongs to a team, and both carry a rate
+    limit and a monthly budget (high enough never to refuse), so every request pays for the key
+    check, scopes, two GCRA rates, two budget reservations (its prompt counted offline), the
+    cost, the usage record and the log line. With `redis_url` the counters live in Redis.
+    """
     root = Path(tempfile.mkdtemp(prefix="keystead-bench-"))
     _keystead("init", str(root), cwd=root)
     config = root / "keystead.yaml"
     text = config.read_text()
     start = text.index("providers:")
     end = text.index("# Prices override")
+    redis = (f"redis:\n  url: {redis_url}\n  prefix: \"kbench:{os.getpid()}:{time.time_ns()}:\"\n\n"
+             if redis_url else "")
     config.write_text(text[:start] + f"""providers:
   bench:
     type: openai-compatible
     base_url: {upstream}/v1
     models: [gpt-4o-mini]
 
-""" + text[end:])
+{redis}""" + text[end:])
+    policy = ["--rpm", "100000000", "--budget", "1000000000"]
+    _keystead("teams", "create", "bench", *policy, cwd=root)
     created = json.loads(_keystead("keys", "create", "dev-bench-load", "--team", "bench",
-                                   "--json", cwd=root))
+                                   *policy, "--json", cwd=root))
     port = free_port()
     started = time.perf_counter()
     proc = Proc.start(name, [sys.executable, "-m", "keystead", "serve", "--port", str(port),
