@@ -254,6 +254,9 @@ class LimitsUnavailable(Unavailable):
     code = "limits_unavailable"
     level = logging.ERROR
 
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"retry-after", b"1")]  # the gateway probes Redis every second
+
 
 def render(error: GatewayError) -> bytes:
     """The OpenAI error envelope for `error`, as JSON bytes."""

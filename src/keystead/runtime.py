@@ -65,7 +65,8 @@ class Runtime:
         self.teams: dict[str, TeamRecord] = {}
         self.limiter = Limiter(counters, self.config.limits, store.spend_nanousd,
                                shared=shared_counters)
-        self.addresses = AddressResolver(self.config.server.trusted_proxies)
+        self.addresses = AddressResolver(self.config.server.trusted_proxies,
+                                         self.config.server.forwarded_header)
         self.notifier: ChangeNotifier | None = None
         self.naming = NamingRule(self.config.keys.name_pattern, self.config.keys.name_rule,
                                  self.config.keys.environments)
@@ -96,33 +97,34 @@ class Runtime:
             url = "sqlite:///" + str(loaded.resolve_path(url[len("sqlite:///"):]))
         store = SQLStore(url)
         await store.open()
+        redis = config.redis
+        counters: Counters
         try:
             vault = Vault(store, master)
             hasher = KeyHasher(await vault.pepper())
+            if redis.url:
+                # Imported only when configured: the embedded default never loads redis-py.
+                from keystead.state.redis_counters import RedisCounters
+
+                counters = RedisCounters(redis.url, redis.prefix, timeout_s=redis.timeout_s,
+                                         connect_timeout_s=redis.connect_timeout_s,
+                                         max_connections=redis.max_connections)
+            else:
+                counters = MemoryCounters()
         except Exception:
             await store.close()
             raise
-        counters: Counters
-        redis = config.redis
-        if redis.url:
-            # Imported only when configured: the embedded default never loads redis-py.
-            from keystead.state.notify import ChangeNotifier
-            from keystead.state.redis_counters import RedisCounters
-
-            counters = RedisCounters(redis.url, redis.prefix, timeout_s=redis.timeout_s,
-                                     connect_timeout_s=redis.connect_timeout_s,
-                                     max_connections=redis.max_connections)
-        else:
-            counters = MemoryCounters()
         runtime = cls(loaded, store, counters, vault, hasher, shared_counters=bool(redis.url))
         try:
+            if redis.url:
+                from keystead.state.notify import ChangeNotifier
+
+                runtime.notifier = ChangeNotifier(redis.url, redis.prefix)
             await runtime.reload_keys()
             await runtime.reload_providers()
         except Exception:
             await runtime.close()
             raise
-        if redis.url:
-            runtime.notifier = ChangeNotifier(redis.url, redis.prefix)
         if serving:
             runtime.ledger.start()
             runtime.limiter.start()
@@ -200,9 +202,12 @@ class Runtime:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
-        await self.limiter.close()
-        if self.notifier is not None:
-            await self.notifier.close()
+        try:
+            await self.limiter.close()
+            if self.notifier is not None:
+                await self.notifier.close()
+        except Exception:  # the ledger below must still be written
+            log.exception("closing the limits or change notices failed")
         await self.ledger.close()
         await self.providers.close()
         await self.http.close()

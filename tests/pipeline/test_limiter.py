@@ -393,3 +393,57 @@ def test_images_by_url_get_an_allowance():
                  b'"image_url": "https://x.example/a.png"}, {"type":"input_image",'
                  b'"image_url":"data:..."}]}]}')
     assert prompt_tokens_bounds(responses)[1] == len(responses) + 2 * 1600
+
+
+def test_while_redis_is_down_the_fallbacks_leases_are_renewed():
+    clock = Clock()
+    counters = Switchable(clock)
+    lim = limiter(counters, clock, shared=True, lease_s=3)
+    scopes = lim.scopes(key(max_parallel=1), None)
+
+    async def body() -> None:
+        counters.down = True
+        await lim.admit("a", scopes, 0, Decimal(0))  # a long stream, on the fallback
+        for _ in range(10):  # 20 s of outage: the probe fails every time
+            clock.now += 2
+            await lim._maintain_once()
+        with pytest.raises(RateLimited):  # its slot is still held
+            await lim.admit("b", scopes, 0, Decimal(0))
+
+    run(body())
+
+
+def test_each_outage_starts_from_the_ledger_not_from_the_last_outage():
+    clock = Clock()
+    counters = Switchable(clock)
+    ledger = Ledger()
+    lim = limiter(counters, clock, ledger, shared=True, on_redis_outage_budgets="open")
+    scopes = lim.scopes(key(budget_usd=Decimal("1.00")), None)
+
+    async def body() -> None:
+        counters.down = True  # outage 1, early in the period
+        await lim.settle(await lim.admit("a", scopes, 0, Decimal("0.01")), 1, Decimal("0.01"))
+        counters.down = False
+        await lim._maintain_once()
+        ledger.spent = {("key", "k1"): 960_000_000}  # then $0.95 more was spent through Redis
+        counters.down = True  # outage 2: seeded afresh from the ledger, $0.04 left
+        await lim.admit("b", scopes, 0, Decimal("0.03"))
+        with pytest.raises(BudgetExceeded):
+            await lim.admit("c", scopes, 0, Decimal("0.03"))
+
+    run(body())
+
+
+def test_only_budget_settlements_wait_for_redis():
+    clock = Clock()
+    counters = Switchable(clock)
+    lim = limiter(counters, clock, shared=True)
+    rated = lim.scopes(key(rpm=1000), None)
+
+    async def body() -> None:
+        counters.down = True
+        for i in range(5):
+            await lim.settle(await lim.admit(f"r{i}", rated, 0, Decimal(0)), 1, Decimal(0))
+        assert lim.status()["pending_settlements"] == 0
+
+    run(body())

@@ -432,3 +432,13 @@ async def test_the_openapi_document_describes_the_new_routes(client: AppClient) 
                     if p["in"] == "query"}
     assert usage_params == {"by", "since", "key", "team", "env", "feature", "route", "model",
                             "provider", "endpoint"}
+
+
+@in_app
+async def test_text_longer_than_the_store_keeps_is_a_400_not_a_500(client: AppClient) -> None:
+    reply = await client.admin("POST", "/admin/keys", {"name": "dev-long-owner",
+                                                       "owner": "o" * 300})
+    assert reply.status == 400
+    assert reply.json()["error"]["param"] == "owner"
+    reply = await client.admin("POST", "/admin/teams", {"name": "long", "owner": "o" * 300})
+    assert reply.status == 400

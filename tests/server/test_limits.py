@@ -335,3 +335,33 @@ def test_redis_outage_fails_budgets_closed_rates_open_and_recovers(tmp_path):
                 await proxy.stop()
 
         asyncio.run(main())
+
+
+def test_a_repeated_client_request_id_cannot_share_a_reservation(tmp_path, backend):
+    async def test(client: AppClient) -> None:
+        key = await limited_key(client, budget_usd=Decimal("0.03"), budget_period="day")
+        replies = await asyncio.gather(*(
+            client.request("POST", CHAT, key=key, headers={"x-request-id": "same"}, json_body={
+                "model": "gpt-4o", "max_tokens": 300,
+                "messages": [{"role": "user", "content": "[[mock:tokens=250]] q"}]})
+            for _ in range(40)))
+        accepted = [r for r in replies if r.status == 200]
+        assert sum(Decimal(r.headers["x-keystead-cost-usd"]) for r in accepted) <= Decimal("0.03")
+        assert {r.headers["x-request-id"] for r in replies} == {"same"}  # still echoed
+
+    run_app(tmp_path, backend, test)
+
+
+def test_overlong_client_text_never_blocks_the_ledger(tmp_path, backend):
+    async def test(client: AppClient) -> None:
+        key = await limited_key(client)
+        long_model = await client.request("POST", CHAT, key=key, json_body={
+            "model": "m" * 400, "messages": [{"role": "user", "content": "hi"}]})
+        assert long_model.status == 404
+        assert (await chat(client, key)).status == 200
+        rows = await ledger(client)
+        assert [(r.status, len(r.model_requested or "")) for r in rows] == [(404, 256),
+                                                                            (200, 11)]
+        assert client.runtime.ledger.rejected == 0
+
+    run_app(tmp_path, backend, test)

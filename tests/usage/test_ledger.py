@@ -261,3 +261,25 @@ def test_close_gives_up_on_a_store_that_stays_down(tmp_path, caplog):
     with caplog.at_level(logging.ERROR, logger="keystead.ledger"):
         with_store(tmp_path, body)
     assert "closed with 4 records unwritten" in caplog.text
+
+
+def test_a_record_postgresql_refuses_is_set_aside_and_the_rest_written():
+    """PostgreSQL enforces column sizes (SQLite does not): one bad record must not block the
+    ledger behind it, forever, as a retried batch would."""
+    import dataclasses
+
+    import pg
+
+    pg.require_pg()
+    with pg.fresh_database("keystead_l") as url:
+        async def body(store: SQLStore) -> tuple[list[str], int, int]:
+            writer = LedgerWriter(store, batch_size=100, flush_interval_s=0.01)
+            bad = dataclasses.replace(record(2), key_name="k" * 500)
+            for item in (record(1), bad, record(3)):
+                writer.record(item)
+            await writer.close()
+            return await stored_ids(store), writer.written, writer.rejected
+
+        ids, written, rejected = with_open_store(SQLStore(url), body)
+    assert ids == ["req-00001", "req-00003"]
+    assert (written, rejected) == (2, 1)

@@ -57,6 +57,9 @@ class ServerConfig(_Strict):
     # Proxies (CIDRs) whose X-Forwarded-For / Forwarded headers are believed; from anyone else
     # the peer address is the client address.
     trusted_proxies: tuple[str, ...] = ()
+    # The header those proxies write the client address into. Only that one is read: proxies
+    # pass the other one through from the client untouched, so it could be forged.
+    forwarded_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"
 
     @field_validator("trusted_proxies")
     @classmethod

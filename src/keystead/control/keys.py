@@ -7,7 +7,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from keystead.control.teams import apply_limit_changes, check_allowlist, check_limits
+from keystead.control.teams import (
+    apply_limit_changes,
+    check_allowlist,
+    check_limits,
+    check_text,
+)
 from keystead.errors import InvalidField, NotFound
 from keystead.keys.format import generate_key
 from keystead.providers.base import Endpoint
@@ -80,6 +85,8 @@ class KeyService:
                      max_tokens: int | None = None, max_body_bytes: int | None = None,
                      expires_in_s: float | None = None, limits: Limits | None = None,
                      ip_allowlist: list[str] | None = None) -> CreatedKey:
+        check_text("name", name)
+        check_text("owner", owner)
         resolved_env = self.rt.naming.check(name, env)
         _check_endpoints(endpoints)
         _check_caps(max_tokens, max_body_bytes)
@@ -136,6 +143,7 @@ class KeyService:
         for field in ("team", "owner", "description"):
             if field in changes:
                 values[field] = changes[field] or None
+        check_text("owner", values.get("owner"))
         if "models" in changes:
             models = changes["models"]
             values["models"] = tuple(models) if models else None  # empty: every model, as create

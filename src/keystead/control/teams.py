@@ -72,6 +72,17 @@ def _period(value: Any) -> str:
     return str(value)
 
 
+# Column sizes of the store: PostgreSQL refuses longer text (SQLite would silently keep it).
+TEXT_SIZES = {"name": 128, "owner": 256}
+
+
+def check_text(field: str, value: str | None) -> None:
+    size = TEXT_SIZES[field]
+    if value is not None and len(value) > size:
+        raise InvalidField(f"{field} is {len(value)} characters long; at most {size} fit.",
+                           param=field, hint=f"Shorten the {field}.")
+
+
 def check_limits(limits: Limits) -> Limits:
     """`limits` if every value is allowed, else InvalidField naming the first that is not."""
     for name in _COUNTS:
@@ -150,6 +161,7 @@ class TeamService:
             raise InvalidField(f"{name!r} is not a valid team name.", param="name",
                                hint="Team names are 1 to 64 lowercase letters, digits or '-', "
                                     "e.g. payments or search-infra.")
+        check_text("owner", owner)
         record = TeamRecord(name=name, description=description or None, owner=owner or None,
                             limits=check_limits(limits or Limits()),
                             ip_allowlist=check_allowlist(ip_allowlist), created_at=time.time())
@@ -186,6 +198,7 @@ class TeamService:
         for field in ("description", "owner"):
             if field in changes:
                 values[field] = changes[field] or None
+        check_text("owner", values.get("owner"))
         if "limits" in changes:
             values["limits"] = apply_limit_changes(record.limits, changes["limits"])
         if "ip_allowlist" in changes:

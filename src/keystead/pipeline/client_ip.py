@@ -1,8 +1,10 @@
 """Who is calling: the client address behind trusted proxies, and IP allowlists (P4).
 
-`X-Forwarded-For` and `Forwarded` are believed only when the peer is a configured trusted proxy,
-and then only as far as the chain of trusted proxies goes: the client is the right-most address
-that is not one of ours. Anyone can write those headers; only our own proxies' entries count.
+The forwarding header (`X-Forwarded-For` by default, or `Forwarded`: only the one the proxies
+write, since most proxies pass the other one through from the client untouched) is believed only
+when the peer is a configured trusted proxy, and then only as far as the chain of trusted proxies
+goes: the client is the right-most address that is not one of ours. An empty or unreadable hop
+makes the client unknown (None), which every allowlist refuses.
 """
 
 from __future__ import annotations
@@ -64,28 +66,25 @@ def _forwarded_for(value: str) -> list[str]:
 
 
 class AddressResolver:
-    def __init__(self, trusted_proxies: Sequence[str]):
+    def __init__(self, trusted_proxies: Sequence[str], header: str = "x-forwarded-for"):
         self._trusted = networks(trusted_proxies)
+        self._standard = header == "forwarded"  # RFC 7239 `Forwarded`, else X-Forwarded-For
 
     def _is_trusted(self, address: _ADDRESS | None) -> bool:
         return address is not None and any(address in network for network in self._trusted)
 
     def resolve(self, peer: str | None, forwarded_for: bytes | None,
                 forwarded: bytes | None) -> str | None:
-        if not self._trusted or (forwarded_for is None and forwarded is None):
+        value = forwarded if self._standard else forwarded_for
+        if not self._trusted or value is None or not self._is_trusted(_address(peer)):
             return peer
-        if not self._is_trusted(_address(peer)):
-            return peer
-        chain = (_forwarded_for(forwarded.decode("latin-1")) if forwarded is not None
-                 else forwarded_for.decode("latin-1").split(",") if forwarded_for is not None
-                 else [])
+        text = value.decode("latin-1")
+        chain = _forwarded_for(text) if self._standard else text.split(",")
         client = peer
         for hop in reversed(chain):
             address = _address(hop)
             if address is None:
-                # An entry we cannot read ends the trusted chain; an unreadable client is
-                # reported as such, and an allowlist refuses it.
-                return hop.strip() or client
+                return None  # the chain breaks at an unreadable hop: the client is unknown
             client = str(address)
             if not self._is_trusted(address):
                 return client

@@ -181,7 +181,8 @@ class Limiter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self._replay()
+        if self._down_since is None:
+            await self._replay()
         await self._fallback.close()
 
     @property
@@ -251,7 +252,7 @@ class Limiter:
             self._mark_down(exc)
             self._queue(ticket.request_id, used, adjust)
             return
-        if ticket.counters is self._fallback and self._shared:
+        if ticket.counters is not self.counters and ticket.budgets:
             # Spent while Redis was down: the shared budgets must hear of it when it is back.
             self._queue(ticket.request_id, {n: spent for n in ticket.budgets}, ())
 
@@ -399,6 +400,10 @@ class Limiter:
     def _mark_down(self, exc: Exception) -> None:
         if self._down_since is None:
             self._down_since = self._clock()
+            # Fresh fallback counters for every outage: budgets seeded in an earlier outage
+            # know nothing of what was spent through Redis since. Tickets of the old one still
+            # settle and renew on it (each ticket keeps its counters).
+            self._fallback = MemoryCounters(self._clock)
             log.error("shared counters unreachable (%s); limits now %s", exc,
                       f"rates={self.config.on_redis_outage_rates}, "
                       f"budgets={self.config.on_redis_outage_budgets}")
@@ -410,15 +415,17 @@ class Limiter:
             return
         self._pending.append((request_id, used, adjust))
 
-    async def _replay(self) -> None:
-        while self._pending and self._down_since is None:
+    async def _replay(self, limit: int = _MAX_PENDING) -> bool:
+        """Deliver queued settlements to Redis; False if it failed again."""
+        for _ in range(min(limit, len(self._pending))):
             request_id, used, adjust = self._pending[0]
             try:
                 await self.counters.settle(request_id, used, adjust)
             except CountersUnavailable as exc:
                 self._mark_down(exc)
-                return
+                return False
             self._pending.popleft()
+        return True
 
     async def _maintain(self) -> None:
         """Renew the leases of requests in flight; probe Redis while it is down."""
@@ -431,25 +438,33 @@ class Limiter:
                 log.exception("limit maintenance failed; retrying")
 
     async def _maintain_once(self) -> None:
-        if self._down_since is not None:
-            try:
-                await self.counters.ping()
-            except CountersUnavailable:
-                return
-            log.warning("shared counters reachable again after %.1fs",
-                        self._clock() - self._down_since)
-            self._down_since = None
-        await self._replay()
+        # Leases first (a long replay must not let them run out), on every counters that hold
+        # some: the fallback's too, while Redis is down.
         by_counters: dict[int, tuple[Counters, dict[str, list[str]]]] = {}
         for ticket in list(self._active.values()):
             entry = by_counters.setdefault(id(ticket.counters), (ticket.counters, {}))
             entry[1][ticket.request_id] = list(ticket.holds)
         for counters, leases in by_counters.values():
+            if counters is self.counters and self._down_since is not None:
+                continue
             try:
                 await counters.renew(leases, self.config.lease_s)
             except CountersUnavailable as exc:
                 self._mark_down(exc)
-
+        if self._down_since is not None:
+            try:
+                await self.counters.ping()
+            except CountersUnavailable:
+                return
+            # Replay before admitting on Redis again, so that a budget seeded from the ledger
+            # right after recovery is not then counted twice by the replay.
+            if not await self._replay():
+                return
+            log.warning("shared counters reachable again after %.1fs",
+                        self._clock() - self._down_since)
+            self._down_since = None
+        elif self._pending:
+            await self._replay(limit=1000)
 
 def ratelimit_headers(readings: tuple[RateReading, ...], token_names: set[str]
                       ) -> list[tuple[bytes, bytes]]:

@@ -98,6 +98,10 @@ def price(ctx: RequestContext, prices: PriceBook) -> None:
     ctx.cost_known = cost.known
 
 
+def _clip(text: str | None, size: int) -> str | None:
+    return text if text is None or len(text) <= size else text[:size]
+
+
 def settle(ctx: RequestContext, ledger: LedgerWriter, log_requests: bool) -> None:
     key = ctx.key
     usage = ctx.usage
@@ -105,14 +109,16 @@ def settle(ctx: RequestContext, ledger: LedgerWriter, log_requests: bool) -> Non
         request_id=ctx.request_id, ts=ctx.ts, endpoint=ctx.endpoint.value, status=ctx.status,
         key_id=key.id if key else None, key_name=key.name if key else None,
         team=key.team if key else None, env=key.env if key else None, feature=ctx.feature,
-        route=None, model_requested=ctx.model, model_served=ctx.upstream_model,
+        # Client-chosen text is clipped to its column: PostgreSQL refuses what is longer.
+        route=None, model_requested=_clip(ctx.model, 256),
+        model_served=_clip(ctx.upstream_model, 256),
         provider=ctx.provider.name if ctx.provider else None,
         prompt_tokens=usage.prompt_tokens if usage else 0,
         completion_tokens=usage.completion_tokens if usage else 0,
         cached_tokens=usage.cached_tokens if usage else 0,
         cost_usd=ctx.cost, latency_ms=round(ctx.elapsed_ms(), 3),
         ttft_ms=round(ctx.ttft, 3) if ctx.ttft is not None else None,
-        error_code=ctx.error_code, stream=ctx.stream, client_ip=ctx.client_ip,
+        error_code=ctx.error_code, stream=ctx.stream, client_ip=_clip(ctx.client_ip, 64),
         user_agent=ctx.user_agent, usage_estimated=ctx.usage_estimated,
     )
     ledger.record(record)

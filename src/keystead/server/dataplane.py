@@ -174,12 +174,16 @@ class DataPlane:
             # Every path that learned usage is priced, including a stream that broke (or a client
             # that left) after its usage arrived; usage priced on the way out is not priced again.
             price(ctx, self.rt.prices)
-            if ctx.ticket is not None:
-                usage = ctx.usage
-                await self.rt.limiter.settle(
-                    ctx.ticket, usage.prompt_tokens + usage.completion_tokens if usage else None,
-                    ctx.cost)
-            settle(ctx, self.rt.ledger, self.log_requests)
+            try:
+                if ctx.ticket is not None:
+                    usage = ctx.usage
+                    await self.rt.limiter.settle(
+                        ctx.ticket,
+                        usage.prompt_tokens + usage.completion_tokens if usage else None, ctx.cost)
+            except Exception:  # the ledger row is the record of truth: never lose it for this
+                log.exception("settling the limits of request %s failed", ctx.request_id)
+            finally:
+                settle(ctx, self.rt.ledger, self.log_requests)
 
     async def _forward(self, ctx: RequestContext, team: TeamRecord | None, receive: Receive,
                        send: Send) -> None:
@@ -255,8 +259,11 @@ class DataPlane:
         """Charge rate limits and reserve budgets, with the request's estimated and worst-case
         tokens (prompt bounded by its size, plus what it may generate)."""
         limiter = self.rt.limiter
+        # The counters key holds by an id of ours: a client's x-request-id may repeat, and two
+        # requests sharing one hold would share one budget reservation.
+        hold_id = _new_request_id()
         if not limiter.needs_tokens(scopes):
-            return await limiter.admit(ctx.request_id, scopes, 0, _ZERO)
+            return await limiter.admit(hold_id, scopes, 0, _ZERO)
         estimate, bound = prompt_tokens_bounds(ctx.body)
         if ctx.endpoint is Endpoint.EMBEDDINGS:
             output = 0
@@ -266,7 +273,7 @@ class DataPlane:
             output *= max(1, getattr(ctx.view, "n", None) or 1)
         worst = worst_cost(ctx, self.rt.prices, bound, output) \
             if limiter.has_budget(scopes) else _ZERO
-        return await limiter.admit(ctx.request_id, scopes, estimate + output, worst)
+        return await limiter.admit(hold_id, scopes, estimate + output, worst)
 
     async def _respond(self, ctx: RequestContext, upstream: UpstreamResponse, send: Send,
                        gone: asyncio.Event) -> None:

@@ -34,6 +34,10 @@ __all__ = [
 ]
 
 UNLIMITED = 2**62  # capacity of a pool that only counts (in-flight requests without a cap)
+# A budget pool is forgotten this long after its period ended, not at once: a gateway whose
+# clock is behind the counters' still names the old period for a while, and must not find an
+# empty (unseeded) pool there.
+PERIOD_GRACE_S = 300
 
 
 class CountersUnavailable(Exception):
@@ -166,7 +170,8 @@ class MemoryCounters:
 
     def _pool(self, hold: Hold, now: float) -> _Pool:
         pool = self._pools.get(hold.name)
-        if pool is not None and pool.resets_at is not None and pool.resets_at <= now:
+        if pool is not None and pool.resets_at is not None \
+                and pool.resets_at + PERIOD_GRACE_S <= now:
             del self._pools[hold.name]  # its period is over
             pool = None
         if pool is None:
@@ -249,7 +254,7 @@ class MemoryCounters:
         for name, pool in list(self._pools.items()):
             if not name.startswith(prefix):
                 continue
-            if pool.resets_at is not None and pool.resets_at <= now:
+            if pool.resets_at is not None and pool.resets_at + PERIOD_GRACE_S <= now:
                 del self._pools[name]  # its period is over (as in _pool)
                 continue
             pool.reclaim(now)

@@ -119,10 +119,12 @@ local function reclaim(lk, hk, rk, nowstr)
   end
 end
 
--- A budget whose period is over is forgotten, holds included (MemoryCounters._pool).
+-- A budget whose period is over is forgotten, holds included (MemoryCounters._pool), after a
+-- grace time: a gateway whose clock is behind still names the old period for a little while.
+local PERIOD_GRACE = 300
 local function period_over(tk, lk, hk, rk, now)
   local resets = redis.call('HGET', tk, 'resets_at')
-  if resets and tonumber(resets) <= now then
+  if resets and tonumber(resets) + PERIOD_GRACE <= now then
     redis.call('DEL', tk, lk, hk, rk)
     return true
   end
@@ -149,7 +151,7 @@ for i = 1, nholds do
   used[i] = 0
   if ARGV[h0 + 3 * i] ~= '' then  -- a budget: it has a settled total and a period
     local total = redis.call('HMGET', tk, 'used', 'resets_at')
-    if total[2] and tonumber(total[2]) <= now then
+    if total[2] and tonumber(total[2]) + PERIOD_GRACE <= now then
       redis.call('DEL', tk, lk, hk, rk)  -- the period is over: forget the pool, holds included
       total[1] = false
     end
@@ -352,9 +354,12 @@ class RedisCounters:
         except _UNAVAILABLE as exc:
             raise CountersUnavailable(f"Redis: {exc}") from exc
         except ResponseError as exc:
-            if str(exc).startswith("BUSY"):  # another client's script is hogging the server
-                raise CountersUnavailable(f"Redis: {exc}") from exc
-            raise
+            # An error in one of our scripts is a bug and must show as one; anything else Redis
+            # refuses with (BUSY, NOREPLICAS, MISCONF on a full disk, LOADING...) means it cannot
+            # count for us now: the limiter's outage policy applies.
+            if "script" in str(exc).lower() and not str(exc).startswith("BUSY"):
+                raise
+            raise CountersUnavailable(f"Redis: {exc}") from exc
 
     async def _call(self, script: AsyncScript, keys: list[str], args: list[str | int]) -> Any:
         return await self._do(lambda: script(keys, args))

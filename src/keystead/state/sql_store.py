@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from keystead.state import schema as t
@@ -26,7 +26,14 @@ from keystead.state.records import (
     TeamRecord,
     UsageRecord,
 )
-from keystead.state.store import Dimension, DuplicateName, GroupBy, SpendScope, UsageRow
+from keystead.state.store import (
+    Dimension,
+    DuplicateName,
+    GroupBy,
+    InvalidRecord,
+    SpendScope,
+    UsageRow,
+)
 
 __all__ = ["SCHEMA_HEAD", "SQLStore", "async_url"]
 
@@ -320,9 +327,14 @@ class SQLStore:
             return
         ledger = [_usage_values(r) for r in records]
         rollups = _rollups(ledger)
-        async with self._begin() as conn:
-            await conn.execute(t.usage.insert(), ledger)
-            await conn.execute(self._rollup_upsert, rollups)
+        try:
+            async with self._begin() as conn:
+                await conn.execute(t.usage.insert(), ledger)
+                await conn.execute(self._rollup_upsert, rollups)
+        except DBAPIError as exc:
+            if _refused_values(exc):
+                raise InvalidRecord(str(exc.orig)) from exc
+            raise
 
     async def query_usage(self, group_by: GroupBy, since: float, until: float | None = None,
                           filters: Mapping[Dimension, str] | None = None) -> list[UsageRow]:
@@ -455,6 +467,15 @@ def _rollups(ledger: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**dict(zip(_ROLLUP_KEY, group, strict=True)),
              **dict(zip(t.ROLLUP_SUMS, total, strict=True))}
             for group, total in sorted(sums.items())]
+
+
+def _refused_values(exc: DBAPIError) -> bool:
+    """The database refused the values themselves (SQLSTATE class 22 data exception or 23
+    integrity violation), as opposed to being unreachable: a retry cannot help."""
+    if isinstance(exc, (DataError, IntegrityError)):
+        return True
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return isinstance(code, str) and code[:2] in ("22", "23")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

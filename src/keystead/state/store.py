@@ -15,8 +15,8 @@ from keystead.state.records import (
     UsageRecord,
 )
 
-__all__ = ["DIMENSIONS", "GROUPS", "Dimension", "DuplicateName", "GroupBy", "SpendScope",
-           "Store", "UsageRow"]
+__all__ = ["DIMENSIONS", "GROUPS", "Dimension", "DuplicateName", "GroupBy", "InvalidRecord",
+           "SpendScope", "Store", "UsageRow"]
 
 # What usage can be filtered by (the rollups' dimensions) and grouped by (those plus time).
 Dimension = Literal["key", "team", "env", "feature", "route", "model", "provider", "endpoint"]
@@ -29,6 +29,10 @@ SpendScope = Literal["key", "team", "env"]
 
 class DuplicateName(Exception):
     """A record with that name exists already."""
+
+
+class InvalidRecord(Exception):
+    """The database refused a record's values (too long, out of range): retrying cannot help."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ import contextlib
 import logging
 
 from keystead.state.records import UsageRecord
-from keystead.state.store import Store
+from keystead.state.store import InvalidRecord, Store
 
 __all__ = ["LedgerWriter"]
 
@@ -35,6 +35,7 @@ class LedgerWriter:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.dropped = 0
+        self.rejected = 0  # records the database refused (values out of range)
         self.written = 0
 
     def start(self) -> None:
@@ -78,6 +79,23 @@ class LedgerWriter:
                 log.exception("usage batch write failed at shutdown; retrying")
                 await asyncio.sleep(min(self._interval, 1.0))
 
+    async def _write_one_by_one(self, batch: list[UsageRecord]) -> list[UsageRecord]:
+        written: list[UsageRecord] = []
+        for index, record in enumerate(batch):
+            try:
+                await self._store.insert_usage([record])
+            except InvalidRecord as exc:
+                self.rejected += 1
+                log.error("usage record of request %s refused by the database, set aside: %s",
+                          record.request_id, exc)
+                continue
+            except BaseException:
+                self._pending[0:0] = batch[index:]  # a real outage: retry the rest later
+                self.written += len(written)
+                raise
+            written.append(record)
+        return written
+
     async def _run(self) -> None:
         while not self._closing:
             # A full batch already queued (a burst bigger than one batch) goes out at once.
@@ -101,6 +119,10 @@ class LedgerWriter:
             del self._pending[: len(batch)]
             try:
                 await self._store.insert_usage(batch)
+            except InvalidRecord:
+                # A record the database refuses would block every record behind it forever:
+                # write the batch one by one and set aside only what is refused.
+                batch = await self._write_one_by_one(batch)
             except BaseException:
                 self._pending[0:0] = batch  # back to the front, for the retry
                 raise
