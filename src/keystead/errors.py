@@ -12,7 +12,8 @@
     │   ├── UnknownKey              code=invalid_api_key
     │   ├── RevokedKey              code=key_revoked
     │   ├── DisabledKey             code=key_disabled
-    │   └── ExpiredKey              code=key_expired
+    │   ├── ExpiredKey              code=key_expired
+    │   └── RotatedKey              code=key_rotated
     ├── PermissionDenied            (403 permission_error)
     │   ├── ModelNotAllowed         code=model_not_allowed
     │   ├── EndpointNotAllowed      code=endpoint_not_allowed
@@ -65,6 +66,7 @@ __all__ = [
     "PermissionDenied",
     "RateLimited",
     "RevokedKey",
+    "RotatedKey",
     "RouteNotFound",
     "Unavailable",
     "UnknownKey",
@@ -152,6 +154,10 @@ class DisabledKey(AuthError):
 
 class ExpiredKey(AuthError):
     code = "key_expired"
+
+
+class RotatedKey(AuthError):
+    code = "key_rotated"
 
 
 class PermissionDenied(GatewayError):

@@ -206,3 +206,44 @@ def test_a_disabled_key_is_refused_until_enabled() -> None:
     assert generated.text not in refused.value.message
     table.replace([dataclasses.replace(record, disabled_at=None)])
     assert table.identify(header).id == generated.key_id
+
+
+def rotated(old_text: str, old_id: str, grace_until: float | None) -> tuple[str, KeyRecord]:
+    new = generate_key()
+    return new.text, KeyRecord(
+        id=old_id, name="prod-billing-bot-01", key_hash=HASHER.hash(new.text), env="prod",
+        created_at=NOW - 86400, credential_id=new.key_id, rotated_at=NOW - 60,
+        previous_credential_id=old_id if grace_until else None,
+        previous_hash=HASHER.hash(old_text) if grace_until else None,
+        previous_expires_at=grace_until)
+
+
+def test_after_a_rotation_both_texts_find_the_same_key_during_the_grace():
+    old = generate_key()
+    new_text, record = rotated(old.text, old.key_id, NOW + 3600)
+    table = table_with(record)
+    assert table.identify(bearer(new_text)) is record
+    assert table.identify(bearer(old.text)) is record
+
+
+def test_after_the_grace_the_old_text_is_refused_as_rotated_not_as_unknown():
+    old = generate_key()
+    new_text, record = rotated(old.text, old.key_id, NOW - 1)
+    table = table_with(record)
+    error = identify_error(table, bearer(old.text))
+    assert error.code == "key_rotated"
+    assert old.text not in error.message and new_text not in error.message
+    assert table.identify(bearer(new_text)) is record
+
+
+def test_the_old_credential_needs_its_own_secret():
+    old = generate_key()
+    _new_text, record = rotated(old.text, old.key_id, NOW + 3600)
+    assert identify_error(table_with(record),
+                          bearer(same_id_other_secret(old.text))).code == "invalid_api_key"
+
+
+def test_a_rotation_without_grace_forgets_the_old_text():
+    old = generate_key()
+    _new_text, record = rotated(old.text, old.key_id, None)
+    assert identify_error(table_with(record), bearer(old.text)).code == "invalid_api_key"

@@ -14,12 +14,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
 from keystead.config.load import LoadedConfig
-from keystead.control.keys import KeyService, key_view
+from keystead.control.keys import KeyService
 from keystead.control.providers import ProviderService
 from keystead.control.teams import TeamService, apply_limit_changes, team_view
 from keystead.control.usage import UsageService
 from keystead.control.vault import VaultService
-from keystead.errors import GatewayError
+from keystead.durations import parse_duration
+from keystead.errors import GatewayError, InvalidField
 from keystead.runtime import Runtime
 from keystead.state.records import Limits
 
@@ -52,6 +53,8 @@ class Backend(Protocol):
     def show_team(self, name: str) -> dict[str, Any]: ...
     def update_team(self, name: str, changes: dict[str, Any]) -> dict[str, Any]: ...
     def revoke_key(self, key: str, reason: str | None) -> dict[str, Any]: ...
+    def rotate_key(self, key: str, grace: str) -> dict[str, Any]: ...
+    def due_keys(self, within: str) -> list[dict[str, Any]]: ...
     def set_disabled(self, key: str, disabled: bool) -> dict[str, Any]: ...
     def add_provider(self, **fields: Any) -> dict[str, Any]: ...
     def list_providers(self) -> list[dict[str, Any]]: ...
@@ -83,12 +86,12 @@ class EmbeddedBackend:
     def create_key(self, **fields: Any) -> dict[str, Any]:
         async def action(rt: Runtime) -> dict[str, Any]:
             created = await KeyService(rt).create(**_with_limits(fields))
-            return {**key_view(created.record), "key": created.text}
+            return {**KeyService(rt).view(created.record), "key": created.text}
         return self._run(action)
 
     def update_key(self, key: str, changes: dict[str, Any]) -> dict[str, Any]:
         async def action(rt: Runtime) -> dict[str, Any]:
-            return key_view(await KeyService(rt).update(key, **changes))
+            return KeyService(rt).view(await KeyService(rt).update(key, **changes))
         return self._run(action)
 
     def create_team(self, **fields: Any) -> dict[str, Any]:
@@ -114,22 +117,35 @@ class EmbeddedBackend:
 
     def list_keys(self) -> list[dict[str, Any]]:
         async def action(rt: Runtime) -> list[dict[str, Any]]:
-            return [key_view(k) for k in await KeyService(rt).list()]
+            return [KeyService(rt).view(k) for k in await KeyService(rt).list()]
         return self._run(action)
 
     def show_key(self, key: str) -> dict[str, Any]:
         async def action(rt: Runtime) -> dict[str, Any]:
-            return key_view(await KeyService(rt).get(key))
+            return KeyService(rt).view(await KeyService(rt).get(key))
+        return self._run(action)
+
+    def rotate_key(self, key: str, grace: str) -> dict[str, Any]:
+        async def action(rt: Runtime) -> dict[str, Any]:
+            service = KeyService(rt)
+            created = await service.rotate(key, _seconds(grace, "grace"))
+            return {**service.view(created.record), "key": created.text}
+        return self._run(action)
+
+    def due_keys(self, within: str) -> list[dict[str, Any]]:
+        async def action(rt: Runtime) -> list[dict[str, Any]]:
+            service = KeyService(rt)
+            return [service.view(k) for k in await service.due(_seconds(within, "due"))]
         return self._run(action)
 
     def revoke_key(self, key: str, reason: str | None) -> dict[str, Any]:
         async def action(rt: Runtime) -> dict[str, Any]:
-            return key_view(await KeyService(rt).revoke(key, reason))
+            return KeyService(rt).view(await KeyService(rt).revoke(key, reason))
         return self._run(action)
 
     def set_disabled(self, key: str, disabled: bool) -> dict[str, Any]:
         async def action(rt: Runtime) -> dict[str, Any]:
-            return key_view(await KeyService(rt).set_disabled(key, disabled))
+            return KeyService(rt).view(await KeyService(rt).set_disabled(key, disabled))
         return self._run(action)
 
     def add_provider(self, **fields: Any) -> dict[str, Any]:
@@ -226,6 +242,14 @@ class RemoteBackend:
     def show_key(self, key: str) -> dict[str, Any]:
         return self._call("GET", f"/admin/keys/{urllib.parse.quote(key)}")  # type: ignore[no-any-return]
 
+    def rotate_key(self, key: str, grace: str) -> dict[str, Any]:
+        return self._call("POST", f"/admin/keys/{urllib.parse.quote(key)}/rotate",  # type: ignore[no-any-return]
+                          {"grace": grace})
+
+    def due_keys(self, within: str) -> list[dict[str, Any]]:
+        query = urllib.parse.urlencode({"due_within": within})
+        return self._call("GET", f"/admin/keys?{query}")  # type: ignore[no-any-return]
+
     def revoke_key(self, key: str, reason: str | None) -> dict[str, Any]:
         return self._call("POST", f"/admin/keys/{urllib.parse.quote(key)}/revoke",  # type: ignore[no-any-return]
                           {"reason": reason})
@@ -265,3 +289,10 @@ def _error_message(payload: bytes, status: int) -> str:
         return str(json.loads(payload)["error"]["message"])
     except (ValueError, KeyError, TypeError):
         return f"the gateway answered HTTP {status}"
+
+
+def _seconds(text: str, param: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise InvalidField(str(exc), param=param) from None

@@ -1,4 +1,4 @@
-"""`keystead keys create|list|show|update|disable|enable|revoke`."""
+"""`keystead keys create|list|show|update|rotate|disable|enable|revoke`."""
 
 from __future__ import annotations
 
@@ -76,10 +76,17 @@ def create(state: State, /, name: str, team: str | None, env: str | None, owner:
 
 @keys.command("list")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
+@click.option("--due", "due", is_flag=False, flag_value="0s", default=None, metavar="[WITHIN]",
+              help="Only keys whose rotation (keys.rotate_every) is due, or due within WITHIN "
+                   "(e.g. --due 7d); most overdue first.")
 @click.pass_obj
 @friendly
-def list_(state: State, fmt: str) -> None:
+def list_(state: State, fmt: str, due: str | None) -> None:
     """List keys (never their text)."""
+    if due is not None:
+        records = state.backend().due_keys(due)
+        click.echo(table(records, (*_LIST_COLUMNS[:4], "rotated_at", "rotation_due_at"), fmt))
+        return
     click.echo(table(state.backend().list_keys(), _LIST_COLUMNS, fmt))
 
 
@@ -142,6 +149,30 @@ def update(state: State, /, key: str, team: str | None, owner: str | None,
                                "(see keystead keys update --help)")
     record = state.backend().update_key(key, changes)
     echo_json(record) if as_json else show_record(record)
+
+
+@keys.command("rotate")
+@click.argument("key")
+@click.option("--grace", default="24h", show_default=True,
+              help="How long the old key text keeps working, so services can switch over; "
+                   "0s refuses it at once (use `keystead keys revoke` for a leak).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (includes the new key).")
+@click.pass_obj
+@friendly
+def rotate(state: State, key: str, grace: str, as_json: bool) -> None:
+    """Issue a new text for a key: same name, scopes, limits, budget and usage history."""
+    record = state.backend().rotate_key(key, grace)
+    if as_json:
+        echo_json(record)
+        return
+    click.echo(f"rotated {record['id']} ({record['name']}); the new key, shown once:")
+    click.echo()
+    click.echo(f"  {record['key']}")
+    click.echo()
+    if record["previous_key_expires_at"]:
+        click.echo(f"The old key works until {record['previous_key_expires_at']}.")
+    else:
+        click.echo("The old key is refused from now on.")
 
 
 @keys.command("revoke")

@@ -120,6 +120,20 @@ class KeysConfig(_Strict):
     name_pattern: str = DEFAULT_NAME_PATTERN
     name_rule: str = DEFAULT_NAME_RULE
     environments: tuple[str, ...] = ("dev", "staging", "prod")
+    # Rotation policy (P5): environment -> how often its keys must be rotated, e.g. {prod: 30d}.
+    rotate_every: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("rotate_every")
+    @classmethod
+    def _durations(cls, value: dict[str, str]) -> dict[str, str]:
+        from keystead.durations import parse_duration
+
+        for env, text in value.items():
+            try:
+                parse_duration(text)
+            except ValueError as exc:
+                raise ValueError(f"{env}: {exc}") from None
+        return value
 
     @field_validator("name_pattern")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from keystead.control.teams import (
     check_limits,
     check_text,
 )
+from keystead.durations import parse_duration
 from keystead.errors import InvalidField, NotFound
 from keystead.keys.format import generate_key
 from keystead.providers.base import Endpoint
@@ -37,7 +39,8 @@ def _iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
-def key_view(record: KeyRecord, now: float | None = None) -> dict[str, Any]:
+def key_view(record: KeyRecord, now: float | None = None,
+             rotation_due_at: float | None = None) -> dict[str, Any]:
     """What the CLI and admin API show of a key: everything but its hash."""
     return {
         "id": record.id, "name": record.name, "status": record.status(now or time.time()),
@@ -51,6 +54,10 @@ def key_view(record: KeyRecord, now: float | None = None) -> dict[str, Any]:
         "last_used_at": _iso(record.last_used_at), "disabled_at": _iso(record.disabled_at),
         "limits": record.limits.as_dict(),
         "ip_allowlist": list(record.ip_allowlist) if record.ip_allowlist is not None else None,
+        "rotated_at": _iso(record.rotated_at), "rotation_due_at": _iso(rotation_due_at),
+        # the credential a rotation replaced works until then (the grace period)
+        "previous_key_expires_at": _iso(record.previous_expires_at)
+        if record.previous_credential_id is not None else None,
     }
 
 
@@ -180,6 +187,10 @@ class KeyService:
         if record is None:
             record = await self.rt.store.find_key_by_name(id_or_name)
         if record is None:
+            # The id inside a rotated key's text is its credential's, not the key's.
+            record = next((k for k in await self.rt.store.list_keys()
+                           if id_or_name in (k.credential_id, k.previous_credential_id)), None)
+        if record is None:
             raise NotFound(f"No key with id or name {id_or_name!r}.", param="key",
                            hint="`keystead keys list` shows the keys.")
         return record
@@ -197,6 +208,48 @@ class KeyService:
         await self.rt.changed(KEYS_VERSION)
         assert updated is not None
         return updated
+
+    def rotation_due_at(self, record: KeyRecord) -> float | None:
+        """When the environment's rotation policy wants this key rotated (None: no policy)."""
+        period = self.rt.config.keys.rotate_every.get(record.env)
+        if period is None or record.revoked_at is not None:
+            return None
+        return (record.rotated_at or record.created_at) + parse_duration(period)
+
+    def view(self, record: KeyRecord) -> dict[str, Any]:
+        return key_view(record, rotation_due_at=self.rotation_due_at(record))
+
+    async def due(self, within_s: float = 0.0) -> builtins.list[KeyRecord]:
+        """Keys whose rotation is due now or within `within_s` seconds, most overdue first."""
+        horizon = time.time() + within_s
+        due = [(at, k) for k in await self.list()
+               if (at := self.rotation_due_at(k)) is not None and at <= horizon]
+        return [k for _at, k in sorted(due, key=lambda pair: pair[0])]
+
+    async def rotate(self, id_or_name: str, grace_s: float = 86_400.0) -> CreatedKey:
+        """A new key text for the same key (name, scopes, limits, budget, usage all stay); the
+        old text works on for `grace_s` seconds, then is refused with key_rotated.
+
+        A rotation during another's grace period ends that older text's grace at once: only the
+        newest replaced text is kept."""
+        if grace_s < 0:
+            raise InvalidField("The grace period cannot be negative.", param="grace")
+        record = await self.get(id_or_name)
+        if record.revoked_at is not None:
+            raise InvalidField(f"Key {record.id} ({record.name}) is revoked; revocation is final.",
+                               param="key", hint="Create a new key instead.")
+        now = time.time()
+        generated = generate_key()
+        keep_old = grace_s > 0
+        updated = await self.rt.store.update_key(
+            record.id, credential_id=generated.key_id,
+            key_hash=self.rt.hasher.hash(generated.text), rotated_at=now,
+            previous_credential_id=record.current_credential if keep_old else None,
+            previous_hash=record.key_hash if keep_old else None,
+            previous_expires_at=now + grace_s if keep_old else None)
+        assert updated is not None
+        await self.rt.changed(KEYS_VERSION)
+        return CreatedKey(updated, generated.text)
 
     async def revoke(self, id_or_name: str, reason: str | None = None) -> KeyRecord:
         record = await self.get(id_or_name)

@@ -16,6 +16,7 @@ from keystead.errors import (
     MalformedKey,
     MissingKey,
     RevokedKey,
+    RotatedKey,
     UnknownKey,
 )
 from keystead.keys.format import PREFIX, parse_key
@@ -34,14 +35,19 @@ class KeyTable:
         self._hasher = hasher
         self._clock = clock
         self._by_id: dict[str, KeyRecord] = {}
+        # credential id (the id inside a key's text) -> the key, and whether it is the
+        # credential a rotation replaced (still valid until the key's previous_expires_at)
+        self._credentials: dict[str, tuple[KeyRecord, bool]] = {}
 
     def replace(self, records: Iterable[KeyRecord]) -> None:
-        self._by_id = {record.id: record for record in records}
+        by_id = {record.id: record for record in records}
+        self._credentials = _credentials(by_id.values())
+        self._by_id = by_id
 
     def put(self, record: KeyRecord) -> None:
         table = dict(self._by_id)
         table[record.id] = record
-        self._by_id = table
+        self.replace(table.values())
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -69,8 +75,10 @@ class KeyTable:
                 hint=f"keystead keys start with {PREFIX} and carry a checksum; "
                      "check that it was copied whole.",
             )
-        record = self._by_id.get(parsed.key_id)
-        if record is None or not self._hasher.matches(text, record.key_hash):
+        found = self._credentials.get(parsed.key_id)
+        record, previous = found if found is not None else (None, False)
+        key_hash = (record.previous_hash if previous else record.key_hash) if record else None
+        if record is None or key_hash is None or not self._hasher.matches(text, key_hash):
             raise UnknownKey(f"Unknown API key (id {parsed.key_id}).",
                              hint="It may have been deleted; ask for a new one.")
         if record.revoked_at is not None:
@@ -78,6 +86,12 @@ class KeyTable:
                 f"API key {record.id} ({record.name}) was revoked on {_when(record.revoked_at)}.",
                 hint="Ask the key's owner or your platform team for its replacement.",
             )
+        if previous and (record.previous_expires_at is None
+                         or record.previous_expires_at <= self._clock()):
+            raise RotatedKey(
+                f"API key {parsed.key_id} ({record.name}) was replaced by a rotation on "
+                f"{_when(record.rotated_at or 0)}; its grace period is over.",
+                hint="Use the key that replaced it; its owner or your platform team has it.")
         if record.disabled_at is not None:
             raise DisabledKey(
                 f"API key {record.id} ({record.name}) is disabled since "
@@ -90,6 +104,15 @@ class KeyTable:
                 hint="Ask your platform team for a new key.",
             )
         return record
+
+
+def _credentials(records: Iterable[KeyRecord]) -> dict[str, tuple[KeyRecord, bool]]:
+    table: dict[str, tuple[KeyRecord, bool]] = {}
+    for record in records:
+        table[record.current_credential] = (record, False)
+        if record.previous_credential_id is not None:
+            table[record.previous_credential_id] = (record, True)
+    return table
 
 
 def bearer_token(header: bytes | str) -> str | None:

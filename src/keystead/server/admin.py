@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from keystead import __version__
-from keystead.control.keys import KeyService, key_view
+from keystead.control.keys import KeyService
 from keystead.control.providers import ProviderService
 from keystead.control.teams import TeamService, apply_limit_changes, team_view
 from keystead.control.usage import UsageService
@@ -147,6 +147,16 @@ class KeyOut(BaseModel):
     disabled_at: str | None
     limits: LimitsOut
     ip_allowlist: list[str] | None
+    rotated_at: str | None
+    rotation_due_at: str | None = Field(description="When keys.rotate_every wants it rotated.")
+    previous_key_expires_at: str | None = Field(
+        description="Until then the text a rotation replaced still works (the grace period).")
+
+
+class Rotate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    grace: str = Field("24h", description="How long the old text keeps working, e.g. 24h; 0s: "
+                                          "refused at once (a leak).")
 
 
 class KeyCreated(KeyOut):
@@ -309,8 +319,16 @@ def create_admin_app(runtime: Runtime) -> FastAPI:
                         headers=dict(exc.headers or {}))
 
     @app.get("/admin/keys", response_model=list[KeyOut], tags=["keys"])
-    async def list_keys() -> list[dict[str, Any]]:
-        return [key_view(k) for k in await keys.list()]
+    async def list_keys(
+        due_within: Annotated[str | None, Query(
+            description="Only keys whose rotation is due within this window (0s: overdue), "
+                        "most overdue first.")] = None,
+    ) -> list[dict[str, Any]]:
+        if due_within is not None:
+            window = _duration(due_within, "due_within")
+            assert window is not None
+            return [keys.view(k) for k in await keys.due(window)]
+        return [keys.view(k) for k in await keys.list()]
 
     @app.post("/admin/keys", response_model=KeyCreated, status_code=201, tags=["keys"])
     async def create_key(body: KeyCreate) -> dict[str, Any]:
@@ -320,7 +338,7 @@ def create_admin_app(runtime: Runtime) -> FastAPI:
             description=body.description, models=body.models, endpoints=body.endpoints,
             max_tokens=body.max_tokens, max_body_bytes=body.max_body_bytes, expires_in_s=expires,
             limits=_limits(body.limits), ip_allowlist=body.ip_allowlist)
-        return {**key_view(created.record), "key": created.text}
+        return {**keys.view(created.record), "key": created.text}
 
     @app.patch("/admin/keys/{key}", response_model=KeyOut, tags=["keys"])
     async def update_key(key: str, body: KeyUpdate) -> dict[str, Any]:
@@ -328,23 +346,30 @@ def create_admin_app(runtime: Runtime) -> FastAPI:
         changes = body.model_dump(exclude_unset=True)
         if "expires" in changes:
             changes["expires_in_s"] = _duration(changes.pop("expires"), "expires")
-        return key_view(await keys.update(key, **changes))
+        return keys.view(await keys.update(key, **changes))
 
     @app.get("/admin/keys/{key}", response_model=KeyOut, tags=["keys"])
     async def show_key(key: str) -> dict[str, Any]:
-        return key_view(await keys.get(key))
+        return keys.view(await keys.get(key))
+
+    @app.post("/admin/keys/{key}/rotate", response_model=KeyCreated, tags=["keys"])
+    async def rotate_key(key: str, body: Rotate | None = None) -> dict[str, Any]:
+        grace = _duration(body.grace if body else "24h", "grace")
+        assert grace is not None
+        created = await keys.rotate(key, grace)
+        return {**keys.view(created.record), "key": created.text}
 
     @app.post("/admin/keys/{key}/revoke", response_model=KeyOut, tags=["keys"])
     async def revoke_key(key: str, body: Revoke | None = None) -> dict[str, Any]:
-        return key_view(await keys.revoke(key, body.reason if body else None))
+        return keys.view(await keys.revoke(key, body.reason if body else None))
 
     @app.post("/admin/keys/{key}/disable", response_model=KeyOut, tags=["keys"])
     async def disable_key(key: str) -> dict[str, Any]:
-        return key_view(await keys.set_disabled(key, True))
+        return keys.view(await keys.set_disabled(key, True))
 
     @app.post("/admin/keys/{key}/enable", response_model=KeyOut, tags=["keys"])
     async def enable_key(key: str) -> dict[str, Any]:
-        return key_view(await keys.set_disabled(key, False))
+        return keys.view(await keys.set_disabled(key, False))
 
     @app.get("/admin/teams", response_model=list[TeamOut], tags=["teams"])
     async def list_teams() -> list[dict[str, Any]]:

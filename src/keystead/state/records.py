@@ -74,6 +74,18 @@ class KeyRecord:
     disabled_at: float | None = None  # paused by an operator; enable undoes it, revoke does not
     limits: Limits = Limits()
     ip_allowlist: tuple[str, ...] | None = None  # CIDRs; None: any address
+    # Rotation (P5). `id` names the key for good (ledger, budgets, limits); the key text carries
+    # the id of its *credential*, which a rotation replaces. None: the credential id is `id`.
+    credential_id: str | None = None
+    rotated_at: float | None = None
+    # The credential a rotation replaced, still accepted until previous_expires_at (the grace).
+    previous_credential_id: str | None = None
+    previous_hash: str | None = None
+    previous_expires_at: float | None = None
+
+    @property
+    def current_credential(self) -> str:
+        return self.credential_id or self.id
 
     def status(self, now: float) -> str:
         if self.revoked_at is not None:

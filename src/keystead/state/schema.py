@@ -33,6 +33,13 @@ keys = sa.Table(
     sa.Column("revoked_reason", sa.Text),
     sa.Column("last_used_at", sa.Float),
     sa.Column("disabled_at", sa.Float),
+    sa.Column("credential_id", sa.String(16)),
+    sa.Column("rotated_at", sa.Float),
+    sa.Column("previous_credential_id", sa.String(16)),
+    sa.Column("previous_hash", sa.String(64)),
+    sa.Column("previous_expires_at", sa.Float),
+    sa.UniqueConstraint("credential_id", name="uq_keys_credential_id"),
+    sa.UniqueConstraint("previous_credential_id", name="uq_keys_previous_credential_id"),
     # Limits.as_dict() and a list of CIDRs; SQL NULL (not JSON null) when there are none.
     sa.Column("limits", sa.JSON(none_as_null=True)),
     sa.Column("ip_allowlist", sa.JSON(none_as_null=True)),

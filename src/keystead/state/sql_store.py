@@ -39,7 +39,7 @@ __all__ = ["SCHEMA_HEAD", "SQLStore", "async_url"]
 
 # The newest migration. When the database is already there, Alembic (a fifth of the start-up
 # time) is not even imported; a test keeps this equal to the migrations' head.
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0004"
 
 _NANO = Decimal("1e-9")
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -82,7 +82,9 @@ def _key_from_row(row: Any) -> KeyRecord:
         created_at=row.created_at, expires_at=row.expires_at, revoked_at=row.revoked_at,
         revoked_reason=row.revoked_reason, last_used_at=row.last_used_at,
         disabled_at=row.disabled_at, limits=Limits.from_dict(row.limits),
-        ip_allowlist=_tuple(row.ip_allowlist),
+        ip_allowlist=_tuple(row.ip_allowlist), credential_id=row.credential_id,
+        rotated_at=row.rotated_at, previous_credential_id=row.previous_credential_id,
+        previous_hash=row.previous_hash, previous_expires_at=row.previous_expires_at,
     )
 
 
