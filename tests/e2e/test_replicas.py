@@ -499,3 +499,51 @@ def test_streams_including_an_abandoned_one_are_charged(cluster: Cluster) -> Non
         assert pool.reserved == 0 and pool.holders == 0, pool
 
     run(main())
+
+
+def test_an_incident_on_replica_1_stops_the_leaked_text_everywhere_within_a_second(
+        cluster: Cluster) -> None:
+    """`keystead incident` through one replica, given the leaked text itself: every replica
+    refuses it within a second, the replacement works everywhere, the forensics saw the use."""
+
+    async def refused_after(replica: Replica, key: str, since: float) -> float:
+        client = replica.client(key)
+        try:
+            while True:
+                try:
+                    await client.models.list()
+                except openai.AuthenticationError:
+                    return time.monotonic() - since
+                assert time.monotonic() - since < 10, f"{replica.name} still accepts the key"
+                await asyncio.sleep(0.05)
+        finally:
+            await client.close()
+
+    async def main() -> None:
+        _key_id, leaked = cluster.create_key("dev-replicas-incident")
+        one, two, three = cluster.replicas
+        used = two.client(leaked)
+        assert (await chat(used, max_tokens=4)).status == 200
+        await used.close()
+        sent = time.monotonic()
+        pollers = [asyncio.create_task(refused_after(r, leaked, sent)) for r in (two, three)]
+        status, report = await asyncio.to_thread(
+            cluster.admin, one, "POST", "/admin/incidents", {"key": leaked, "reason": "e2e"})
+        answered = time.monotonic() - sent
+        assert status == 200, report
+        delays = await asyncio.gather(*pollers)
+        print(f"\n[incident] command took {answered * 1000:.0f} ms (key stopped in the store "
+              f"after {report['stop_ms']} ms); refused on replicas 2 and 3 after "
+              f"{delays[0] * 1000:.0f} / {delays[1] * 1000:.0f} ms")
+        assert max(delays) < 1.0, (delays, answered)
+        assert report["action"] == "rotated" and report["forensics"]["requests"] >= 1
+        for replica in (one, two, three):
+            client = replica.client(report["new_key"])
+            assert (await chat(client, max_tokens=4)).status == 200
+            await client.close()
+        refused = three.client(leaked)
+        outcome = await chat(refused, max_tokens=4)
+        await refused.close()
+        assert (outcome.status, outcome.code) == (401, "key_rotated"), outcome
+
+    run(main())

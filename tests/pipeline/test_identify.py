@@ -243,7 +243,7 @@ def test_the_old_credential_needs_its_own_secret():
                           bearer(same_id_other_secret(old.text))).code == "invalid_api_key"
 
 
-def test_a_rotation_without_grace_forgets_the_old_text():
+def test_a_text_rotated_away_twice_is_unknown():
     old = generate_key()
     _new_text, record = rotated(old.text, old.key_id, None)
     assert identify_error(table_with(record), bearer(old.text)).code == "invalid_api_key"

@@ -92,7 +92,7 @@ def test_a_rotation_without_grace_refuses_the_old_text_at_once(tmp_path, backend
         old = await client.create_key("prod-search-api")
         reply = await client.admin("POST", "/admin/keys/prod-search-api/rotate", {"grace": "0s"})
         assert reply.json()["previous_key_expires_at"] is None
-        assert await status(client, old) == (401, "invalid_api_key")
+        assert await status(client, old) == (401, "key_rotated")
         assert await status(client, reply.json()["key"]) == (200, None)
 
     run_app(tmp_path, backend, test)

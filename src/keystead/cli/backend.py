@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
 from keystead.config.load import LoadedConfig
+from keystead.control.incident import IncidentService
 from keystead.control.keys import KeyService
 from keystead.control.providers import ProviderService
 from keystead.control.teams import TeamService, apply_limit_changes, team_view
@@ -54,6 +55,7 @@ class Backend(Protocol):
     def update_team(self, name: str, changes: dict[str, Any]) -> dict[str, Any]: ...
     def revoke_key(self, key: str, reason: str | None) -> dict[str, Any]: ...
     def rotate_key(self, key: str, grace: str) -> dict[str, Any]: ...
+    def incident(self, key: str, reason: str | None, replace: bool) -> dict[str, Any]: ...
     def due_keys(self, within: str) -> list[dict[str, Any]]: ...
     def set_disabled(self, key: str, disabled: bool) -> dict[str, Any]: ...
     def add_provider(self, **fields: Any) -> dict[str, Any]: ...
@@ -130,6 +132,12 @@ class EmbeddedBackend:
             service = KeyService(rt)
             created = await service.rotate(key, _seconds(grace, "grace"))
             return {**service.view(created.record), "key": created.text}
+        return self._run(action)
+
+    def incident(self, key: str, reason: str | None, replace: bool) -> dict[str, Any]:
+        async def action(rt: Runtime) -> dict[str, Any]:
+            found = await IncidentService(rt).respond(key, reason=reason, replace=replace)
+            return found.as_dict()
         return self._run(action)
 
     def due_keys(self, within: str) -> list[dict[str, Any]]:
@@ -245,6 +253,10 @@ class RemoteBackend:
     def rotate_key(self, key: str, grace: str) -> dict[str, Any]:
         return self._call("POST", f"/admin/keys/{urllib.parse.quote(key)}/rotate",  # type: ignore[no-any-return]
                           {"grace": grace})
+
+    def incident(self, key: str, reason: str | None, replace: bool) -> dict[str, Any]:
+        return self._call("POST", "/admin/incidents",  # type: ignore[no-any-return]
+                          {"key": key, "reason": reason, "replace": replace})
 
     def due_keys(self, within: str) -> list[dict[str, Any]]:
         query = urllib.parse.urlencode({"due_within": within})

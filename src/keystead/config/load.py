@@ -24,7 +24,7 @@ from keystead.config.model import Config
 __all__ = ["ConfigError", "LoadedConfig", "find_config_file", "load_config", "parse_config"]
 
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_SECRET_FIELDS = {"api_key", "token", "master_key"}
+_SECRET_FIELDS = {"api_key", "token", "master_key", "webhook_url"}
 _PURE_REF = re.compile(r"^(\$\{[A-Za-z_][A-Za-z0-9_]*\}|env:[A-Za-z_][A-Za-z0-9_]*|vault:[\w.-]+)$")
 
 # Environment variables that fill a setting the file leaves empty.

@@ -18,6 +18,7 @@ __all__ = [
     "AdminConfig",
     "Config",
     "DatabaseConfig",
+    "IncidentsConfig",
     "KeysConfig",
     "LimitsConfig",
     "LimitsValues",
@@ -226,6 +227,21 @@ class UsageConfig(_Strict):
     queue_max: int = Field(100_000, ge=1)
 
 
+class IncidentsConfig(_Strict):
+    # Slack-compatible incoming webhook ({"text": ...}) told of every incident. Its URL is a
+    # secret: a reference such as ${INCIDENT_WEBHOOK_URL}, never the URL itself.
+    webhook_url: SecretStr | None = None
+    forensics_days: int = Field(30, ge=1, le=3650)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("http://",
+                                                                            "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+
 class LoggingConfig(_Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     requests: bool = True
@@ -243,6 +259,7 @@ class Config(_Strict):
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
     usage: UsageConfig = UsageConfig()
     logging: LoggingConfig = LoggingConfig()
+    incidents: IncidentsConfig = IncidentsConfig()
 
     @field_validator("providers")
     @classmethod

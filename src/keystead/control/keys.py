@@ -57,7 +57,8 @@ def key_view(record: KeyRecord, now: float | None = None,
         "rotated_at": _iso(record.rotated_at), "rotation_due_at": _iso(rotation_due_at),
         # the credential a rotation replaced works until then (the grace period)
         "previous_key_expires_at": _iso(record.previous_expires_at)
-        if record.previous_credential_id is not None else None,
+        if record.previous_expires_at is not None and record.previous_expires_at > time.time()
+        else None,
     }
 
 
@@ -240,13 +241,13 @@ class KeyService:
                                param="key", hint="Create a new key instead.")
         now = time.time()
         generated = generate_key()
-        keep_old = grace_s > 0
+        # The replaced text is kept (its grace may be zero) so that it is refused as
+        # key_rotated, which tells its user what happened, rather than as unknown.
         updated = await self.rt.store.update_key(
             record.id, credential_id=generated.key_id,
             key_hash=self.rt.hasher.hash(generated.text), rotated_at=now,
-            previous_credential_id=record.current_credential if keep_old else None,
-            previous_hash=record.key_hash if keep_old else None,
-            previous_expires_at=now + grace_s if keep_old else None)
+            previous_credential_id=record.current_credential, previous_hash=record.key_hash,
+            previous_expires_at=now + grace_s)
         assert updated is not None
         await self.rt.changed(KEYS_VERSION)
         return CreatedKey(updated, generated.text)

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from keystead import __version__
+from keystead.control.incident import IncidentService
 from keystead.control.keys import KeyService
 from keystead.control.providers import ProviderService
 from keystead.control.teams import TeamService, apply_limit_changes, team_view
@@ -151,6 +152,14 @@ class KeyOut(BaseModel):
     rotation_due_at: str | None = Field(description="When keys.rotate_every wants it rotated.")
     previous_key_expires_at: str | None = Field(
         description="Until then the text a rotation replaced still works (the grace period).")
+
+
+class IncidentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    key: str = Field(description="The key's id, its name, or the leaked text itself.")
+    reason: str | None = None
+    replace: bool = Field(True, description="Issue a replacement (same scopes, limits, budget); "
+                                            "false: revoke only.")
 
 
 class Rotate(BaseModel):
@@ -358,6 +367,14 @@ def create_admin_app(runtime: Runtime) -> FastAPI:
         assert grace is not None
         created = await keys.rotate(key, grace)
         return {**keys.view(created.record), "key": created.text}
+
+    @app.post("/admin/incidents", tags=["keys"])
+    async def incident(body: IncidentIn) -> dict[str, Any]:
+        """Stop a leaked key everywhere, issue its replacement, notify the owner's webhook and
+        return the forensics (source IPs, user agents, models, hours, what is unusual)."""
+        found = await IncidentService(runtime).respond(body.key, reason=body.reason,
+                                                       replace=body.replace)
+        return found.as_dict()
 
     @app.post("/admin/keys/{key}/revoke", response_model=KeyOut, tags=["keys"])
     async def revoke_key(key: str, body: Revoke | None = None) -> dict[str, Any]:

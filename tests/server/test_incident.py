@@ -1,0 +1,141 @@
+"""The incident command's service and API: find by leaked text, stop, replace, notify, report."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from keystead.control.incident import forensics
+from keystead.state.records import UsageRecord
+from support import AppClient, make_loaded, running_app
+
+CHAT = "/v1/chat/completions"
+NOW = 1_800_000_000.0
+
+
+def row(ts: float, ip: str = "10.0.0.1", agent: str = "svc/1.0", status: int = 200,
+        model: str = "gpt-4o-mini") -> UsageRecord:
+    return UsageRecord(request_id=f"r{ts}", ts=ts, endpoint="chat.completions", status=status,
+                       key_id="k1", client_ip=ip, user_agent=agent, model_requested=model,
+                       cost_usd=Decimal("0.001"))
+
+
+def test_forensics_groups_and_flags_what_is_new_against_the_history():
+    history = [row(NOW - 10 * 86400 + i * 3600) for i in range(48)]  # two quiet days, 1/hour
+    burst = [row(NOW - 600 + i, ip="203.0.113.66", agent="curl/8.5") for i in range(60)]
+    probes = [row(NOW - 300 + i, ip="203.0.113.66", status=403, model="gpt-4o") for i in range(6)]
+    report = forensics([*history, *burst, *probes], NOW, days=30)
+    assert report["requests"] == 114
+    assert report["by_ip"][0] == {"value": "203.0.113.66", "requests": 66}
+    assert report["first_seen"] is not None and report["cost_usd"] == "0.114"
+    unusual = " | ".join(report["unusual"])
+    assert "new source IP in the last 24 h: 203.0.113.66" in unusual
+    assert "new user agent in the last 24 h: curl/8.5" in unusual
+    assert "66 requests in the hour" in unusual
+    assert "6 requests refused with 401/403" in unusual
+
+
+def test_forensics_of_a_quiet_or_unused_key_flags_nothing():
+    assert forensics([], NOW, days=30)["requests"] == 0
+    steady = [row(NOW - i * 3600) for i in range(100)]
+    assert forensics(steady, NOW, days=30)["unusual"] == []
+
+
+def run_app(tmp_path: Path, test: Any, raw: dict[str, Any] | None = None,
+            env: dict[str, str] | None = None) -> None:
+    loaded = make_loaded(tmp_path, raw=raw, env=env)
+
+    async def main() -> None:
+        async with running_app(loaded) as client:
+            await asyncio.wait_for(test(client), 30)
+
+    asyncio.run(main())
+
+
+async def chat(client: AppClient, key: str, ip: str = "192.0.2.7") -> int:
+    reply = await client.request("POST", CHAT, key=key, client=(ip, 1), json_body={
+        "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+    return reply.status
+
+
+def test_an_incident_from_the_leaked_text_rotates_notifies_and_reports(tmp_path):
+    received: list[dict[str, Any]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(status=200)
+
+    async def test(client: AppClient) -> None:
+        leaked = await client.create_key("prod-support-bot-01", owner="ana@example.com")
+        assert await chat(client, leaked) == 200
+        await client.runtime.ledger.flush()
+        reply = await client.admin("POST", "/admin/incidents",
+                                   {"key": leaked, "reason": "pasted in ticket 4711"})
+        assert reply.status == 200, reply.body
+        report = reply.json()
+        assert report["action"] == "rotated" and report["owner_notified"] is True
+        assert report["key"]["name"] == "prod-support-bot-01"
+        assert report["forensics"]["by_ip"] == [{"value": "192.0.2.7", "requests": 1}]
+        assert report["stop_ms"] < 1000
+        assert await chat(client, leaked) == 401
+        assert await chat(client, report["new_key"]) == 200
+        (message,) = received
+        assert message["key_name"] == "prod-support-bot-01" and message["owner"] == \
+            "ana@example.com"
+        assert "pasted in ticket 4711" in message["text"]
+        assert leaked not in json.dumps(message) and report["new_key"] not in json.dumps(message)
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_post("/hook", hook)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        loaded = make_loaded(tmp_path, raw={"incidents": {"webhook_url": "${HOOK}"}},
+                             env={"HOOK": f"http://127.0.0.1:{port}/hook"})
+        try:
+            async with running_app(loaded) as client:
+                await asyncio.wait_for(test(client), 30)
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(main())
+
+
+def test_incident_by_name_with_revoke_only_and_refusals(tmp_path):
+    async def test(client: AppClient) -> None:
+        key = await client.create_key("prod-support-bot-01")
+        forged = key[:-10] + "A" * 10
+        bad = await client.admin("POST", "/admin/incidents", {"key": forged})
+        assert bad.status == 400  # not a whole key: nothing touched
+        assert await chat(client, key) == 200
+        started = time.time()
+        reply = await client.admin("POST", "/admin/incidents",
+                                   {"key": "prod-support-bot-01", "replace": False})
+        report = reply.json()
+        assert report["action"] == "revoked" and report["new_key"] is None
+        assert report["owner_notified"] is None  # no webhook configured
+        assert report["key"]["status"] == "revoked" and time.time() - started < 5
+        assert await chat(client, key) == 401
+        again = await client.admin("POST", "/admin/incidents", {"key": "prod-support-bot-01"})
+        assert again.status == 400
+
+    run_app(tmp_path, test)
+
+
+def test_a_webhook_url_must_be_a_reference_not_the_secret(tmp_path):
+    import pytest
+
+    from keystead.config.load import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match="raw secret"):
+        parse_config({"incidents": {"webhook_url": "https://hooks.example/T0/B0/xyz"}}, {},
+                     source="test")
