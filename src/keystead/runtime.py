@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from keystead.config.load import LoadedConfig
 from keystead.keys.hashing import KeyHasher
 from keystead.keys.naming import NamingRule
+from keystead.keys.tokens import TokenSigner
 from keystead.pipeline.client_ip import AddressResolver
 from keystead.pipeline.identify import KeyTable
 from keystead.pipeline.limits import Limiter
@@ -54,14 +55,16 @@ class ProviderStatus:
 
 class Runtime:
     def __init__(self, loaded: LoadedConfig, store: Store, counters: Counters, vault: Vault,
-                 hasher: KeyHasher, *, shared_counters: bool = False):
+                 hasher: KeyHasher, *, shared_counters: bool = False,
+                 signer: TokenSigner | None = None):
         self.loaded = loaded
         self.config = loaded.config
         self.store = store
         self.counters = counters
         self.vault = vault
         self.hasher = hasher
-        self.keys = KeyTable(hasher)
+        self.signer = signer
+        self.keys = KeyTable(hasher, signer=signer)
         self.teams: dict[str, TeamRecord] = {}
         self.limiter = Limiter(counters, self.config.limits, store.spend_nanousd,
                                shared=shared_counters)
@@ -101,7 +104,9 @@ class Runtime:
         counters: Counters
         try:
             vault = Vault(store, master)
-            hasher = KeyHasher(await vault.pepper())
+            pepper = await vault.pepper()
+            hasher = KeyHasher(pepper)
+            signer = TokenSigner(pepper)
             if redis.url:
                 # Imported only when configured: the embedded default never loads redis-py.
                 from keystead.state.redis_counters import RedisCounters
@@ -114,7 +119,8 @@ class Runtime:
         except Exception:
             await store.close()
             raise
-        runtime = cls(loaded, store, counters, vault, hasher, shared_counters=bool(redis.url))
+        runtime = cls(loaded, store, counters, vault, hasher, shared_counters=bool(redis.url),
+                      signer=signer)
         try:
             if redis.url:
                 from keystead.state.notify import ChangeNotifier

@@ -499,3 +499,25 @@ def test_unknown_route_and_wrong_method(gateway: Gateway) -> None:
     assert status == 404 and json.loads(body)["error"]["code"] == "unknown_url"
     status, _, body = _raw(gateway, "GET", "/v1/chat/completions", None, auth)
     assert status == 405 and json.loads(body)["error"]["code"] == "method_not_allowed"
+
+
+def test_a_short_lived_token_minted_by_a_backend_works_in_the_sdk(gateway: Gateway) -> None:
+    """The browser pattern: the backend holds the key and mints a token over HTTP; the client
+    (here the official SDK, as a browser bundle of it would) uses only the token."""
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{gateway.v1}/keystead/tokens", method="POST",
+        data=json.dumps({"ttl": "5m", "models": ["gpt-4o-mini"], "user": "u-1"}).encode(),
+        headers={"authorization": f"Bearer {gateway.keys['app']}",
+                 "content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        minted = json.loads(reply.read())
+    with _client(gateway, minted["token"]) as c:
+        completion = c.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi from a browser"}])
+        assert completion.choices[0].message.content
+        with pytest.raises(openai.PermissionDeniedError):
+            c.chat.completions.create(model="gpt-4o",
+                                      messages=[{"role": "user", "content": "hi"}])

@@ -18,6 +18,7 @@ from keystead.control.incident import IncidentService
 from keystead.control.keys import KeyService
 from keystead.control.providers import ProviderService
 from keystead.control.teams import TeamService, apply_limit_changes, team_view
+from keystead.control.tokens import TokenService
 from keystead.control.usage import UsageService
 from keystead.control.vault import VaultService
 from keystead.durations import parse_duration
@@ -56,6 +57,7 @@ class Backend(Protocol):
     def revoke_key(self, key: str, reason: str | None) -> dict[str, Any]: ...
     def rotate_key(self, key: str, grace: str) -> dict[str, Any]: ...
     def incident(self, key: str, reason: str | None, replace: bool) -> dict[str, Any]: ...
+    def mint_token(self, key: str, options: dict[str, Any]) -> dict[str, Any]: ...
     def due_keys(self, within: str) -> list[dict[str, Any]]: ...
     def set_disabled(self, key: str, disabled: bool) -> dict[str, Any]: ...
     def add_provider(self, **fields: Any) -> dict[str, Any]: ...
@@ -132,6 +134,11 @@ class EmbeddedBackend:
             service = KeyService(rt)
             created = await service.rotate(key, _seconds(grace, "grace"))
             return {**service.view(created.record), "key": created.text}
+        return self._run(action)
+
+    def mint_token(self, key: str, options: dict[str, Any]) -> dict[str, Any]:
+        async def action(rt: Runtime) -> dict[str, Any]:
+            return (await TokenService(rt).mint_for(key, **options)).as_dict()
         return self._run(action)
 
     def incident(self, key: str, reason: str | None, replace: bool) -> dict[str, Any]:
@@ -253,6 +260,9 @@ class RemoteBackend:
     def rotate_key(self, key: str, grace: str) -> dict[str, Any]:
         return self._call("POST", f"/admin/keys/{urllib.parse.quote(key)}/rotate",  # type: ignore[no-any-return]
                           {"grace": grace})
+
+    def mint_token(self, key: str, options: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "/admin/tokens", {"key": key, **options})  # type: ignore[no-any-return]
 
     def incident(self, key: str, reason: str | None, replace: bool) -> dict[str, Any]:
         return self._call("POST", "/admin/incidents",  # type: ignore[no-any-return]

@@ -97,9 +97,19 @@ def cli(ctx: click.Context, config: str | None, server: str | None,
 
 
 def _register() -> None:
-    from keystead.cli import incident, keys, providers, run, setup, teams, usage, vault
+    from keystead.cli import (
+        incident,
+        keys,
+        providers,
+        run,
+        setup,
+        teams,
+        tokens,
+        usage,
+        vault,
+    )
 
-    for module in (keys, teams, providers, run, setup, usage, vault, incident):
+    for module in (keys, teams, providers, run, setup, usage, vault, incident, tokens):
         for command in module.COMMANDS:
             cli.add_command(command)
 

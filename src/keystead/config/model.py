@@ -29,6 +29,7 @@ __all__ = [
     "ProviderType",
     "RedisConfig",
     "ServerConfig",
+    "TokensConfig",
     "UsageConfig",
     "VaultConfig",
 ]
@@ -61,6 +62,9 @@ class ServerConfig(_Strict):
     # The header those proxies write the client address into. Only that one is read: proxies
     # pass the other one through from the client untouched, so it could be forged.
     forwarded_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"
+    # Browser origins allowed to call /v1 directly (with short-lived tokens), e.g.
+    # ["https://app.example.com"]; "*" allows any. Empty: no CORS headers at all.
+    cors_origins: tuple[str, ...] = ()
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -227,6 +231,21 @@ class UsageConfig(_Strict):
     queue_max: int = Field(100_000, ge=1)
 
 
+class TokensConfig(_Strict):
+    """Short-lived tokens minted from keys (POST /v1/keystead/tokens)."""
+
+    default_ttl: str = "15m"
+    max_ttl: str = "24h"
+
+    @field_validator("default_ttl", "max_ttl")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        from keystead.durations import parse_duration
+
+        parse_duration(value)  # ValueError names the accepted forms
+        return value
+
+
 class IncidentsConfig(_Strict):
     # Slack-compatible incoming webhook ({"text": ...}) told of every incident. Its URL is a
     # secret: a reference such as ${INCIDENT_WEBHOOK_URL}, never the URL itself.
@@ -260,6 +279,7 @@ class Config(_Strict):
     usage: UsageConfig = UsageConfig()
     logging: LoggingConfig = LoggingConfig()
     incidents: IncidentsConfig = IncidentsConfig()
+    tokens: TokensConfig = TokensConfig()
 
     @field_validator("providers")
     @classmethod

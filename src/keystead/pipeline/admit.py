@@ -10,12 +10,13 @@ from keystead.errors import (
     MaxTokensExceeded,
     ModelNotAllowed,
 )
+from keystead.keys.tokens import TokenClaims
 from keystead.pipeline.client_ip import allowed, networks
 from keystead.providers.base import Endpoint
 from keystead.state.records import KeyRecord, TeamRecord
 
 __all__ = ["check_address", "check_endpoint", "check_max_tokens", "check_model",
-           "model_allowed"]
+           "check_token_model", "model_allowed"]
 
 
 def check_address(key: KeyRecord, team: TeamRecord | None, client_ip: str | None) -> None:
@@ -53,10 +54,21 @@ def check_model(key: KeyRecord, model: str) -> None:
         )
 
 
-def check_max_tokens(key: KeyRecord, requested: int | None, param: str) -> None:
-    if key.max_tokens is not None and requested is not None and requested > key.max_tokens:
+def check_max_tokens(key: KeyRecord, requested: int | None, param: str,
+                     cap: int | None = None) -> None:
+    """The key's cap, or a token's narrower `cap`."""
+    limit = cap if cap is not None else key.max_tokens
+    if limit is not None and requested is not None and requested > limit:
         raise MaxTokensExceeded(
-            f"{param}={requested} is above this key's cap of {key.max_tokens}.",
+            f"{param}={requested} is above this key's cap of {limit}.",
             param=param,
-            hint=f"Ask for at most {key.max_tokens} tokens.",
+            hint=f"Ask for at most {limit} tokens.",
         )
+
+
+def check_token_model(claims: TokenClaims, model: str) -> None:
+    if claims.models is not None and not any(
+            model == allowed or fnmatch.fnmatchcase(model, allowed) for allowed in claims.models):
+        raise ModelNotAllowed(
+            f"This token may not use model {model!r}.", param="model",
+            hint=f"Models this token may use: {', '.join(claims.models)}.")

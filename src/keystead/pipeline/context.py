@@ -11,6 +11,7 @@ from keystead.state.records import KeyRecord
 from keystead.usage.prices import TokenUsage
 
 if TYPE_CHECKING:
+    from keystead.keys.tokens import TokenClaims
     from keystead.pipeline.limits import Ticket
 
 __all__ = ["RequestContext"]
@@ -20,7 +21,8 @@ class RequestContext:
     __slots__ = (
         "body", "client_asked_usage", "client_ip", "completion_text", "cost", "cost_known",
         "endpoint", "error_code", "feature", "key", "model", "priced_usage", "provider",
-        "request_id", "started", "status", "stream", "ticket", "ts", "ttft", "upstream_model",
+        "request_id", "started", "status", "stream", "ticket", "token", "ts", "ttft",
+        "upstream_model",
         "usage", "usage_estimated", "user_agent", "view",
     )
 
@@ -51,6 +53,7 @@ class RequestContext:
         self.error_code: str | None = None
         self.ttft: float | None = None
         self.ticket: Ticket | None = None  # what the limiter holds for this request
+        self.token: TokenClaims | None = None  # when a short-lived token was used
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0

@@ -21,6 +21,7 @@ from keystead.errors import (
 )
 from keystead.keys.format import PREFIX, parse_key
 from keystead.keys.hashing import KeyHasher
+from keystead.keys.tokens import TOKEN_PREFIX, TokenClaims, TokenError, TokenSigner
 from keystead.state.records import KeyRecord
 
 __all__ = ["KeyTable", "bearer_token"]
@@ -31,8 +32,10 @@ def _when(ts: float) -> str:
 
 
 class KeyTable:
-    def __init__(self, hasher: KeyHasher, clock: Callable[[], float] = time.time):
+    def __init__(self, hasher: KeyHasher, clock: Callable[[], float] = time.time,
+                 signer: TokenSigner | None = None):
         self._hasher = hasher
+        self._signer = signer
         self._clock = clock
         self._by_id: dict[str, KeyRecord] = {}
         # credential id (the id inside a key's text) -> the key, and whether it is the
@@ -53,6 +56,11 @@ class KeyTable:
         return len(self._by_id)
 
     def identify(self, authorization: bytes | None, api_key: bytes | None = None) -> KeyRecord:
+        return self.identify_any(authorization, api_key)[0]
+
+    def identify_any(self, authorization: bytes | None, api_key: bytes | None = None
+                     ) -> tuple[KeyRecord, TokenClaims | None]:
+        """The key a request speaks for, and the token's claims when it came with a token."""
         text = bearer_token(authorization) if authorization else None
         if text is None and api_key:
             text = api_key.decode("latin-1").strip()
@@ -62,6 +70,8 @@ class KeyTable:
                 hint="Send your keystead key as `Authorization: Bearer ksk_...` "
                      "(the OpenAI SDKs do this with api_key=...).",
             )
+        if text.startswith(TOKEN_PREFIX) and self._signer is not None:
+            return self._token(text)
         parsed = parse_key(text)
         if parsed is None:
             if text.startswith(("sk-", "sk_")):
@@ -81,6 +91,37 @@ class KeyTable:
         if record is None or key_hash is None or not self._hasher.matches(text, key_hash):
             raise UnknownKey(f"Unknown API key (id {parsed.key_id}).",
                              hint="It may have been deleted; ask for a new one.")
+        self._check_status(record, previous, parsed.key_id)
+        return record, None
+
+    def _token(self, text: str) -> tuple[KeyRecord, TokenClaims]:
+        assert self._signer is not None
+        try:
+            claims = self._signer.verify(text)
+        except TokenError:
+            raise MalformedKey("The token is not a valid keystead token.",
+                               hint="Tokens are minted by your backend (POST "
+                                    "/v1/keystead/tokens); check it was copied whole.") from None
+        now = self._clock()
+        if claims.expires_at <= now:
+            raise ExpiredKey(f"The token expired on {_when(claims.expires_at)}.",
+                             hint="Ask your backend for a fresh one; tokens live minutes.")
+        record = self._by_id.get(claims.key_id)
+        if record is None:
+            raise UnknownKey(f"The key this token was minted from ({claims.key_id}) is gone.",
+                             hint="Ask your backend for a fresh token.")
+        current = claims.credential_id == record.current_credential
+        in_grace = (claims.credential_id == record.previous_credential_id
+                    and record.previous_expires_at is not None
+                    and record.previous_expires_at > now)
+        if not current and not in_grace and record.revoked_at is None:
+            raise RotatedKey(
+                f"The key this token was minted from ({record.name}) was rotated on "
+                f"{_when(record.rotated_at or 0)}.", hint="Ask your backend for a fresh token.")
+        self._check_status(record, False, claims.key_id)
+        return record, claims
+
+    def _check_status(self, record: KeyRecord, previous: bool, credential: str) -> None:
         if record.revoked_at is not None:
             raise RevokedKey(
                 f"API key {record.id} ({record.name}) was revoked on {_when(record.revoked_at)}.",
@@ -89,7 +130,7 @@ class KeyTable:
         if previous and (record.previous_expires_at is None
                          or record.previous_expires_at <= self._clock()):
             raise RotatedKey(
-                f"API key {parsed.key_id} ({record.name}) was replaced by a rotation on "
+                f"API key {credential} ({record.name}) was replaced by a rotation on "
                 f"{_when(record.rotated_at or 0)}; its grace period is over.",
                 hint="Use the key that replaced it; its owner or your platform team has it.")
         if record.disabled_at is not None:
@@ -103,7 +144,6 @@ class KeyTable:
                 f"API key {record.id} ({record.name}) expired on {_when(record.expires_at)}.",
                 hint="Ask your platform team for a new key.",
             )
-        return record
 
 
 def _credentials(records: Iterable[KeyRecord]) -> dict[str, tuple[KeyRecord, bool]]:

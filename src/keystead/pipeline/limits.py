@@ -23,11 +23,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, cast
 from zoneinfo import ZoneInfo
 
 from keystead.config.model import LimitsConfig
 from keystead.errors import BudgetExceeded, LimitsUnavailable, RateLimited
+from keystead.keys.tokens import TokenClaims
 from keystead.state.counters import (
     UNLIMITED,
     Admission,
@@ -49,6 +50,8 @@ _NANO_PER_USD = Decimal(10) ** 9
 _MINUTE, _DAY = 60, 86_400
 _MAX_PENDING = 100_000
 _PERIOD_WORD = {"day": "daily", "month": "monthly"}
+# A token (P7) is a scope of its own for its rates; it never has a budget (its key's applies).
+ScopeKind = Literal["key", "team", "env", "token"]
 
 
 class Scope:
@@ -58,7 +61,7 @@ class Scope:
     __slots__ = ("budget_capacity", "budget_prefix", "inflight", "kind", "label", "limits",
                  "needs_tokens", "request_rates", "token_rules", "value")
 
-    def __init__(self, kind: SpendScope, value: str, label: str, limits: Limits):
+    def __init__(self, kind: ScopeKind, value: str, label: str, limits: Limits):
         self.kind = kind
         self.value = value  # key id, team name or environment
         self.label = label  # for people: "key prod-search-api (ab12cd34)", "team search"
@@ -162,6 +165,7 @@ class Limiter:
                             for env, values in config.environments.items()}
         self._scopes: dict[str, tuple[KeyRecord, TeamRecord | None, list[Scope]]] = {}
         self._periods: dict[str, tuple[str, float, float]] = {}
+        self._token_scopes: dict[str, Scope] = {}
         self._fallback = MemoryCounters(clock)
         self._down_since: float | None = None
         self._active: dict[str, Ticket] = {}
@@ -212,6 +216,19 @@ class Limiter:
             self._scopes.clear()
         self._scopes[key.id] = (key, team, scopes)
         return scopes
+
+    def token_scope(self, claims: TokenClaims) -> Scope | None:
+        """The token's own rate limits, on top of its key's (cached for the token's life)."""
+        if not (claims.rpm or claims.tpm):
+            return None
+        scope = self._token_scopes.get(claims.token_id)
+        if scope is None:
+            if len(self._token_scopes) > 100_000:
+                self._token_scopes.clear()
+            scope = self._token_scopes[claims.token_id] = Scope(
+                "token", claims.token_id, f"token {claims.token_id}",
+                Limits(rpm=claims.rpm, tpm=claims.tpm))
+        return scope
 
     @staticmethod
     def needs_tokens(scopes: list[Scope]) -> bool:
@@ -321,7 +338,8 @@ class Limiter:
         for budget in budgets:
             if budget.hold.name not in names:
                 continue
-            used = await self._spend(budget.scope.kind, budget.scope.value, budget.period_start)
+            kind = cast(SpendScope, budget.scope.kind)  # budgets are on keys, teams, envs only
+            used = await self._spend(kind, budget.scope.value, budget.period_start)
             if replicas > 1:
                 # Fail-open: this replica may spend only its share of what is left.
                 left = max(0, budget.hold.capacity - used)

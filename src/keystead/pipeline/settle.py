@@ -136,4 +136,6 @@ def settle(ctx: RequestContext, ledger: LedgerWriter, log_requests: bool) -> Non
             "cost_known": ctx.cost_known, "usage_estimated": record.usage_estimated,
             "latency_ms": record.latency_ms, "ttft_ms": record.ttft_ms,
             "client_ip": record.client_ip,
+            "token_id": ctx.token.token_id if ctx.token else None,
+            "user": ctx.token.user if ctx.token else None,
         }))

@@ -21,6 +21,7 @@ class Endpoint(StrEnum):
     EMBEDDINGS = "embeddings"
     RESPONSES = "responses"
     MODELS = "models"
+    TOKENS = "tokens"  # keystead's own: minting short-lived tokens; never reaches a provider
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +40,7 @@ class Capabilities:
             Endpoint.EMBEDDINGS: self.embeddings,
             Endpoint.RESPONSES: self.responses,
             Endpoint.MODELS: self.list_models,
-        }[endpoint]
+        }.get(endpoint, False)
 
 
 class Provider(ABC):

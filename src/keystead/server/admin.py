@@ -24,6 +24,7 @@ from keystead.control.incident import IncidentService
 from keystead.control.keys import KeyService
 from keystead.control.providers import ProviderService
 from keystead.control.teams import TeamService, apply_limit_changes, team_view
+from keystead.control.tokens import TokenService
 from keystead.control.usage import UsageService
 from keystead.durations import parse_duration
 from keystead.errors import (
@@ -160,6 +161,18 @@ class IncidentIn(BaseModel):
     reason: str | None = None
     replace: bool = Field(True, description="Issue a replacement (same scopes, limits, budget); "
                                             "false: revoke only.")
+
+
+class TokenMint(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    key: str = Field(description="The parent key's id or name.")
+    ttl: str | None = Field(None, description="Lifetime, e.g. 15m (default tokens.default_ttl, "
+                                              "at most tokens.max_ttl).")
+    models: list[str] | None = Field(None, description="Narrower than the key's; default its.")
+    rpm: int | None = Field(None, ge=1)
+    tpm: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, ge=1)
+    user: str | None = Field(None, description="The end user it is for (in the log line).")
 
 
 class Rotate(BaseModel):
@@ -367,6 +380,13 @@ def create_admin_app(runtime: Runtime) -> FastAPI:
         assert grace is not None
         created = await keys.rotate(key, grace)
         return {**keys.view(created.record), "key": created.text}
+
+    @app.post("/admin/tokens", status_code=201, tags=["keys"])
+    async def mint_token(body: TokenMint) -> dict[str, Any]:
+        """A short-lived token from a key; a backend holding the key can mint one itself with
+        POST /v1/keystead/tokens."""
+        options = body.model_dump(exclude={"key"}, exclude_none=True)
+        return (await TokenService(runtime).mint_for(body.key, **options)).as_dict()
 
     @app.post("/admin/incidents", tags=["keys"])
     async def incident(body: IncidentIn) -> dict[str, Any]:

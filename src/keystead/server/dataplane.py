@@ -21,8 +21,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from keystead.errors import (
+    EndpointNotAllowed,
     GatewayError,
     InvalidField,
+    InvalidJSON,
     MethodNotAllowed,
     ModelNotFound,
     RouteNotFound,
@@ -70,7 +72,12 @@ _ROUTES: dict[str, tuple[bytes, Endpoint]] = {
     "/v1/embeddings": (b"POST", Endpoint.EMBEDDINGS),
     "/v1/responses": (b"POST", Endpoint.RESPONSES),
     "/v1/models": (b"GET", Endpoint.MODELS),
+    "/v1/keystead/tokens": (b"POST", Endpoint.TOKENS),
 }
+_CORS_EXPOSED = (b"x-request-id, x-keystead-cost-usd, x-keystead-provider, retry-after, "
+                 b"x-ratelimit-limit-requests, x-ratelimit-remaining-requests, "
+                 b"x-ratelimit-reset-requests, x-ratelimit-limit-tokens, "
+                 b"x-ratelimit-remaining-tokens, x-ratelimit-reset-tokens")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _JSON = (b"content-type", b"application/json")
 _ZERO_COST = (b"x-keystead-cost-usd", b"0")
@@ -100,6 +107,9 @@ class DataPlane:
         self.rt = runtime
         self.max_body = runtime.config.server.max_body_bytes
         self.log_requests = runtime.config.logging.requests
+        origins = runtime.config.server.cors_origins
+        self.cors_any = "*" in origins
+        self.cors_origins = {o.encode() for o in origins}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
@@ -108,7 +118,7 @@ class DataPlane:
         if route is None and path.startswith("/v1/models/"):
             route, model_id = _ROUTES["/v1/models"], path[len("/v1/models/"):]
         authorization = api_key = request_id = feature = user_agent = None
-        forwarded_for = forwarded = None
+        forwarded_for = forwarded = origin = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value
@@ -124,6 +134,14 @@ class DataPlane:
                 forwarded_for = value
             elif name == b"forwarded":
                 forwarded = value
+            elif name == b"origin":
+                origin = value
+        if origin is not None and self.cors_origins and (self.cors_any
+                                                         or origin in self.cors_origins):
+            if scope["method"] == "OPTIONS":
+                await _preflight(send, origin)
+                return
+            send = _with_cors(send, origin)
         if request_id is None or not _REQUEST_ID.fullmatch(request_id):
             request_id = _new_request_id()
         client = scope.get("client")
@@ -139,12 +157,16 @@ class DataPlane:
             if scope["method"].encode() != route[0]:
                 raise MethodNotAllowed(f"{path} accepts {route[0].decode()}, "
                                        f"not {scope['method']}.")
-            key = ctx.key = self.rt.keys.identify(authorization, api_key)
+            key, ctx.token = self.rt.keys.identify_any(authorization, api_key)
+            ctx.key = key
             team = self.rt.teams.get(key.team) if key.team else None
             admit.check_address(key, team, ctx.client_ip)
             admit.check_endpoint(key, endpoint)
             if endpoint is Endpoint.MODELS:
                 await self._models(ctx, send, model_id)
+                return
+            if endpoint is Endpoint.TOKENS:
+                await self._mint(ctx, receive, send)
                 return
             await self._forward(ctx, team, receive, send)
         except GatewayError as error:
@@ -196,6 +218,9 @@ class DataPlane:
         view = ctx.view = decode_view(ctx.endpoint, body)
         ctx.model = view.model
         admit.check_model(key, view.model)
+        token = ctx.token
+        if token is not None:
+            admit.check_token_model(token, view.model)
         provider, upstream_model = self.rt.providers.resolve(view.model)
         if not provider.capabilities.supports(ctx.endpoint):
             raise ModelNotFound(
@@ -208,9 +233,12 @@ class DataPlane:
             rewrite.model = upstream_model
         had_options = False
         scopes = self.rt.limiter.scopes(key, team)
+        token_scope = self.rt.limiter.token_scope(token) if token is not None else None
+        if token_scope is not None:
+            scopes = [*scopes, token_scope]
         # With a budget, a request must have a known worst case: one without max_tokens gets
         # the configured default written in (docs/limits.md says so).
-        cap = key.max_tokens
+        cap = token.max_tokens if token is not None and token.max_tokens else key.max_tokens
         if cap is None and self.rt.limiter.has_budget(scopes):
             cap = self.rt.config.limits.default_max_tokens
         requested: int | None = None
@@ -219,7 +247,8 @@ class DataPlane:
             requested = view.max_completion_tokens if view.max_completion_tokens is not None \
                 else view.max_tokens
             admit.check_max_tokens(key, requested, "max_completion_tokens"
-                                   if view.max_completion_tokens is not None else "max_tokens")
+                                   if view.max_completion_tokens is not None else "max_tokens",
+                                   cap)
             if cap is not None and requested is None:
                 rewrite.cap_field = ("max_completion_tokens" if provider.type in ("openai", "azure")
                                      else "max_tokens")
@@ -234,7 +263,7 @@ class DataPlane:
         elif ctx.endpoint is Endpoint.RESPONSES:
             ctx.stream = bool(view.stream)
             requested = view.max_output_tokens
-            admit.check_max_tokens(key, view.max_output_tokens, "max_output_tokens")
+            admit.check_max_tokens(key, view.max_output_tokens, "max_output_tokens", cap)
             if cap is not None and view.max_output_tokens is None:
                 rewrite.cap_field, rewrite.cap_value = "max_output_tokens", cap
         body = apply(body, rewrite, had_options)
@@ -323,6 +352,43 @@ class DataPlane:
         price(ctx, self.rt.prices)
         return b": x-keystead-cost-usd " + format(ctx.cost, "f").encode() + b"\n\n"
 
+    async def _mint(self, ctx: RequestContext, receive: Receive, send: Send) -> None:
+        """POST /v1/keystead/tokens: a backend holding a key mints a short-lived token for a
+        browser or a job. A token cannot mint tokens."""
+        key = ctx.key
+        assert key is not None
+        if ctx.token is not None:
+            raise EndpointNotAllowed("A token cannot mint tokens.",
+                                     hint="Mint from your backend, with the key itself.")
+        body = await read_body(receive, 64 * 1024)
+        try:
+            request = orjson.loads(body) if body.strip() else {}
+        except orjson.JSONDecodeError:
+            raise InvalidJSON("The body is not JSON.", hint='Send e.g. {"ttl": "15m"}.') \
+                from None
+        if not isinstance(request, dict):
+            raise InvalidJSON("The body must be a JSON object.")
+        unknown = set(request) - {"ttl", "models", "rpm", "tpm", "max_tokens", "user"}
+        if unknown:
+            raise InvalidField(f"Unknown field(s): {', '.join(sorted(unknown))}.",
+                               param=sorted(unknown)[0],
+                               hint="Fields: ttl, models, rpm, tpm, max_tokens, user.")
+        from keystead.control.tokens import TokenService  # the control plane, loaded on use
+
+        try:
+            minted = TokenService(self.rt).mint(key, **request)
+        except TypeError:
+            raise InvalidField("A field has the wrong type.",
+                               hint="ttl and user are strings, models a list of strings, "
+                                    "rpm, tpm and max_tokens integers.") from None
+        ctx.status = 201
+        document = orjson.dumps(minted.as_dict())
+        await send({"type": "http.response.start", "status": 201,
+                    "headers": [_JSON, (b"content-length", str(len(document)).encode()),
+                                (b"x-request-id", ctx.request_id.encode()), _ZERO_COST,
+                                (b"cache-control", b"no-store")]})
+        await send({"type": "http.response.body", "body": document})
+
     async def _models(self, ctx: RequestContext, send: Send, model_id: str | None) -> None:
         key = ctx.key
         assert key is not None
@@ -343,6 +409,30 @@ class DataPlane:
                     "headers": [_JSON, (b"content-length", str(len(body)).encode()),
                                 (b"x-request-id", ctx.request_id.encode()), _ZERO_COST]})
         await send({"type": "http.response.body", "body": body})
+
+
+async def _preflight(send: Send, origin: bytes) -> None:
+    await send({"type": "http.response.start", "status": 204, "headers": [
+        (b"access-control-allow-origin", origin), (b"vary", b"origin"),
+        (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+        (b"access-control-allow-headers",
+         b"authorization, content-type, x-request-id, x-keystead-feature, openai-organization, "
+         b"openai-project, x-stainless-arch, x-stainless-lang, x-stainless-os, "
+         b"x-stainless-package-version, x-stainless-runtime, x-stainless-runtime-version, "
+         b"x-stainless-retry-count, x-stainless-timeout, x-stainless-async"),
+        (b"access-control-max-age", b"600")]})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def _with_cors(send: Send, origin: bytes) -> Send:
+    """`send`, adding the CORS answer to the response start (only for allowed origins)."""
+    async def cors_send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message["headers"], (b"access-control-allow-origin", origin),
+                                  (b"vary", b"origin"),
+                                  (b"access-control-expose-headers", _CORS_EXPOSED)]
+        await send(message)
+    return cors_send
 
 
 def _model_object(model: str, provider: Any) -> dict[str, Any]:
