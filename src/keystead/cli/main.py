@@ -102,6 +102,7 @@ def _register() -> None:
         keys,
         providers,
         run,
+        scan,
         setup,
         teams,
         tokens,
@@ -109,7 +110,7 @@ def _register() -> None:
         vault,
     )
 
-    for module in (keys, teams, providers, run, setup, usage, vault, incident, tokens):
+    for module in (keys, teams, providers, run, setup, usage, vault, scan, incident, tokens):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -1,0 +1,59 @@
+"""Synthetic credentials in the real formats, from a seeded generator: format-valid, random,
+never real. Tests put them into the corpus templates at run time, so the repository itself holds
+no key-shaped strings (and stays clean under `keystead scan .`)."""
+
+from __future__ import annotations
+
+import random
+import string
+import zlib
+from collections.abc import Callable
+
+from keystead.keys import format as key_format
+
+B62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
+URLSAFE = B62 + "-_"
+HEX = "0123456789abcdef"
+B32 = string.ascii_uppercase + "234567"
+
+
+def _pick(rng: random.Random, alphabet: str, n: int) -> str:
+    return "".join(rng.choice(alphabet) for _ in range(n))
+
+
+def keystead_key(rng: random.Random) -> str:
+    body = "ksk_" + _pick(rng, "abcdefghijklmnopqrstuvwxyz234567", 8) + _pick(rng, B62, 32)
+    return body + key_format._base62(zlib.crc32(body.encode()), 6)
+
+
+def synth(detector: str, rng: random.Random) -> str:
+    def p(alphabet: str, n: int) -> str:
+        return _pick(rng, alphabet, n)
+
+    makers: dict[str, Callable[[], str]] = {
+        "keystead": lambda: keystead_key(rng),
+        "openai-project": lambda: (f"sk-{rng.choice(['proj', 'svcacct', 'admin'])}-"
+                                   f"{p(URLSAFE, 74)}T3BlbkFJ{p(URLSAFE, 74)}"),
+        "openai-legacy": lambda: f"sk-{p(B62, 20)}T3BlbkFJ{p(B62, 20)}",
+        "anthropic": lambda: f"sk-ant-{rng.choice(['api03', 'admin01'])}-{p(URLSAFE, 93)}AA",
+        "openrouter": lambda: f"sk-or-v1-{p(HEX, 64)}",
+        "google-ai": lambda: f"AIza{p(URLSAFE, 35)}",
+        "groq": lambda: f"gsk_{p(B62, 52)}",
+        "xai": lambda: f"xai-{p(B62, 80)}",
+        "perplexity": lambda: f"pplx-{p(B62, 48)}",
+        "huggingface": lambda: f"hf_{p(string.ascii_letters, 34)}",
+        "replicate": lambda: f"r8_{p(B62, 37)}",
+        "together": lambda: f"tgp_v1_{p(URLSAFE, 43)}",
+        "fireworks": lambda: f"fw_{p(B62, 24)}",
+        "langsmith": lambda: f"lsv2_{rng.choice(['pt', 'sk'])}_{p(HEX, 32)}_{p(HEX, 10)}",
+        "github": lambda: f"gh{rng.choice('pousr')}_{p(B62, 36)}",
+        "github-fine-grained": lambda: f"github_pat_{p(B62, 22)}_{p(B62, 59)}",
+        "aws-access-key-id": lambda: f"{rng.choice(['AKIA', 'ASIA'])}{p(B32, 16)}",
+        "aws-secret-access-key": lambda: p(B62 + "/+", 40),
+        "azure-openai": lambda: p(HEX, 32),
+        "deepseek": lambda: f"sk-{p(HEX, 32)}",
+        "together-legacy": lambda: p(HEX, 64),
+        "mistral": lambda: p(B62, 32),
+        "cohere": lambda: p(B62, 40),
+    }
+    return makers[detector]()
