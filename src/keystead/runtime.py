@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -26,6 +28,7 @@ from keystead.providers.registry import (
     build_provider,
     resolve_secret,
 )
+from keystead.providers.secret_refs import is_external
 from keystead.providers.transport import HttpTransport
 from keystead.state.counters import Counters, MemoryCounters
 from keystead.state.records import TeamRecord
@@ -83,6 +86,11 @@ class Runtime:
                                    queue_max=usage.queue_max)
         self._versions: dict[str, int] = {}
         self._watcher: asyncio.Task[None] | None = None
+        # External provider keys: a keyed digest of the value each provider was built with, so
+        # a refresh sees a change without keeping a second copy of the key.
+        self._secret_digests: dict[str, bytes] = {}
+        self._digest_key = os.urandom(16)
+        self._refresher: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, loaded: LoadedConfig, *, serving: bool,
@@ -136,6 +144,7 @@ class Runtime:
             runtime.limiter.start()
             loop = asyncio.get_running_loop()
             runtime._watcher = loop.create_task(runtime._watch())
+            runtime._refresher = loop.create_task(runtime._refresh_secrets_loop())
             if runtime.notifier is not None:
                 runtime.notifier.listen(runtime._heard)  # a task the notifier owns
         return runtime
@@ -154,22 +163,69 @@ class Runtime:
         built: list[Provider] = []
         status: dict[str, ProviderStatus] = {}
         timeout = self.config.server.upstream_timeout_s
+        old = self.providers
         for spec in specs:
             try:
                 api_key = await resolve_secret(spec, self.vault)
             except VaultError as exc:
+                previous = self.provider_status.get(spec.name)
+                if is_external(spec.api_key_ref) and previous is not None \
+                        and previous.spec == spec and previous.error is None \
+                        and spec.name in old.providers:
+                    # The external store is out of reach: the key it gave last keeps working.
+                    log.error("provider %s: re-reading its key failed, still using the "
+                              "previous one: %s", spec.name, exc)
+                    built.append(old.providers[spec.name])
+                    status[spec.name] = previous
+                    continue
                 log.error("provider %s is not usable: %s", spec.name, exc)
                 status[spec.name] = ProviderStatus(spec, str(exc))
+                self._secret_digests.pop(spec.name, None)
                 continue
+            if is_external(spec.api_key_ref):
+                self._secret_digests[spec.name] = self._digest(api_key)
             built.append(build_provider(spec, api_key, self.http, timeout))
             status[spec.name] = ProviderStatus(spec, None)
-        old = self.providers
         self.providers = ProviderRegistry(built)
         self.provider_status = status
         # Mock transports are per-provider; the shared HTTP transport stays open.
+        kept = {id(provider) for provider in built}
         for provider in old.providers.values():
-            if provider.transport is not self.http:
+            if provider.transport is not self.http and id(provider) not in kept:
                 await provider.transport.close()
+
+    def _digest(self, value: str | None) -> bytes:
+        return hashlib.blake2b((value or "").encode(), key=self._digest_key).digest()
+
+    async def refresh_secrets(self) -> bool:
+        """Re-read every external provider key; rebuild the providers if one changed (True).
+        A key that cannot be read now is logged (never its value); the previous one stays."""
+        changed = False
+        for name, current in list(self.provider_status.items()):
+            spec = current.spec
+            if not is_external(spec.api_key_ref):
+                continue
+            try:
+                value = await resolve_secret(spec, self.vault)
+            except VaultError as exc:
+                log.error("provider %s: refreshing its key failed (%s); the previous key stays",
+                          name, exc)
+                continue
+            if self._digest(value) != self._secret_digests.get(name):
+                log.info("provider %s: its key changed in %s; reloading", name,
+                         spec.api_key_ref.split(":", 1)[0] if spec.api_key_ref else "?")
+                changed = True
+        if changed:
+            await self.reload_providers()
+        return changed
+
+    async def _refresh_secrets_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.secret_stores.refresh_s)
+            try:
+                await self.refresh_secrets()
+            except Exception:
+                log.exception("refreshing external provider keys failed; retrying")
 
     async def changed(self, name: str) -> None:
         """Tell every process (this one at once, the others within a second) that `name` changed."""
@@ -204,10 +260,11 @@ class Runtime:
                 log.exception("reloading keys and providers failed; retrying")
 
     async def close(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+        for task in (self._watcher, self._refresher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         try:
             await self.limiter.close()
             if self.notifier is not None:

@@ -25,6 +25,10 @@ def providers() -> None:
                                  "https://RESOURCE.openai.azure.com")
 @click.option("--api-key-env", metavar="VAR", help="Read the key from this variable at start.")
 @click.option("--api-key-stdin", is_flag=True, help="Read the key from stdin into the vault.")
+@click.option("--api-key-ref", metavar="REF",
+              help="Read the key from a secret store, re-read every secret_stores.refresh_s: "
+                   "file:PATH, aws-sm:SECRET_ID[#FIELD], hcvault:MOUNT/PATH#FIELD or env:VAR. "
+                   "Only the reference is stored.")
 @click.option("--models", help="Models it serves, comma separated; patterns like llama* work.")
 @click.option("--deployment", "deployments", multiple=True, metavar="MODEL=DEPLOYMENT",
               help="Azure: the deployment that serves a model (repeatable).")
@@ -34,9 +38,11 @@ def providers() -> None:
 @click.pass_obj
 @friendly
 def add(state: State, name: str, type_: str, base_url: str | None, api_key_env: str | None,
-        api_key_stdin: bool, models: str | None, deployments: tuple[str, ...],
-        api_version: str | None, supports_responses: bool | None) -> None:
-    """Add a provider. Its key goes into the vault (stdin) or stays in the environment."""
+        api_key_stdin: bool, api_key_ref: str | None, models: str | None,
+        deployments: tuple[str, ...], api_version: str | None,
+        supports_responses: bool | None) -> None:
+    """Add a provider. Its key goes into the vault (stdin), or stays in the environment or an
+    external secret store (--api-key-ref)."""
     api_key = None
     if api_key_stdin:
         if sys.stdin.isatty():
@@ -51,10 +57,13 @@ def add(state: State, name: str, type_: str, base_url: str | None, api_key_env: 
         if not sep or not model or not deployment:
             raise click.BadParameter(f"{item!r} is not MODEL=DEPLOYMENT", param_hint="--deployment")
         mapping[model] = deployment
+    # api_key_ref is sent only when given, so servers without it still accept the rest.
+    extra = {"api_key_ref": api_key_ref} if api_key_ref is not None else {}
     view = state.backend().add_provider(
         name=name, type=type_, base_url=base_url, api_key_env=api_key_env, api_key=api_key,
         models=[m.strip() for m in (models or "").split(",") if m.strip()],
-        deployments=mapping, api_version=api_version, supports_responses=supports_responses)
+        deployments=mapping, api_version=api_version, supports_responses=supports_responses,
+        **extra)
     click.echo(f"added provider {view['name']} ({view['type']}), key: {view['api_key'] or 'none'}")
     if view["error"]:
         click.echo(f"warning: {view['error']}", err=True)

@@ -26,6 +26,9 @@ __all__ = ["ConfigError", "LoadedConfig", "find_config_file", "load_config", "pa
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SECRET_FIELDS = {"api_key", "token", "master_key", "webhook_url"}
 _PURE_REF = re.compile(r"^(\$\{[A-Za-z_][A-Za-z0-9_]*\}|env:[A-Za-z_][A-Za-z0-9_]*|vault:[\w.-]+)$")
+# External secret stores, read by the gateway itself: only a provider's api_key may name one
+# (elsewhere, e.g. admin.token, the text would be taken literally).
+_STORE_REF = re.compile(r"^(file:\S+|aws-sm:[^\s#]+(#[^\s#]+)?|hcvault:[^\s#/]+/[^\s#]+#[^\s#]+)$")
 
 # Environment variables that fill a setting the file leaves empty.
 _ENV_OVERRIDES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -134,11 +137,15 @@ def _resolve(node: Any, path: tuple[str, ...], env: Mapping[str, str], source: s
 def _check_secret_references(node: Any, path: tuple[str, ...], source: str) -> None:
     if isinstance(node, dict):
         for key, value in node.items():
-            if key in _SECRET_FIELDS and isinstance(value, str) and not _PURE_REF.match(value):
+            if key in _SECRET_FIELDS and isinstance(value, str) and not _PURE_REF.match(value) \
+                    and not (key == "api_key" and path[:1] == ("providers",)
+                             and _STORE_REF.match(value)):
                 raise ConfigError(
                     f"{source}: {'.'.join((*path, key))}: holds a raw secret; a config file must "
                     f"only reference one: write ${{VAR}} and keep the value in the environment or "
                     f"the .env file, or store it with `keystead providers add --api-key-stdin`"
+                    + (" (or reference a secret store: file:PATH, aws-sm:SECRET_ID[#FIELD], "
+                       "hcvault:MOUNT/PATH#FIELD)" if key == "api_key" else "")
                 )
             _check_secret_references(value, (*path, str(key)), source)
     elif isinstance(node, list):

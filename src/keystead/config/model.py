@@ -18,6 +18,8 @@ __all__ = [
     "AdminConfig",
     "Config",
     "DatabaseConfig",
+    "GuardPolicy",
+    "GuardrailsConfig",
     "IncidentsConfig",
     "KeysConfig",
     "LimitsConfig",
@@ -28,6 +30,7 @@ __all__ = [
     "ProviderConfig",
     "ProviderType",
     "RedisConfig",
+    "SecretStoresConfig",
     "ServerConfig",
     "TokensConfig",
     "UsageConfig",
@@ -231,6 +234,22 @@ class UsageConfig(_Strict):
     queue_max: int = Field(100_000, ge=1)
 
 
+GuardMode = Literal["off", "record", "mask", "block"]
+
+
+class GuardPolicy(_Strict):
+    """What to do with secrets (provider and keystead keys) and personal data (e-mail, phone,
+    card, IBAN) found in what a request sends the model."""
+
+    secrets: GuardMode = "off"
+    pii: GuardMode = "off"
+
+
+class GuardrailsConfig(_Strict):
+    default: GuardPolicy = GuardPolicy()
+    environments: dict[str, GuardPolicy] = Field(default_factory=dict)  # override the default
+
+
 class TokensConfig(_Strict):
     """Short-lived tokens minted from keys (POST /v1/keystead/tokens)."""
 
@@ -261,6 +280,12 @@ class IncidentsConfig(_Strict):
         return value
 
 
+class SecretStoresConfig(_Strict):
+    """Provider keys referenced in external stores (file:, aws-sm:, hcvault:, env:)."""
+
+    refresh_s: float = Field(300.0, ge=10)  # how often they are re-read; a change reloads
+
+
 class LoggingConfig(_Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     requests: bool = True
@@ -280,6 +305,8 @@ class Config(_Strict):
     logging: LoggingConfig = LoggingConfig()
     incidents: IncidentsConfig = IncidentsConfig()
     tokens: TokensConfig = TokensConfig()
+    guardrails: GuardrailsConfig = GuardrailsConfig()
+    secret_stores: SecretStoresConfig = SecretStoresConfig()
 
     @field_validator("providers")
     @classmethod

@@ -1,4 +1,5 @@
-"""Add, list, test and remove providers (P3). Keys go to the vault or stay in the environment."""
+"""Add, list, test and remove providers (P3). Keys go to the vault, or stay in the environment or
+an external secret store (file:, aws-sm:, hcvault:), of which only the reference is stored."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from keystead.errors import InvalidField, NotFound
 from keystead.providers.base import Endpoint
 from keystead.providers.registry import ProviderSpec
+from keystead.providers.secret_refs import EXTERNAL_SCHEMES, check_reference
 from keystead.runtime import PROVIDERS_VERSION, Runtime
 from keystead.state.records import ProviderRecord
 from keystead.state.store import DuplicateName
@@ -23,7 +25,7 @@ _ENV_VAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 def provider_view(spec: ProviderSpec, error: str | None) -> dict[str, Any]:
     key: str | None
     if spec.api_key_ref is not None:
-        key = spec.api_key_ref if spec.api_key_ref.startswith("env:") else "vault"
+        key = "vault" if spec.api_key_ref.startswith("vault:") else spec.api_key_ref
     else:
         key = "config" if spec.api_key is not None else None
     return {
@@ -42,7 +44,8 @@ class ProviderService:
                   api_key_env: str | None = None, api_key: str | None = None,
                   models: list[str] | None = None, deployments: dict[str, str] | None = None,
                   api_version: str | None = None,
-                  supports_responses: bool | None = None) -> dict[str, Any]:
+                  supports_responses: bool | None = None,
+                  api_key_ref: str | None = None) -> dict[str, Any]:
         if not _NAME.fullmatch(name):
             raise InvalidField("Provider names are lowercase letters, digits, '-' or '_'.",
                                param="name")
@@ -53,19 +56,30 @@ class ProviderService:
             raise InvalidField(f"A provider of type {type} needs --base-url.", param="base_url")
         if base_url and not base_url.startswith(("http://", "https://")):
             raise InvalidField("base_url must start with http:// or https://.", param="base_url")
-        if api_key_env is not None and api_key is not None:
-            raise InvalidField("Give the key one way: --api-key-env or --api-key-stdin.",
-                               param="api_key")
+        if sum(x is not None for x in (api_key_env, api_key, api_key_ref)) > 1:
+            raise InvalidField("Give the key one way: --api-key-env, --api-key-stdin or "
+                               "--api-key-ref.", param="api_key")
+        if api_key_ref is not None:
+            try:
+                check_reference(api_key_ref)
+            except ValueError as exc:
+                raise InvalidField(str(exc), param="api_key_ref") from None
+            if not api_key_ref.startswith(EXTERNAL_SCHEMES):
+                raise InvalidField("--api-key-ref names a key kept outside keystead (env:, "
+                                   "file:, aws-sm:, hcvault:); use --api-key-stdin to seal one "
+                                   "into the vault.", param="api_key_ref")
         if api_key_env is not None and not _ENV_VAR.fullmatch(api_key_env):
             raise InvalidField(f"{api_key_env!r} is not an environment variable name.",
                                param="api_key_env")
-        if type in ("openai", "azure") and api_key_env is None and not api_key:
+        if type in ("openai", "azure") and api_key_env is None and not api_key \
+                and api_key_ref is None:
             raise InvalidField(f"A provider of type {type} needs a key.", param="api_key",
-                               hint="Pass --api-key-env VAR or pipe it to --api-key-stdin.")
+                               hint="Pass --api-key-env VAR, --api-key-ref REF, or pipe it to "
+                                    "--api-key-stdin.")
         if name in self.rt.config.providers:
             raise InvalidField(f"Provider {name!r} is defined in the config file.", param="name",
                                code="duplicate_name", hint="Change it there, or pick a new name.")
-        ref: str | None = None
+        ref: str | None = api_key_ref
         if api_key_env is not None:
             ref = f"env:{api_key_env}"
         elif api_key:

@@ -9,7 +9,6 @@ lookup on the request path.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -23,20 +22,23 @@ from keystead.providers.openai_compatible import (
     OpenAICompatibleProvider,
     OpenAIProvider,
 )
+from keystead.providers.secret_refs import resolve_reference
 from keystead.providers.transport import ASGITransport, Transport
 from keystead.state.records import ProviderRecord
-from keystead.vault.envelope import VaultError
 from keystead.vault.store import Vault
 
 __all__ = ["MOCK_BASE_URL", "ProviderRegistry", "ProviderSpec", "build_provider", "resolve_secret"]
 
 MOCK_BASE_URL = "http://mock-upstream.keystead.internal/v1"
 _MEMO_LIMIT = 4096
+# A config api_key with one of these prefixes is a reference (env: is resolved at load time).
+_CONFIG_REFS = ("vault:", "file:", "aws-sm:", "hcvault:")
 
 
 @dataclass(frozen=True)
 class ProviderSpec:
-    """A provider as configured, whatever its source. `api_key_ref` is env:/vault:, never a key."""
+    """A provider as configured, whatever its source. `api_key_ref` is a reference (env:, vault:,
+    file:, aws-sm:, hcvault: -- see secret_refs), never a key."""
 
     name: str
     type: str
@@ -53,7 +55,7 @@ class ProviderSpec:
     @classmethod
     def from_config(cls, name: str, config: ProviderConfig) -> ProviderSpec:
         secret = config.api_key.get_secret_value() if config.api_key else None
-        ref = secret if secret and secret.startswith("vault:") else None
+        ref = secret if secret and secret.startswith(_CONFIG_REFS) else None
         return cls(name=name, type=config.type, base_url=config.base_url, source="config",
                    api_key=None if ref else secret, api_key_ref=ref, models=config.models,
                    deployments=dict(config.deployments), api_version=config.api_version,
@@ -70,20 +72,9 @@ class ProviderSpec:
 async def resolve_secret(spec: ProviderSpec, vault: Vault | None) -> str | None:
     if spec.api_key is not None:
         return spec.api_key
-    ref = spec.api_key_ref
-    if ref is None:
+    if spec.api_key_ref is None:
         return None
-    if ref.startswith("env:"):
-        value = os.environ.get(ref[4:])
-        if not value:
-            raise VaultError(f"provider {spec.name}: environment variable {ref[4:]} is not set")
-        return value
-    if ref.startswith("vault:"):
-        if vault is None:
-            raise VaultError(f"provider {spec.name}: its key is in the vault, but no master key "
-                             "is configured")
-        return (await vault.get(ref[6:])).decode()
-    raise VaultError(f"provider {spec.name}: unknown key reference {ref.split(':', 1)[0]}:")
+    return await resolve_reference(spec.name, spec.api_key_ref, vault)
 
 
 def build_provider(spec: ProviderSpec, api_key: str | None, http: Transport,

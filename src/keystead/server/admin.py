@@ -225,6 +225,9 @@ class ProviderCreate(BaseModel):
     base_url: str | None = None
     api_key_env: str | None = Field(None, description="Read the key from this variable.")
     api_key: str | None = Field(None, description="Sealed into the vault; never returned.")
+    api_key_ref: str | None = Field(
+        None, description="A reference to an external store: env:VAR, file:PATH, "
+                          "aws-sm:SECRET_ID[#FIELD], hcvault:MOUNT/PATH#FIELD.")
     models: list[str] = Field(default_factory=list)
     deployments: dict[str, str] = Field(default_factory=dict)
     api_version: str | None = None
@@ -436,7 +439,8 @@ def create_admin_app(runtime: Runtime) -> FastAPI:
         return await providers.add(
             body.name, type=body.type, base_url=body.base_url, api_key_env=body.api_key_env,
             api_key=body.api_key, models=body.models, deployments=body.deployments,
-            api_version=body.api_version, supports_responses=body.supports_responses)
+            api_version=body.api_version, supports_responses=body.supports_responses,
+            api_key_ref=body.api_key_ref)
 
     @app.delete("/admin/providers/{name}", status_code=204, tags=["providers"])
     async def remove_provider(name: str) -> Response:

@@ -1,0 +1,27 @@
+"""`providers add --api-key-ref` through a running gateway (--server): only the reference is
+stored, and the gateway reads the key from it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cli.helpers import Project, Remote
+
+
+def test_remote_add_with_an_external_reference(project: Project, remote: Remote,
+                                               tmp_path: Path) -> None:
+    secret = tmp_path / "provider.key"
+    secret.write_text("sk-external-store-0123456789abcdef\n")
+    remote.ok("providers", "add", "external", "--type", "openai-compatible", "--base-url",
+              "http://127.0.0.1:9/v1", "--models", "ext-model", "--api-key-ref",
+              f"file:{secret}")
+    listed = json.loads(remote.ok("providers", "list", "--format", "json").stdout)
+    (row,) = [p for p in listed if p["name"] == "external"]
+    assert f"file:{secret}" in json.dumps(row)
+    provider = remote.runtime.providers.providers["external"]
+    assert provider._api_key == "sk-external-store-0123456789abcdef"  # read from the file
+    assert b"sk-external-store" not in project.stored_bytes()
+    bad = remote.run("providers", "add", "other", "--type", "openai-compatible", "--base-url",
+                     "http://127.0.0.1:9/v1", "--api-key-ref", "s3:bucket/key")
+    assert bad.exit_code == 2
