@@ -20,7 +20,7 @@ __all__ = ["RequestContext"]
 class RequestContext:
     __slots__ = (
         "body", "client_asked_usage", "client_ip", "completion_text", "cost", "cost_known",
-        "endpoint", "error_code", "feature", "key", "model", "priced_usage", "provider",
+        "endpoint", "error_code", "feature", "guard", "key", "model", "priced_usage", "provider",
         "request_id", "started", "status", "stream", "ticket", "token", "ts", "ttft",
         "upstream_model",
         "usage", "usage_estimated", "user_agent", "view",
@@ -54,6 +54,7 @@ class RequestContext:
         self.ttft: float | None = None
         self.ticket: Ticket | None = None  # what the limiter holds for this request
         self.token: TokenClaims | None = None  # when a short-lived token was used
+        self.guard: tuple[str, ...] | None = None  # what a guardrail found (kinds, no values)
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0

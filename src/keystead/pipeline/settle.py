@@ -138,4 +138,5 @@ def settle(ctx: RequestContext, ledger: LedgerWriter, log_requests: bool) -> Non
             "client_ip": record.client_ip,
             "token_id": ctx.token.token_id if ctx.token else None,
             "user": ctx.token.user if ctx.token else None,
+            "guard": list(ctx.guard) if ctx.guard else None,
         }))

@@ -16,10 +16,12 @@ import os
 import re
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from keystead.config.model import GuardPolicy
 from keystead.errors import (
     EndpointNotAllowed,
     GatewayError,
@@ -31,6 +33,7 @@ from keystead.errors import (
     UpstreamError,
     render,
 )
+from keystead.guard.inspect import ContentBlocked, inspect
 from keystead.pipeline import admit
 from keystead.pipeline.context import RequestContext
 from keystead.pipeline.limits import Limiter, Ticket
@@ -107,6 +110,10 @@ class DataPlane:
         self.rt = runtime
         self.max_body = runtime.config.server.max_body_bytes
         self.log_requests = runtime.config.logging.requests
+        guard = runtime.config.guardrails
+        self.guard_default = guard.default if guard.default != GuardPolicy() else None
+        self.guard_envs = {env: policy if policy != GuardPolicy() else None
+                           for env, policy in guard.environments.items()}
         origins = runtime.config.server.cors_origins
         self.cors_any = "*" in origins
         self.cors_origins = {o.encode() for o in origins}
@@ -228,6 +235,19 @@ class DataPlane:
                 f"offer /v1/{ctx.endpoint.value.replace('.', '/')}.",
                 param="model", hint="Use a model of a provider that supports this route.")
         ctx.provider, ctx.upstream_model = provider, upstream_model
+        policy = self.guard_envs.get(key.env, self.guard_default)
+        if policy is not None:
+            # Off the event loop when large: the detectors are regular expressions over text.
+            inspect_body = partial(inspect, ctx.endpoint, body, policy.secrets, policy.pii)
+            try:
+                verdict = inspect_body() if len(body) < 16_384 else \
+                    await asyncio.to_thread(inspect_body)
+            except ContentBlocked as blocked:
+                ctx.guard = blocked.kinds
+                raise
+            ctx.guard = verdict.kinds or None
+            if verdict.body is not None:
+                body = verdict.body
         rewrite = BodyRewrite()
         if upstream_model != view.model:
             rewrite.model = upstream_model
