@@ -330,21 +330,23 @@ def test_rpm_limit_of_60_holds_across_three_replicas(cluster: Cluster) -> None:
 # --- 3. a revoke reaches every replica within a second -----------------------------------------
 
 
+async def refused_after(replica: Replica, key: str, since: float) -> float:
+    """Seconds from `since` until `replica` refuses `key` (polled every 50 ms)."""
+    client = replica.client(key)
+    try:
+        while True:
+            try:
+                await client.models.list()
+            except openai.AuthenticationError:
+                return time.monotonic() - since
+            assert time.monotonic() - since < 10, f"{replica.name} still accepts the key"
+            await asyncio.sleep(0.05)
+    finally:
+        await client.close()
+
+
 def test_revoke_through_replica_1_is_refused_on_replicas_2_and_3_within_a_second(
         cluster: Cluster) -> None:
-    async def refused_after(replica: Replica, key: str, since: float) -> float:
-        client = replica.client(key)
-        try:
-            while True:
-                try:
-                    await client.models.list()
-                except openai.AuthenticationError:
-                    return time.monotonic() - since
-                assert time.monotonic() - since < 10, f"{replica.name} still accepts the key"
-                await asyncio.sleep(0.05)
-        finally:
-            await client.close()
-
     async def main() -> None:
         key_id, key = cluster.create_key("dev-replicas-revoke")
         one, two, three = cluster.replicas
@@ -505,19 +507,6 @@ def test_an_incident_on_replica_1_stops_the_leaked_text_everywhere_within_a_seco
         cluster: Cluster) -> None:
     """`keystead incident` through one replica, given the leaked text itself: every replica
     refuses it within a second, the replacement works everywhere, the forensics saw the use."""
-
-    async def refused_after(replica: Replica, key: str, since: float) -> float:
-        client = replica.client(key)
-        try:
-            while True:
-                try:
-                    await client.models.list()
-                except openai.AuthenticationError:
-                    return time.monotonic() - since
-                assert time.monotonic() - since < 10, f"{replica.name} still accepts the key"
-                await asyncio.sleep(0.05)
-        finally:
-            await client.close()
 
     async def main() -> None:
         _key_id, leaked = cluster.create_key("dev-replicas-incident")
