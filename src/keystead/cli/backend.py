@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
 from keystead.config.load import LoadedConfig
+from keystead.control.events import EventService, event_view
 from keystead.control.incident import IncidentService
 from keystead.control.keys import KeyService
 from keystead.control.providers import ProviderService
@@ -58,6 +59,7 @@ class Backend(Protocol):
     def rotate_key(self, key: str, grace: str) -> dict[str, Any]: ...
     def incident(self, key: str, reason: str | None, replace: bool) -> dict[str, Any]: ...
     def mint_token(self, key: str, options: dict[str, Any]) -> dict[str, Any]: ...
+    def events(self, query: dict[str, Any]) -> list[dict[str, Any]]: ...
     def due_keys(self, within: str) -> list[dict[str, Any]]: ...
     def set_disabled(self, key: str, disabled: bool) -> dict[str, Any]: ...
     def add_provider(self, **fields: Any) -> dict[str, Any]: ...
@@ -134,6 +136,14 @@ class EmbeddedBackend:
             service = KeyService(rt)
             created = await service.rotate(key, _seconds(grace, "grace"))
             return {**service.view(created.record), "key": created.text}
+        return self._run(action)
+
+    def events(self, query: dict[str, Any]) -> list[dict[str, Any]]:
+        async def action(rt: Runtime) -> list[dict[str, Any]]:
+            since = _seconds(query["since"], "since") if query.get("since") else None
+            found = await EventService(rt).list(key=query.get("key"), kind=query.get("kind"),
+                                                since_s=since, limit=query.get("limit", 100))
+            return [event_view(e) for e in found]
         return self._run(action)
 
     def mint_token(self, key: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -260,6 +270,10 @@ class RemoteBackend:
     def rotate_key(self, key: str, grace: str) -> dict[str, Any]:
         return self._call("POST", f"/admin/keys/{urllib.parse.quote(key)}/rotate",  # type: ignore[no-any-return]
                           {"grace": grace})
+
+    def events(self, query: dict[str, Any]) -> list[dict[str, Any]]:
+        params = urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
+        return self._call("GET", f"/admin/events?{params}")  # type: ignore[no-any-return]
 
     def mint_token(self, key: str, options: dict[str, Any]) -> dict[str, Any]:
         return self._call("POST", "/admin/tokens", {"key": key, **options})  # type: ignore[no-any-return]

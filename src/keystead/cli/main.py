@@ -98,6 +98,7 @@ def cli(ctx: click.Context, config: str | None, server: str | None,
 
 def _register() -> None:
     from keystead.cli import (
+        events,
         incident,
         keys,
         providers,
@@ -110,7 +111,8 @@ def _register() -> None:
         vault,
     )
 
-    for module in (keys, teams, providers, run, setup, usage, vault, scan, incident, tokens):
+    for module in (keys, teams, providers, run, setup, usage, vault, scan, incident, tokens,
+                   events):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -130,6 +130,16 @@ class KeysConfig(_Strict):
     environments: tuple[str, ...] = ("dev", "staging", "prod")
     # Rotation policy (P5): environment -> how often its keys must be rotated, e.g. {prod: 30d}.
     rotate_every: dict[str, str] = Field(default_factory=dict)
+    # A key.rotation_due event is recorded this long before a key falls due (checked hourly).
+    remind_before: str = "7d"
+
+    @field_validator("remind_before")
+    @classmethod
+    def _remind(cls, value: str) -> str:
+        from keystead.durations import parse_duration
+
+        parse_duration(value)
+        return value
 
     @field_validator("rotate_every")
     @classmethod

@@ -105,9 +105,9 @@ def forensics(records: Iterable[UsageRecord], now: float, days: float) -> dict[s
 
 
 class IncidentService:
-    def __init__(self, runtime: Runtime):
+    def __init__(self, runtime: Runtime, actor: str = "cli"):
         self.rt = runtime
-        self.keys = KeyService(runtime)
+        self.keys = KeyService(runtime, actor)
 
     async def find(self, key_or_text: str) -> KeyRecord:
         """The key by id, name, or its leaked text (verified against its hash, so a text that
@@ -153,6 +153,10 @@ class IncidentService:
         incident = Incident(self.keys.view(record), action, new_key, started, stopped, None,
                             report)
         incident.notified = await self._notify(record, incident, reason)
+        await self.keys.record("incident", record.id, reason=reason, action=action,
+                               stop_ms=round((stopped - started) * 1000, 1),
+                               owner_notified=incident.notified,
+                               unusual=report["unusual"], requests=report["requests"])
         return incident
 
     async def _notify(self, record: KeyRecord, incident: Incident,

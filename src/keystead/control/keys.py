@@ -19,7 +19,7 @@ from keystead.errors import InvalidField, NotFound
 from keystead.keys.format import generate_key
 from keystead.providers.base import Endpoint
 from keystead.runtime import KEYS_VERSION, Runtime
-from keystead.state.records import KeyRecord, Limits
+from keystead.state.records import EventRecord, KeyRecord, Limits
 from keystead.state.store import DuplicateName
 
 __all__ = ["CreatedKey", "KeyService", "key_view"]
@@ -84,8 +84,14 @@ def _check_expiry(expires_in_s: float | None) -> None:
 
 
 class KeyService:
-    def __init__(self, runtime: Runtime):
+    def __init__(self, runtime: Runtime, actor: str = "cli"):
         self.rt = runtime
+        self.actor = actor  # who acts, for the audit entries: "cli", "admin-api"
+
+    async def record(self, kind: str, key_id: str, **detail: Any) -> None:
+        """An audit entry. Never the key text: ids, names, reasons and changed field names."""
+        await self.rt.store.insert_event(EventRecord(kind=kind, ts=time.time(), key_id=key_id,
+                                                     actor=self.actor, detail=detail))
 
     async def create(self, name: str, *, env: str | None = None, team: str | None = None,
                      owner: str | None = None, description: str | None = None,
@@ -122,6 +128,7 @@ class KeyService:
                                hint="Key names are unique; add a -NN suffix for a second key.") \
                 from None
         await self.rt.changed(KEYS_VERSION)
+        await self.record("key.created", record.id, name=name, env=resolved_env, team=team)
         return CreatedKey(record, generated.text)
 
     async def _require_team(self, team: str) -> None:
@@ -178,6 +185,7 @@ class KeyService:
         updated = await self.rt.store.update_key(record.id, **values)
         assert updated is not None  # keys are revoked, never deleted
         await self.rt.changed(KEYS_VERSION)
+        await self.record("key.updated", record.id, fields=sorted(values))
         return updated
 
     async def list(self) -> list[KeyRecord]:
@@ -207,6 +215,7 @@ class KeyService:
         updated = await self.rt.store.update_key(record.id,
                                                  disabled_at=time.time() if disabled else None)
         await self.rt.changed(KEYS_VERSION)
+        await self.record("key.disabled" if disabled else "key.enabled", record.id)
         assert updated is not None
         return updated
 
@@ -250,6 +259,8 @@ class KeyService:
             previous_expires_at=now + grace_s)
         assert updated is not None
         await self.rt.changed(KEYS_VERSION)
+        await self.record("key.rotated", record.id, grace_s=grace_s,
+                          new_credential=generated.key_id)
         return CreatedKey(updated, generated.text)
 
     async def revoke(self, id_or_name: str, reason: str | None = None) -> KeyRecord:
@@ -259,5 +270,6 @@ class KeyService:
         updated = await self.rt.store.update_key(record.id, revoked_at=time.time(),
                                                  revoked_reason=reason)
         await self.rt.changed(KEYS_VERSION)
+        await self.record("key.revoked", record.id, reason=reason)
         assert updated is not None
         return updated

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from keystead import __version__
+from keystead.control.events import EventService, event_view
 from keystead.control.incident import IncidentService
 from keystead.control.keys import KeyService
 from keystead.control.providers import ProviderService
@@ -285,7 +286,8 @@ class ErrorEnvelope(BaseModel):
 
 
 def create_admin_app(runtime: Runtime) -> FastAPI:
-    keys, providers, usage = KeyService(runtime), ProviderService(runtime), UsageService(runtime)
+    keys = KeyService(runtime, actor="admin-api")
+    providers, usage = ProviderService(runtime), UsageService(runtime)
     teams = TeamService(runtime)
     token = runtime.config.admin.token
 
@@ -384,6 +386,20 @@ def create_admin_app(runtime: Runtime) -> FastAPI:
         created = await keys.rotate(key, grace)
         return {**keys.view(created.record), "key": created.text}
 
+    @app.get("/admin/events", tags=["keys"])
+    async def list_events(
+        key: Annotated[str | None, Query(description="A key's id or name.")] = None,
+        kind: Annotated[str | None, Query(description="e.g. incident, key.revoked, "
+                                                      "key.rotation_due")] = None,
+        since: Annotated[str | None, Query(description="Window such as 24h, 7d.")] = None,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    ) -> list[dict[str, Any]]:
+        """The audit trail: who created, changed, rotated, paused or revoked which key, the
+        incidents, and the rotation reminders; newest first."""
+        found = await EventService(runtime).list(key=key, kind=kind, since_s=_duration(
+            since, "since"), limit=limit)
+        return [event_view(e) for e in found]
+
     @app.post("/admin/tokens", status_code=201, tags=["keys"])
     async def mint_token(body: TokenMint) -> dict[str, Any]:
         """A short-lived token from a key; a backend holding the key can mint one itself with
@@ -395,7 +411,7 @@ def create_admin_app(runtime: Runtime) -> FastAPI:
     async def incident(body: IncidentIn) -> dict[str, Any]:
         """Stop a leaked key everywhere, issue its replacement, notify the owner's webhook and
         return the forensics (source IPs, user agents, models, hours, what is unusual)."""
-        found = await IncidentService(runtime).respond(body.key, reason=body.reason,
+        found = await IncidentService(runtime, "admin-api").respond(body.key, reason=body.reason,
                                                        replace=body.replace)
         return found.as_dict()
 

@@ -7,6 +7,8 @@ usage ledger is flushed last.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -41,6 +43,7 @@ class KeysteadApp:
         self.runtime: Runtime | None = None
         self._data: DataPlane | None = None
         self._admin: Any = None
+        self._reminders: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -89,13 +92,31 @@ class KeysteadApp:
         self._data = DataPlane(runtime)
         if self._on_ready is not None:
             await self._on_ready(runtime)
+        if runtime.config.keys.rotate_every:
+            self._reminders = asyncio.get_running_loop().create_task(self._remind(runtime))
         # Everything built so far lives as long as the process: move it out of the collector's
         # sight so that full collections on the request path stay short.
         gc.collect()
         gc.freeze()
         return runtime
 
+    async def _remind(self, runtime: Runtime, every_s: float = 3600.0) -> None:
+        """Record rotation reminders now and every hour (a reminder is recorded once)."""
+        from keystead.control.events import EventService
+
+        while True:
+            try:
+                await EventService(runtime).remind()
+            except Exception:
+                log.exception("recording rotation reminders failed; retrying in an hour")
+            await asyncio.sleep(every_s)
+
     async def shutdown(self) -> None:
+        if self._reminders is not None:
+            self._reminders.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reminders
+            self._reminders = None
         self._data = None
         if self.runtime is not None:
             await self.runtime.close()

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal
 from typing import Any, Literal
 
-__all__ = ["BudgetPeriod", "KeyRecord", "Limits", "ProviderRecord", "SealedRecord", "TeamRecord",
+__all__ = ["BudgetPeriod", "EventRecord", "KeyRecord", "Limits", "ProviderRecord", "SealedRecord",
+           "TeamRecord",
            "UsageRecord"]
 
 BudgetPeriod = Literal["day", "month"]
@@ -95,6 +96,18 @@ class KeyRecord:
         if self.expires_at is not None and self.expires_at <= now:
             return "expired"
         return "active"
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One audit entry or notice: what happened to which key, when, and who did it."""
+
+    kind: str  # key.created, key.rotated, key.revoked, incident, key.rotation_due, ...
+    ts: float
+    key_id: str | None = None
+    actor: str | None = None  # "cli", "admin-api", "gateway" (the gateway itself, e.g. reminders)
+    detail: dict[str, Any] = field(default_factory=dict)  # never key text
+    id: int | None = None  # set by the store
 
 
 @dataclass(frozen=True, slots=True)

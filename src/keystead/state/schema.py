@@ -131,6 +131,20 @@ ROLLUP_DIMENSIONS = ("key_id", "key_name", "team", "env", "feature", "route", "m
 ROLLUP_SUMS = ("requests", "errors", "prompt_tokens", "completion_tokens", "cached_tokens",
                "cost_nanousd", "latency_ms_sum")
 
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("key_id", sa.String(16)),
+    sa.Column("actor", sa.String(64)),
+    sa.Column("detail", sa.JSON, nullable=False),
+    sa.Index("ix_events_ts", "ts"),
+    sa.Index("ix_events_key_ts", "key_id", "ts"),
+)
+
 usage_hourly = sa.Table(
     "usage_hourly",
     metadata,

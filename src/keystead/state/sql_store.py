@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from keystead.state import schema as t
 from keystead.state.records import (
+    EventRecord,
     KeyRecord,
     Limits,
     ProviderRecord,
@@ -39,7 +40,7 @@ __all__ = ["SCHEMA_HEAD", "SQLStore", "async_url"]
 
 # The newest migration. When the database is already there, Alembic (a fifth of the start-up
 # time) is not even imported; a test keeps this equal to the migrations' head.
-SCHEMA_HEAD = "0004"
+SCHEMA_HEAD = "0005"
 
 _NANO = Decimal("1e-9")
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -226,6 +227,26 @@ class SQLStore:
         await self._write(statement, [{"kid": k, "ts": ts} for k, ts in last_used.items()])
 
     # teams
+    # events (audit entries, reminders)
+    async def insert_event(self, event: EventRecord) -> None:
+        await self._write(t.events.insert().values(
+            ts=event.ts, kind=event.kind, key_id=event.key_id, actor=event.actor,
+            detail=dict(event.detail)))
+
+    async def list_events(self, limit: int = 100, key_id: str | None = None,
+                          kind: str | None = None, since: float | None = None
+                          ) -> list[EventRecord]:
+        statement = sa.select(t.events).order_by(t.events.c.id.desc()).limit(limit)
+        if key_id is not None:
+            statement = statement.where(t.events.c.key_id == key_id)
+        if kind is not None:
+            statement = statement.where(t.events.c.kind == kind)
+        if since is not None:
+            statement = statement.where(t.events.c.ts >= since)
+        return [EventRecord(kind=r.kind, ts=r.ts, key_id=r.key_id, actor=r.actor,
+                            detail=dict(r.detail), id=int(r.id))
+                for r in await self._read(statement)]
+
     async def insert_team(self, team: TeamRecord) -> None:
         try:
             await self._write(t.teams.insert().values(**_team_values(team)))

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any, Literal, Protocol, get_args
 
 from keystead.state.records import (
+    EventRecord,
     KeyRecord,
     ProviderRecord,
     SealedRecord,
@@ -72,6 +73,13 @@ class Store(Protocol):
     async def list_keys(self) -> list[KeyRecord]: ...
     async def update_key(self, key_id: str, **changes: Any) -> KeyRecord | None: ...
     async def touch_keys(self, last_used: dict[str, float]) -> None: ...
+
+    # events: audit entries (who did what to which key) and reminders
+    async def insert_event(self, event: EventRecord) -> None: ...
+    async def list_events(self, limit: int = 100, key_id: str | None = None,
+                          kind: str | None = None, since: float | None = None
+                          ) -> list[EventRecord]:
+        """Newest first."""
 
     # teams
     async def insert_team(self, team: TeamRecord) -> None:
