@@ -4,6 +4,7 @@ stored, and the gateway reads the key from it."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from cli.helpers import Project, Remote
@@ -25,3 +26,21 @@ def test_remote_add_with_an_external_reference(project: Project, remote: Remote,
     bad = remote.run("providers", "add", "other", "--type", "openai-compatible", "--base-url",
                      "http://127.0.0.1:9/v1", "--api-key-ref", "s3:bucket/key")
     assert bad.exit_code == 2
+
+
+def test_set_key_replaces_a_vault_key_embedded_and_remote(project: Project,
+                                                         remote: Remote) -> None:
+    project.ok("providers", "add", "sealed", "--type", "openai-compatible", "--base-url",
+               "http://127.0.0.1:9/v1", "--models", "m1", "--api-key-stdin",
+               input="sk-first-key-0123456789\n")
+    result = project.ok("providers", "set-key", "sealed", input="sk-second-key-0123456789\n")
+    assert "new key in place" in result.stdout
+    assert b"sk-second-key" not in project.stored_bytes()
+    # The running gateway on the same store picks the new key up by itself (version poll).
+    deadline = time.monotonic() + 5
+    while getattr(remote.runtime.providers.providers.get("sealed"), "_api_key", None) != \
+            "sk-second-key-0123456789":
+        assert time.monotonic() < deadline, "the gateway kept the old key"
+        time.sleep(0.05)
+    assert project.run("providers", "set-key", "sealed", input="\n").exit_code == 2
+    assert project.run("providers", "set-key", "nope", input="sk-x\n").exit_code == 1

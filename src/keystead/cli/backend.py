@@ -66,6 +66,7 @@ class Backend(Protocol):
     def list_providers(self) -> list[dict[str, Any]]: ...
     def test_provider(self, name: str) -> dict[str, Any]: ...
     def remove_provider(self, name: str) -> None: ...
+    def set_provider_key(self, name: str, api_key: str) -> dict[str, Any]: ...
     def usage(self, by: str, since: str,
               filters: Mapping[str, str] | None = None) -> list[dict[str, Any]]: ...
 
@@ -193,6 +194,11 @@ class EmbeddedBackend:
             await ProviderService(rt).remove(name)
         self._run(action)
 
+    def set_provider_key(self, name: str, api_key: str) -> dict[str, Any]:
+        async def action(rt: Runtime) -> dict[str, Any]:
+            return await ProviderService(rt).set_key(name, api_key)
+        return self._run(action)
+
     def usage(self, by: str, since: str,
               filters: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
         from keystead.durations import parse_duration
@@ -305,6 +311,10 @@ class RemoteBackend:
 
     def remove_provider(self, name: str) -> None:
         self._call("DELETE", f"/admin/providers/{urllib.parse.quote(name)}")
+
+    def set_provider_key(self, name: str, api_key: str) -> dict[str, Any]:
+        return self._call("PUT", f"/admin/providers/{urllib.parse.quote(name)}/key",  # type: ignore[no-any-return]
+                          {"api_key": api_key})
 
     def usage(self, by: str, since: str,
               filters: Mapping[str, str] | None = None) -> list[dict[str, Any]]:

@@ -102,4 +102,20 @@ def remove(state: State, name: str) -> None:
     click.echo(f"removed provider {name}")
 
 
+@providers.command("set-key")
+@click.argument("name")
+@click.pass_obj
+@friendly
+def set_key(state: State, name: str) -> None:
+    """Replace a provider's key in the vault (read from stdin); no request fails.
+
+    Create the new key at the provider first, run this, then revoke the old one there.
+    """
+    api_key = sys.stdin.readline().strip()
+    if not api_key:
+        raise click.UsageError("pipe the new key to standard input")
+    state.backend().set_provider_key(name, api_key)
+    click.echo(f"provider {name}: new key in place; gateways use it within a second")
+
+
 COMMANDS = [providers]

@@ -104,6 +104,29 @@ class ProviderService:
     def list(self) -> list[dict[str, Any]]:
         return [provider_view(s.spec, s.error) for s in self.rt.provider_status.values()]
 
+    async def set_key(self, name: str, api_key: str) -> dict[str, Any]:
+        """Replace a provider's key in the vault, with no failed request: requests in flight
+        finish with the old key, every request after the swap (on every gateway within a
+        second) uses the new one. Create the new key at the provider first, swap, then revoke
+        the old one there."""
+        status = self.rt.provider_status.get(name)
+        if status is None:
+            raise NotFound(f"No provider named {name!r}.", param="name")
+        ref = status.spec.api_key_ref
+        if ref is None or not ref.startswith("vault:"):
+            where = ref.split(":", 1)[0] + ":" if ref else "the config file"
+            raise InvalidField(
+                f"Provider {name!r} does not keep its key in the vault (it comes from {where}).",
+                param="name", hint="Change it where it lives; external stores are re-read every "
+                                   "secret_stores.refresh_s.")
+        key = api_key.strip()
+        if not key:
+            raise InvalidField("The new key is empty.", param="api_key")
+        await self.rt.vault.put(ref[len("vault:"):], key.encode())
+        await self.rt.changed(PROVIDERS_VERSION)
+        status = self.rt.provider_status[name]
+        return provider_view(status.spec, status.error)
+
     async def remove(self, name: str) -> None:
         if name in self.rt.config.providers:
             raise InvalidField(f"Provider {name!r} is defined in the config file; remove it "

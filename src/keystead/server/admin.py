@@ -235,6 +235,11 @@ class ProviderCreate(BaseModel):
     supports_responses: bool | None = None
 
 
+class ProviderKey(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    api_key: str = Field(description="The new key; sealed into the vault, never returned.")
+
+
 class ProviderOut(BaseModel):
     name: str
     type: str
@@ -462,6 +467,11 @@ def create_admin_app(runtime: Runtime) -> FastAPI:
     async def remove_provider(name: str) -> Response:
         await providers.remove(name)
         return Response(status_code=204)
+
+    @app.put("/admin/providers/{name}/key", response_model=ProviderOut, tags=["providers"])
+    async def set_provider_key(name: str, body: ProviderKey) -> dict[str, Any]:
+        """Replace the provider's key in the vault; no request fails during the swap."""
+        return await providers.set_key(name, body.api_key)
 
     @app.post("/admin/providers/{name}/test", response_model=ProviderTest, tags=["providers"])
     async def test_provider(name: str) -> dict[str, Any]:
