@@ -75,6 +75,11 @@ def test_a_backend_mints_a_token_that_is_narrower_than_its_key(tmp_path, backend
         assert wider.status == 403
         assert (await mint(client, key, ttl="30d")).status == 400
         assert (await mint(client, key, colour="red")).status == 400
+        for bad in ({"models": "gpt-4o-mini"}, {"rpm": "5"}, {"rpm": True}, {"ttl": 60},
+                    {"max_tokens": 0}):
+            refused = await mint(client, key, **bad)
+            assert refused.status == 400, bad
+            assert refused.json()["error"]["param"] == next(iter(bad))
         await client.runtime.ledger.flush()
         rows = await client.runtime.store.recent_usage(100)
         assert {r.key_id for r in rows} == {minted["key_id"]}  # usage lands on the key

@@ -32,8 +32,10 @@ class MintedToken:
 
 
 def _positive(name: str, value: int | None) -> int | None:
-    if value is not None and value < 1:
-        raise InvalidField(f"{name} must be at least 1.", param=name)
+    # JSON from a client: bool is an int in Python, and "5" is not a number.
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                              or value < 1):
+        raise InvalidField(f"{name} must be an integer of at least 1.", param=name)
     return value
 
 
@@ -45,6 +47,12 @@ class TokenService:
              models: list[str] | None = None, rpm: int | None = None, tpm: int | None = None,
              max_tokens: int | None = None, user: str | None = None) -> MintedToken:
         config = self.rt.config.tokens
+        for name, value in (("ttl", ttl), ("user", user)):
+            if value is not None and not isinstance(value, str):
+                raise InvalidField(f"{name} must be a string.", param=name)
+        if models is not None and (not isinstance(models, list)
+                                   or not all(isinstance(m, str) for m in models)):
+            raise InvalidField("models must be a list of model names.", param="models")
         try:
             lifetime = parse_duration(ttl or config.default_ttl)
         except ValueError as exc:
