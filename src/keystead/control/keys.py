@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from keystead.control.teams import (
-    apply_limit_changes,
     check_allowlist,
     check_limits,
     check_text,
+    policy_changes,
 )
 from keystead.durations import parse_duration
 from keystead.errors import InvalidField, NotFound
@@ -175,11 +175,7 @@ class KeyService:
             _check_expiry(expires_in_s)
             values["expires_at"] = (time.time() + expires_in_s if expires_in_s is not None
                                     else None)
-        if "limits" in changes:
-            values["limits"] = apply_limit_changes(record.limits, changes["limits"])
-        if "ip_allowlist" in changes:
-            values["ip_allowlist"] = check_allowlist(changes["ip_allowlist"])
-        values = {k: v for k, v in values.items() if getattr(record, k) != v}
+        values = policy_changes(record, changes, values)
         if not values:
             return record
         updated = await self.rt.store.update_key(record.id, **values)

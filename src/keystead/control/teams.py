@@ -18,7 +18,7 @@ from typing import Any
 
 from keystead.errors import InvalidField, NotFound
 from keystead.runtime import KEYS_VERSION, Runtime
-from keystead.state.records import Limits, TeamRecord
+from keystead.state.records import KeyRecord, Limits, TeamRecord
 from keystead.state.store import DuplicateName
 
 __all__ = ["LIMIT_FIELDS", "TeamService", "apply_limit_changes", "check_allowlist",
@@ -115,6 +115,17 @@ def apply_limit_changes(base: Limits, changes: Mapping[str, Any] | None) -> Limi
     return base.merged(**clean)
 
 
+def policy_changes(record: KeyRecord | TeamRecord, changes: Mapping[str, Any],
+                   values: dict[str, Any]) -> dict[str, Any]:
+    """`values` plus the limits and allowlist `changes` of a key or a team, keeping only what
+    differs from `record` (an update that changes nothing writes nothing)."""
+    if "limits" in changes:
+        values["limits"] = apply_limit_changes(record.limits, changes["limits"])
+    if "ip_allowlist" in changes:
+        values["ip_allowlist"] = check_allowlist(changes["ip_allowlist"])
+    return {k: v for k, v in values.items() if getattr(record, k) != v}
+
+
 def check_allowlist(cidrs: Iterable[str] | None) -> tuple[str, ...] | None:
     """The allowlist in canonical form (10.1.2.3 -> 10.1.2.3/32), or None for "any address"."""
     if cidrs is None:
@@ -199,11 +210,7 @@ class TeamService:
             if field in changes:
                 values[field] = changes[field] or None
         check_text("owner", values.get("owner"))
-        if "limits" in changes:
-            values["limits"] = apply_limit_changes(record.limits, changes["limits"])
-        if "ip_allowlist" in changes:
-            values["ip_allowlist"] = check_allowlist(changes["ip_allowlist"])
-        values = {k: v for k, v in values.items() if getattr(record, k) != v}
+        values = policy_changes(record, changes, values)
         if not values:
             return record
         updated = await self.rt.store.update_team(name, **values)

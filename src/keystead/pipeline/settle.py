@@ -23,7 +23,7 @@ from keystead.usage.estimate import (
     streamed_text,
 )
 from keystead.usage.ledger import LedgerWriter
-from keystead.usage.prices import PriceBook, TokenUsage
+from keystead.usage.prices import Cost, PriceBook, TokenUsage
 
 __all__ = ["estimate_usage", "price", "prompt_tokens_bounds", "settle", "worst_cost"]
 
@@ -79,11 +79,17 @@ def worst_cost(ctx: RequestContext, prices: PriceBook, prompt_tokens: int,
     """The most this request can cost: its whole prompt and every token it may generate."""
     if ctx.provider is None:
         return Decimal(0)
-    usage = TokenUsage(prompt_tokens=prompt_tokens, completion_tokens=output_tokens)
+    return _cost(ctx, prices, TokenUsage(prompt_tokens=prompt_tokens,
+                                         completion_tokens=output_tokens)).usd
+
+
+def _cost(ctx: RequestContext, prices: PriceBook, usage: TokenUsage) -> Cost:
+    """`usage` at the served model's price, else (a renamed deployment) the asked-for one's."""
+    assert ctx.provider is not None
     cost = prices.cost(ctx.provider.type, ctx.upstream_model or ctx.model or "", usage)
-    if not cost.known and ctx.model:
+    if not cost.known and ctx.upstream_model and ctx.upstream_model != ctx.model and ctx.model:
         cost = prices.cost(ctx.provider.type, ctx.model, usage)
-    return cost.usd
+    return cost
 
 
 def price(ctx: RequestContext, prices: PriceBook) -> None:
@@ -91,9 +97,7 @@ def price(ctx: RequestContext, prices: PriceBook) -> None:
     if ctx.usage is None or ctx.provider is None or ctx.priced_usage is ctx.usage:
         return
     ctx.priced_usage = ctx.usage
-    cost = prices.cost(ctx.provider.type, ctx.upstream_model or ctx.model or "", ctx.usage)
-    if not cost.known and ctx.upstream_model and ctx.upstream_model != ctx.model and ctx.model:
-        cost = prices.cost(ctx.provider.type, ctx.model, ctx.usage)
+    cost = _cost(ctx, prices, ctx.usage)
     ctx.cost = cost.usd
     ctx.cost_known = cost.known
 
