@@ -153,3 +153,17 @@ async def running_app(loaded: LoadedConfig) -> AsyncIterator[AppClient]:
         yield AppClient(app)
     finally:
         await app.shutdown()
+
+
+@asynccontextmanager
+async def serving_http(app: Any) -> AsyncIterator[str]:
+    """An aiohttp `web.Application` served on a free loopback port; yields its base URL."""
+    from aiohttp import web
+
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()

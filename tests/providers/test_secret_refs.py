@@ -30,7 +30,7 @@ from keystead.providers.mock_upstream import MockSettings, serve_mock
 from keystead.providers.registry import ProviderSpec, resolve_secret
 from keystead.providers.secret_refs import SecretRefError, check_reference, resolve_reference
 from keystead.vault.envelope import VaultError
-from support import make_loaded, running_app
+from support import make_loaded, running_app, serving_http
 
 SECRET = "sk-live-ThisIsTheSecretValue0123456789"
 
@@ -234,15 +234,8 @@ async def fake_vault(secrets: dict[str, dict[str, str]],
 
     app = web.Application()
     app.router.add_get("/v1/{mount}/data/{path:.+}", read)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with serving_http(app) as base:
+        yield base
 
 
 def test_hcvault_kv2(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:

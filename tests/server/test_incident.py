@@ -13,7 +13,7 @@ from aiohttp import web
 
 from keystead.control.incident import forensics
 from keystead.state.records import UsageRecord
-from support import AppClient, make_loaded, running_app
+from support import AppClient, make_loaded, running_app, serving_http
 
 CHAT = "/v1/chat/completions"
 NOW = 1_800_000_000.0
@@ -94,18 +94,11 @@ def test_an_incident_from_the_leaked_text_rotates_notifies_and_reports(tmp_path)
     async def main() -> None:
         app = web.Application()
         app.router.add_post("/hook", hook)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        loaded = make_loaded(tmp_path, raw={"incidents": {"webhook_url": "${HOOK}"}},
-                             env={"HOOK": f"http://127.0.0.1:{port}/hook"})
-        try:
+        async with serving_http(app) as base:
+            loaded = make_loaded(tmp_path, raw={"incidents": {"webhook_url": "${HOOK}"}},
+                                 env={"HOOK": f"{base}/hook"})
             async with running_app(loaded) as client:
                 await asyncio.wait_for(test(client), 30)
-        finally:
-            await runner.cleanup()
 
     asyncio.run(main())
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from support import AppClient, make_loaded, running_app
+from support import AppClient, make_loaded, running_app, serving_http
 
 OLD, NEW = "sk-old-provider-key-0123456789", "sk-new-provider-key-9876543210"
 ANSWER = (b'{"id":"c1","object":"chat.completion","created":1,"model":"m1","choices":[{"index":0,'
@@ -34,21 +34,13 @@ def test_swapping_the_provider_key_under_load_fails_no_request(tmp_path: Path) -
     async def main() -> None:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", upstream)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        try:
-            async with running_app(make_loaded(tmp_path)) as client:
-                await run(client, port)
-        finally:
-            await runner.cleanup()
+        async with serving_http(app) as base, running_app(make_loaded(tmp_path)) as client:
+            await run(client, base)
 
-    async def run(client: AppClient, port: int) -> None:
+    async def run(client: AppClient, base: str) -> None:
         added = await client.admin("POST", "/admin/providers", {
             "name": "upstream", "type": "openai-compatible",
-            "base_url": f"http://127.0.0.1:{port}/v1", "api_key": OLD, "models": ["m1"]})
+            "base_url": f"{base}/v1", "api_key": OLD, "models": ["m1"]})
         assert added.status == 201, added.body
         key = await client.create_key("prod-swap-test")
 
