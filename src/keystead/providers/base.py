@@ -74,15 +74,29 @@ class Provider(ABC):
     def request_target(self, endpoint: Endpoint, model: str) -> tuple[str, dict[str, str]]:
         """URL and headers (auth included) for a call to `endpoint` for `model`."""
 
+    def prepare(self, endpoint: Endpoint, model: str, body: bytes | None,
+                stream: bool) -> bytes | None:
+        """The body to send, from the client's OpenAI-format body. A translating adapter
+        (another provider's API) rewrites it here; OpenAI-compatible ones send it unchanged."""
+        return body
+
+    def wrap(self, response: UpstreamResponse, endpoint: Endpoint,
+             stream: bool) -> UpstreamResponse:
+        """The provider's answer as the gateway reads it: OpenAI-format status, body and SSE
+        events. A translating adapter returns a view that translates as it is read."""
+        return response
+
     async def send(self, endpoint: Endpoint, model: str, body: bytes | None, *,
                    stream: bool) -> UpstreamResponse:
         url, headers = self.request_target(endpoint, model)
         headers["accept"] = "text/event-stream" if stream else "application/json"
         method = "GET" if endpoint is Endpoint.MODELS else "POST"
+        body = self.prepare(endpoint, model, body, stream)
         if body is not None:
             headers["content-type"] = "application/json"
-        return await self.transport.send(method, url, headers, body,
-                                         read_timeout=self.read_timeout, what=self.name)
+        response = await self.transport.send(method, url, headers, body,
+                                             read_timeout=self.read_timeout, what=self.name)
+        return self.wrap(response, endpoint, stream)
 
 
 def _is_pattern(model: str) -> bool:
