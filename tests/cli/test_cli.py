@@ -303,8 +303,8 @@ def test_providers_add_with_env_reference(project: Project) -> None:
 
 def test_providers_list_table(project: Project) -> None:
     lines = project.ok("providers", "list").stdout.splitlines()
-    assert lines[0].split() == ["NAME", "TYPE", "BASE_URL", "SOURCE", "API_KEY", "MODELS",
-                                "STATUS", "ERROR"]
+    assert lines[0].split() == ["NAME", "TYPE", "BASE_URL", "SOURCE", "API_KEY", "KEYS",
+                                "MODELS", "STATUS", "ERROR"]
     assert lines[1].split()[:2] == ["mock", "mock"]
     assert "gpt-4o-mini,gpt-4o,text-embedding-3-small" in lines[1]
 

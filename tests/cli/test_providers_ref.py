@@ -21,7 +21,7 @@ def test_remote_add_with_an_external_reference(project: Project, remote: Remote,
     (row,) = [p for p in listed if p["name"] == "external"]
     assert f"file:{secret}" in json.dumps(row)
     provider = remote.runtime.providers.providers["external"]
-    assert provider._api_key == "sk-external-store-0123456789abcdef"  # read from the file
+    assert provider.keys.secrets == ("sk-external-store-0123456789abcdef",)  # read from the file
     assert b"sk-external-store" not in project.stored_bytes()
     bad = remote.run("providers", "add", "other", "--type", "openai-compatible", "--base-url",
                      "http://127.0.0.1:9/v1", "--api-key-ref", "s3:bucket/key")
@@ -38,8 +38,9 @@ def test_set_key_replaces_a_vault_key_embedded_and_remote(project: Project,
     assert b"sk-second-key" not in project.stored_bytes()
     # The running gateway on the same store picks the new key up by itself (version poll).
     deadline = time.monotonic() + 5
-    while getattr(remote.runtime.providers.providers.get("sealed"), "_api_key", None) != \
-            "sk-second-key-0123456789":
+    while getattr(remote.runtime.providers.providers.get("sealed"), "keys", None) is None \
+            or remote.runtime.providers.providers["sealed"].keys.secrets != \
+            ("sk-second-key-0123456789",):
         assert time.monotonic() < deadline, "the gateway kept the old key"
         time.sleep(0.05)
     assert project.run("providers", "set-key", "sealed", input="\n").exit_code == 2

@@ -152,7 +152,7 @@ def test_azure_without_a_mapping_uses_the_model_name_as_deployment() -> None:
                         models=("gpt-4o",))
     provider = build_provider(spec, PROVIDER_KEY, ASGITransport(create_mock_app(MockSettings())),
                               read_timeout=10)
-    url, headers = provider.request_target(Endpoint.CHAT, "gpt-4o")
+    url, headers = provider.request_target(Endpoint.CHAT, "gpt-4o", PROVIDER_KEY)
     assert url == "http://up/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"
     assert headers == {"api-key": PROVIDER_KEY}
 

@@ -27,7 +27,7 @@ from keystead.config.load import ConfigError, parse_config
 from keystead.control.providers import ProviderService
 from keystead.errors import InvalidField
 from keystead.providers.mock_upstream import MockSettings, serve_mock
-from keystead.providers.registry import ProviderSpec, resolve_secret
+from keystead.providers.registry import KeySource, ProviderSpec, resolve_secret
 from keystead.providers.secret_refs import SecretRefError, check_reference, resolve_reference
 from keystead.vault.envelope import VaultError
 from support import make_loaded, running_app, serving_http
@@ -77,7 +77,7 @@ def test_config_accepts_store_references_only_for_provider_keys(tmp_path: Path) 
         config = parse_config({"providers": {"o": {"type": "openai", "base_url": "https://x/v1",
                                                    "api_key": ref}}}, {}, source="t")
         spec = ProviderSpec.from_config("o", config.providers["o"])
-        assert spec.api_key_ref == ref and spec.api_key is None
+        assert spec.keys == (KeySource(ref=ref),)
     with pytest.raises(ConfigError, match=r"admin\.token: holds a raw secret"):
         parse_config({"admin": {"token": "file:/etc/token"}}, {}, source="t")
     with pytest.raises(ConfigError, match="hcvault:MOUNT/PATH#FIELD"):
@@ -142,7 +142,7 @@ def test_unreadable_file_when_root_via_monkeypatch(tmp_path: Path,
 
 def test_resolve_secret_still_reads_env(monkeypatch: pytest.MonkeyPatch) -> None:
     spec = ProviderSpec(name="o", type="openai", base_url="https://x/v1", source="store",
-                        api_key_ref="env:SECRET_REFS_TEST_KEY")
+                        keys=(KeySource(ref="env:SECRET_REFS_TEST_KEY"),))
     monkeypatch.setenv("SECRET_REFS_TEST_KEY", SECRET)
     assert asyncio.run(resolve_secret(spec, None)) == SECRET
     monkeypatch.delenv("SECRET_REFS_TEST_KEY")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -325,9 +326,13 @@ async def test_a_provider_key_goes_into_the_vault_and_never_comes_back_out(
         "name": "extra", "type": "mock", "api_key": PROVIDER_SECRET, "models": ["extra-model"]})
     body = documented(doc, "POST", "/admin/providers", added)
     assert added.status == 201
+    (key,) = body.pop("keys")
     assert body == {"name": "extra", "type": "mock", "base_url": None, "source": "store",
                     "api_key": "vault", "models": ["extra-model"], "deployments": {},
                     "api_version": None, "status": "ok", "error": None}
+    assert key == {"label": "#1", "source": "vault", "state": "active", "since": None,
+                   "until": None, "reason": None,
+                   "fingerprint": hashlib.sha256(PROVIDER_SECRET.encode()).hexdigest()[:12]}
     assert await client.runtime.vault.get("provider:extra") == PROVIDER_SECRET.encode()
     record = next(r for r in await client.runtime.store.list_providers() if r.name == "extra")
     assert record.api_key_ref == "vault:provider:extra"

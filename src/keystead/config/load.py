@@ -116,7 +116,8 @@ def _resolve(node: Any, path: tuple[str, ...], env: Mapping[str, str], source: s
     if isinstance(node, list):
         return [_resolve(value, (*path, str(i)), env, source) for i, value in enumerate(node)]
     if isinstance(node, str):
-        if node.startswith("env:") and path and path[-1] in _SECRET_FIELDS:
+        if node.startswith("env:") and path and (path[-1] in _SECRET_FIELDS
+                                                 or path[-2:-1] == ("api_keys",)):
             node = "${" + node[4:] + "}"
 
         def substitute(match: re.Match[str]) -> str:
@@ -137,20 +138,32 @@ def _resolve(node: Any, path: tuple[str, ...], env: Mapping[str, str], source: s
 def _check_secret_references(node: Any, path: tuple[str, ...], source: str) -> None:
     if isinstance(node, dict):
         for key, value in node.items():
-            if key in _SECRET_FIELDS and isinstance(value, str) and not _PURE_REF.match(value) \
-                    and not (key == "api_key" and path[:1] == ("providers",)
-                             and _STORE_REF.match(value)):
-                raise ConfigError(
-                    f"{source}: {'.'.join((*path, key))}: holds a raw secret; a config file must "
-                    f"only reference one: write ${{VAR}} and keep the value in the environment or "
-                    f"the .env file, or store it with `keystead providers add --api-key-stdin`"
-                    + (" (or reference a secret store: file:PATH, aws-sm:SECRET_ID[#FIELD], "
-                       "hcvault:MOUNT/PATH#FIELD)" if key == "api_key" else "")
-                )
+            provider_key = key in ("api_key", "api_keys") and path[:1] == ("providers",)
+            if key == "api_keys" and provider_key and isinstance(value, list):
+                # A pool of provider keys: each entry follows api_key's rule.
+                for i, entry in enumerate(value):
+                    _refuse_raw_secret(entry, (*path, key, str(i)), source, provider_key=True)
+                continue
+            if key in _SECRET_FIELDS:
+                _refuse_raw_secret(value, (*path, key), source, provider_key=provider_key)
             _check_secret_references(value, (*path, str(key)), source)
     elif isinstance(node, list):
         for i, value in enumerate(node):
             _check_secret_references(value, (*path, str(i)), source)
+
+
+def _refuse_raw_secret(value: Any, path: tuple[str, ...], source: str, *,
+                       provider_key: bool) -> None:
+    if not isinstance(value, str) or _PURE_REF.match(value) \
+            or (provider_key and _STORE_REF.match(value)):
+        return
+    raise ConfigError(
+        f"{source}: {'.'.join(path)}: holds a raw secret; a config file must "
+        f"only reference one: write ${{VAR}} and keep the value in the environment or "
+        f"the .env file, or store it with `keystead providers add --api-key-stdin`"
+        + (" (or reference a secret store: file:PATH, aws-sm:SECRET_ID[#FIELD], "
+           "hcvault:MOUNT/PATH#FIELD)" if provider_key else "")
+    )
 
 
 def _describe(exc: ValidationError, source: str) -> str:

@@ -17,10 +17,11 @@ _PATHS = {
 class OpenAICompatibleProvider(Provider):
     type = "openai-compatible"
 
-    def request_target(self, endpoint: Endpoint, model: str) -> tuple[str, dict[str, str]]:
+    def request_target(self, endpoint: Endpoint, model: str,
+                       api_key: str | None) -> tuple[str, dict[str, str]]:
         headers = {}
-        if self._api_key:
-            headers["authorization"] = f"Bearer {self._api_key}"
+        if api_key:
+            headers["authorization"] = f"Bearer {api_key}"
         return self.base_url + _PATHS[endpoint], headers
 
 
