@@ -20,6 +20,15 @@ input), so they pass through any gateway. They are stripped from the echoed text
                                  (no finishing chunk, no [DONE]); a K past the end of the
                                  content is never reached
     [[mock:no_usage]]            leave `usage` out (body, usage chunk, responses usage)
+    [[mock:faults=SPEC]]         a fault script: one step per attempt of the same request, so
+                                 a retrying client can be tested (`429,500,ok`: 429, then
+                                 500, then a normal answer); see `mock_faults` for the steps
+    [[mock:faults@MODEL=SPEC]]   the same, only for requests whose model (or Azure deployment)
+                                 is MODEL; several may sit in one message, for different models
+
+Attempts of a script are counted per (mock app, SPEC text, model). A scoped script beats an
+unscoped one; a request with no script for its model gets the provider's `mock.faults`, if any.
+Only `faults` takes an `@MODEL` scope: other directives with one are ignored.
 """
 
 from __future__ import annotations
@@ -37,6 +46,8 @@ from typing import Any
 
 import orjson
 
+from keystead.providers.mock_faults import FaultDirective
+
 __all__ = [
     "DEFAULT_COMPLETION_TOKENS",
     "Directives",
@@ -47,6 +58,7 @@ __all__ = [
     "embedding_vector",
     "encode_base64",
     "last_user_text",
+    "malformed_json",
     "message_text",
     "model_object",
     "new_id",
@@ -61,13 +73,15 @@ __all__ = [
     "split_pieces",
     "stream_deltas",
     "strip_directives",
+    "violating_instance",
 ]
 
 DEFAULT_COMPLETION_TOKENS = 16
 MODEL_CREATED = 1_700_000_000
 ARGUMENT_FRAGMENT = 8  # characters of tool-call arguments per streamed chunk
 
-_DIRECTIVE = re.compile(r"\[\[mock:([a-z_]+)(?:=([^\]]*))?\]\]")
+# [[mock:NAME]], [[mock:NAME=VALUE]], [[mock:NAME@MODEL=VALUE]]
+_DIRECTIVE = re.compile(r"\[\[mock:([a-z_]+)(?:@([^=\]]+))?(?:=([^\]]*))?\]\]")
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _PIECE = re.compile(r"\s*\S+")
 _FILLER = ["lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit"]
@@ -80,12 +94,28 @@ class Directives:
     tokens: int | None = None
     disconnect_after: int | None = None
     no_usage: bool = False
+    faults: tuple[FaultDirective, ...] = ()
+
+    def fault_spec(self, model: str) -> str | None:
+        """The fault script for a request to `model`: the last one scoped to it, else the
+        last unscoped one, else None."""
+        for scope in (model, None):
+            specs = [fault.spec for fault in self.faults if fault.model == scope]
+            if specs:
+                return specs[-1]
+        return None
 
 
 def parse_directives(text: str) -> Directives:
     """Read `[[mock:name=value]]` markers; unknown names and bad values are ignored."""
     found: dict[str, Any] = {}
-    for name, value in _DIRECTIVE.findall(text):
+    faults: list[FaultDirective] = []
+    for name, scope, value in _DIRECTIVE.findall(text):
+        if name == "faults":
+            faults.append(FaultDirective(scope.strip() or None, value.strip()))
+            continue
+        if scope:
+            continue  # only fault scripts can be scoped to a model
         try:
             if name in ("status", "tokens", "disconnect_after"):
                 found[name] = int(value)
@@ -95,7 +125,7 @@ def parse_directives(text: str) -> Directives:
                 found["no_usage"] = True
         except ValueError:
             continue
-    return Directives(**found)
+    return Directives(**found, faults=tuple(faults))
 
 
 def strip_directives(text: str) -> str:
@@ -167,8 +197,14 @@ def plan_text(prompt: str, directives: Directives, limit: Any) -> tuple[str, str
     return " ".join(reply_words(prompt, count)), "length" if count < wanted else "stop"
 
 
-def plan_reply(body: dict[str, Any], prompt: str, directives: Directives) -> Reply:
-    """A tool call if tools are on offer, else text (JSON text under `response_format`)."""
+def plan_reply(
+    body: dict[str, Any], prompt: str, directives: Directives, *, off_schema: bool = False
+) -> Reply:
+    """A tool call if tools are on offer, else text (JSON text under `response_format`).
+
+    `off_schema` (the `schema` fault) makes text that breaks `response_format`: not JSON for
+    `json_object`, JSON the schema rejects for `json_schema` (see `violating_instance`).
+    """
     tool = _chosen_tool(body)
     if tool is not None:
         name = tool["function"].get("name", "tool")
@@ -180,11 +216,12 @@ def plan_reply(body: dict[str, Any], prompt: str, directives: Directives) -> Rep
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
     content, finish = plan_text(prompt, directives, limit)
     fmt = body.get("response_format") or {}
-    if fmt.get("type") == "json_object":
+    if fmt.get("type") == "json_object" and not off_schema:
         content = orjson.dumps({"reply": content}).decode()
     elif fmt.get("type") == "json_schema":
         schema = (fmt.get("json_schema") or {}).get("schema") or {"type": "object"}
-        content = orjson.dumps(sample_instance(schema)).decode()
+        instance = violating_instance(schema) if off_schema else sample_instance(schema)
+        content = orjson.dumps(instance).decode()
     return Reply(content, None, finish, len(split_pieces(content)))
 
 
@@ -350,6 +387,42 @@ def sample_instance(schema: Any, root: Any = None) -> Any:
     if kind == "boolean":
         return False
     return None
+
+
+def violating_instance(schema: Any) -> Any:
+    """A JSON value the schema rejects, as a model slipping out of structured output would
+    send: `sample_instance` without its first required property; for a schema without one,
+    with an unexpected property (`additionalProperties: false`); else a value of a type the
+    schema does not allow. (A schema that allows anything, like `{}`, rejects nothing.)
+    """
+    node, seen = schema, 0
+    while isinstance(node, dict) and isinstance(node.get("$ref"), str) and seen < 32:
+        node, seen = _resolve_local(schema, node["$ref"]), seen + 1
+    if not isinstance(node, dict):
+        return None
+    sample = sample_instance(schema)
+    if isinstance(sample, dict):
+        required = node.get("required") or []
+        if required:
+            return {k: v for k, v in sample.items() if k != required[0]}
+        if node.get("additionalProperties") is False:
+            return {**sample, "unexpected_mock_field": True}
+    kinds = node.get("type") or ("object" if "properties" in node else None)
+    allowed = set(kinds) if isinstance(kinds, list) else {kinds}
+    wrong: list[tuple[str, Any]] = [
+        ("array", []),
+        ("object", {}),
+        ("string", "mock"),
+        ("boolean", False),
+        ("null", None),
+    ]
+    return next((value for kind, value in wrong if kind not in allowed), 0.5)
+
+
+def malformed_json(obj: Any) -> bytes:
+    """`obj` as JSON cut off halfway, so no parser accepts it (the `badjson` fault)."""
+    data = orjson.dumps(obj)
+    return data[: max(1, len(data) // 2)]
 
 
 def _resolve_local(root: Any, ref: str) -> Any:

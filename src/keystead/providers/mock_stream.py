@@ -11,9 +11,15 @@ from typing import Any
 
 import orjson
 
-from keystead.providers.mock_content import Directives, Reply, new_id, stream_deltas
+from keystead.providers.mock_content import (
+    Directives,
+    Reply,
+    malformed_json,
+    new_id,
+    stream_deltas,
+)
 
-__all__ = ["EventStream", "MockDisconnect", "stream_chat", "stream_response"]
+__all__ = ["EventStream", "MockDisconnect", "stream_chat", "stream_malformed", "stream_response"]
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -23,15 +29,19 @@ class MockDisconnect(Exception):
 
 
 class EventStream:
-    """A `text/event-stream` response, with `chunk_delay_ms` between events."""
+    """A `text/event-stream` response, with `chunk_delay_ms` between events and `stall_ms`
+    between the response start (status and headers) and the first event (the `stall` fault)."""
 
-    def __init__(self, send: Send, delay_ms: float):
+    def __init__(self, send: Send, delay_ms: float, stall_ms: float = 0):
         self._send, self._delay, self._count = send, delay_ms / 1000, 0
+        self._stall = stall_ms / 1000
 
     async def start(self) -> None:
         headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
         headers.append((b"x-request-id", new_id("req_").encode()))
         await self._send({"type": "http.response.start", "status": 200, "headers": headers})
+        if self._stall:
+            await asyncio.sleep(self._stall)
 
     async def send(self, data: bytes, event: str | None = None) -> None:
         if self._count and self._delay:
@@ -77,6 +87,13 @@ async def stream_chat(
             {"object": "chat.completion.chunk", **base, "choices": [], "usage": usage}
         )
     await stream.send(b"[DONE]")
+    await stream.end()
+
+
+async def stream_malformed(stream: EventStream, frame: Any, event: str | None = None) -> None:
+    """The `badjson` fault: one `data:` line holding `frame` cut off halfway (not JSON), then
+    the end of the stream (no [DONE])."""
+    await stream.send(malformed_json(frame), event)
     await stream.end()
 
 

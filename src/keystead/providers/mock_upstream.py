@@ -12,6 +12,31 @@ Routes, each with or without the `/v1` prefix:
 
 Replies are deterministic (see `mock_content`), steerable per request with `[[mock:...]]`
 directives in the last user message, and every request is kept in `MockUpstream.received`.
+
+Faults can be scripted per attempt, to test a retrying client: `[[mock:faults=SPEC]]` in the
+request (`[[mock:faults@MODEL=SPEC]]` for one model only) or `MockSettings.faults` for every
+request. SPEC is a comma-separated list of steps, one per attempt of the same request (counted
+per app, SPEC text and model), then normal answers:
+
+    ok                   answer normally
+    STATUS               an OpenAI error with that status (400-599); 429 adds `retry-after: 1`
+    429:retry=S          ... `retry-after: S` instead (429 and 503 only)
+    429:retry_ms=MS      ... `retry-after-ms: MS` and `retry-after: ceil(MS / 1000)`
+    slow=MS              wait MS milliseconds, then answer
+    stall=MS             streaming: status and SSE headers, then MS of silence before the first
+                         event; else like slow
+    reset                drop the connection without answering (`MockReset`)
+    reset=K              streaming: K content chunks, then drop it (as `disconnect_after=K`);
+                         else like reset
+    badjson              200 with a truncated JSON body; streaming, one `data:` line that is not
+                         JSON, then the end of the stream
+    context              400 `context_length_exceeded`, worded as OpenAI words it
+    schema               chat: content that breaks `response_format` (not JSON for json_object,
+                         JSON the schema rejects for json_schema); elsewhere an ordinary answer
+    STEP*N, STEP*        the step N times, or forever (`500*`: always fail)
+
+Unknown steps count as `ok` in a request (like bad directive values); `MockSettings.faults` is
+validated strictly (`mock_faults.parse_faults`).
 """
 
 from __future__ import annotations
@@ -23,7 +48,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -37,6 +62,7 @@ from keystead.providers.mock_content import (
     embedding_vector,
     encode_base64,
     last_user_text,
+    malformed_json,
     model_object,
     new_id,
     parse_directives,
@@ -47,15 +73,18 @@ from keystead.providers.mock_content import (
     responses_usage,
     split_pieces,
 )
+from keystead.providers.mock_faults import OK, FaultScripts, FaultStep, parse_faults
 from keystead.providers.mock_stream import (
     EventStream,
     MockDisconnect,
     stream_chat,
+    stream_malformed,
     stream_response,
 )
 
 __all__ = [
     "MockDisconnect",
+    "MockReset",
     "MockSettings",
     "MockUpstream",
     "ReceivedRequest",
@@ -69,6 +98,8 @@ Send = Callable[[Message], Awaitable[None]]
 
 FINGERPRINT = "fp_keystead_mock"
 EMBEDDING_DIMS = 1536
+CONTEXT_LIMIT = 128_000  # what the `context` fault claims, as for gpt-4o
+EMBEDDING_CONTEXT_LIMIT = 8_192
 
 # HTTP status -> (OpenAI error `type`, default `code`), as api.openai.com reports them.
 _ERROR_KINDS: dict[int, tuple[str, str | None]] = {
@@ -90,8 +121,14 @@ class MockSettings:
     failure_status: int = 500
     seed: int | None = None
     api_key: str | None = None
+    api_keys: tuple[str, ...] = ()  # several accepted keys (a provider's pool); beats api_key
     models: tuple[str, ...] = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small")
     supports_responses: bool = True
+    faults: str | None = None  # a fault script for every request (see the module docstring)
+
+    def __post_init__(self) -> None:
+        if self.faults is not None:
+            parse_faults(self.faults)  # a bad script fails here, not on the first request
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,10 +147,20 @@ class _MockError(Exception):
     """Becomes an OpenAI-format error response (only raised before the response starts)."""
 
     def __init__(
-        self, status: int, message: str, code: str | None = None, param: str | None = None
+        self,
+        status: int,
+        message: str,
+        code: str | None = None,
+        param: str | None = None,
+        headers: list[tuple[bytes, bytes]] | None = None,
     ):
         super().__init__(message)
         self.status, self.message, self.code, self.param = status, message, code, param
+        self.headers = headers  # None: the status's default (429: `retry-after: 1`)
+
+
+class MockReset(MockDisconnect):
+    """The `reset` fault: the connection drops before any answer."""
 
 
 class _HideRequestedDisconnects(logging.Filter):
@@ -154,6 +201,8 @@ class MockUpstream:
         self.settings = settings
         self.received: deque[ReceivedRequest] = deque(maxlen=200)
         self._rng = random.Random(settings.seed)
+        self._request_faults = FaultScripts()  # scripts from [[mock:faults=...]] directives
+        self._settings_faults = FaultScripts()  # settings.faults, counted per model
 
     async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -170,6 +219,9 @@ class MockUpstream:
             await self._handle(request, send)
         except _MockError as exc:
             await _send_error(send, exc)
+        except MockReset:
+            _drop_connection(send)
+            raise
 
     async def _handle(self, request: ReceivedRequest, send: Send) -> None:
         self._check_auth(request.headers)
@@ -200,11 +252,12 @@ class MockUpstream:
         await handlers[route](body, send)
 
     def _check_auth(self, headers: dict[str, str]) -> None:
-        if self.settings.api_key is None:
+        accepted = self.settings.api_keys or (self.settings.api_key,)
+        if accepted == (None,):
             return
         scheme, _, token = headers.get("authorization", "").partition(" ")
         bearer = token.strip() if scheme.lower() == "bearer" else None
-        if self.settings.api_key not in (bearer, headers.get("api-key")):
+        if bearer not in accepted and headers.get("api-key") not in accepted:
             raise _MockError(401, "Incorrect API key provided.", "invalid_api_key")
 
     def _route(self, method: str, path: str) -> tuple[str | None, str | None]:
@@ -225,11 +278,45 @@ class MockUpstream:
             return "model", path.removeprefix("/models/")
         return None, None
 
-    async def _apply(self, directives: Directives) -> None:
+    async def _apply(
+        self, directives: Directives, model: str, *, streaming: bool, overflow: _MockError
+    ) -> FaultStep:
+        """Act on the directives and this attempt's fault step before any answer; return the
+        step, for the faults that shape the answer itself (stall, reset=K, badjson, schema).
+
+        `overflow` is the route's `context` error.
+        """
         if directives.latency_ms:
             await asyncio.sleep(directives.latency_ms / 1000)
         if directives.status is not None and directives.status >= 400:
             raise _MockError(directives.status, f"Mock error (status {directives.status}).")
+        step = self._next_fault(directives, model)
+        if step.kind == "status":
+            assert step.status is not None
+            message = f"Mock fault (status {step.status})."
+            raise _MockError(step.status, message, headers=step.retry_headers())
+        if step.kind == "context":
+            raise overflow
+        if step.kind == "slow" or (step.kind == "stall" and not streaming):
+            await asyncio.sleep(step.delay_ms / 1000)
+        if step.kind == "reset" and (step.after_chunks is None or not streaming):
+            raise MockReset("mock reset fault")
+        return step
+
+    def _next_fault(self, directives: Directives, model: str) -> FaultStep:
+        """This attempt's step: the request's script beats the settings' one."""
+        spec = directives.fault_spec(model)
+        if spec is not None:
+            step = self._request_faults.next_step(spec, model)
+        elif self.settings.faults is not None:
+            step = self._settings_faults.next_step(self.settings.faults, model)
+        else:
+            step = None
+        return step or OK
+
+    def _event_stream(self, send: Send, fault: FaultStep) -> EventStream:
+        stall_ms = fault.delay_ms if fault.kind == "stall" else 0
+        return EventStream(send, self.settings.chunk_delay_ms, stall_ms)
 
     # --- chat completions -------------------------------------------------------------------
 
@@ -242,8 +329,13 @@ class MockUpstream:
             raise _MockError(400, "'n' must be an integer between 1 and 128.", param="n")
         prompt = last_user_text(messages)
         directives = parse_directives(prompt)
-        await self._apply(directives)
-        replies = [plan_reply(body, prompt, directives) for _ in range(n)]
+        streaming = bool(body.get("stream"))
+        overflow = _context_error("messages", CONTEXT_LIMIT, prompt_tokens(messages))
+        fault = await self._apply(directives, body["model"], streaming=streaming, overflow=overflow)
+        if fault.kind == "reset":  # reset=K while streaming
+            directives = replace(directives, disconnect_after=fault.after_chunks)
+        off_schema = fault.kind == "schema"
+        replies = [plan_reply(body, prompt, directives, off_schema=off_schema) for _ in range(n)]
         usage = None if directives.no_usage else chat_usage(messages, replies)
         base = {
             "id": new_id("chatcmpl-"),
@@ -252,10 +344,13 @@ class MockUpstream:
             "service_tier": "default",
             "system_fingerprint": FINGERPRINT,
         }
-        if body.get("stream"):
+        if streaming:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            stream = EventStream(send, self.settings.chunk_delay_ms)
+            stream = self._event_stream(send, fault)
             await stream.start()
+            if fault.kind == "badjson":
+                await stream_malformed(stream, {"object": "chat.completion.chunk", **base})
+                return
             await stream_chat(stream, base, replies, usage if include_usage else None, directives)
             return
         choices = [
@@ -270,7 +365,7 @@ class MockUpstream:
         completion = {"object": "chat.completion", **base, "choices": choices}
         if usage is not None:
             completion["usage"] = usage
-        await _send_json(send, 200, completion)
+        await _answer(send, completion, fault)
 
     # --- embeddings ---------------------------------------------------------------------------
 
@@ -278,7 +373,9 @@ class MockUpstream:
         items = _embedding_inputs(body.get("input"))
         texts = [item for item in items if isinstance(item, str)]
         directives = parse_directives(texts[-1] if texts else "")
-        await self._apply(directives)
+        tokens = sum(count_tokens(i) if isinstance(i, str) else len(i) for i in items)
+        overflow = _context_error("input", EMBEDDING_CONTEXT_LIMIT, tokens)
+        fault = await self._apply(directives, body["model"], streaming=False, overflow=overflow)
         dims = body.get("dimensions") or EMBEDDING_DIMS
         if not isinstance(dims, int) or dims < 1:
             raise _MockError(400, "'dimensions' must be a positive integer.", param="dimensions")
@@ -290,9 +387,8 @@ class MockUpstream:
             data.append({"object": "embedding", "index": index, "embedding": encoded})
         result: dict[str, Any] = {"object": "list", "data": data, "model": body["model"]}
         if not directives.no_usage:
-            tokens = sum(count_tokens(i) if isinstance(i, str) else len(i) for i in items)
             result["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
-        await _send_json(send, 200, result)
+        await _answer(send, result, fault)
 
     # --- responses API ----------------------------------------------------------------------
 
@@ -300,7 +396,11 @@ class MockUpstream:
         messages = _responses_messages(body)
         prompt = last_user_text(messages)
         directives = parse_directives(prompt)
-        await self._apply(directives)
+        streaming = bool(body.get("stream"))
+        overflow = _context_error("input", CONTEXT_LIMIT, prompt_tokens(messages))
+        fault = await self._apply(directives, body["model"], streaming=streaming, overflow=overflow)
+        if fault.kind == "reset":  # reset=K while streaming
+            directives = replace(directives, disconnect_after=fault.after_chunks)
         content, finish = plan_text(prompt, directives, body.get("max_output_tokens"))
         pieces = split_pieces(content)
         status = "completed" if finish == "stop" else "incomplete"
@@ -311,11 +411,15 @@ class MockUpstream:
         response = response_object(new_id("resp_"), created, body, status, [item])
         if not directives.no_usage:
             response["usage"] = responses_usage(prompt_tokens(messages), len(pieces))
-        if not body.get("stream"):
-            await _send_json(send, 200, response)
+        if not streaming:
+            await _answer(send, response, fault)
             return
-        stream = EventStream(send, self.settings.chunk_delay_ms)
+        stream = self._event_stream(send, fault)
         await stream.start()
+        if fault.kind == "badjson":
+            first = {"type": "response.created", "response": response, "sequence_number": 0}
+            await stream_malformed(stream, first, event="response.created")
+            return
         await stream_response(stream, response, item, pieces, directives)
 
 
@@ -334,6 +438,36 @@ def _responses_messages(body: dict[str, Any]) -> list[Any]:
     if isinstance(body.get("instructions"), str):
         messages.insert(0, {"role": "system", "content": body["instructions"]})
     return messages
+
+
+# --- faults ---------------------------------------------------------------------------------
+
+
+def _context_error(param: str, limit: int, tokens: int) -> _MockError:
+    """A context overflow as OpenAI reports it; the request "resulted in" `limit + tokens`."""
+    noun = "messages" if param == "messages" else "input"
+    message = (
+        f"This model's maximum context length is {limit} tokens. However, your {noun} "
+        f"resulted in {limit + tokens} tokens. Please reduce the length of the {noun}."
+    )
+    return _MockError(400, message, "context_length_exceeded", param)
+
+
+def _drop_connection(send: Send) -> None:
+    """Make a `reset` close the socket without a word when uvicorn serves the mock.
+
+    ASGI has no message for "drop the connection", and uvicorn answers an app that raises
+    before `http.response.start` with its own `500 Internal Server Error`. So reach uvicorn's
+    request cycle behind `send` (a bound method): marked disconnected it writes nothing more,
+    and its transport is closed. In process (ASGITransport, tests) `send` is a plain function:
+    nothing to do, the exception itself reads as the dropped connection.
+    """
+    cycle = getattr(send, "__self__", None)
+    transport = getattr(cycle, "transport", None)
+    if cycle is None or transport is None or not hasattr(cycle, "disconnected"):
+        return
+    cycle.disconnected = True
+    transport.close()
 
 
 # --- embeddings and models helpers ----------------------------------------------------------
@@ -386,10 +520,23 @@ def _parse_body(raw: bytes, deployment: str | None) -> dict[str, Any]:
     return body
 
 
+async def _answer(send: Send, obj: Any, fault: FaultStep) -> None:
+    """A 200 JSON answer, or (the `badjson` fault) the same cut off halfway."""
+    if fault.kind == "badjson":
+        await _send_payload(send, 200, malformed_json(obj))
+    else:
+        await _send_json(send, 200, obj)
+
+
 async def _send_json(
     send: Send, status: int, obj: Any, extra: list[tuple[bytes, bytes]] | None = None
 ) -> None:
-    payload = orjson.dumps(obj)
+    await _send_payload(send, status, orjson.dumps(obj), extra)
+
+
+async def _send_payload(
+    send: Send, status: int, payload: bytes, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(payload)).encode()),
@@ -409,7 +556,9 @@ async def _send_error(send: Send, exc: _MockError) -> None:
         "param": exc.param,
         "code": exc.code or default_code,
     }
-    extra = [(b"retry-after", b"1")] if exc.status == 429 else None
+    extra = exc.headers
+    if extra is None and exc.status == 429:
+        extra = [(b"retry-after", b"1")]
     await _send_json(send, exc.status, {"error": error}, extra)
 
 
