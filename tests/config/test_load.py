@@ -404,7 +404,7 @@ def test_mock_provider_needs_nothing():
 
 def test_unknown_provider_type_is_refused():
     with pytest.raises(ConfigError, match=r"providers\.x\.type: .*'openai'"):
-        parse({"providers": {"x": {"type": "anthropic", "base_url": "https://a"}}})
+        parse({"providers": {"x": {"type": "bedrock", "base_url": "https://a"}}})
 
 
 def test_provider_name_must_be_lowercase():

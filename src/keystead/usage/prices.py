@@ -23,7 +23,8 @@ _NANO = Decimal("1e-9")
 _ZERO = Decimal(0)
 
 # keystead provider types -> genai-prices provider ids
-_PROVIDER_IDS = {"openai": "openai", "azure": "azure", "mock": "openai"}
+_PROVIDER_IDS = {"openai": "openai", "azure": "azure", "mock": "openai", "anthropic": "anthropic",
+                 "gemini": "google"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,9 @@ class TokenUsage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0  # part of prompt_tokens, read from the provider's prompt cache
+    # Part of prompt_tokens written to the provider's prompt cache (Anthropic bills these above
+    # the input rate); OpenAI's `prompt_tokens_details.cache_write_tokens`.
+    cache_write_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +51,7 @@ class _Rates:
     input: Decimal
     output: Decimal
     cached_input: Decimal
+    cache_write: Decimal
 
 
 class PriceBook:
@@ -67,10 +72,12 @@ class PriceBook:
                 return Cost(_ZERO, known=False)
             price = tiered.calc_price(Usage(  # type: ignore[attr-defined]
                 input_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens,
-                cache_read_tokens=usage.cached_tokens))
+                cache_read_tokens=usage.cached_tokens,
+                cache_write_tokens=usage.cache_write_tokens))
             return Cost(Decimal(price["total_price"]).quantize(_NANO), known=True)
-        uncached = max(usage.prompt_tokens - usage.cached_tokens, 0)
+        uncached = max(usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens, 0)
         total = (uncached * rates.input + usage.cached_tokens * rates.cached_input
+                 + usage.cache_write_tokens * rates.cache_write
                  + usage.completion_tokens * rates.output) / _MILLION
         return Cost(total.quantize(_NANO), known=True)
 
@@ -82,7 +89,8 @@ class PriceBook:
         if override is not None:
             cached = override.cached_input_per_mtok
             return _Rates(override.input_per_mtok, override.output_per_mtok,
-                          override.input_per_mtok if cached is None else cached)
+                          override.input_per_mtok if cached is None else cached,
+                          override.input_per_mtok)
         # The provider's own table first; for OpenAI-compatible servers, whoever is known to
         # publish the model (a self-hosted llama has no price), then OpenAI's names.
         candidates = (_PROVIDER_IDS.get(provider_type), None, "openai")
@@ -97,12 +105,15 @@ class PriceBook:
             return None
         price = result.model_price
         flat = [v if v is not None else _ZERO
-                for v in (price.input_mtok, price.output_mtok, price.cache_read_mtok)]
+                for v in (price.input_mtok, price.output_mtok, price.cache_read_mtok,
+                          price.cache_write_mtok)]
         if all(isinstance(v, Decimal) for v in flat) and \
                 not getattr(price, "requests_kcount", None):
-            input_rate, output_rate, cached_rate = (Decimal(v) for v in flat)  # type: ignore[arg-type]
+            input_rate, output_rate, cached_rate, write_rate = (Decimal(v) for v in flat)  # type: ignore[arg-type]
             if price.cache_read_mtok is None:
                 cached_rate = input_rate
-            return _Rates(input_rate, output_rate, cached_rate)
+            if price.cache_write_mtok is None:
+                write_rate = input_rate
+            return _Rates(input_rate, output_rate, cached_rate, write_rate)
         self._tiered[(provider_type, model)] = price
         return None

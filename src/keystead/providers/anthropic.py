@@ -1,0 +1,149 @@
+"""Anthropic's Messages API behind the OpenAI chat completions route.
+
+The client speaks OpenAI; `prepare` turns its body into a Messages request
+(`anthropic_translate.chat_to_messages`) and `wrap` returns a view of Anthropic's answer that
+reads as OpenAI's: status, headers, body and SSE events. The rest of the gateway (usage,
+prices, limits, the ledger) sees an OpenAI-compatible provider.
+
+Chat only (streamed or not); `GET /v1/models` is translated so `keystead providers test`
+works. Embeddings and the Responses API are declared unsupported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime
+from typing import Any
+
+import orjson
+from multidict import CIMultiDict
+
+from keystead.errors import InvalidJSON, UpstreamError
+from keystead.providers.anthropic_translate import (
+    StreamTranslator,
+    chat_to_messages,
+    error_to_openai,
+    mapped_status,
+    message_to_completion,
+)
+from keystead.providers.base import Endpoint, Provider
+from keystead.providers.transport import UpstreamResponse
+
+__all__ = ["ANTHROPIC_VERSION", "AnthropicProvider", "TranslatedResponse"]
+
+# The API version keystead's translation is written against (sent on every request).
+ANTHROPIC_VERSION = "2023-06-01"
+_PATHS = {Endpoint.CHAT: "/v1/messages", Endpoint.MODELS: "/v1/models?limit=1000"}
+_PASSED = ("retry-after", "retry-after-ms")
+
+
+class AnthropicProvider(Provider):
+    type = "anthropic"
+
+    def request_target(self, endpoint: Endpoint, model: str,
+                       api_key: str | None) -> tuple[str, dict[str, str]]:
+        headers = {"anthropic-version": ANTHROPIC_VERSION}
+        if api_key:
+            headers["x-api-key"] = api_key
+        path = _PATHS.get(endpoint)
+        if path is None:  # capabilities keep other endpoints away; never guess a URL
+            raise UpstreamError(f"Provider {self.name} (anthropic) does not serve {endpoint}.")
+        return self.base_url + path, headers
+
+    def prepare(self, endpoint: Endpoint, model: str, body: bytes | None,
+                stream: bool) -> bytes | None:
+        if endpoint is not Endpoint.CHAT or body is None:
+            return body
+        try:
+            request = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise InvalidJSON("The body is not JSON.") from None
+        if not isinstance(request, dict):
+            raise InvalidJSON("The body must be a JSON object.")
+        return orjson.dumps(chat_to_messages(request, model, stream=stream))
+
+    def wrap(self, response: UpstreamResponse, endpoint: Endpoint,
+             stream: bool) -> UpstreamResponse:
+        return TranslatedResponse(response, endpoint, stream and response.status == 200,
+                                  self.name)
+
+
+class TranslatedResponse:
+    """Anthropic's answer, read as OpenAI's. Status and headers are known at once; the body
+    and the events are translated as they are read."""
+
+    __slots__ = ("_endpoint", "_inner", "_stream", "_what", "headers", "status")
+
+    def __init__(self, inner: UpstreamResponse, endpoint: Endpoint, stream: bool, what: str):
+        self._inner = inner
+        self._endpoint = endpoint
+        self._stream = stream
+        self._what = what
+        self.status = mapped_status(inner.status)
+        headers: CIMultiDict[str] = CIMultiDict()
+        headers["content-type"] = "text/event-stream" if stream else "application/json"
+        for name in _PASSED:
+            value = inner.headers.get(name)
+            if value is not None:
+                headers[name] = value
+        request_id = inner.headers.get("request-id")
+        if request_id is not None:
+            headers["x-request-id"] = request_id
+        self.headers: Mapping[str, str] = headers
+
+    async def read(self) -> bytes:
+        body = await self._inner.read()
+        if self._inner.status >= 400:
+            return error_to_openai(self._inner.status, body)[1]
+        if self._stream:
+            translator = StreamTranslator()
+            return translator.feed(body) + translator.finish()
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            document = None
+        if not isinstance(document, dict):
+            raise UpstreamError(f"Provider {self._what} answered HTTP {self._inner.status} "
+                                "with a body that is not JSON.")
+        if self._endpoint is Endpoint.MODELS:
+            return orjson.dumps(_models_list(document))
+        return orjson.dumps(message_to_completion(document))
+
+    async def iter_chunks(self) -> AsyncIterator[bytes]:
+        if not self._stream:
+            yield await self.read()
+            return
+        translator = StreamTranslator()
+        async for chunk in self._inner.iter_chunks():
+            out = translator.feed(chunk)
+            if out:
+                yield out
+        rest = translator.finish()
+        if rest:
+            yield rest
+
+    def abort(self) -> None:
+        self._inner.abort()
+
+    def release(self) -> None:
+        self._inner.release()
+
+
+def _models_list(document: dict[str, Any]) -> dict[str, Any]:
+    """Anthropic's model list -> OpenAI's."""
+    data = []
+    for model in document.get("data") or []:
+        if not isinstance(model, dict) or not isinstance(model.get("id"), str):
+            continue
+        data.append({"id": model["id"], "object": "model",
+                     "created": _epoch(model.get("created_at")), "owned_by": "anthropic"})
+    return {"object": "list", "data": data}
+
+
+def _epoch(value: Any) -> int:
+    if not isinstance(value, str):
+        return 0
+    try:
+        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return 0
