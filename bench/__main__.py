@@ -32,9 +32,12 @@ COLUMNS = ("target", "rps_32", "p50_ms_32", "p99_ms_32", "rps_1", "p50_ms_1", "p
 
 
 def measure(target: Target, *, seconds: float, cpu: str | None) -> dict[str, object]:
-    run_wrk(target.url, connections=32, seconds=min(2.0, seconds), key=target.key, cpu=cpu)
-    busy = run_wrk(target.url, connections=32, seconds=seconds, key=target.key, cpu=cpu)
-    single = run_wrk(target.url, connections=1, seconds=seconds, key=target.key, cpu=cpu)
+    run_wrk(target.url, connections=32, seconds=min(2.0, seconds), key=target.key, cpu=cpu,
+            body=target.body)
+    busy = run_wrk(target.url, connections=32, seconds=seconds, key=target.key, cpu=cpu,
+                   body=target.body)
+    single = run_wrk(target.url, connections=1, seconds=seconds, key=target.key, cpu=cpu,
+                     body=target.body)
     return {
         "target": target.name,
         "rps_32": busy.rps, "p50_ms_32": busy.p50_ms, "p99_ms_32": busy.p99_ms,
@@ -101,6 +104,12 @@ def run(args: argparse.Namespace) -> int:
         "floor-httpx": lambda: start_floor(upstream_url, cpu=server_cpu, client="httpx"),
         "floor-aiohttp": lambda: start_floor(upstream_url, cpu=server_cpu, client="aiohttp"),
         "keystead": lambda: start_keystead(upstream_url, cpu=server_cpu),
+        "keystead-route": lambda: start_keystead(upstream_url, cpu=server_cpu,
+                                                 name="keystead (route, 2 deployments)",
+                                                 routes="route"),
+        "keystead-cache": lambda: start_keystead(upstream_url, cpu=server_cpu,
+                                                 name="keystead (route, cache hits)",
+                                                 routes="cache"),
     }
     redis_url = _redis_url()
     if redis_url:
@@ -225,7 +234,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="per measurement")
     parser.add_argument("--quick", action="store_true", help="3 s per measurement")
     parser.add_argument("--only", help="comma-separated targets: direct, floor-httpx, "
-                                       "floor-aiohttp, keystead, litellm")
+                                       "floor-aiohttp, keystead, keystead-route, keystead-cache, "
+                                       "keystead-redis, litellm")
     parser.add_argument("--minutes", type=float, default=10.0, help="soak duration")
     parser.add_argument("--no-stream", action="store_true", help="skip the streaming figures")
     args = parser.parse_args()

@@ -22,6 +22,7 @@ class Target:
     key: str | None
     proc: Proc | None
     cold_start_s: float | None
+    body: str = CHAT_BODY  # what each request sends
 
 
 def _keystead(*args: str, cwd: Path, stdin: str | None = None) -> str:
@@ -45,8 +46,30 @@ def start_floor(upstream: str, *, cpu: str | None, client: str = "httpx") -> Tar
                   round(time.perf_counter() - started, 3))
 
 
+# Routes for the routing targets: one alias over two deployments (weighted balancing, the
+# retry machinery armed), and the same alias with the cache on (every request after the first
+# is a hit: the gateway's own floor with no upstream call).
+ROUTES = {
+    "route": """routes:
+  bench-route:
+    deployments:
+      - {provider: bench, model: gpt-4o-mini, weight: 3}
+      - {provider: bench2, model: gpt-4o-mini, weight: 1}
+
+""",
+    "cache": """routes:
+  bench-route:
+    cache: {ttl: 1h}
+    deployments:
+      - {provider: bench, model: gpt-4o-mini}
+
+""",
+}
+
+
 def start_keystead(upstream: str, *, cpu: str | None, workers: int = 1,
-                   name: str = "keystead", redis_url: str | None = None) -> Target:
+                   name: str = "keystead", redis_url: str | None = None,
+                   routes: str | None = None) -> Target:
     """`keystead serve` with its default policy on, proxying to `upstream`.
 
     The policy a platform team would set: the key belongs to a team, and both carry a rate
@@ -67,8 +90,12 @@ def start_keystead(upstream: str, *, cpu: str | None, workers: int = 1,
     type: openai-compatible
     base_url: {upstream}/v1
     models: [gpt-4o-mini]
+  bench2:
+    type: openai-compatible
+    base_url: {upstream}/v1
+    models: [gpt-4o-mini-2]
 
-{redis}""" + text[end:])
+{redis}{ROUTES[routes] if routes else ""}""" + text[end:])
     policy = ["--rpm", "100000000", "--budget", "1000000000"]
     _keystead("teams", "create", "bench", *policy, cwd=root)
     created = json.loads(_keystead("keys", "create", "dev-bench-load", "--team", "bench",
@@ -78,6 +105,8 @@ def start_keystead(upstream: str, *, cpu: str | None, workers: int = 1,
     proc = Proc.start(name, [sys.executable, "-m", "keystead", "serve", "--port", str(port),
                              "--workers", str(workers)], cpu=cpu, cwd=str(root))
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
-    wait_http(url, method="POST", body=CHAT_BODY.encode(),
+    body = CHAT_BODY.replace('"gpt-4o-mini"', '"bench-route"') if routes else CHAT_BODY
+    wait_http(url, method="POST", body=body.encode(),
               headers={"authorization": f"Bearer {created['key']}"})
-    return Target(name, url, created["key"], proc, round(time.perf_counter() - started, 3))
+    return Target(name, url, created["key"], proc, round(time.perf_counter() - started, 3),
+                  body)

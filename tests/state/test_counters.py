@@ -605,3 +605,42 @@ def test_every_key_is_under_the_prefix_and_expires() -> None:
             assert left == [prefix + "pool:budget:total"]  # empty pools and full rates vanish
 
     asyncio.run(main())
+
+
+# --- breakers -------------------------------------------------------------------------------
+
+def test_a_breaker_opens_at_the_threshold_and_probes_once_when_cooled(backend: Backend) -> None:
+    clock = Clock()
+
+    async def body(c: Counters) -> None:
+        assert await c.trip("dep", 3, 30, 10) == 0.0
+        assert await c.trip("dep", 3, 30, 10) == 0.0
+        assert await c.breakers(["dep", "other"]) == {}
+        opened = await c.trip("dep", 3, 30, 10)
+        assert opened == pytest.approx(T0 + 10)
+        assert await c.breakers(["dep", "other"]) == {"dep": pytest.approx(T0 + 10)}
+        clock.now = T0 + 11  # cooled down: half-open, one probe at a time
+        assert await c.probe("dep", 5) is True
+        assert await c.probe("dep", 5) is False
+        # The probe failed: open again at once, whatever the count.
+        assert await c.trip("dep", 3, 30, 10) == pytest.approx(T0 + 21)
+        clock.now = T0 + 22
+        assert await c.probe("dep", 5) is True
+        await c.reset("dep")  # the probe succeeded
+        assert await c.breakers(["dep"]) == {}
+        assert await c.trip("dep", 3, 30, 10) == 0.0  # counting starts again
+
+    run(backend, clock, body)
+
+
+def test_memory_breaker_failures_outside_the_window_do_not_count() -> None:
+    clock = Clock()
+
+    async def body(c: Counters) -> None:
+        await c.trip("dep", 2, 30, 10)
+        clock.now = T0 + 31
+        assert await c.trip("dep", 2, 30, 10) == 0.0
+        clock.now = T0 + 32
+        assert await c.trip("dep", 2, 30, 10) == pytest.approx(T0 + 42)
+
+    run(_memory, clock, body)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import random
 import sqlite3
@@ -29,6 +30,7 @@ from keystead.state import schema
 from keystead.state.records import (
     KeyRecord,
     Limits,
+    ProviderKeyState,
     ProviderRecord,
     SealedRecord,
     TeamRecord,
@@ -271,6 +273,48 @@ def test_providers_insert_list_delete(store):
     assert after == [local]
 
 
+def test_provider_key_pools_and_key_states(store):
+    """A pool's references round-trip (a row of before 0006 has its one key in api_key_ref);
+    key states are upserted, listed and deleted, and go with their provider."""
+    pooled = provider("pooled", api_key_ref="vault:provider:pooled",
+                      api_key_refs=("vault:provider:pooled", "env:POOL_B"))
+    legacy = provider("legacy")
+    taken = ProviderKeyState(provider="pooled", fingerprint="0123456789ab", label="#2",
+                             since=5.0, reason="HTTP 401")
+
+    async def body(s: SQLStore) -> dict[str, Any]:
+        await s.insert_provider(pooled)
+        await s.insert_provider(legacy)
+        found: dict[str, Any] = {"listed": await s.list_providers()}
+        found["updated"] = await s.set_provider_keys(
+            "pooled", ["vault:provider:pooled", "env:POOL_B", "file:/run/c"])
+        found["missing"] = await s.set_provider_keys("nope", ["env:X"])
+        found["after"] = {p.name: p for p in await s.list_providers()}
+        await s.put_provider_key_state(taken)
+        await s.put_provider_key_state(dataclasses.replace(taken, since=6.0, reason="HTTP 403"))
+        await s.put_provider_key_state(dataclasses.replace(taken, provider="legacy"))
+        found["states"] = await s.list_provider_key_states()
+        found["deleted"] = await s.delete_provider_key_state("legacy", "0123456789ab")
+        found["deleted_again"] = await s.delete_provider_key_state("legacy", "0123456789ab")
+        await s.delete_provider("pooled")
+        found["left"] = await s.list_provider_key_states()
+        return found
+
+    found = run(store, body)
+    assert found["listed"] == [legacy, pooled]
+    assert [p.refs for p in found["listed"]] == [("vault:provider.legacy",),
+                                                 ("vault:provider:pooled", "env:POOL_B")]
+    assert (found["updated"], found["missing"]) == (True, False)
+    after = found["after"]["pooled"]
+    assert after.refs == ("vault:provider:pooled", "env:POOL_B", "file:/run/c")
+    assert after.api_key_ref == "vault:provider:pooled"  # where an older gateway looks
+    assert found["states"] == [
+        dataclasses.replace(taken, provider="legacy"),
+        dataclasses.replace(taken, since=6.0, reason="HTTP 403")]
+    assert (found["deleted"], found["deleted_again"]) == (True, False)
+    assert found["left"] == []
+
+
 def test_duplicate_provider_name_is_refused(store):
     async def body(s: SQLStore) -> list[ProviderRecord]:
         await s.insert_provider(provider("openai"))
@@ -509,7 +553,9 @@ def test_usage_row_as_dict_is_json_ready(store):
     chat = by_group(rows)["prod-app-chat"].as_dict()
     assert chat == {"group": "prod-app-chat", "requests": 3, "errors": 0, "prompt_tokens": 600,
                     "completion_tokens": 90, "cached_tokens": 10, "cost_usd": "0.000000060",
-                    "avg_latency_ms": 200.0}
+                    "avg_latency_ms": 200.0, "retries": 0, "fallbacks": 0, "cache_hits": 0,
+                    "saved_usd": "0.000000000", "schema_checked": 0, "schema_invalid": 0,
+                    "degraded": 0}
 
 
 def test_recent_usage_is_newest_first_with_limit_and_key_filter(store):
@@ -595,7 +641,8 @@ def _at_revision(url: str, revision: str, *rows: tuple[str, Any]) -> None:
 
 def test_a_database_at_0002_is_upgraded_in_place_and_its_ledger_rolled_up(fresh_store):
     """0003 adds key limits, teams and the rollups; the reports keep the ledger's history."""
-    columns = [c.name for c in schema.usage.columns if c.name != "id"]
+    later = ("attempts", "fallback", "cache", "saved_nanousd", "schema_valid", "degraded")
+    columns = [c.name for c in schema.usage.columns if c.name not in ("id", *later)]
     _at_revision(
         fresh_store.url, "0002",
         ("INSERT INTO keys (id, name, key_hash, env, created_at, disabled_at) "
@@ -631,8 +678,13 @@ def test_a_database_at_0002_is_upgraded_in_place_and_its_ledger_rolled_up(fresh_
                                                          group_by), group_by
 
 
+_LATER_COLUMNS = ("attempts", "fallback", "cache", "saved_usd", "schema_valid", "degraded")
+
+
 def _ledger_row(record: UsageRecord) -> dict[str, Any]:
-    values = {name: getattr(record, name) for name in UsageRecord.__slots__}
+    """A ledger row as a database at 0002 holds it (the routing columns came with 0007)."""
+    values = {name: getattr(record, name) for name in UsageRecord.__slots__
+              if name not in _LATER_COLUMNS}
     values["cost_nanousd"] = int(values.pop("cost_usd") * 10**9)
     return values
 
@@ -911,8 +963,35 @@ def test_rollups_merge_a_group_across_batches_into_one_row(store):
 
     first, second = run(store, body)
     assert first == (int(hour), "aaaaaaaa", "prod-app-chat", "", "", "", "", "gpt-4o", "",
-                     "chat.completions", 30, 10, 300, 0, 0, 30_000, pytest.approx(4350.0))
+                     "chat.completions", 30, 10, 300, 0, 0, 30_000, pytest.approx(4350.0),
+                     0, 0, 0, 0, 0, 0, 0)
     assert second[0] == int(hour) + 3600 and second[10] == 1
+
+
+def test_rollups_sum_what_routing_did(store):
+    """Retries, fallbacks, cache hits and their savings, structured-output checks and degraded
+    answers, per route: what `keystead usage --by route` reports."""
+    hour = datetime(2026, 11, 23, 14, tzinfo=UTC).timestamp()
+    rows = [
+        usage("a", ts=hour, route="support", attempts=3, fallback=True, schema_valid=True),
+        usage("b", ts=hour + 1, route="support", cache="hit", saved_usd=Decimal("0.002")),
+        usage("c", ts=hour + 2, route="support", schema_valid=False, degraded="cached"),
+        usage("d", ts=hour + 3, route="support", cache="miss"),
+    ]
+
+    async def body(s: SQLStore) -> Any:
+        await s.insert_usage(rows)
+        return await s.query_usage("route", since=0), await s.recent_usage(10)
+
+    report, ledger = run(store, body)
+    (row,) = report
+    assert (row.group, row.requests, row.retries, row.fallbacks, row.cache_hits,
+            row.saved_usd, row.schema_checked, row.schema_invalid, row.degraded) == (
+        "support", 4, 2, 1, 1, Decimal("0.002"), 2, 1, 1)
+    by_id = {r.request_id: r for r in ledger}
+    assert (by_id["a"].attempts, by_id["a"].fallback, by_id["b"].cache,
+            by_id["b"].saved_usd, by_id["c"].degraded, by_id["c"].schema_valid) == (
+        3, True, "hit", Decimal("0.002"), "cached", False)
 
 
 def test_a_failed_batch_leaves_neither_ledger_nor_rollups(store):

@@ -60,13 +60,20 @@ class Backend(Protocol):
     def incident(self, key: str, reason: str | None, replace: bool) -> dict[str, Any]: ...
     def mint_token(self, key: str, options: dict[str, Any]) -> dict[str, Any]: ...
     def events(self, query: dict[str, Any]) -> list[dict[str, Any]]: ...
+    def routes(self) -> list[dict[str, Any]]: ...
     def due_keys(self, within: str) -> list[dict[str, Any]]: ...
     def set_disabled(self, key: str, disabled: bool) -> dict[str, Any]: ...
     def add_provider(self, **fields: Any) -> dict[str, Any]: ...
     def list_providers(self) -> list[dict[str, Any]]: ...
     def test_provider(self, name: str) -> dict[str, Any]: ...
     def remove_provider(self, name: str) -> None: ...
-    def set_provider_key(self, name: str, api_key: str) -> dict[str, Any]: ...
+    def set_provider_key(self, name: str, api_key: str,
+                         label: str | None = None) -> dict[str, Any]: ...
+    def show_provider(self, name: str) -> dict[str, Any]: ...
+    def add_provider_key(self, name: str, api_key: str | None,
+                         api_key_ref: str | None) -> dict[str, Any]: ...
+    def remove_provider_key(self, name: str, label: str) -> dict[str, Any]: ...
+    def enable_provider_key(self, name: str, label: str) -> dict[str, Any]: ...
     def usage(self, by: str, since: str,
               filters: Mapping[str, str] | None = None) -> list[dict[str, Any]]: ...
 
@@ -139,6 +146,11 @@ class EmbeddedBackend:
             return {**service.view(created.record), "key": created.text}
         return self._run(action)
 
+    def routes(self) -> list[dict[str, Any]]:
+        from keystead.control.routes import route_status
+
+        return self._run(route_status)
+
     def events(self, query: dict[str, Any]) -> list[dict[str, Any]]:
         async def action(rt: Runtime) -> list[dict[str, Any]]:
             since = _seconds(query["since"], "since") if query.get("since") else None
@@ -194,9 +206,32 @@ class EmbeddedBackend:
             await ProviderService(rt).remove(name)
         self._run(action)
 
-    def set_provider_key(self, name: str, api_key: str) -> dict[str, Any]:
+    def set_provider_key(self, name: str, api_key: str,
+                         label: str | None = None) -> dict[str, Any]:
         async def action(rt: Runtime) -> dict[str, Any]:
-            return await ProviderService(rt).set_key(name, api_key)
+            return await ProviderService(rt).set_key(name, api_key, label)
+        return self._run(action)
+
+    def show_provider(self, name: str) -> dict[str, Any]:
+        async def action(rt: Runtime) -> dict[str, Any]:
+            return ProviderService(rt).get(name)
+        return self._run(action)
+
+    def add_provider_key(self, name: str, api_key: str | None,
+                         api_key_ref: str | None) -> dict[str, Any]:
+        async def action(rt: Runtime) -> dict[str, Any]:
+            return await ProviderService(rt).add_key(name, api_key=api_key,
+                                                     api_key_ref=api_key_ref)
+        return self._run(action)
+
+    def remove_provider_key(self, name: str, label: str) -> dict[str, Any]:
+        async def action(rt: Runtime) -> dict[str, Any]:
+            return await ProviderService(rt).remove_key(name, label)
+        return self._run(action)
+
+    def enable_provider_key(self, name: str, label: str) -> dict[str, Any]:
+        async def action(rt: Runtime) -> dict[str, Any]:
+            return await ProviderService(rt).enable_key(name, label)
         return self._run(action)
 
     def usage(self, by: str, since: str,
@@ -277,6 +312,9 @@ class RemoteBackend:
         return self._call("POST", f"/admin/keys/{urllib.parse.quote(key)}/rotate",  # type: ignore[no-any-return]
                           {"grace": grace})
 
+    def routes(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/admin/routes")  # type: ignore[no-any-return]
+
     def events(self, query: dict[str, Any]) -> list[dict[str, Any]]:
         params = urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
         return self._call("GET", f"/admin/events?{params}")  # type: ignore[no-any-return]
@@ -312,14 +350,38 @@ class RemoteBackend:
     def remove_provider(self, name: str) -> None:
         self._call("DELETE", f"/admin/providers/{urllib.parse.quote(name)}")
 
-    def set_provider_key(self, name: str, api_key: str) -> dict[str, Any]:
+    def set_provider_key(self, name: str, api_key: str,
+                         label: str | None = None) -> dict[str, Any]:
+        # label is sent only when given, so servers without pools still accept the rest.
+        body = {"api_key": api_key, **({"label": label} if label is not None else {})}
         return self._call("PUT", f"/admin/providers/{urllib.parse.quote(name)}/key",  # type: ignore[no-any-return]
-                          {"api_key": api_key})
+                          body)
+
+    def show_provider(self, name: str) -> dict[str, Any]:
+        return self._call("GET", f"/admin/providers/{urllib.parse.quote(name)}")  # type: ignore[no-any-return]
+
+    def add_provider_key(self, name: str, api_key: str | None,
+                         api_key_ref: str | None) -> dict[str, Any]:
+        body = {"api_key": api_key} if api_key is not None else {"api_key_ref": api_key_ref}
+        return self._call("POST", f"/admin/providers/{urllib.parse.quote(name)}/keys",  # type: ignore[no-any-return]
+                          body)
+
+    def remove_provider_key(self, name: str, label: str) -> dict[str, Any]:
+        path = f"/admin/providers/{_quote(name)}/keys/{_quote(label.lstrip('#'))}"
+        return self._call("DELETE", path)  # type: ignore[no-any-return]
+
+    def enable_provider_key(self, name: str, label: str) -> dict[str, Any]:
+        path = f"/admin/providers/{_quote(name)}/keys/{_quote(label.lstrip('#'))}/enable"
+        return self._call("POST", path)  # type: ignore[no-any-return]
 
     def usage(self, by: str, since: str,
               filters: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
         query = urllib.parse.urlencode({"by": by, "since": since, **(filters or {})})
         return self._call("GET", f"/admin/usage?{query}")["rows"]  # type: ignore[no-any-return]
+
+
+def _quote(part: str) -> str:
+    return urllib.parse.quote(part, safe="")
 
 
 def _with_limits(fields: dict[str, Any]) -> dict[str, Any]:

@@ -102,6 +102,7 @@ def _register() -> None:
         incident,
         keys,
         providers,
+        routes,
         run,
         scan,
         setup,
@@ -111,8 +112,8 @@ def _register() -> None:
         vault,
     )
 
-    for module in (keys, teams, providers, run, setup, usage, vault, scan, incident, tokens,
-                   events):
+    for module in (keys, teams, providers, routes, run, setup, usage, vault, scan, incident,
+                   tokens, events):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -13,6 +13,8 @@ from keystead.state.store import DIMENSIONS, GROUPS
 
 _COLUMNS = ("group", "requests", "errors", "prompt_tokens", "completion_tokens",
             "cached_tokens", "cost_usd", "avg_latency_ms")
+_ROUTE_COLUMNS = ("retries", "fallbacks", "cache_hits", "saved_usd", "schema_checked",
+                  "schema_invalid", "degraded")
 _FILTER_HELP = {"key": "Only this key (its id or name).", "team": "Only this team.",
                 "env": "Only this environment.", "feature": "Only this feature tag.",
                 "route": "Only this route.", "model": "Only this model.",
@@ -43,7 +45,9 @@ def usage(state: State, /, by: str, since: str, fmt: str, **filters: str | None)
         raise click.BadParameter(str(exc), param_hint="--since") from None
     chosen = {name: value for name, value in filters.items() if value is not None}
     rows = state.backend().usage(by, since, chosen)
-    columns = (by, *_COLUMNS[1:])
+    columns: tuple[str, ...] = (by, *_COLUMNS[1:])
+    if by == "route":  # how the reliability moves did, per route
+        columns += _ROUTE_COLUMNS
     shaped = [{by: r["group"], **r} for r in rows]
     click.echo(table(shaped, columns, fmt))
 

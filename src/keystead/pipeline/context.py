@@ -13,17 +13,19 @@ from keystead.usage.prices import TokenUsage
 if TYPE_CHECKING:
     from keystead.keys.tokens import TokenClaims
     from keystead.pipeline.limits import Ticket
+    from keystead.routing.table import Deployment
 
 __all__ = ["RequestContext"]
 
 
 class RequestContext:
     __slots__ = (
-        "body", "client_asked_usage", "client_ip", "completion_text", "cost", "cost_known",
-        "endpoint", "error_code", "feature", "guard", "key", "model", "priced_usage", "provider",
-        "request_id", "started", "status", "stream", "ticket", "token", "ts", "ttft",
-        "upstream_model",
-        "usage", "usage_estimated", "user_agent", "view",
+        "attempts", "body", "cache", "cache_control", "client_asked_usage", "client_ip",
+        "completion_text", "cost", "cost_known", "degraded", "deployment", "discarded_cost",
+        "discarded_usage", "endpoint", "error_code", "fallback", "feature", "guard", "key",
+        "model", "priced_usage", "provider", "request_id", "route", "saved_cost", "schema_valid",
+        "started", "status", "stream", "ticket", "token", "ts", "ttft", "upstream_model", "usage",
+        "usage_estimated", "user_agent", "view",
     )
 
     def __init__(self, request_id: str, endpoint: Endpoint, client_ip: str | None,
@@ -55,6 +57,19 @@ class RequestContext:
         self.ticket: Ticket | None = None  # what the limiter holds for this request
         self.token: TokenClaims | None = None  # when a short-lived token was used
         self.guard: tuple[str, ...] | None = None  # what a guardrail found (kinds, no values)
+        # Routing: the alias asked for (None for a plain model), what served it, how.
+        self.route: str | None = None
+        self.deployment: Deployment | None = None
+        self.attempts = 1
+        self.fallback = False  # served by a fallback tier
+        self.cache: str | None = None  # "hit", "miss" (looked up, stored), None (not cached)
+        self.cache_control: str | None = None  # the request's Cache-Control header
+        self.saved_cost = Decimal(0)  # a cache hit: what the answer cost when it was made
+        self.schema_valid: bool | None = None  # structured output checked: valid or not
+        self.degraded: str | None = None  # "cached" or "static": every deployment failed
+        # Answers the provider billed but the client never got (invalid for their schema).
+        self.discarded_usage: TokenUsage | None = None
+        self.discarded_cost = Decimal(0)
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0

@@ -34,6 +34,7 @@ class ChatView(msgspec.Struct):
     max_completion_tokens: int | None = None
     n: int | None = None
     tools: msgspec.Raw = _NULL
+    response_format: msgspec.Raw = _NULL
 
 
 class EmbeddingsView(msgspec.Struct):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from keystead.errors import UpstreamError
@@ -54,10 +54,10 @@ def upstream_auth_failure(ctx: RequestContext, status: int) -> UpstreamError:
     return error
 
 
-async def relay_body(ctx: RequestContext, upstream: UpstreamResponse,
-                     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-    """Read the whole upstream answer; usage goes on `ctx`. Returns (status, body, headers)."""
-    body = await upstream.read()
+def relay_body(ctx: RequestContext, upstream: UpstreamResponse, body: bytes,
+               ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    """The whole upstream answer (read by the router); usage goes on `ctx`.
+    Returns (status, body, headers)."""
     ctx.ttft = ctx.elapsed_ms()
     if upstream.status < 400:
         ctx.usage, served = usage_from_body(body)
@@ -110,15 +110,21 @@ class ClientWatch:
             await self._watcher
 
 
-async def relay_stream(ctx: RequestContext, upstream: UpstreamResponse, send: Send,
+async def relay_stream(ctx: RequestContext, upstream: UpstreamResponse, first: bytes,
+                       chunks: AsyncIterator[bytes], send: Send,
                        headers: list[tuple[bytes, bytes]], gone: asyncio.Event,
-                       cost_comment: Callable[[], bytes]) -> None:
-    """Forward a 200 SSE stream event by event. Raises ClientGone if the client left."""
+                       cost_comment: Callable[[], bytes],
+                       tap: Callable[[bytes], None] | None = None) -> None:
+    """Forward a 200 SSE stream event by event: `first` (which the router read before choosing
+    this answer), then the rest of `chunks`; `tap` sees every upstream chunk (the cache
+    assembles the answer from them). Raises ClientGone if the client left."""
     relay = SSERelay(drop_usage_chunk=not ctx.client_asked_usage)
     ctx.completion_text = relay.captured
     await send({"type": "http.response.start", "status": upstream.status, "headers": headers})
     try:
-        async for chunk in upstream.iter_chunks():
+        async for chunk in _prepend(first, chunks):
+            if tap is not None:
+                tap(chunk)
             out = relay.feed(chunk)
             if out:
                 if ctx.ttft is None:
@@ -137,3 +143,9 @@ async def relay_stream(ctx: RequestContext, upstream: UpstreamResponse, send: Se
         raise ClientGone
     tail = relay.leftover() + cost_comment() + (relay.done_event or b"")
     await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+
+async def _prepend(first: bytes, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield first
+    async for chunk in chunks:
+        yield chunk

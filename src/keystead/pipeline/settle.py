@@ -14,7 +14,7 @@ import orjson
 
 from keystead.logs import request_logger
 from keystead.pipeline.context import RequestContext
-from keystead.providers.base import Endpoint
+from keystead.providers.base import Endpoint, Provider
 from keystead.state.records import UsageRecord
 from keystead.usage.estimate import (
     estimate_chat,
@@ -75,12 +75,14 @@ def prompt_tokens_bounds(body: bytes) -> tuple[int, int]:
 
 
 def worst_cost(ctx: RequestContext, prices: PriceBook, prompt_tokens: int,
-               output_tokens: int) -> Decimal:
-    """The most this request can cost: its whole prompt and every token it may generate."""
-    if ctx.provider is None:
-        return Decimal(0)
-    return _cost(ctx, prices, TokenUsage(prompt_tokens=prompt_tokens,
-                                         completion_tokens=output_tokens)).usd
+               output_tokens: int, provider: Provider, model: str) -> Decimal:
+    """The most this request can cost on `provider`'s `model`: its whole prompt and every
+    token it may generate (priced as the asked-for model when the served one has no price)."""
+    usage = TokenUsage(prompt_tokens=prompt_tokens, completion_tokens=output_tokens)
+    cost = prices.cost(provider.type, model, usage)
+    if not cost.known and ctx.model and ctx.model != model:
+        cost = prices.cost(provider.type, ctx.model, usage)
+    return cost.usd
 
 
 def _cost(ctx: RequestContext, prices: PriceBook, usage: TokenUsage) -> Cost:
@@ -109,21 +111,29 @@ def _clip(text: str | None, size: int) -> str | None:
 def settle(ctx: RequestContext, ledger: LedgerWriter, log_requests: bool) -> None:
     key = ctx.key
     usage = ctx.usage
+    extra = ctx.discarded_usage
+    if extra is not None:  # answers billed but replaced (schema repair / fallback) count too
+        base = usage or TokenUsage()
+        usage = TokenUsage(base.prompt_tokens + extra.prompt_tokens,
+                           base.completion_tokens + extra.completion_tokens,
+                           base.cached_tokens + extra.cached_tokens)
     record = UsageRecord(
         request_id=ctx.request_id, ts=ctx.ts, endpoint=ctx.endpoint.value, status=ctx.status,
         key_id=key.id if key else None, key_name=key.name if key else None,
         team=key.team if key else None, env=key.env if key else None, feature=ctx.feature,
         # Client-chosen text is clipped to its column: PostgreSQL refuses what is longer.
-        route=None, model_requested=_clip(ctx.model, 256),
+        route=_clip(ctx.route, 128), model_requested=_clip(ctx.model, 256),
         model_served=_clip(ctx.upstream_model, 256),
-        provider=ctx.provider.name if ctx.provider else None,
+        provider=ctx.provider.name if ctx.provider else None,  # None: the gateway answered
         prompt_tokens=usage.prompt_tokens if usage else 0,
         completion_tokens=usage.completion_tokens if usage else 0,
         cached_tokens=usage.cached_tokens if usage else 0,
-        cost_usd=ctx.cost, latency_ms=round(ctx.elapsed_ms(), 3),
+        cost_usd=ctx.cost + ctx.discarded_cost, latency_ms=round(ctx.elapsed_ms(), 3),
         ttft_ms=round(ctx.ttft, 3) if ctx.ttft is not None else None,
         error_code=ctx.error_code, stream=ctx.stream, client_ip=_clip(ctx.client_ip, 64),
         user_agent=ctx.user_agent, usage_estimated=ctx.usage_estimated,
+        attempts=min(ctx.attempts, 32767), fallback=ctx.fallback, cache=ctx.cache,
+        saved_usd=ctx.saved_cost, schema_valid=ctx.schema_valid, degraded=ctx.degraded,
     )
     ledger.record(record)
     if log_requests:
@@ -143,4 +153,8 @@ def settle(ctx: RequestContext, ledger: LedgerWriter, log_requests: bool) -> Non
             "token_id": ctx.token.token_id if ctx.token else None,
             "user": ctx.token.user if ctx.token else None,
             "guard": list(ctx.guard) if ctx.guard else None,
+            "route": record.route,
+            "deployment": ctx.deployment.id if ctx.deployment else None,
+            "attempts": record.attempts, "fallback": record.fallback, "cache": record.cache,
+            "schema_valid": record.schema_valid, "degraded": record.degraded,
         }))

@@ -12,10 +12,13 @@ import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from keystead.config.model import MockConfig, ProviderConfig
+from keystead.config.model import DEFAULT_BASE_URLS, MockConfig, ProviderConfig
 from keystead.errors import ModelNotFound
+from keystead.providers.anthropic import AnthropicProvider
 from keystead.providers.azure import AzureProvider
 from keystead.providers.base import Capabilities, Provider
+from keystead.providers.gemini import GeminiProvider
+from keystead.providers.key_pool import KeyPool
 from keystead.providers.mock_upstream import MockSettings, create_mock_app
 from keystead.providers.openai_compatible import (
     MockProvider,
@@ -25,9 +28,11 @@ from keystead.providers.openai_compatible import (
 from keystead.providers.secret_refs import resolve_reference
 from keystead.providers.transport import ASGITransport, Transport
 from keystead.state.records import ProviderRecord
+from keystead.vault.envelope import VaultError
 from keystead.vault.store import Vault
 
-__all__ = ["MOCK_BASE_URL", "ProviderRegistry", "ProviderSpec", "build_provider", "resolve_secret"]
+__all__ = ["MOCK_BASE_URL", "KeySource", "ProviderRegistry", "ProviderSpec", "build_provider",
+           "resolve_keys", "resolve_secret"]
 
 MOCK_BASE_URL = "http://mock-upstream.keystead.internal/v1"
 _MEMO_LIMIT = 4096
@@ -36,16 +41,31 @@ _CONFIG_REFS = ("vault:", "file:", "aws-sm:", "hcvault:")
 
 
 @dataclass(frozen=True)
+class KeySource:
+    """Where one key of a provider comes from: a reference (env:, vault:, file:, aws-sm:,
+    hcvault: -- see secret_refs), or for a config `${VAR}` the value itself (never shown)."""
+
+    ref: str | None = None
+    value: str | None = field(default=None, repr=False)
+
+    @property
+    def where(self) -> str:
+        """What may be shown: `vault`, the reference, or `config`."""
+        if self.ref is None:
+            return "config"
+        return "vault" if self.ref.startswith("vault:") else self.ref
+
+
+@dataclass(frozen=True)
 class ProviderSpec:
-    """A provider as configured, whatever its source. `api_key_ref` is a reference (env:, vault:,
-    file:, aws-sm:, hcvault: -- see secret_refs), never a key."""
+    """A provider as configured, whatever its source. `keys` says where each of its keys comes
+    from (labelled #1, #2, ... in this order); empty: no key."""
 
     name: str
     type: str
     base_url: str | None
     source: str  # "config" or "store"
-    api_key: str | None = field(default=None, repr=False)
-    api_key_ref: str | None = None
+    keys: tuple[KeySource, ...] = ()
     models: tuple[str, ...] = ()
     deployments: dict[str, str] = field(default_factory=dict)
     api_version: str | None = None
@@ -54,43 +74,69 @@ class ProviderSpec:
 
     @classmethod
     def from_config(cls, name: str, config: ProviderConfig) -> ProviderSpec:
-        secret = config.api_key.get_secret_value() if config.api_key else None
-        ref = secret if secret and secret.startswith(_CONFIG_REFS) else None
+        given = (config.api_key,) if config.api_key is not None else config.api_keys or ()
+        keys = tuple(KeySource(ref=secret) if secret.startswith(_CONFIG_REFS)
+                     else KeySource(value=secret)
+                     for secret in (key.get_secret_value() for key in given))
         return cls(name=name, type=config.type, base_url=config.base_url, source="config",
-                   api_key=None if ref else secret, api_key_ref=ref, models=config.models,
+                   keys=keys, models=config.models,
                    deployments=dict(config.deployments), api_version=config.api_version,
                    supports_responses=config.supports_responses, mock=config.mock)
 
     @classmethod
     def from_record(cls, record: ProviderRecord) -> ProviderSpec:
         return cls(name=record.name, type=record.type, base_url=record.base_url, source="store",
-                   api_key_ref=record.api_key_ref, models=record.models,
+                   keys=tuple(KeySource(ref=ref) for ref in record.refs), models=record.models,
                    deployments=dict(record.deployments), api_version=record.api_version,
                    supports_responses=record.supports_responses)
 
 
+async def resolve_keys(spec: ProviderSpec, vault: Vault | None) -> list[str | VaultError]:
+    """Each key of `spec`, in order: its value, or the error that kept it from being read
+    (naming the provider and the reference, never a value)."""
+    values: list[str | VaultError] = []
+    for source in spec.keys:
+        if source.value is not None:
+            values.append(source.value)
+        elif source.ref is not None:
+            try:
+                values.append(await resolve_reference(spec.name, source.ref, vault))
+            except VaultError as exc:
+                values.append(exc)
+    return values
+
+
 async def resolve_secret(spec: ProviderSpec, vault: Vault | None) -> str | None:
-    if spec.api_key is not None:
-        return spec.api_key
-    if spec.api_key_ref is None:
-        return None
-    return await resolve_reference(spec.name, spec.api_key_ref, vault)
+    """The key of a provider with at most one key (None: it has none); see `resolve_keys`."""
+    if len(spec.keys) > 1:
+        raise ValueError(f"provider {spec.name} has {len(spec.keys)} keys: use resolve_keys")
+    for value in await resolve_keys(spec, vault):
+        if isinstance(value, VaultError):
+            raise value
+        return value
+    return None
 
 
-def build_provider(spec: ProviderSpec, api_key: str | None, http: Transport,
+def build_provider(spec: ProviderSpec, api_key: str | KeyPool | None, http: Transport,
                    read_timeout: float) -> Provider:
+    """The adapter for `spec`, authenticating with `api_key`: one key, a `KeyPool`, or None."""
+    keys = api_key if isinstance(api_key, KeyPool) else KeyPool.of(spec.name, api_key)
     responses = spec.supports_responses
     if spec.type == "mock":
+        api_key = keys.first  # the in-process mock upstream accepts every key of the pool
         settings = MockSettings(
             latency_ms=spec.mock.latency_ms, chunk_delay_ms=spec.mock.chunk_delay_ms,
             failure_rate=spec.mock.failure_rate, failure_status=spec.mock.failure_status,
             seed=spec.mock.seed, api_key=api_key, supports_responses=responses is not False,
+            faults=spec.mock.faults,
         )
+        if len(keys) > 1:
+            settings = dataclasses.replace(settings, api_keys=keys.secrets)
         if spec.models:
             settings = dataclasses.replace(settings, models=spec.models)
         models = settings.models
         return MockProvider(
-            spec.name, base_url=spec.base_url or MOCK_BASE_URL, api_key=api_key, models=models,
+            spec.name, base_url=spec.base_url or MOCK_BASE_URL, api_key=keys, models=models,
             transport=ASGITransport(create_mock_app(settings)) if not spec.base_url else http,
             read_timeout=read_timeout,
             capabilities=Capabilities(responses=responses is not False))
@@ -106,6 +152,16 @@ def build_provider(spec: ProviderSpec, api_key: str | None, http: Transport,
         return OpenAIProvider(spec.name, base_url=base_url, api_key=api_key, models=spec.models,
                               transport=http, read_timeout=read_timeout,
                               capabilities=Capabilities(responses=responses is not False))
+    if spec.type == "anthropic":  # chat only, translated to and from the Messages API
+        return AnthropicProvider(spec.name, base_url=base_url or DEFAULT_BASE_URLS["anthropic"],
+                                 api_key=api_key, models=spec.models, transport=http,
+                                 read_timeout=read_timeout,
+                                 capabilities=Capabilities(embeddings=False, responses=False))
+    if spec.type == "gemini":  # Google's OpenAI-compatible endpoint
+        return GeminiProvider(spec.name, base_url=base_url or DEFAULT_BASE_URLS["gemini"],
+                              api_key=api_key, models=spec.models, transport=http,
+                              read_timeout=read_timeout,
+                              capabilities=Capabilities(responses=False))
     return OpenAICompatibleProvider(spec.name, base_url=base_url, api_key=api_key,
                                     models=spec.models, transport=http,
                                     read_timeout=read_timeout,

@@ -222,6 +222,11 @@ class ProviderCreate(BaseModel):
     api_key_ref: str | None = Field(
         None, description="A reference to an external store: env:VAR, file:PATH, "
                           "aws-sm:SECRET_ID[#FIELD], hcvault:MOUNT/PATH#FIELD.")
+    api_keys: list[str] | None = Field(
+        None, description="Several keys (a pool, labelled #1, #2, ... in this order), each "
+                          "sealed into the vault; never returned.")
+    api_key_refs: list[str] | None = Field(
+        None, description="Several keys (a pool) as references to external stores.")
     models: list[str] = Field(default_factory=list)
     deployments: dict[str, str] = Field(default_factory=dict)
     api_version: str | None = None
@@ -231,6 +236,30 @@ class ProviderCreate(BaseModel):
 class ProviderKey(BaseModel):
     model_config = ConfigDict(extra="forbid")
     api_key: str = Field(description="The new key; sealed into the vault, never returned.")
+    label: str | None = Field(None, description="Which key of a pool to replace (`2` or `#2`); "
+                                                "needed when the provider has several.")
+
+
+class ProviderKeyAdd(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    api_key: str | None = Field(None, description="Sealed into the vault; never returned.")
+    api_key_ref: str | None = Field(
+        None, description="Or a reference to an external store: env:VAR, file:PATH, "
+                          "aws-sm:SECRET_ID[#FIELD], hcvault:MOUNT/PATH#FIELD.")
+
+
+class ProviderKeyOut(BaseModel):
+    label: str = Field(description="#1, #2, ...: the key's place in the provider's keys.")
+    source: str = Field(description="Where it lives: vault, a reference, or config.")
+    fingerprint: str | None = Field(
+        description="The first 12 hex characters of the key's sha256; never the key.")
+    state: Literal["active", "cooling", "disabled", "unusable"] = Field(
+        description="active: in rotation; cooling: rate-limited (429), the other keys go first "
+                    "until `until`; disabled: refused by the provider (401/403), out of "
+                    "rotation; unusable: cannot be read.")
+    since: str | None
+    until: str | None
+    reason: str | None
 
 
 class ProviderOut(BaseModel):
@@ -238,20 +267,33 @@ class ProviderOut(BaseModel):
     type: str
     base_url: str | None
     source: Literal["config", "store"]
-    api_key: str | None = Field(description="Where the key lives: env:VAR, vault or config.")
+    api_key: str | None = Field(description="Where the key lives: env:VAR, vault or config "
+                                            "(for a pool, each key's, comma separated).")
     models: list[str]
     deployments: dict[str, str]
     api_version: str | None
     status: Literal["ok", "unusable"]
     error: str | None
+    keys: list[ProviderKeyOut] = Field(description="Its keys and their states (a pool).")
 
 
-class ProviderTest(BaseModel):
-    name: str
+class ProviderKeyTest(BaseModel):
+    label: str
+    fingerprint: str | None
+    state: str
     ok: bool
     status: int | None
     latency_ms: float | None
     detail: str
+
+
+class ProviderTest(BaseModel):
+    name: str
+    ok: bool = Field(description="Every key works.")
+    status: int | None
+    latency_ms: float | None
+    detail: str
+    keys: list[ProviderKeyTest] = Field(default_factory=list, description="Each key's result.")
 
 
 class UsageRowOut(BaseModel):
@@ -263,6 +305,13 @@ class UsageRowOut(BaseModel):
     cached_tokens: int
     cost_usd: str
     avg_latency_ms: float
+    retries: int = Field(0, description="Attempts beyond the first (routes).")
+    fallbacks: int = Field(0, description="Requests a fallback tier answered.")
+    cache_hits: int = 0
+    saved_usd: str = Field("0", description="What cache hits would have cost.")
+    schema_checked: int = Field(0, description="Structured answers validated.")
+    schema_invalid: int = Field(0, description="... of which handed over invalid.")
+    degraded: int = Field(0, description="Answered in degraded mode (cached or static).")
 
 
 class UsageReport(BaseModel):
@@ -285,7 +334,7 @@ class ErrorEnvelope(BaseModel):
 
 def create_admin_app(runtime: Runtime) -> FastAPI:
     keys = KeyService(runtime, actor="admin-api")
-    providers, usage = ProviderService(runtime), UsageService(runtime)
+    providers, usage = ProviderService(runtime, actor="admin-api"), UsageService(runtime)
     teams = TeamService(runtime)
     token = runtime.config.admin.token
 
@@ -454,7 +503,11 @@ def create_admin_app(runtime: Runtime) -> FastAPI:
             body.name, type=body.type, base_url=body.base_url, api_key_env=body.api_key_env,
             api_key=body.api_key, models=body.models, deployments=body.deployments,
             api_version=body.api_version, supports_responses=body.supports_responses,
-            api_key_ref=body.api_key_ref)
+            api_key_ref=body.api_key_ref, api_keys=body.api_keys, api_key_refs=body.api_key_refs)
+
+    @app.get("/admin/providers/{name}", response_model=ProviderOut, tags=["providers"])
+    async def get_provider(name: str) -> dict[str, Any]:
+        return providers.get(name)
 
     @app.delete("/admin/providers/{name}", status_code=204, tags=["providers"])
     async def remove_provider(name: str) -> Response:
@@ -463,8 +516,27 @@ def create_admin_app(runtime: Runtime) -> FastAPI:
 
     @app.put("/admin/providers/{name}/key", response_model=ProviderOut, tags=["providers"])
     async def set_provider_key(name: str, body: ProviderKey) -> dict[str, Any]:
-        """Replace the provider's key in the vault; no request fails during the swap."""
-        return await providers.set_key(name, body.api_key)
+        """Replace the provider's key (`label`: which of a pool) in the vault; no request fails
+        during the swap."""
+        return await providers.set_key(name, body.api_key, body.label)
+
+    @app.post("/admin/providers/{name}/keys", response_model=ProviderOut, status_code=201,
+              tags=["providers"])
+    async def add_provider_key(name: str, body: ProviderKeyAdd) -> dict[str, Any]:
+        """Add a key to the pool of a provider added at run time."""
+        return await providers.add_key(name, api_key=body.api_key, api_key_ref=body.api_key_ref)
+
+    @app.delete("/admin/providers/{name}/keys/{label}", response_model=ProviderOut,
+                tags=["providers"])
+    async def remove_provider_key(name: str, label: str) -> dict[str, Any]:
+        """Remove key `label` (`2` or `#2`) from the pool of a provider added at run time."""
+        return await providers.remove_key(name, label)
+
+    @app.post("/admin/providers/{name}/keys/{label}/enable", response_model=ProviderOut,
+              tags=["providers"])
+    async def enable_provider_key(name: str, label: str) -> dict[str, Any]:
+        """Put key `label`, taken out after a 401/403, back into rotation on every gateway."""
+        return await providers.enable_key(name, label)
 
     @app.post("/admin/providers/{name}/test", response_model=ProviderTest, tags=["providers"])
     async def test_provider(name: str) -> dict[str, Any]:
@@ -492,6 +564,12 @@ def create_admin_app(runtime: Runtime) -> FastAPI:
         rows = await usage.report(by, window, filters)
         return {"by": by, "since": since, "filters": filters,
                 "rows": [r.as_dict() for r in rows]}
+
+    @app.get("/admin/routes", tags=["routes"])
+    async def routes() -> list[dict[str, Any]]:
+        from keystead.control.routes import route_status
+
+        return await route_status(runtime)
 
     @app.get("/admin/status", tags=["status"])
     async def status() -> JSONResponse:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from keystead.cache import CachedResponse
 from keystead.config.model import GuardPolicy
 from keystead.errors import (
     EndpointNotAllowed,
@@ -35,6 +36,7 @@ from keystead.errors import (
 )
 from keystead.guard.inspect import ContentBlocked, inspect
 from keystead.pipeline import admit
+from keystead.pipeline.cache_stage import Lookup, replay, static_completion
 from keystead.pipeline.context import RequestContext
 from keystead.pipeline.limits import Limiter, Ticket
 from keystead.pipeline.limits import Scope as LimitScope
@@ -56,8 +58,11 @@ from keystead.pipeline.settle import (
     worst_cost,
 )
 from keystead.providers.base import Endpoint
-from keystead.providers.transport import UpstreamResponse
+from keystead.routing.router import AttemptLog, Judge, Served, TierFailed
+from keystead.routing.table import Deployment, Route
 from keystead.state.records import TeamRecord
+from keystead.usage.extract import usage_from_body
+from keystead.usage.prices import TokenUsage
 
 if TYPE_CHECKING:
     from keystead.runtime import Runtime
@@ -125,7 +130,7 @@ class DataPlane:
         if route is None and path.startswith("/v1/models/"):
             route, model_id = _ROUTES["/v1/models"], path[len("/v1/models/"):]
         authorization = api_key = request_id = feature = user_agent = None
-        forwarded_for = forwarded = origin = None
+        forwarded_for = forwarded = origin = cache_control = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value
@@ -143,6 +148,8 @@ class DataPlane:
                 forwarded = value
             elif name == b"origin":
                 origin = value
+            elif name == b"cache-control":
+                cache_control = value.decode("latin-1")
         if origin is not None and self.cors_origins and (self.cors_any
                                                          or origin in self.cors_origins):
             if scope["method"] == "OPTIONS":
@@ -156,6 +163,7 @@ class DataPlane:
                                               forwarded)
         endpoint = route[1] if route else Endpoint.MODELS
         ctx = RequestContext(request_id, endpoint, client_ip, user_agent, feature)
+        ctx.cache_control = cache_control
         try:
             if route is None:
                 raise RouteNotFound(f"Unknown route {scope['method']} {path}.",
@@ -205,10 +213,12 @@ class DataPlane:
             price(ctx, self.rt.prices)
             try:
                 if ctx.ticket is not None:
-                    usage = ctx.usage
-                    await self.rt.limiter.settle(
-                        ctx.ticket,
-                        usage.prompt_tokens + usage.completion_tokens if usage else None, ctx.cost)
+                    usage, extra = ctx.usage, ctx.discarded_usage
+                    tokens = usage.prompt_tokens + usage.completion_tokens if usage else None
+                    if extra is not None:
+                        tokens = (tokens or 0) + extra.prompt_tokens + extra.completion_tokens
+                    await self.rt.limiter.settle(ctx.ticket, tokens,
+                                                 ctx.cost + ctx.discarded_cost)
             except Exception:  # the ledger row is the record of truth: never lose it for this
                 log.exception("settling the limits of request %s failed", ctx.request_id)
             finally:
@@ -228,13 +238,19 @@ class DataPlane:
         token = ctx.token
         if token is not None:
             admit.check_token_model(token, view.model)
-        provider, upstream_model = self.rt.providers.resolve(view.model)
-        if not provider.capabilities.supports(ctx.endpoint):
+        route = self.rt.routes.resolve(view.model)
+        if not route.implicit:
+            ctx.route = route.name
+        deployments = [d for d in route.all_deployments()
+                       if d.provider.capabilities.supports(ctx.endpoint)]
+        if not deployments:
+            name = route.deployments[0].provider.name if route.deployments else "none"
             raise ModelNotFound(
-                f"Model {view.model!r} is served by provider {provider.name}, which does not "
+                f"Model {view.model!r} is served by provider {name}, which does not "
                 f"offer /v1/{ctx.endpoint.value.replace('.', '/')}.",
                 param="model", hint="Use a model of a provider that supports this route.")
-        ctx.provider, ctx.upstream_model = provider, upstream_model
+        first = deployments[0]
+        ctx.provider, ctx.upstream_model = first.provider, first.model
         policy = self.guard_envs.get(key.env, self.guard_default)
         if policy is not None:
             # Off the event loop when large: the detectors are regular expressions over text.
@@ -249,8 +265,6 @@ class DataPlane:
             if verdict.body is not None:
                 body = verdict.body
         rewrite = BodyRewrite()
-        if upstream_model != view.model:
-            rewrite.model = upstream_model
         had_options = False
         scopes = self.rt.limiter.scopes(key, team)
         token_scope = self.rt.limiter.token_scope(token) if token is not None else None
@@ -270,8 +284,7 @@ class DataPlane:
                                    if view.max_completion_tokens is not None else "max_tokens",
                                    cap)
             if cap is not None and requested is None:
-                rewrite.cap_field = ("max_completion_tokens" if provider.type in ("openai", "azure")
-                                     else "max_tokens")
+                rewrite.cap_field = "max_tokens"  # per deployment: see _body_for
                 rewrite.cap_value = cap
             if ctx.stream:
                 had_options = view.stream_options is not None
@@ -286,25 +299,112 @@ class DataPlane:
             admit.check_max_tokens(key, view.max_output_tokens, "max_output_tokens", cap)
             if cap is not None and view.max_output_tokens is None:
                 rewrite.cap_field, rewrite.cap_value = "max_output_tokens", cap
-        body = apply(body, rewrite, had_options)
-        ctx.ticket = await self._admit(ctx, scopes, requested if requested is not None else cap)
+        body_for = _BodyFactory(body, rewrite, had_options, view.model)
+        ctx.ticket = await self._admit(ctx, scopes, requested if requested is not None else cap,
+                                       deployments)
+        lookup = None
+        if route.config is not None and route.config.cache is not None:
+            lookup = self.rt.cache.plan(ctx, route.name, route.config, body, rewrite.cap_value,
+                                        ctx.cache_control)
+            if lookup is not None:
+                ctx.cache = "miss"
+                entry = await self.rt.cache.get(lookup) if lookup.read else None
+                if entry is not None:
+                    await self._serve_entry(ctx, entry, send, cache="hit")
+                    return
+        judge = None
+        if route.config is not None and route.config.structured_output.validate_output \
+                and ctx.endpoint is Endpoint.CHAT and not ctx.stream:
+            judge = _judge(view)
 
         watch = ClientWatch(receive)
         try:
             try:
-                upstream = await provider.send(ctx.endpoint, upstream_model, body,
-                                               stream=ctx.stream)
+                served = await self.rt.router.call(
+                    route, ctx.endpoint, body_for, stream=ctx.stream,
+                    prompt_tokens=prompt_tokens_bounds(body)[0], judge=judge,
+                    on_invalid=route.config.structured_output.on_invalid
+                    if route.config is not None else "pass",
+                    on_discarded=partial(self._discarded, ctx))
             except asyncio.CancelledError:
                 if watch.was_cancelled_by_us():
                     raise ClientGone from None
                 raise
-            watch.attach(upstream)
-            await self._respond(ctx, upstream, send, watch.gone)
+            except TierFailed as failed:
+                self._note_attempts(ctx, failed.attempts)
+                if not await self._degraded(ctx, route, lookup, send):
+                    await self._failed(ctx, failed, send)
+                return
+            deployment = served.deployment
+            ctx.deployment, ctx.provider = deployment, deployment.provider
+            ctx.upstream_model = deployment.model
+            ctx.fallback = served.tier is not route
+            self._note_attempts(ctx, served.attempts)
+            if judge is not None:
+                ctx.schema_valid = served.schema_error is None
+            watch.attach(served.upstream)
+            try:
+                await self._respond(ctx, served, send, watch.gone, lookup)
+            finally:
+                deployment.in_flight -= 1
         finally:
             await watch.close()
 
-    async def _admit(self, ctx: RequestContext, scopes: list[LimitScope], max_output: int | None
-                     ) -> Ticket:
+    @staticmethod
+    def _note_attempts(ctx: RequestContext, attempts: list[AttemptLog]) -> None:
+        ctx.attempts = max(1, len(attempts))
+
+    def _discarded(self, ctx: RequestContext, deployment: Deployment, body: bytes) -> None:
+        """An answer the provider billed that the client will not get (it broke its schema):
+        its tokens and cost still count."""
+        usage, _model = usage_from_body(body)
+        if usage is None:
+            return
+        cost = self.rt.prices.cost(deployment.provider.type, deployment.model, usage)
+        ctx.discarded_cost += cost.usd
+        before = ctx.discarded_usage or TokenUsage()
+        ctx.discarded_usage = TokenUsage(before.prompt_tokens + usage.prompt_tokens,
+                                         before.completion_tokens + usage.completion_tokens,
+                                         before.cached_tokens + usage.cached_tokens)
+
+    async def _failed(self, ctx: RequestContext, failed: TierFailed, send: Send) -> None:
+        """Every deployment failed: the last provider answer, else the last gateway error."""
+        if failed.response is None:
+            raise failed.error or UpstreamError("No deployment of this route is available.",
+                                                hint="Every deployment is cooling down or its "
+                                                     "circuit breaker is open; retry shortly.")
+        status, upstream_headers, body, deployment = failed.response
+        ctx.deployment, ctx.provider = deployment, deployment.provider
+        ctx.upstream_model = deployment.model
+        if status in (401, 403):
+            raise upstream_auth_failure(ctx, status)
+        ctx.error_code = f"upstream_http_{status}"
+        body = _ensure_error_envelope(body, status, ctx)
+        headers = [_JSON, *_passed(upstream_headers),
+                   (b"content-length", str(len(body)).encode()),
+                   (b"x-request-id", ctx.request_id.encode()), _ZERO_COST,
+                   *self._served_headers(ctx), *self.rt.limiter.headers(ctx.ticket)]
+        ctx.status = status
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    @staticmethod
+    def _served_headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
+        headers = []
+        if ctx.route is not None:
+            headers.append((b"x-keystead-route", ctx.route.encode()))
+        if ctx.deployment is not None:
+            headers.append((b"x-keystead-deployment", ctx.deployment.id.encode()))
+        if ctx.attempts > 1:
+            headers.append((b"x-keystead-attempts", str(ctx.attempts).encode()))
+        if ctx.fallback:
+            headers.append((b"x-keystead-fallback", b"true"))
+        if ctx.schema_valid is False:
+            headers.append((b"x-keystead-schema-valid", b"false"))
+        return headers
+
+    async def _admit(self, ctx: RequestContext, scopes: list[LimitScope], max_output: int | None,
+                     deployments: list[Deployment]) -> Ticket:
         """Charge rate limits and reserve budgets, with the request's estimated and worst-case
         tokens (prompt bounded by its size, plus what it may generate)."""
         limiter = self.rt.limiter
@@ -320,49 +420,101 @@ class DataPlane:
             output = max_output if max_output is not None \
                 else self.rt.config.limits.default_max_tokens
             output *= max(1, getattr(ctx.view, "n", None) or 1)
-        worst = worst_cost(ctx, self.rt.prices, bound, output) \
+        # A route may be served by any of its deployments: reserve for the dearest one.
+        worst = max((worst_cost(ctx, self.rt.prices, bound, output, d.provider, d.model)
+                     for d in deployments), default=_ZERO) \
             if limiter.has_budget(scopes) else _ZERO
         return await limiter.admit(hold_id, scopes, estimate + output, worst)
 
-    async def _respond(self, ctx: RequestContext, upstream: UpstreamResponse, send: Send,
-                       gone: asyncio.Event) -> None:
+    async def _respond(self, ctx: RequestContext, served: Served, send: Send,
+                       gone: asyncio.Event, lookup: Lookup | None) -> None:
         provider = ctx.provider
         assert provider is not None
-        if upstream.status in (401, 403):
-            await upstream.read()
-            raise upstream_auth_failure(ctx, upstream.status)
-        if ctx.stream and upstream.status == 200:
+        upstream = served.upstream
+        if served.chunks is not None:
             ctx.status = 200
             headers = [*pass_headers(upstream), (b"x-request-id", ctx.request_id.encode()),
                        (b"x-keystead-provider", provider.name.encode()),
-                       *self.rt.limiter.headers(ctx.ticket)]
-            await relay_stream(ctx, upstream, send, headers, gone,
-                               lambda: self._cost_comment(ctx))
+                       *self._served_headers(ctx), *self.rt.limiter.headers(ctx.ticket)]
+            assembler = self.rt.cache.assembler(ctx.endpoint) if lookup is not None else None
+            await relay_stream(ctx, upstream, served.first, served.chunks, send, headers, gone,
+                               lambda: self._cost_comment(ctx),
+                               assembler.feed if assembler is not None else None)
+            if assembler is not None and lookup is not None:
+                assembler.end()
+                answer = assembler.result()
+                if answer is not None:
+                    price(ctx, self.rt.prices)
+                    await self.rt.cache.put(ctx, lookup, answer)
             return
-        try:
-            status, body, headers = await relay_body(ctx, upstream)
-        except UpstreamError:
-            if gone.is_set():  # the watcher cut the upstream call because the client left
-                raise ClientGone from None
-            raise
+        assert served.body is not None
+        status, body, headers = relay_body(ctx, upstream, served.body)
         if gone.is_set():
             raise ClientGone
-        if status >= 400:
-            ctx.error_code = f"upstream_http_{status}"
-            body = _ensure_error_envelope(body, status, ctx)
-            headers = [h for h in headers if h[0] != b"content-type"]
-            headers.append(_JSON)
-        elif ctx.usage is None:
+        if ctx.usage is None:
             await estimate_usage(ctx, body)
         price(ctx, self.rt.prices)
         headers.extend(((b"content-length", str(len(body)).encode()),
                         (b"x-request-id", ctx.request_id.encode()),
                         (b"x-keystead-cost-usd", format(ctx.cost, "f").encode()),
                         (b"x-keystead-provider", provider.name.encode()),
-                        *self.rt.limiter.headers(ctx.ticket)))
+                        *self._served_headers(ctx), *self.rt.limiter.headers(ctx.ticket)))
         ctx.status = status  # from here on the response has started
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+        if lookup is not None and status == 200 and ctx.schema_valid is not False:
+            await self.rt.cache.put(ctx, lookup, body)
+
+    async def _degraded(self, ctx: RequestContext, route: Route, lookup: Lookup | None,
+                        send: Send) -> bool:
+        """Every deployment failed (P19): a cached answer of any age, else the route's static
+        reply. False when the route has neither: the client gets the error."""
+        config = route.config
+        if config is None:
+            return False
+        policy = config.degraded
+        if policy.serve_cached and lookup is not None:
+            entry = await self.rt.cache.get(lookup, stale=True)
+            if entry is not None:
+                await self._serve_entry(ctx, entry, send, degraded="cached")
+                return True
+        if policy.static_reply is not None and ctx.endpoint is Endpoint.CHAT:
+            entry = static_completion(route.name, policy.static_reply)
+            await self._serve_entry(ctx, entry, send, degraded="static")
+            return True
+        return False
+
+    async def _serve_entry(self, ctx: RequestContext, entry: CachedResponse, send: Send, *,
+                           cache: str | None = None, degraded: str | None = None) -> None:
+        """An answer the gateway holds (a cache hit, or a degraded reply): no provider call,
+        nothing spent; a hit records what it saved."""
+        ctx.usage = ctx.priced_usage = TokenUsage()
+        ctx.cost = _ZERO
+        ctx.provider = ctx.deployment = None
+        ctx.upstream_model = entry.model or None
+        if cache is not None:
+            ctx.cache = cache
+        ctx.degraded = degraded
+        ctx.saved_cost = entry.cost if degraded != "static" else _ZERO
+        headers = [(b"x-request-id", ctx.request_id.encode()), _ZERO_COST,
+                   *self._served_headers(ctx), *self.rt.limiter.headers(ctx.ticket)]
+        if cache is not None:
+            headers += [(b"x-keystead-cache", cache.encode()),
+                        (b"x-keystead-cache-age", str(entry.age_s()).encode())]
+        if degraded is not None:
+            headers.append((b"x-keystead-degraded", degraded.encode()))
+        ctx.status = 200
+        if ctx.stream:
+            events = replay(entry, ctx.client_asked_usage)
+            await send({"type": "http.response.start", "status": 200, "headers": [
+                (b"content-type", b"text/event-stream; charset=utf-8"),
+                (b"cache-control", b"no-cache"), *headers]})
+            await send({"type": "http.response.body", "body": b"".join(events),
+                        "more_body": False})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            _JSON, (b"content-length", str(len(entry.body)).encode()), *headers]})
+        await send({"type": "http.response.body", "body": entry.body})
 
     def _cost_comment(self, ctx: RequestContext) -> bytes:
         # Headers left before the stream's usage was known: the cost travels as an SSE comment,
@@ -453,6 +605,51 @@ def _with_cors(send: Send, origin: bytes) -> Send:
                                   (b"access-control-expose-headers", _CORS_EXPOSED)]
         await send(message)
     return cors_send
+
+
+class _BodyFactory:
+    """The body each deployment gets: its own model name and max-tokens field; built once per
+    distinct pair (a retry on the same deployment reuses it)."""
+
+    __slots__ = ("_asked", "_body", "_built", "_had_options", "_rewrite")
+
+    def __init__(self, body: bytes, rewrite: BodyRewrite, had_options: bool, asked: str):
+        self._body = body
+        self._rewrite = rewrite
+        self._had_options = had_options
+        self._asked = asked
+        self._built: dict[tuple[str, str | None], bytes] = {}
+
+    def __call__(self, deployment: Deployment) -> bytes:
+        rewrite = self._rewrite
+        field = rewrite.cap_field
+        if field == "max_tokens" and deployment.provider.type in ("openai", "azure"):
+            field = "max_completion_tokens"  # OpenAI's current name; others know the old one
+        key = (deployment.model, field)
+        body = self._built.get(key)
+        if body is None:
+            own = BodyRewrite()
+            own.force_usage = rewrite.force_usage
+            own.cap_field, own.cap_value = field, rewrite.cap_value
+            if deployment.model != self._asked:
+                own.model = deployment.model
+            body = self._built[key] = apply(self._body, own, self._had_options)
+        return body
+
+
+def _judge(view: Any) -> Judge | None:
+    raw = getattr(view, "response_format", None)
+    if raw is None or bytes(raw) == b"null":
+        return None
+    from keystead.routing.structured import judge_for  # jsonschema: only when asked for
+
+    return judge_for(bytes(raw))
+
+
+def _passed(headers: Any) -> list[tuple[bytes, bytes]]:
+    return [(out, headers[name].encode("latin-1")) for name, out in
+            (("retry-after", b"retry-after"), ("retry-after-ms", b"retry-after-ms"),
+             ("x-request-id", b"x-upstream-request-id")) if name in headers]
 
 
 def _model_object(model: str, provider: Any) -> dict[str, Any]:

@@ -9,6 +9,11 @@ Counters hold the state that changes on every request and that replicas must agr
   hold and adds what it really used to the pool's settled total. Holds are leases: a replica that
   dies stops renewing them and they are reclaimed when the lease runs out.
 
+- **breakers**: a deployment's circuit breaker. Failures are counted in a window; enough of them
+  open it until a time; after that time one caller at a time may claim the probe (half-open); a
+  success resets it, a failure while probing opens it again. Replicas share it, so a deployment
+  that fails on one replica is cooled down on all of them.
+
 `admit` is all or nothing: every rate is charged and every hold taken, or nothing changes. The
 in-process implementation here is the reference; the Redis one does the same in one Lua call.
 """
@@ -17,11 +22,13 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 __all__ = [
+    "BREAKER_MEMORY_S",
     "Admission",
     "Counters",
     "CountersUnavailable",
@@ -115,6 +122,20 @@ class Counters(Protocol):
     async def ping(self) -> None:
         """A cheap round trip: raises CountersUnavailable while the backend is out of reach."""
 
+    async def trip(self, name: str, threshold: int, window_s: float, cooldown_s: float) -> float:
+        """Count one failure of breaker `name`. With `threshold` failures in `window_s`, or a
+        failure while a probe is out, the breaker opens for `cooldown_s`. Returns the time it
+        is open until (0.0: closed)."""
+
+    async def probe(self, name: str, ttl_s: float) -> bool:
+        """Claim the one probe of a half-open breaker for `ttl_s`; False if someone has it."""
+
+    async def reset(self, name: str) -> None:
+        """Close breaker `name`: a success."""
+
+    async def breakers(self, names: Sequence[str]) -> dict[str, float]:
+        """Open-until times of those of `names` that are open or half-open."""
+
     async def close(self) -> None: ...
 
 
@@ -160,6 +181,19 @@ class _Pool:
                             default=math.inf)
 
 
+class _Breaker:
+    __slots__ = ("failures", "open_until", "probe_until")
+
+    def __init__(self) -> None:
+        self.failures: deque[float] = deque()
+        self.open_until = 0.0
+        self.probe_until = 0.0
+
+
+# An open breaker is forgotten (closed) this long after its cooldown if nobody probed it.
+BREAKER_MEMORY_S = 600.0
+
+
 class MemoryCounters:
     """Counters of one process. `clock` is injectable so tests can step time exactly."""
 
@@ -167,6 +201,7 @@ class MemoryCounters:
         self._clock = clock
         self._tats: dict[str, float] = {}
         self._pools: dict[str, _Pool] = {}
+        self._breakers: dict[str, _Breaker] = {}
 
     def _pool(self, hold: Hold, now: float) -> _Pool:
         pool = self._pools.get(hold.name)
@@ -265,6 +300,49 @@ class MemoryCounters:
     async def ping(self) -> None:
         return None
 
+    def _breaker(self, name: str, now: float) -> _Breaker:
+        breaker = self._breakers.get(name)
+        if breaker is not None and breaker.open_until \
+                and breaker.open_until + BREAKER_MEMORY_S <= now:
+            breaker = None
+        if breaker is None:
+            breaker = self._breakers[name] = _Breaker()
+        return breaker
+
+    async def trip(self, name: str, threshold: int, window_s: float, cooldown_s: float) -> float:
+        now = self._clock()
+        breaker = self._breaker(name, now)
+        probing, breaker.probe_until = breaker.probe_until > 0, 0.0
+        failures = breaker.failures
+        while failures and failures[0] <= now - window_s:
+            failures.popleft()
+        failures.append(now)
+        if len(failures) >= threshold or probing:
+            breaker.open_until = now + cooldown_s
+            failures.clear()
+        return breaker.open_until
+
+    async def probe(self, name: str, ttl_s: float) -> bool:
+        now = self._clock()
+        breaker = self._breaker(name, now)
+        if breaker.probe_until > now:
+            return False
+        breaker.probe_until = now + ttl_s
+        return True
+
+    async def reset(self, name: str) -> None:
+        self._breakers.pop(name, None)
+
+    async def breakers(self, names: Sequence[str]) -> dict[str, float]:
+        now = self._clock()
+        result = {}
+        for name in names:
+            breaker = self._breakers.get(name)
+            if breaker is not None and breaker.open_until \
+                    and breaker.open_until + BREAKER_MEMORY_S > now:
+                result[name] = breaker.open_until
+        return result
+
     def _forget_old(self, now: float) -> None:
         # Rates whose tat is in the past are back to a full burst: the entry carries nothing.
         if len(self._tats) > 10_000:
@@ -273,6 +351,7 @@ class MemoryCounters:
     async def close(self) -> None:
         self._tats.clear()
         self._pools.clear()
+        self._breakers.clear()
 
 
 def _fits(used: int, reserved: int, amount: int, capacity: int) -> bool:

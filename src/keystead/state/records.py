@@ -6,9 +6,8 @@ from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal
 from typing import Any, Literal
 
-__all__ = ["BudgetPeriod", "EventRecord", "KeyRecord", "Limits", "ProviderRecord", "SealedRecord",
-           "TeamRecord",
-           "UsageRecord"]
+__all__ = ["BudgetPeriod", "EventRecord", "KeyRecord", "Limits", "ProviderKeyState",
+           "ProviderRecord", "SealedRecord", "TeamRecord", "UsageRecord"]
 
 BudgetPeriod = Literal["day", "month"]
 
@@ -129,12 +128,33 @@ class ProviderRecord:
     name: str
     type: str
     base_url: str | None
-    api_key_ref: str | None  # "env:VAR" or "vault:<secret id>"
+    api_key_ref: str | None  # "env:VAR" or "vault:<secret id>"; rows before pools had only this
     models: tuple[str, ...] = ()
     deployments: dict[str, str] = field(default_factory=dict)
     api_version: str | None = None
     supports_responses: bool | None = None
     created_at: float = 0.0
+    api_key_refs: tuple[str, ...] = ()  # its keys in order (#1, #2, ...); empty: see api_key_ref
+
+    @property
+    def refs(self) -> tuple[str, ...]:
+        """The references of its keys, in order, for old rows and new alike."""
+        if self.api_key_refs:
+            return self.api_key_refs
+        return (self.api_key_ref,) if self.api_key_ref else ()
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderKeyState:
+    """A provider key taken out of rotation, shared by every gateway: keyed by the key's
+    fingerprint (a sha256 prefix), so a replaced key comes back by itself."""
+
+    provider: str
+    fingerprint: str
+    label: str  # its label when it was taken out (#2)
+    since: float
+    reason: str | None = None
+    state: str = "disabled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,3 +193,11 @@ class UsageRecord:
     client_ip: str | None = None
     user_agent: str | None = None
     usage_estimated: bool = False
+    # Routing (migration 0007): tries it took, served by a fallback, the cache's part, what a
+    # cache hit saved, whether structured output was valid, a degraded answer's source.
+    attempts: int = 1
+    fallback: bool = False
+    cache: str | None = None
+    saved_usd: Decimal = Decimal(0)
+    schema_valid: bool | None = None
+    degraded: str | None = None

@@ -47,6 +47,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from keystead.state.counters import (
+    BREAKER_MEMORY_S,
     Admission,
     CountersUnavailable,
     Hold,
@@ -294,6 +295,26 @@ return out
 """
 
 
+# Breakers: KEYS = failures, open-until, probe. Failures count in a window that starts at the
+# first one (a fixed window: close enough for "N failures in 30 s", and one key).
+_TRIP = _LUA_COMMON + r"""
+local now = clock(ARGV[1])
+local probing = redis.call('DEL', KEYS[3])
+local failures = redis.call('INCR', KEYS[1])
+if failures == 1 then
+  redis.call('PEXPIRE', KEYS[1], math.max(1, math.floor(tonumber(ARGV[3]) * 1000)))
+end
+if failures >= tonumber(ARGV[2]) or probing == 1 then
+  local open_until = now + tonumber(ARGV[4])
+  redis.call('SET', KEYS[2], string.format('%.6f', open_until), 'PX',
+             math.floor((tonumber(ARGV[4]) + tonumber(ARGV[5])) * 1000))
+  redis.call('DEL', KEYS[1])
+  return string.format('%.6f', open_until)
+end
+return redis.call('GET', KEYS[2]) or '0'
+"""
+
+
 def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "\\*?[]" else c for c in text)
 
@@ -326,6 +347,8 @@ class RedisCounters:
         self._renew = self._redis.register_script(_RENEW)
         self._seed = self._redis.register_script(_SEED)
         self._read = self._redis.register_script(_READ)
+        self._trip = self._redis.register_script(_TRIP)
+        self._breaker_prefix = prefix + "breaker:"
 
     def _now(self) -> str:
         return "" if self._clock is None else repr(float(self._clock()))
@@ -424,6 +447,34 @@ class RedisCounters:
 
     async def ping(self) -> None:
         await self._do(self._redis.ping)
+
+    def _breaker_keys(self, name: str) -> list[str]:
+        base = self._breaker_prefix + name
+        return [base + ":failures", base + ":open", base + ":probe"]
+
+    async def trip(self, name: str, threshold: int, window_s: float, cooldown_s: float) -> float:
+        reply = await self._call(self._trip, self._breaker_keys(name), [
+            self._now(), threshold, repr(float(window_s)), repr(float(cooldown_s)),
+            repr(BREAKER_MEMORY_S)])
+        return float(reply)
+
+    async def probe(self, name: str, ttl_s: float) -> bool:
+        key = self._breaker_keys(name)[2]
+        claimed = await self._do(lambda: self._redis.set(
+            key, b"1", nx=True, px=max(1, int(ttl_s * 1000))))
+        return bool(claimed)
+
+    async def reset(self, name: str) -> None:
+        keys = self._breaker_keys(name)
+        await self._do(lambda: self._redis.delete(*keys))
+
+    async def breakers(self, names: Sequence[str]) -> dict[str, float]:
+        if not names:
+            return {}
+        keys = [self._breaker_keys(name)[1] for name in names]
+        values = await self._do(lambda: self._redis.mget(keys))
+        return {name: float(value) for name, value in zip(names, values, strict=True)
+                if value is not None}
 
     async def pools(self, prefix: str) -> dict[str, PoolReading]:
         """SCAN walks the whole keyspace: for status pages, never for the request path."""

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-__all__ = ["ROLLUP_DIMENSIONS", "ROLLUP_SUMS", "keys", "meta", "metadata", "providers", "teams",
-           "usage", "usage_hourly", "vault_secrets"]
+__all__ = ["ROLLUP_DIMENSIONS", "ROLLUP_SUMS", "keys", "meta", "metadata", "provider_key_states",
+           "providers", "teams", "usage", "usage_hourly", "vault_secrets"]
 
 metadata = sa.MetaData()
 
@@ -68,6 +68,20 @@ providers = sa.Table(
     sa.Column("api_version", sa.String(32)),
     sa.Column("supports_responses", sa.Boolean),
     sa.Column("created_at", sa.Float, nullable=False),
+    # Its keys' references in order (a pool); NULL in rows written before 0006: api_key_ref.
+    sa.Column("api_key_refs", sa.JSON),
+)
+
+# Provider keys taken out of rotation (a 401/403 from the provider), shared by every gateway.
+provider_key_states = sa.Table(
+    "provider_key_states",
+    metadata,
+    sa.Column("provider", sa.String(64), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), primary_key=True),
+    sa.Column("label", sa.String(16), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("since", sa.Float, nullable=False),
+    sa.Column("reason", sa.Text),
 )
 
 vault_secrets = sa.Table(
@@ -116,6 +130,12 @@ usage = sa.Table(
     sa.Column("client_ip", sa.String(64)),
     sa.Column("user_agent", sa.String(256)),
     sa.Column("usage_estimated", sa.Boolean, nullable=False),
+    sa.Column("attempts", sa.SmallInteger, nullable=False, server_default="1"),
+    sa.Column("fallback", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("cache", sa.String(8)),
+    sa.Column("saved_nanousd", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("schema_valid", sa.Boolean),
+    sa.Column("degraded", sa.String(16)),
     sa.Index("ix_usage_ts", "ts"),
     sa.Index("ix_usage_key_ts", "key_id", "ts"),
     # Budgets seed their counters with the exact spend of a key, team or env since a date.
@@ -129,7 +149,8 @@ usage = sa.Table(
 ROLLUP_DIMENSIONS = ("key_id", "key_name", "team", "env", "feature", "route", "model",
                      "provider", "endpoint")
 ROLLUP_SUMS = ("requests", "errors", "prompt_tokens", "completion_tokens", "cached_tokens",
-               "cost_nanousd", "latency_ms_sum")
+               "cost_nanousd", "latency_ms_sum", "retries", "fallbacks", "cache_hits",
+               "saved_nanousd", "schema_checked", "schema_invalid", "degraded")
 
 events = sa.Table(
     "events",
@@ -165,6 +186,13 @@ usage_hourly = sa.Table(
     sa.Column("cached_tokens", sa.BigInteger, nullable=False),
     sa.Column("cost_nanousd", sa.BigInteger, nullable=False),
     sa.Column("latency_ms_sum", sa.Float, nullable=False),
+    sa.Column("retries", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("fallbacks", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("cache_hits", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("saved_nanousd", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("schema_checked", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("schema_invalid", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("degraded", sa.BigInteger, nullable=False, server_default="0"),
     # The upsert's conflict target. It leads with the hour, so it also serves time-range reads
     # (a separate index on hour alone would only slow the writes down).
     sa.PrimaryKeyConstraint("hour", *ROLLUP_DIMENSIONS, name="pk_usage_hourly"),

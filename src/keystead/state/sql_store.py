@@ -22,6 +22,7 @@ from keystead.state.records import (
     EventRecord,
     KeyRecord,
     Limits,
+    ProviderKeyState,
     ProviderRecord,
     SealedRecord,
     TeamRecord,
@@ -40,7 +41,7 @@ __all__ = ["SCHEMA_HEAD", "SQLStore", "async_url"]
 
 # The newest migration. When the database is already there, Alembic (a fifth of the start-up
 # time) is not even imported; a test keeps this equal to the migrations' head.
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0007"
 
 _NANO = Decimal("1e-9")
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -269,10 +270,14 @@ class SQLStore:
 
     # providers
     async def insert_provider(self, provider: ProviderRecord) -> None:
+        refs = provider.refs
         try:
             await self._write(t.providers.insert().values(
                 name=provider.name, type=provider.type, base_url=provider.base_url,
-                api_key_ref=provider.api_key_ref, models=list(provider.models),
+                # The first key also where a gateway of the previous version looks for it.
+                api_key_ref=refs[0] if refs else None,
+                api_key_refs=list(provider.api_key_refs) if provider.api_key_refs else None,
+                models=list(provider.models),
                 deployments=dict(provider.deployments), api_version=provider.api_version,
                 supports_responses=provider.supports_responses, created_at=provider.created_at,
             ))
@@ -285,12 +290,42 @@ class SQLStore:
             ProviderRecord(name=r.name, type=r.type, base_url=r.base_url, api_key_ref=r.api_key_ref,
                            models=tuple(r.models), deployments=dict(r.deployments),
                            api_version=r.api_version, supports_responses=r.supports_responses,
-                           created_at=r.created_at)
+                           created_at=r.created_at, api_key_refs=tuple(r.api_key_refs or ()))
             for r in rows
         ]
 
+    async def set_provider_keys(self, name: str, refs: Sequence[str]) -> bool:
+        result = await self._write(t.providers.update().where(t.providers.c.name == name).values(
+            api_key_ref=refs[0] if refs else None, api_key_refs=list(refs)))
+        return bool(result.rowcount)
+
     async def delete_provider(self, name: str) -> bool:
-        result = await self._write(t.providers.delete().where(t.providers.c.name == name))
+        async with self._begin() as conn:
+            await conn.execute(t.provider_key_states.delete().where(
+                t.provider_key_states.c.provider == name))
+            result = await conn.execute(t.providers.delete().where(t.providers.c.name == name))
+        return bool(result.rowcount)
+
+    async def list_provider_key_states(self) -> list[ProviderKeyState]:
+        rows = await self._read(sa.select(t.provider_key_states).order_by(
+            t.provider_key_states.c.provider, t.provider_key_states.c.since))
+        return [ProviderKeyState(provider=r.provider, fingerprint=r.fingerprint, label=r.label,
+                                 since=r.since, reason=r.reason, state=r.state) for r in rows]
+
+    async def put_provider_key_state(self, state: ProviderKeyState) -> None:
+        statement = self._insert(t.provider_key_states).values(
+            provider=state.provider, fingerprint=state.fingerprint, label=state.label,
+            state=state.state, since=state.since, reason=state.reason)
+        await self._write(statement.on_conflict_do_update(
+            index_elements=[t.provider_key_states.c.provider,
+                            t.provider_key_states.c.fingerprint],
+            set_={name: statement.excluded[name] for name in ("label", "state", "since",
+                                                              "reason")}))
+
+    async def delete_provider_key_state(self, provider: str, fingerprint: str) -> bool:
+        table = t.provider_key_states
+        result = await self._write(table.delete().where(
+            (table.c.provider == provider) & (table.c.fingerprint == fingerprint)))
         return bool(result.rowcount)
 
     # vault
@@ -375,7 +410,8 @@ class SQLStore:
         statement = (
             sa.select(group.label("grp"), sa.func.sum(h.requests), sa.func.sum(h.errors),
                       sa.func.sum(h.prompt_tokens), sa.func.sum(h.completion_tokens),
-                      sa.func.sum(h.cached_tokens), cost, sa.func.sum(h.latency_ms_sum))
+                      sa.func.sum(h.cached_tokens), cost, sa.func.sum(h.latency_ms_sum),
+                      *(sa.func.sum(h[name]) for name in _ROUTING_SUMS))
             .where(h.hour >= int(since // _HOUR) * _HOUR)
             .group_by(group)
         )
@@ -394,7 +430,10 @@ class SQLStore:
             UsageRow(group=_group_label(group_by, row[0]), requests=int(row[1]),
                      errors=int(row[2]), prompt_tokens=int(row[3]), completion_tokens=int(row[4]),
                      cached_tokens=int(row[5]), cost_usd=Decimal(int(row[6])) * _NANO,
-                     avg_latency_ms=float(row[7]) / int(row[1]) if row[1] else 0.0)
+                     avg_latency_ms=float(row[7]) / int(row[1]) if row[1] else 0.0,
+                     retries=int(row[8]), fallbacks=int(row[9]), cache_hits=int(row[10]),
+                     saved_usd=Decimal(int(row[11])) * _NANO, schema_checked=int(row[12]),
+                     schema_invalid=int(row[13]), degraded=int(row[14]))
             for row in await self._read(statement)
         ]
 
@@ -417,23 +456,27 @@ def _sealed(row: Any) -> SealedRecord:
                         ciphertext=bytes(row.ciphertext), master_key_id=row.master_key_id)
 
 
-_USAGE_FIELDS = tuple(f for f in UsageRecord.__slots__ if f != "cost_usd")
+_USAGE_FIELDS = tuple(f for f in UsageRecord.__slots__ if f not in ("cost_usd", "saved_usd"))
 
 
 def _usage_values(record: UsageRecord) -> dict[str, Any]:
     values = {name: getattr(record, name) for name in _USAGE_FIELDS}
     values["cost_nanousd"] = int((record.cost_usd / _NANO).to_integral_value())
+    values["saved_nanousd"] = int((record.saved_usd / _NANO).to_integral_value())
     return values
 
 
 def _usage_from_row(row: Any) -> UsageRecord:
     values = {name: getattr(row, name) for name in _USAGE_FIELDS}
-    return UsageRecord(cost_usd=Decimal(int(row.cost_nanousd)) * _NANO, **values)
+    return UsageRecord(cost_usd=Decimal(int(row.cost_nanousd)) * _NANO,
+                       saved_usd=Decimal(int(row.saved_nanousd)) * _NANO, **values)
 
 
 # --- hourly rollups -----------------------------------------------------------------------------
 
 _ROLLUP_KEY = ("hour", *t.ROLLUP_DIMENSIONS)
+_ROUTING_SUMS = ("retries", "fallbacks", "cache_hits", "saved_nanousd", "schema_checked",
+                 "schema_invalid", "degraded")
 
 
 def _group_column(dimension: str) -> sa.ColumnElement[Any]:
@@ -474,19 +517,18 @@ def _rollups(ledger: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                  row["team"] or "", row["env"] or "", row["feature"] or "", row["route"] or "",
                  row["model_served"] or row["model_requested"] or "", row["provider"] or "",
                  row["endpoint"] or "")
-        error = 1 if row["status"] >= 400 else 0
+        checked = row["schema_valid"] is not None
+        values = (1, 1 if row["status"] >= 400 else 0, row["prompt_tokens"],
+                  row["completion_tokens"], row["cached_tokens"], row["cost_nanousd"],
+                  row["latency_ms"], row["attempts"] - 1, 1 if row["fallback"] else 0,
+                  1 if row["cache"] == "hit" else 0, row["saved_nanousd"], 1 if checked else 0,
+                  1 if checked and not row["schema_valid"] else 0, 1 if row["degraded"] else 0)
         total = sums.get(group)
         if total is None:
-            sums[group] = [1, error, row["prompt_tokens"], row["completion_tokens"],
-                           row["cached_tokens"], row["cost_nanousd"], row["latency_ms"]]
+            sums[group] = list(values)
         else:
-            total[0] += 1
-            total[1] += error
-            total[2] += row["prompt_tokens"]
-            total[3] += row["completion_tokens"]
-            total[4] += row["cached_tokens"]
-            total[5] += row["cost_nanousd"]
-            total[6] += row["latency_ms"]
+            for i, value in enumerate(values):
+                total[i] += value
     return [{**dict(zip(_ROLLUP_KEY, group, strict=True)),
              **dict(zip(t.ROLLUP_SUMS, total, strict=True))}
             for group, total in sorted(sums.items())]

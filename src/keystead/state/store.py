@@ -10,6 +10,7 @@ from typing import Any, Literal, Protocol, get_args
 from keystead.state.records import (
     EventRecord,
     KeyRecord,
+    ProviderKeyState,
     ProviderRecord,
     SealedRecord,
     TeamRecord,
@@ -46,6 +47,13 @@ class UsageRow:
     cached_tokens: int
     cost_usd: Decimal
     avg_latency_ms: float
+    retries: int = 0
+    fallbacks: int = 0
+    cache_hits: int = 0
+    saved_usd: Decimal = Decimal(0)
+    schema_checked: int = 0
+    schema_invalid: int = 0
+    degraded: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +65,13 @@ class UsageRow:
             "cached_tokens": self.cached_tokens,
             "cost_usd": format(self.cost_usd, "f"),
             "avg_latency_ms": round(self.avg_latency_ms, 2),
+            "retries": self.retries,
+            "fallbacks": self.fallbacks,
+            "cache_hits": self.cache_hits,
+            "saved_usd": format(self.saved_usd, "f"),
+            "schema_checked": self.schema_checked,
+            "schema_invalid": self.schema_invalid,
+            "degraded": self.degraded,
         }
 
 
@@ -91,7 +106,14 @@ class Store(Protocol):
     # providers
     async def insert_provider(self, provider: ProviderRecord) -> None: ...
     async def list_providers(self) -> list[ProviderRecord]: ...
-    async def delete_provider(self, name: str) -> bool: ...
+    async def set_provider_keys(self, name: str, refs: Sequence[str]) -> bool:
+        """Replace the key references of a provider (its pool); False if there is none."""
+    async def delete_provider(self, name: str) -> bool:
+        """Also forgets the states of its keys."""
+    # provider keys taken out of rotation, shared by every gateway (keyed by fingerprint)
+    async def list_provider_key_states(self) -> list[ProviderKeyState]: ...
+    async def put_provider_key_state(self, state: ProviderKeyState) -> None: ...
+    async def delete_provider_key_state(self, provider: str, fingerprint: str) -> bool: ...
 
     # vault
     async def put_secret(self, sealed: SealedRecord) -> None: ...

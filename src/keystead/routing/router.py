@@ -1,0 +1,365 @@
+"""The attempt loop: one request, tried on a route's deployments, then on its fallbacks.
+
+    for each tier (the route, then each fallback):
+        up to `retry.attempts` attempts, each on a deployment the balancer picks
+        (an untried one first; an open breaker, a full or too-small deployment is skipped)
+    retry on: 429, 408, 409, 5xx, connect errors, resets, timeouts, a malformed 200
+    fall back at once on: a context-window overflow, an answer invalid for its schema
+    never retry: any other 4xx (a retry cannot fix it)
+
+Waits: none when the next attempt goes to another deployment; otherwise decorrelated jitter,
+or the provider's Retry-After when longer (up to `max_retry_after_s`; a longer one moves on).
+A stream is retried only until its first event: the loop reads that event before the gateway
+answers the client, so everything up to it can still be thrown away.
+
+Clock, sleep and randomness are injected: tests check exact schedules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+import msgspec
+
+from keystead.errors import GatewayError, UpstreamError, UpstreamTimeout
+from keystead.providers.base import Endpoint
+from keystead.providers.transport import UpstreamResponse
+from keystead.routing.backoff import Backoff, retry_after_s
+from keystead.routing.balance import choose
+from keystead.routing.breaker import Breakers
+from keystead.routing.table import Deployment, Route
+
+__all__ = ["AttemptLog", "Judge", "Router", "Served", "TierFailed"]
+
+log = logging.getLogger("keystead.routing")
+
+_RETRYABLE_4XX = frozenset((408, 409, 429))
+
+
+@dataclass(slots=True)
+class AttemptLog:
+    deployment: str
+    outcome: str  # "ok", "http_429", "timeout", "unreachable", "malformed", "context", "schema"
+    ms: float
+    wait_s: float = 0.0  # waited before this attempt
+
+
+@dataclass(slots=True)
+class Served:
+    """A usable answer: hand it to the client."""
+
+    deployment: Deployment
+    tier: Route
+    upstream: UpstreamResponse
+    body: bytes | None = None  # a non-streamed answer, read whole
+    chunks: AsyncIterator[bytes] | None = None  # a stream, after its first chunk
+    first: bytes = b""
+    attempts: list[AttemptLog] = field(default_factory=list)
+    schema_error: str | None = None  # the answer is invalid for its schema (policy "pass")
+    repaired: bool = False
+
+
+class TierFailed(Exception):
+    """Every attempt failed. `final` is what the client gets: the last upstream answer
+    (status, headers, body) or the last gateway error."""
+
+    def __init__(self, attempts: list[AttemptLog], error: GatewayError | None,
+                 response: tuple[int, Mapping[str, str], bytes, Deployment] | None):
+        super().__init__("every attempt failed")
+        self.attempts = attempts
+        self.error = error
+        self.response = response
+
+
+class Judge:
+    """Checks a non-streamed answer against what the request asked for (structured output).
+    The default judges nothing."""
+
+    def invalid(self, body: bytes) -> str | None:
+        """Why `body` does not satisfy the request's response_format; None when it does."""
+        return None
+
+    def repair(self, sent: bytes, body: bytes, error: str) -> bytes | None:
+        """A request body asking again, quoting `error`; None when it cannot be built."""
+        return None
+
+
+class _Retry(Exception):
+    """An attempt that failed. `then` says what comes next: "retry" (this tier again),
+    "fallback" (the next tier; on context overflow or a schema failure) or "stop" (a 4xx a
+    retry cannot fix: the client gets it as it is)."""
+
+    def __init__(self, outcome: str, *, breaker: bool, then: str = "retry",
+                 retry_after: float | None = None,
+                 response: tuple[int, Mapping[str, str], bytes] | None = None,
+                 error: GatewayError | None = None):
+        super().__init__(outcome)
+        self.outcome = outcome
+        self.breaker = breaker
+        self.then = then
+        self.retry_after = retry_after
+        self.response = response
+        self.error = error
+
+
+class Router:
+    def __init__(self, breakers: Breakers, *,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None):
+        self.breakers = breakers
+        self._sleep = sleep
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._cool_until: dict[str, float] = {}  # deployment -> monotonic time (after a 429)
+
+    async def call(self, route: Route, endpoint: Endpoint,
+                   body_for: Callable[[Deployment], bytes], *, stream: bool, prompt_tokens: int,
+                   judge: Judge | None = None, on_invalid: str = "repair",
+                   on_discarded: Callable[[Deployment, bytes], None] | None = None) -> Served:
+        """Try `route` and its fallbacks until one answers usably. Raises TierFailed.
+
+        `judge` checks non-streamed answers; on an invalid one, `on_invalid` says: "repair"
+        (ask once more, then fall back), "fallback" (the next tier at once) or "pass"."""
+        triggers = route.config.fallback_on if route.config is not None else ()
+        # Breakers guard the deployments of routes (aliases). A call naming a model has no
+        # other deployment to go to: it reaches the provider and gets its answer.
+        breakers = self.breakers if route.config is not None else None
+        attempts: list[AttemptLog] = []
+        deadline = None
+        if route.retry.total_timeout_s is not None:
+            deadline = self._clock() + route.retry.total_timeout_s
+        last: _Retry | None = None
+        tiers = route.tiers()
+        for tier_index, tier in enumerate(tiers):
+            if tier_index and last is not None and not _falls_back(last, triggers):
+                break
+            has_next_tier = tier_index + 1 < len(tiers)
+            policy = tier.retry
+            backoff = Backoff(policy.base_ms / 1000, policy.cap_ms / 1000, self._rng)
+            tried: set[str] = set()
+            previous: Deployment | None = None
+            wait = 0.0
+            repaired = False
+            override: bytes | None = None  # a repair request replaces the body once
+            attempt = 0
+            while attempt < policy.attempts:
+                deployment = await self._pick(tier, endpoint, tried, prompt_tokens, breakers)
+                if deployment is None:
+                    break
+                if previous is not None and deployment is previous:
+                    # The same deployment again: wait, as it asked or by the backoff.
+                    wait = backoff.next_wait()
+                    if last is not None and last.retry_after is not None:
+                        if last.retry_after > policy.max_retry_after_s:
+                            break  # it wants a longer pause than the client should wait
+                        wait = max(wait, last.retry_after)
+                    if deadline is not None and self._clock() + wait >= deadline:
+                        break
+                    if wait > 0:
+                        await self._sleep(wait)
+                else:
+                    wait = 0.0
+                attempt += 1
+                tried.add(deployment.id)
+                previous = deployment
+                started = self._clock()
+                body = override if override is not None else body_for(deployment)
+                override = None
+                deployment.in_flight += 1
+                try:
+                    served = await self._attempt(tier, deployment, endpoint, body, stream,
+                                                 policy.attempt_timeout_s, deadline)
+                except _Retry as retry:
+                    deployment.in_flight -= 1
+                    attempts.append(AttemptLog(deployment.id, retry.outcome,
+                                               (self._clock() - started) * 1000, wait))
+                    last = retry
+                    await self._failed(deployment, retry, policy.max_retry_after_s, breakers)
+                    if retry.then != "retry":
+                        break
+                    continue
+                except BaseException:
+                    deployment.in_flight -= 1
+                    raise
+                ms = (self._clock() - started) * 1000
+                deployment.observe_latency(ms)
+                if breakers is not None:
+                    await breakers.success(deployment.id)
+                error = judge.invalid(served.body) if judge and served.body is not None else None
+                if error is None:
+                    attempts.append(AttemptLog(deployment.id, "ok", ms, wait))
+                    served.attempts = attempts
+                    served.repaired = repaired
+                    return served
+                # A billed answer that breaks its schema: repair once, else fall back, else pass.
+                attempts.append(AttemptLog(deployment.id, "schema", ms, wait))
+                if on_invalid == "repair" and not repaired and judge is not None \
+                        and served.body is not None:
+                    override = judge.repair(body, served.body, error)
+                can_fall_back = on_invalid != "pass" and "schema" in triggers and has_next_tier
+                if override is not None or can_fall_back:
+                    deployment.in_flight -= 1
+                    served.upstream.release()
+                    if on_discarded is not None and served.body is not None:
+                        on_discarded(deployment, served.body)
+                    if override is not None:
+                        repaired = True
+                        tried.discard(deployment.id)  # the repair goes to the same deployment
+                        previous = None
+                        attempt -= 1  # a repair is not a retry
+                        continue
+                    last = _Retry("schema", breaker=False, then="fallback")
+                    break
+                served.attempts = attempts
+                served.schema_error = error
+                served.repaired = repaired
+                return served
+        raise TierFailed(attempts, last.error if last else None,
+                         _with_deployment(last, attempts, route) if last else None)
+
+    async def _pick(self, tier: Route, endpoint: Endpoint, tried: set[str], prompt_tokens: int,
+                    breakers: Breakers | None) -> Deployment | None:
+        now = self._clock()
+        candidates = []
+        for deployment in tier.deployments:
+            if deployment.full or not deployment.provider.capabilities.supports(endpoint):
+                continue
+            if deployment.context_window is not None \
+                    and prompt_tokens > deployment.context_window:
+                continue
+            cool = self._cool_until.get(deployment.id)
+            if cool is not None and cool > now and deployment.id not in tried:
+                continue
+            candidates.append(deployment)
+        while candidates:
+            pick = choose(candidates, tier.strategy, tried, self._rng)
+            if pick is None:
+                return None
+            if breakers is None or await breakers.allow(pick.id, probe_ttl_s=30.0):
+                return pick
+            candidates.remove(pick)
+        return None
+
+    async def _failed(self, deployment: Deployment, retry: _Retry, cap_s: float,
+                      breakers: Breakers | None) -> None:
+        if breakers is None:
+            return
+        if retry.retry_after is not None:
+            self._cool_until[deployment.id] = self._clock() + min(retry.retry_after, cap_s)
+        if retry.breaker:
+            await breakers.failure(deployment.id)
+
+    async def _attempt(self, tier: Route, deployment: Deployment, endpoint: Endpoint,
+                       body: bytes, stream: bool, attempt_timeout: float | None,
+                       deadline: float | None) -> Served:
+        timeout = attempt_timeout
+        if deadline is not None:
+            left = deadline - self._clock()
+            timeout = left if timeout is None else min(timeout, left)
+        upstream: UpstreamResponse | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                upstream = await deployment.provider.send(endpoint, deployment.model, body,
+                                                          stream=stream)
+                status = upstream.status
+                if status >= 400:
+                    payload = await upstream.read()
+                    raise _classify(status, upstream.headers, payload)
+                if stream:
+                    chunks = aiter(upstream.iter_chunks())
+                    first = b""
+                    while not first.strip():
+                        first = await anext(chunks)
+                    return Served(deployment, tier, upstream, chunks=chunks, first=first)
+            # A non-streamed body is read outside the first-byte deadline: the answer has
+            # started, and a long one takes its time.
+            payload = await upstream.read()
+        except _Retry:
+            raise
+        except asyncio.CancelledError:  # the client left: stop the provider's work too
+            if upstream is not None:
+                upstream.abort()
+            raise
+        except TimeoutError:
+            if upstream is not None:
+                upstream.abort()
+            raise _Retry("timeout", breaker=True, error=UpstreamTimeout(
+                f"Provider {deployment.provider.name} sent no first byte in time.",
+                hint="Raise retry.attempt_timeout_s for this route if its answers are slow "
+                     "to start.")) from None
+        except StopAsyncIteration:
+            assert upstream is not None
+            upstream.abort()
+            raise _Retry("malformed", breaker=True, error=_malformed(deployment)) from None
+        except UpstreamError as exc:
+            if upstream is not None:
+                upstream.abort()
+            raise _Retry("timeout" if isinstance(exc, UpstreamTimeout) else "unreachable",
+                         breaker=True, error=exc) from None
+        if endpoint is not Endpoint.MODELS and not _json_object(payload):
+            raise _Retry("malformed", breaker=True, error=_malformed(deployment))
+        return Served(deployment, tier, upstream, body=payload)
+
+
+def _classify(status: int, headers: Mapping[str, str], payload: bytes) -> _Retry:
+    response = (status, headers, payload)
+    if status == 429:
+        return _Retry("http_429", breaker=False, retry_after=retry_after_s(headers),
+                      response=response)
+    if status >= 500 or status in _RETRYABLE_4XX:
+        return _Retry(f"http_{status}", breaker=status >= 500,
+                      retry_after=retry_after_s(headers), response=response)
+    if status == 400 and b"context_length_exceeded" in payload:
+        return _Retry("context", breaker=False, then="fallback", response=response)
+    # Anything else (400, 401, 403, 404, 413, 422...) is the same on every retry.
+    return _Retry(f"http_{status}", breaker=False, then="stop", response=response)
+
+
+def _falls_back(last: _Retry, triggers: tuple[str, ...]) -> bool:
+    """Whether the failure that ended a tier moves on to the next one."""
+    if last.then == "stop":
+        return False
+    if last.outcome == "context":
+        return "context_window" in triggers
+    if last.outcome == "schema":
+        return "schema" in triggers
+    return "error" in triggers
+
+
+class _AnyObject(msgspec.Struct):
+    pass
+
+
+# Checks that a body is one well-formed JSON object without building it (every field skipped).
+_OBJECT = msgspec.json.Decoder(_AnyObject)
+
+
+def _json_object(payload: bytes) -> bool:
+    try:
+        _OBJECT.decode(payload)
+    except msgspec.DecodeError:
+        return False
+    return True
+
+
+def _malformed(deployment: Deployment) -> UpstreamError:
+    error = UpstreamError(f"Provider {deployment.provider.name} answered with malformed JSON.",
+                          hint="The gateway retried where it could; retry later.")
+    error.code = "upstream_malformed"
+    return error
+
+
+def _with_deployment(last: _Retry, attempts: list[AttemptLog], route: Route,
+                     ) -> tuple[int, Mapping[str, str], bytes, Deployment] | None:
+    if last.response is None:
+        return None
+    served_by = attempts[-1].deployment if attempts else ""
+    deployment = next((d for d in route.all_deployments() if d.id == served_by), None)
+    if deployment is None:
+        return None
+    return (*last.response, deployment)

@@ -1,0 +1,163 @@
+"""The route table: what a request's `model` names, resolved to deployments of live providers.
+
+A name resolves, in order, to a configured route (an alias), else to a provider's model (an
+implicit route of one deployment, tried `routing.direct_attempts` times). Routes are rebuilt
+whenever providers are, since deployments hold the provider adapters themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import genai_prices
+from genai_prices.types import Usage
+
+from keystead.config.routing import RetryPolicy, RouteConfig, RoutingConfig
+from keystead.errors import ModelNotFound
+from keystead.providers.base import Provider
+from keystead.providers.registry import ProviderRegistry
+
+__all__ = ["Deployment", "Route", "RouteTable", "known_context_window"]
+
+log = logging.getLogger("keystead.routing")
+
+_PROVIDER_IDS = {"openai": "openai", "azure": "azure", "mock": "openai",
+                 "anthropic": "anthropic", "gemini": "google"}
+
+
+class Deployment:
+    """One provider + model that can serve a route; live counters for balancing."""
+
+    __slots__ = ("context_window", "id", "in_flight", "latency_ms", "max_parallel", "model",
+                 "provider", "weight")
+
+    def __init__(self, provider: Provider, model: str, *, weight: int = 1,
+                 context_window: int | None = None, max_parallel: int | None = None):
+        self.provider = provider
+        self.model = model
+        self.id = f"{provider.name}/{model}"
+        self.weight = weight
+        self.context_window = context_window
+        self.max_parallel = max_parallel
+        self.in_flight = 0
+        self.latency_ms: float | None = None  # moving average of time to first byte
+
+    def __repr__(self) -> str:
+        return f"Deployment({self.id!r})"
+
+    def observe_latency(self, ms: float) -> None:
+        self.latency_ms = ms if self.latency_ms is None else 0.8 * self.latency_ms + 0.2 * ms
+
+    @property
+    def full(self) -> bool:
+        return self.max_parallel is not None and self.in_flight >= self.max_parallel
+
+
+@dataclass(eq=False)
+class Route:
+    name: str
+    deployments: list[Deployment]
+    strategy: str
+    retry: RetryPolicy
+    config: RouteConfig | None  # None: an implicit route (a model name, not an alias)
+    fallbacks: list[Route] = field(default_factory=list)
+
+    @property
+    def implicit(self) -> bool:
+        return self.config is None
+
+    def tiers(self) -> list[Route]:
+        """This route, then its fallbacks (theirs included, depth first), each once."""
+        seen: list[Route] = []
+
+        def walk(route: Route) -> None:
+            if route in seen:
+                return
+            seen.append(route)
+            for fallback in route.fallbacks:
+                walk(fallback)
+        walk(self)
+        return seen
+
+    def all_deployments(self) -> list[Deployment]:
+        return [d for tier in self.tiers() for d in tier.deployments]
+
+
+def known_context_window(provider_type: str, model: str) -> int | None:
+    """The model's context window from the bundled price data (offline), if it names one."""
+    for provider_id in dict.fromkeys((_PROVIDER_IDS.get(provider_type), None)):
+        try:
+            found = genai_prices.calc_price(Usage(input_tokens=0, output_tokens=0),
+                                            model_ref=model, provider_id=provider_id)
+        except LookupError:
+            continue
+        return found.model.context_window
+    return None
+
+
+class RouteTable:
+    def __init__(self, routes: dict[str, RouteConfig], routing: RoutingConfig,
+                 providers: ProviderRegistry,
+                 context_window: Callable[[str, str], int | None] = known_context_window):
+        self._providers = providers
+        self._routing = routing
+        self._direct_retry = routing.retry.model_copy(
+            update={"attempts": routing.direct_attempts})
+        self._implicit: dict[str, Route] = {}
+        self.problems: dict[str, str] = {}  # route -> why some of it cannot be served
+        self.routes: dict[str, Route] = {}
+        for name, config in routes.items():
+            deployments = []
+            for item in config.deployments:
+                provider = providers.providers.get(item.provider)
+                if provider is None:
+                    self.problems[name] = f"provider {item.provider!r} is not available"
+                    log.error("route %s: provider %s is not available; its deployment of %s "
+                              "is left out", name, item.provider, item.model)
+                    continue
+                window = item.context_window or context_window(provider.type, item.model)
+                deployments.append(Deployment(provider, item.model, weight=item.weight,
+                                              context_window=window,
+                                              max_parallel=item.max_parallel))
+            self.routes[name] = Route(name, deployments, config.strategy,
+                                      config.retry or routing.retry, config)
+        for name, config in routes.items():
+            route = self.routes[name]
+            for fallback in config.fallbacks:
+                target = self.routes.get(fallback) or self._model_route(fallback)
+                if target is None:
+                    self.problems[name] = f"fallback {fallback!r} is neither a route nor a model"
+                    log.error("route %s: fallback %s is neither a route nor a served model",
+                              name, fallback)
+                    continue
+                route.fallbacks.append(target)
+
+    def resolve(self, model: str) -> Route:
+        route = self.routes.get(model)
+        if route is not None:
+            return route
+        route = self._implicit.get(model)
+        if route is not None:
+            return route
+        provider, upstream = self._providers.resolve(model)  # ModelNotFound if nobody serves it
+        route = Route(model, [Deployment(provider, upstream,
+                                         context_window=None)],
+                      "ordered", self._direct_retry, None)
+        if len(self._implicit) < 4096:
+            self._implicit[model] = route
+        return route
+
+    def _model_route(self, model: str) -> Route | None:
+        try:
+            route = self.resolve(model)
+        except ModelNotFound:
+            return None
+        # A model named as a fallback is tried like a route of its own, with the routing retry.
+        return Route(route.name, route.deployments, "ordered", self._routing.retry, None)
+
+    def deployment_ids(self) -> list[str]:
+        ids = {d.id for route in self.routes.values() for d in route.deployments}
+        ids.update(d.id for route in self._implicit.values() for d in route.deployments)
+        return sorted(ids)
