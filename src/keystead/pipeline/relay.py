@@ -15,7 +15,7 @@ from keystead.errors import UpstreamError
 from keystead.pipeline.context import RequestContext
 from keystead.pipeline.sse import SSERelay
 from keystead.providers.transport import UpstreamResponse
-from keystead.usage.extract import usage_from_body
+from keystead.usage.prices import TokenUsage
 
 __all__ = ["ClientGone", "ClientWatch", "pass_headers", "relay_body", "relay_stream",
            "upstream_auth_failure"]
@@ -55,14 +55,14 @@ def upstream_auth_failure(ctx: RequestContext, status: int) -> UpstreamError:
 
 
 def relay_body(ctx: RequestContext, upstream: UpstreamResponse, body: bytes,
+               usage: TokenUsage | None, model: str | None,
                ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-    """The whole upstream answer (read by the router); usage goes on `ctx`.
-    Returns (status, body, headers)."""
+    """The whole upstream answer, read (and its usage and model found) by the router; they go
+    on `ctx`. Returns (status, body, headers)."""
     ctx.ttft = ctx.elapsed_ms()
-    if upstream.status < 400:
-        ctx.usage, served = usage_from_body(body)
-        if served:
-            ctx.upstream_model = served
+    ctx.usage = usage
+    if model:
+        ctx.upstream_model = model
     return upstream.status, body, pass_headers(upstream)
 
 

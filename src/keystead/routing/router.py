@@ -24,8 +24,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
-import msgspec
-
 from keystead.errors import GatewayError, UpstreamError, UpstreamTimeout
 from keystead.providers.base import Endpoint
 from keystead.providers.transport import UpstreamResponse
@@ -33,6 +31,8 @@ from keystead.routing.backoff import Backoff, retry_after_s
 from keystead.routing.balance import choose
 from keystead.routing.breaker import Breakers
 from keystead.routing.table import Deployment, Route
+from keystead.usage.extract import read_answer
+from keystead.usage.prices import TokenUsage
 
 __all__ = ["AttemptLog", "Judge", "Router", "Served", "TierFailed"]
 
@@ -62,6 +62,8 @@ class Served:
     attempts: list[AttemptLog] = field(default_factory=list)
     schema_error: str | None = None  # the answer is invalid for its schema (policy "pass")
     repaired: bool = False
+    usage: TokenUsage | None = None  # of a non-streamed answer, read with its validity
+    model: str | None = None  # the model the answer names
 
 
 class TierFailed(Exception):
@@ -125,6 +127,8 @@ class Router:
 
         `judge` checks non-streamed answers; on an invalid one, `on_invalid` says: "repair"
         (ask once more, then fall back), "fallback" (the next tier at once) or "pass"."""
+        if route.config is None and route.retry.attempts == 1 and judge is None:
+            return await self._once(route, endpoint, body_for, stream)
         triggers = route.config.fallback_on if route.config is not None else ()
         # Breakers guard the deployments of routes (aliases). A call naming a model has no
         # other deployment to go to: it reaches the provider and gets its answer.
@@ -222,6 +226,28 @@ class Router:
         raise TierFailed(attempts, last.error if last else None,
                          _with_deployment(last, attempts, route) if last else None)
 
+    async def _once(self, route: Route, endpoint: Endpoint,
+                    body_for: Callable[[Deployment], bytes], stream: bool) -> Served:
+        """A call naming a model, tried once (the default): no balancing, no breaker, no
+        backoff; the same outcomes as the loop's first attempt."""
+        deployment = route.deployments[0]
+        started = self._clock()
+        deployment.in_flight += 1
+        try:
+            served = await self._attempt(route, deployment, endpoint, body_for(deployment),
+                                         stream, route.retry.attempt_timeout_s, None)
+        except _Retry as retry:
+            deployment.in_flight -= 1
+            attempts = [AttemptLog(deployment.id, retry.outcome,
+                                   (self._clock() - started) * 1000)]
+            raise TierFailed(attempts, retry.error, None if retry.response is None
+                             else (*retry.response, deployment)) from None
+        except BaseException:
+            deployment.in_flight -= 1
+            raise
+        served.attempts = [AttemptLog(deployment.id, "ok", (self._clock() - started) * 1000)]
+        return served
+
     async def _pick(self, tier: Route, endpoint: Endpoint, tried: set[str], prompt_tokens: int,
                     breakers: Breakers | None) -> Deployment | None:
         now = self._clock()
@@ -263,19 +289,17 @@ class Router:
             timeout = left if timeout is None else min(timeout, left)
         upstream: UpstreamResponse | None = None
         try:
-            async with asyncio.timeout(timeout):
+            if timeout is None:  # no deadline: no timer to arm (most calls)
                 upstream = await deployment.provider.send(endpoint, deployment.model, body,
                                                           stream=stream)
-                status = upstream.status
-                if status >= 400:
-                    payload = await upstream.read()
-                    raise _classify(status, upstream.headers, payload)
-                if stream:
-                    chunks = aiter(upstream.iter_chunks())
-                    first = b""
-                    while not first.strip():
-                        first = await anext(chunks)
-                    return Served(deployment, tier, upstream, chunks=chunks, first=first)
+                served = await self._first_byte(tier, deployment, upstream, stream)
+            else:
+                async with asyncio.timeout(timeout):
+                    upstream = await deployment.provider.send(endpoint, deployment.model, body,
+                                                              stream=stream)
+                    served = await self._first_byte(tier, deployment, upstream, stream)
+            if served is not None:
+                return served
             # A non-streamed body is read outside the first-byte deadline: the answer has
             # started, and a long one takes its time.
             payload = await upstream.read()
@@ -301,9 +325,27 @@ class Router:
                 upstream.abort()
             raise _Retry("timeout" if isinstance(exc, UpstreamTimeout) else "unreachable",
                          breaker=True, error=exc) from None
-        if endpoint is not Endpoint.MODELS and not _json_object(payload):
+        answer = read_answer(payload)
+        if answer is None:
             raise _Retry("malformed", breaker=True, error=_malformed(deployment))
-        return Served(deployment, tier, upstream, body=payload)
+        return Served(deployment, tier, upstream, body=payload, usage=answer[0], model=answer[1])
+
+    @staticmethod
+    async def _first_byte(tier: Route, deployment: Deployment, upstream: UpstreamResponse,
+                          stream: bool) -> Served | None:
+        """An error status is a failed attempt; a stream is served once its first event is
+        in. None: a non-streamed answer whose body is still to be read."""
+        status = upstream.status
+        if status >= 400:
+            payload = await upstream.read()
+            raise _classify(status, upstream.headers, payload)
+        if not stream:
+            return None
+        chunks = aiter(upstream.iter_chunks())
+        first = b""
+        while not first.strip():
+            first = await anext(chunks)
+        return Served(deployment, tier, upstream, chunks=chunks, first=first)
 
 
 def _classify(status: int, headers: Mapping[str, str], payload: bytes) -> _Retry:
@@ -329,22 +371,6 @@ def _falls_back(last: _Retry, triggers: tuple[str, ...]) -> bool:
     if last.outcome == "schema":
         return "schema" in triggers
     return "error" in triggers
-
-
-class _AnyObject(msgspec.Struct):
-    pass
-
-
-# Checks that a body is one well-formed JSON object without building it (every field skipped).
-_OBJECT = msgspec.json.Decoder(_AnyObject)
-
-
-def _json_object(payload: bytes) -> bool:
-    try:
-        _OBJECT.decode(payload)
-    except msgspec.DecodeError:
-        return False
-    return True
 
 
 def _malformed(deployment: Deployment) -> UpstreamError:

@@ -16,7 +16,7 @@ from genai_prices.types import Usage
 
 from keystead.config.routing import RetryPolicy, RouteConfig, RoutingConfig
 from keystead.errors import ModelNotFound
-from keystead.providers.base import Provider
+from keystead.providers.base import Endpoint, Provider
 from keystead.providers.registry import ProviderRegistry
 
 __all__ = ["Deployment", "Route", "RouteTable", "known_context_window"]
@@ -63,13 +63,22 @@ class Route:
     retry: RetryPolicy
     config: RouteConfig | None  # None: an implicit route (a model name, not an alias)
     fallbacks: list[Route] = field(default_factory=list)
+    _tiers: list[Route] | None = field(default=None, repr=False)
+    _deployments: list[Deployment] | None = field(default=None, repr=False)
+    _serving: dict[Endpoint, list[Deployment]] = field(default_factory=dict, repr=False)
 
     @property
     def implicit(self) -> bool:
         return self.config is None
 
     def tiers(self) -> list[Route]:
-        """This route, then its fallbacks (theirs included, depth first), each once."""
+        """This route, then its fallbacks (theirs included, depth first), each once. Computed
+        once: the table is rebuilt, not changed, when providers change."""
+        if self._tiers is None:
+            self._tiers = self._walk()
+        return self._tiers
+
+    def _walk(self) -> list[Route]:
         seen: list[Route] = []
 
         def walk(route: Route) -> None:
@@ -81,8 +90,18 @@ class Route:
         walk(self)
         return seen
 
+    def serving(self, endpoint: Endpoint) -> list[Deployment]:
+        """Every deployment of every tier whose provider offers `endpoint`."""
+        found = self._serving.get(endpoint)
+        if found is None:
+            found = self._serving[endpoint] = [
+                d for d in self.all_deployments() if d.provider.capabilities.supports(endpoint)]
+        return found
+
     def all_deployments(self) -> list[Deployment]:
-        return [d for tier in self.tiers() for d in tier.deployments]
+        if self._deployments is None:
+            self._deployments = [d for tier in self.tiers() for d in tier.deployments]
+        return self._deployments
 
 
 def known_context_window(provider_type: str, model: str) -> int | None:

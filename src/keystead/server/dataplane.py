@@ -241,8 +241,7 @@ class DataPlane:
         route = self.rt.routes.resolve(view.model)
         if not route.implicit:
             ctx.route = route.name
-        deployments = [d for d in route.all_deployments()
-                       if d.provider.capabilities.supports(ctx.endpoint)]
+        deployments = route.serving(ctx.endpoint)
         if not deployments:
             name = route.deployments[0].provider.name if route.deployments else "none"
             raise ModelNotFound(
@@ -322,7 +321,9 @@ class DataPlane:
             try:
                 served = await self.rt.router.call(
                     route, ctx.endpoint, body_for, stream=ctx.stream,
-                    prompt_tokens=prompt_tokens_bounds(body)[0], judge=judge,
+                    # Only routes know context windows; a model name needs no count.
+                    prompt_tokens=0 if route.implicit else prompt_tokens_bounds(body)[0],
+                    judge=judge,
                     on_invalid=route.config.structured_output.on_invalid
                     if route.config is not None else "pass",
                     on_discarded=partial(self._discarded, ctx))
@@ -448,7 +449,8 @@ class DataPlane:
                     await self.rt.cache.put(ctx, lookup, answer)
             return
         assert served.body is not None
-        status, body, headers = relay_body(ctx, upstream, served.body)
+        status, body, headers = relay_body(ctx, upstream, served.body, served.usage,
+                                           served.model)
         if gone.is_set():
             raise ClientGone
         if ctx.usage is None:
@@ -622,6 +624,8 @@ class _BodyFactory:
 
     def __call__(self, deployment: Deployment) -> bytes:
         rewrite = self._rewrite
+        if not rewrite.needed and deployment.model == self._asked:
+            return self._body  # the common case: the client's bytes as they are
         field = rewrite.cap_field
         if field == "max_tokens" and deployment.provider.type in ("openai", "azure"):
             field = "max_completion_tokens"  # OpenAI's current name; others know the old one

@@ -11,7 +11,7 @@ import msgspec
 
 from keystead.usage.prices import TokenUsage
 
-__all__ = ["usage_from_body", "usage_from_event"]
+__all__ = ["read_answer", "usage_from_body", "usage_from_event"]
 
 
 class _Details(msgspec.Struct):
@@ -57,6 +57,16 @@ def usage_from_body(body: bytes) -> tuple[TokenUsage | None, str | None]:
         parsed = _BODY.decode(body)
     except msgspec.DecodeError:
         return None, None
+    return (parsed.usage.tokens() if parsed.usage else None), parsed.model
+
+
+def read_answer(body: bytes) -> tuple[TokenUsage | None, str | None] | None:
+    """(usage, model) of a non-streamed answer; None when it is not one well-formed JSON
+    object (a malformed answer, which the router retries). One pass over the body."""
+    try:
+        parsed = _BODY.decode(body)
+    except msgspec.DecodeError:
+        return None
     return (parsed.usage.tokens() if parsed.usage else None), parsed.model
 
 
