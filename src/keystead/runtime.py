@@ -410,7 +410,7 @@ class Runtime:
 def _cache_store(config: Config) -> CacheStore:
     routing = config.routing
     if routing.cache_backend == "redis" and config.redis.url:
-        from keystead.cache import RedisCache  # redis-py only when configured
+        from keystead.cache.redis_store import RedisCache  # redis-py only when configured
 
         return RedisCache(config.redis.url, config.redis.prefix + "cache:",
                           max_connections=config.redis.max_connections)

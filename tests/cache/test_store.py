@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from keystead.cache.key import key_prefix
-from keystead.cache.store import CacheStore, CacheUnavailable, MemoryCache, RedisCache
+from keystead.cache.redis_store import RedisCache
+from keystead.cache.store import CacheStore, CacheUnavailable, MemoryCache
 from redis_support import (
     REDIS_URL,
     RedisProxy,

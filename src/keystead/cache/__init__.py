@@ -2,7 +2,8 @@
 
 The pieces are independent so the request line pays only for what it uses: `cache_key` on the
 way in, a store `get`, and either the stored body or its replay as a stream on a hit; on a miss,
-an assembler beside the SSE relay and one `set` after the answer is complete.
+an assembler beside the SSE relay and one `set` after the answer is complete. `RedisCache` is
+in `keystead.cache.redis_store`, imported only where it is used (it loads redis-py).
 """
 
 from keystead.cache.codec import (
@@ -20,7 +21,6 @@ from keystead.cache.store import (
     CacheStore,
     CacheUnavailable,
     MemoryCache,
-    RedisCache,
 )
 
 __all__ = [
@@ -31,7 +31,6 @@ __all__ = [
     "CachedResponse",
     "CompletionAssembler",
     "MemoryCache",
-    "RedisCache",
     "ResponseAssembler",
     "cache_key",
     "completion_from_stream",
