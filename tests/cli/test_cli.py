@@ -531,3 +531,22 @@ def test_server_without_admin_token() -> None:
     assert result.exit_code == 2
     assert "needs the admin token" in result.stderr
     assert "KEYSTEAD_ADMIN_TOKEN" in result.stderr
+
+
+def test_providers_add_anthropic_and_gemini_default_their_base_urls(project: Project) -> None:
+    env = {"CLI_ANTHROPIC_KEY": "sk-ant-test", "CLI_GEMINI_KEY": "gm-test"}
+    project.ok("providers", "add", "claude", "--type", "anthropic", "--models",
+               "claude-sonnet-4-5", "--api-key-env", "CLI_ANTHROPIC_KEY", env=env)
+    project.ok("providers", "add", "gem", "--type", "gemini", "--models", "gemini-2.5-flash",
+               "--api-key-env", "CLI_GEMINI_KEY", env=env)
+    listed = _providers(project, env=env)
+    assert listed["claude"]["base_url"] == "https://api.anthropic.com"
+    assert listed["claude"]["type"] == "anthropic" and listed["claude"]["status"] == "ok"
+    assert listed["gem"]["base_url"].startswith("https://generativelanguage.googleapis.com")
+    keyless = project.run("providers", "add", "nokey", "--type", "anthropic")
+    assert keyless.exit_code != 0 and "needs a key" in keyless.output + keyless.stderr
+
+
+def test_mock_upstream_refuses_a_bad_fault_script(project: Project) -> None:
+    bad = project.run("mock-upstream", "--faults", "429,boom")
+    assert bad.exit_code == 2 and "boom" in bad.stderr

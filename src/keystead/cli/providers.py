@@ -43,7 +43,8 @@ def _keys_summary(view: dict[str, Any]) -> str:
 @providers.command("add")
 @click.argument("name")
 @click.option("--type", "type_", required=True,
-              type=click.Choice(["openai", "azure", "openai-compatible", "mock"]))
+              type=click.Choice(["openai", "azure", "openai-compatible", "mock", "anthropic",
+                                 "gemini"]))
 @click.option("--base-url", help="e.g. https://api.openai.com/v1, http://localhost:8000/v1, "
                                  "https://RESOURCE.openai.azure.com")
 @click.option("--api-key-env", "api_key_env", metavar="VAR", multiple=True,

@@ -9,6 +9,7 @@ import secrets
 import time
 from typing import Any
 
+from keystead.config.model import DEFAULT_BASE_URLS
 from keystead.errors import InvalidField, NotFound
 from keystead.providers.base import Endpoint, Provider
 from keystead.providers.key_pool import ACTIVE, PoolKey, fingerprint, normalize_label
@@ -19,7 +20,7 @@ from keystead.state.store import DuplicateName
 
 __all__ = ["ProviderService", "provider_view"]
 
-_TYPES = ("openai", "azure", "openai-compatible", "mock")
+_TYPES = ("openai", "azure", "openai-compatible", "mock", "anthropic", "gemini")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 _ENV_VAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ONE_WAY = ("Give the keys one way: --api-key-env, --api-key-stdin or --api-key-ref (each may "
@@ -72,6 +73,7 @@ class ProviderService:
         if type not in _TYPES:
             raise InvalidField(f"Unknown provider type {type!r}.", param="type",
                                hint=f"Choose from {', '.join(_TYPES)}.")
+        base_url = base_url or DEFAULT_BASE_URLS.get(type)  # anthropic, gemini: their APIs
         if type != "mock" and not base_url:
             raise InvalidField(f"A provider of type {type} needs --base-url.", param="base_url")
         if base_url and not base_url.startswith(("http://", "https://")):
@@ -92,7 +94,7 @@ class ProviderService:
             raise InvalidField("A key is empty.", param="api_keys")
         _no_twins(refs, "api_key_refs")
         _no_twins(values, "api_keys")
-        if type in ("openai", "azure") and not refs and not values:
+        if type in ("openai", "azure", "anthropic", "gemini") and not refs and not values:
             raise InvalidField(f"A provider of type {type} needs a key.", param="api_key",
                                hint="Pass --api-key-env VAR, --api-key-ref REF, or pipe it to "
                                     "--api-key-stdin.")
