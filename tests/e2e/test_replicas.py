@@ -10,7 +10,9 @@ test has keys of its own. What each test measured is printed (`pytest -s` shows 
 - a revoke through replica 1 is refused by replicas 2 and 3 within a second;
 - a replica SIGKILLed while it holds a concurrency slot and a budget reservation: the holds are
   reclaimed within the lease (`limits.lease_s`, 2 s here);
-- streamed calls, one abandoned midway, are charged, and the budget counter equals the ledger.
+- streamed calls, one abandoned midway, are charged, and the budget counter equals the ledger;
+- a route's circuit breaker opened by failures on replica 1 keeps replicas 2 and 3 off the
+  failing deployment within a second.
 """
 
 from __future__ import annotations
@@ -111,7 +113,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             **backend,
             "limits": {"lease_s": LEASE_S},
             "providers": {"mock": {"type": "mock", "models": [MODEL, "gpt-4o"],
-                                   "mock": {"chunk_delay_ms": CHUNK_DELAY_MS}}},
+                                   "mock": {"chunk_delay_ms": CHUNK_DELAY_MS}},
+                          # a deployment that always fails: the breaker test's
+                          "flaky": {"type": "mock", "models": ["flaky-model"],
+                                    "mock": {"faults": "500*"}}},
+            "routes": {"shared-breaker": {
+                "strategy": "ordered",
+                "retry": {"attempts": 2, "base_ms": 1, "cap_ms": 1},
+                "deployments": [{"provider": "flaky", "model": MODEL},
+                                {"provider": "mock", "model": MODEL}]}},
+            "routing": {"breaker": {"failures": 3, "window_s": 60, "cooldown_s": 60}},
         })
         env = read_env_file(directory / ".env")
         logs = [directory / f"replica{n}.log" for n in (1, 2, 3)]
@@ -534,5 +545,47 @@ def test_an_incident_on_replica_1_stops_the_leaked_text_everywhere_within_a_seco
         outcome = await chat(refused, max_tokens=4)
         await refused.close()
         assert (outcome.status, outcome.code) == (401, "key_rotated"), outcome
+
+    run(main())
+
+
+# --- a circuit breaker shared through Redis ------------------------------------------------------
+
+
+def test_a_breaker_opened_on_replica_1_is_respected_by_replicas_2_and_3(
+        cluster: Cluster) -> None:
+    async def served_by(client: openai.AsyncOpenAI, text: str) -> tuple[str, str | None]:
+        raw = await client.chat.completions.with_raw_response.create(
+            model="shared-breaker", messages=[{"role": "user", "content": text}], max_tokens=4)
+        return raw.headers["x-keystead-deployment"], raw.headers.get("x-keystead-attempts")
+
+    async def main() -> None:
+        _key_id, key = cluster.create_key("dev-replicas-breaker")
+        one, two, three = cluster.replicas
+        first = one.client(key)
+        for i in range(3):  # flaky fails every time: 3 failures open its breaker
+            deployment, attempts = await served_by(first, f"open it {i}")
+            assert (deployment, attempts) == (f"mock/{MODEL}", "2")
+        opened = time.monotonic()
+        others = [two.client(key), three.client(key)]
+        skipped_after: list[float] = []
+        for client in others:
+            while True:
+                deployment, attempts = await served_by(client, "which one?")
+                assert deployment == f"mock/{MODEL}"
+                if attempts is None:  # straight to the healthy deployment: flaky was skipped
+                    skipped_after.append(time.monotonic() - opened)
+                    break
+                assert time.monotonic() - opened < 3.0, "the breaker never reached this replica"
+                await asyncio.sleep(0.05)
+        status, routes = await asyncio.to_thread(cluster.admin, three, "GET", "/admin/routes")
+        assert status == 200
+        (route,) = [r for r in routes if r["route"] == "shared-breaker"]
+        states = {d["deployment"]: d["breaker"] for d in route["deployments"]}
+        print(f"\n[breaker] opened on replica 1; replicas 2 and 3 skip it after "
+              f"{skipped_after[0] * 1000:.0f} and {skipped_after[1] * 1000:.0f} ms")
+        await close_all([first, *others])
+        assert states == {f"flaky/{MODEL}": "open", f"mock/{MODEL}": "closed"}
+        assert max(skipped_after) < 1.5
 
     run(main())
