@@ -29,8 +29,8 @@ from keystead.state.records import UsageRecord
 from keystead.state.sql_store import SQLStore
 from keystead.vault.envelope import MasterKey
 
-LIST_COLUMNS = ["id", "name", "status", "env", "team", "models", "max_tokens", "expires_at",
-                "last_used_at"]
+LIST_COLUMNS = ["id", "name", "status", "env", "team", "models", "max_tokens", "cache",
+                "expires_at", "last_used_at"]
 
 
 # --- init ---------------------------------------------------------------------------------------

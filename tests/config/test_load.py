@@ -467,3 +467,21 @@ def test_init_template_without_the_master_key_says_which_variable(tmp_path):
     path = write(tmp_path / "keystead.yaml", CONFIG_TEMPLATE)
     with pytest.raises(ConfigError, match=r"vault\.master_key: .*KEYSTEAD_MASTER_KEY is not set"):
         load_config(path, environ={"KEYSTEAD_ADMIN_TOKEN": "t"})
+
+
+# --- routes: who is cached ----------------------------------------------------------------------
+
+
+def _cached_route(**cache: Any) -> dict[str, Any]:
+    return {"providers": {"mock": {"type": "mock", "models": ["gpt-4o-mini"]}},
+            "routes": {"faq": {"deployments": [{"provider": "mock", "model": "gpt-4o-mini"}],
+                               "cache": {"ttl": "5m", **cache}}}}
+
+
+def test_a_route_cache_is_for_every_key_unless_opt_in():
+    cache = parse(_cached_route()).routes["faq"].cache
+    assert cache is not None and (cache.ttl, cache.scope, cache.opt_in) == ("5m", "team", False)
+    opted = parse(_cached_route(opt_in=True)).routes["faq"].cache
+    assert opted is not None and opted.opt_in is True
+    with pytest.raises(ConfigError, match=r"routes\.faq\.cache\.opt_in:"):
+        parse(_cached_route(opt_in="sometimes"))

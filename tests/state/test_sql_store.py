@@ -149,7 +149,7 @@ def test_key_insert_then_get_roundtrips_every_field(store):
     full = key(team="payments", owner="ana@example.com", description="the webhook bot",
                models=("gpt-4o-mini", "gpt-4.1*"), endpoints=("chat.completions",),
                max_tokens=4096, max_body_bytes=65536, expires_at=1_800_000_000.5,
-               last_used_at=1_700_000_100.25)
+               last_used_at=1_700_000_100.25, cache=False)
 
     async def body(s: SQLStore) -> tuple[KeyRecord | None, KeyRecord | None, KeyRecord | None]:
         await s.insert_key(full)
@@ -735,6 +735,50 @@ def test_update_key_sets_and_clears_limits_and_allowlist(store):
     assert second.limits == Limits(rpm=10)
     assert second.ip_allowlist == ("203.0.113.0/24",)  # untouched
     assert cleared.limits == Limits() and cleared.ip_allowlist is None
+
+
+def test_key_cache_setting_roundtrips_and_updates(store):
+    """None (follow the route), False and True are three values, NULL in the column for None."""
+
+    async def body(s: SQLStore) -> dict[str, Any]:
+        await s.insert_key(key("prod-pii-bot", "aaaaaaaa", cache=False))
+        await s.insert_key(key("prod-opted-in", "bbbbbbbb", cache=True))
+        await s.insert_key(key("prod-plain-bot", "cccccccc"))
+        async with s.engine.connect() as conn:
+            nulls = dict((await conn.execute(sa.text(
+                "SELECT id, cache IS NULL FROM keys ORDER BY id"))).all())
+        stored = {k.id: k.cache for k in await s.list_keys()}
+        turned_on = await s.update_key("aaaaaaaa", cache=True)
+        reset = await s.update_key("bbbbbbbb", cache=None)
+        turned_off = await s.update_key("cccccccc", cache=False)
+        untouched = await s.update_key("cccccccc", team="x")
+        return {"nulls": nulls, "stored": stored, "on": turned_on, "reset": reset,
+                "off": turned_off, "untouched": untouched,
+                "again": await s.get_key("aaaaaaaa")}
+
+    got = run(store, body)
+    assert got["stored"] == {"aaaaaaaa": False, "bbbbbbbb": True, "cccccccc": None}
+    assert {k: bool(v) for k, v in got["nulls"].items()} == {
+        "aaaaaaaa": False, "bbbbbbbb": False, "cccccccc": True}
+    assert got["on"].cache is True and got["again"] == got["on"]
+    assert got["reset"].cache is None
+    assert got["off"].cache is False
+    assert got["untouched"].cache is False and got["untouched"].team == "x"
+
+
+def test_keys_from_before_0008_follow_the_routes(fresh_store):
+    """0008 adds keys.cache; keys an older keystead wrote come back with None."""
+    _at_revision(
+        fresh_store.url, "0007",
+        ("INSERT INTO keys (id, name, key_hash, env, created_at) "
+         "VALUES ('abcdefgh', 'dev-old-key', 'h', 'dev', 1.0)", {}))
+
+    async def body(s: SQLStore) -> tuple[KeyRecord | None, KeyRecord | None]:
+        return await s.get_key("abcdefgh"), await s.update_key("abcdefgh", cache=False)
+
+    old, updated = run(fresh_store, body)
+    assert old is not None and old.name == "dev-old-key" and old.cache is None
+    assert updated is not None and updated.cache is False
 
 
 def test_timestamps_keep_sub_second_precision(store):

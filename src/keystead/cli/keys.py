@@ -11,8 +11,12 @@ from keystead.cli.output import echo_json, show_record, table
 from keystead.cli.teams import OFF, OffOr, limit_options, limits_from_options
 from keystead.durations import parse_duration
 
-_LIST_COLUMNS = ("id", "name", "status", "env", "team", "models", "max_tokens", "expires_at",
-                 "last_used_at")
+_LIST_COLUMNS = ("id", "name", "status", "env", "team", "models", "max_tokens", "cache",
+                 "expires_at", "last_used_at")
+# `--cache` as people write it, and the stored value: None follows the route.
+_CACHE = {"on": True, "off": False, "default": None}
+_CACHE_HELP = ("The response cache for this key: `off` never reads or writes it (prompts with "
+               "personal data), `on` also uses routes whose cache is opt_in")
 
 
 @click.group("keys")
@@ -24,6 +28,14 @@ def _csv(value: str | None) -> list[str] | None:
     if value is None:
         return None
     return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _people(record: dict[str, Any]) -> dict[str, Any]:
+    """A key for people: its cache setting in the words of `--cache`."""
+    if "cache" not in record:
+        return record
+    word = next(w for w, v in _CACHE.items() if v is record["cache"])
+    return {**record, "cache": word}
 
 
 def _expires(text: str) -> float:
@@ -45,6 +57,8 @@ def _expires(text: str) -> float:
 @click.option("--max-tokens", type=click.IntRange(min=1), help="Cap on max_tokens per request.")
 @click.option("--max-body-bytes", type=click.IntRange(min=1024), help="Cap on request size.")
 @click.option("--expires", help="Lifetime, e.g. 30d or 12h.")
+@click.option("--cache", type=click.Choice(["on", "off"], case_sensitive=False),
+              help=_CACHE_HELP + "; not given: each route decides.")
 @limit_options(update=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (includes the key).")
 @click.pass_obj
@@ -52,7 +66,7 @@ def _expires(text: str) -> float:
 def create(state: State, /, name: str, team: str | None, env: str | None, owner: str | None,
            description: str | None, models: str | None, endpoints: str | None,
            max_tokens: int | None, max_body_bytes: int | None, expires: str | None,
-           as_json: bool, **options: Any) -> None:
+           cache: str | None, as_json: bool, **options: Any) -> None:
     """Create a key. Its text is shown once: keystead keeps only a hash.
 
     A --team must exist (keystead teams create NAME); its limits apply on top of the key's.
@@ -63,11 +77,12 @@ def create(state: State, /, name: str, team: str | None, env: str | None, owner:
         name=name, env=env, team=team, owner=owner, description=description,
         models=_csv(models), endpoints=_csv(endpoints), max_tokens=max_tokens,
         max_body_bytes=max_body_bytes, expires_in_s=expires_in, limits=limits,
-        ip_allowlist=extra.get("ip_allowlist"))
+        ip_allowlist=extra.get("ip_allowlist"),
+        cache=_CACHE[cache.lower()] if cache is not None else None)
     if as_json:
         echo_json(created)
         return
-    show_record(created)
+    show_record(_people(created))
     click.echo("")
     click.echo(f"key  {created['key']}")
     click.echo("")
@@ -87,7 +102,9 @@ def list_(state: State, fmt: str, due: str | None) -> None:
         records = state.backend().due_keys(due)
         click.echo(table(records, (*_LIST_COLUMNS[:4], "rotated_at", "rotation_due_at"), fmt))
         return
-    click.echo(table(state.backend().list_keys(), _LIST_COLUMNS, fmt))
+    records = state.backend().list_keys()
+    click.echo(table([_people(r) for r in records] if fmt == "table" else records,
+                     _LIST_COLUMNS, fmt))
 
 
 @keys.command("show")
@@ -98,7 +115,7 @@ def list_(state: State, fmt: str, due: str | None) -> None:
 def show(state: State, key: str, as_json: bool) -> None:
     """Show one key by id or name."""
     record = state.backend().show_key(key)
-    echo_json(record) if as_json else show_record(record)
+    echo_json(record) if as_json else show_record(_people(record))
 
 
 @keys.command("update")
@@ -116,14 +133,18 @@ def show(state: State, key: str, as_json: bool) -> None:
               help="Cap on request size; `off` removes it.")
 @click.option("--expires", type=OffOr(click.STRING), metavar="DURATION|off",
               help="New lifetime from now, e.g. 30d; `off`: never expires.")
+@click.option("--cache", type=click.Choice(["on", "off", "default"], case_sensitive=False),
+              help=_CACHE_HELP + "; `default`: each route decides again.")
 @limit_options(update=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
 @friendly
 def update(state: State, /, key: str, team: str | None, owner: str | None,
            description: str | None, models: Any, endpoints: Any, max_tokens: Any,
-           max_body_bytes: Any, expires: Any, as_json: bool, **options: Any) -> None:
-    """Change a key's team, scope, limits or IP allowlist; options not given stay as they are.
+           max_body_bytes: Any, expires: Any, cache: str | None, as_json: bool,
+           **options: Any) -> None:
+    """Change a key's team, scope, limits, IP allowlist or cache setting; options not given stay
+    as they are.
 
     `off` clears a setting (`--rpm off`, `--ip-allow off`). Takes effect at once on running
     gateways. The key text does not change.
@@ -144,11 +165,13 @@ def update(state: State, /, key: str, team: str | None, owner: str | None,
             changes[field] = None if number is OFF else number
     if expires is not None:
         changes["expires_in_s"] = None if expires is OFF else _expires(expires)
+    if cache is not None:
+        changes["cache"] = _CACHE[cache.lower()]
     if not changes:
         raise click.UsageError("nothing to change: give at least one option "
                                "(see keystead keys update --help)")
     record = state.backend().update_key(key, changes)
-    echo_json(record) if as_json else show_record(record)
+    echo_json(record) if as_json else show_record(_people(record))
 
 
 @keys.command("rotate")

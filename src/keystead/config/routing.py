@@ -89,6 +89,9 @@ class RouteCacheConfig(_Strict):
     # Answers are cached per key's team by default (tenant isolation); "global" shares them
     # between every key allowed on the route.
     scope: Literal["team", "key", "global"] = "team"
+    # Only keys that opted in (`cache: true` on the key) use this cache; a key with `cache:
+    # false` never does, opt-in or not.
+    opt_in: bool = False
 
     @field_validator("ttl")
     @classmethod

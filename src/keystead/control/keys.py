@@ -26,7 +26,7 @@ __all__ = ["CreatedKey", "KeyService", "key_view"]
 
 _ENDPOINTS = {e.value for e in Endpoint}
 _CHANGES = frozenset({"team", "owner", "description", "models", "endpoints", "max_tokens",
-                      "max_body_bytes", "expires_in_s", "limits", "ip_allowlist"})
+                      "max_body_bytes", "expires_in_s", "limits", "ip_allowlist", "cache"})
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,8 @@ def key_view(record: KeyRecord, now: float | None = None,
         "models": list(record.models) if record.models is not None else None,
         "endpoints": list(record.endpoints) if record.endpoints is not None else None,
         "max_tokens": record.max_tokens, "max_body_bytes": record.max_body_bytes,
+        # the response cache: null follows the route, false never, true also opt-in routes
+        "cache": record.cache,
         "created_at": _iso(record.created_at), "expires_at": _iso(record.expires_at),
         "revoked_at": _iso(record.revoked_at), "revoked_reason": record.revoked_reason,
         "last_used_at": _iso(record.last_used_at), "disabled_at": _iso(record.disabled_at),
@@ -78,6 +80,13 @@ def _check_caps(max_tokens: int | None, max_body_bytes: int | None) -> None:
         raise InvalidField("max_body_bytes must be at least 1024.", param="max_body_bytes")
 
 
+def _check_cache(cache: object) -> bool | None:
+    if cache is not None and not isinstance(cache, bool):
+        raise InvalidField("cache must be true, false or null (follow the route).",
+                           param="cache")
+    return cache
+
+
 def _check_expiry(expires_in_s: float | None) -> None:
     if expires_in_s is not None and expires_in_s <= 0:
         raise InvalidField("The expiry must be in the future.", param="expires")
@@ -98,13 +107,17 @@ class KeyService:
                      models: list[str] | None = None, endpoints: list[str] | None = None,
                      max_tokens: int | None = None, max_body_bytes: int | None = None,
                      expires_in_s: float | None = None, limits: Limits | None = None,
-                     ip_allowlist: list[str] | None = None) -> CreatedKey:
+                     ip_allowlist: list[str] | None = None,
+                     cache: bool | None = None) -> CreatedKey:
+        """A new key; `cache` False keeps its requests out of the response cache, True lets it
+        use routes whose cache is opt-in, None follows each route."""
         check_text("name", name)
         check_text("owner", owner)
         resolved_env = self.rt.naming.check(name, env)
         _check_endpoints(endpoints)
         _check_caps(max_tokens, max_body_bytes)
         _check_expiry(expires_in_s)
+        _check_cache(cache)
         checked_limits = check_limits(limits or Limits())
         allowlist = check_allowlist(ip_allowlist)
         if team is not None:
@@ -118,7 +131,7 @@ class KeyService:
             endpoints=tuple(endpoints) if endpoints is not None else None,
             max_tokens=max_tokens, max_body_bytes=max_body_bytes, created_at=now,
             expires_at=now + expires_in_s if expires_in_s is not None else None,
-            limits=checked_limits, ip_allowlist=allowlist,
+            limits=checked_limits, ip_allowlist=allowlist, cache=cache,
         )
         try:
             await self.rt.store.insert_key(record)
@@ -141,8 +154,9 @@ class KeyService:
     async def update(self, id_or_name: str, **changes: Any) -> KeyRecord:
         """Change a key's scope and limits. Only the fields given change; None clears one
         (team, owner, description, models, endpoints, max_tokens, max_body_bytes,
-        expires_in_s: never expires, ip_allowlist: any address). `limits` is a mapping of limit
-        -> value (None clears that limit), or None to clear every limit."""
+        expires_in_s: never expires, ip_allowlist: any address, cache: follow the route).
+        `limits` is a mapping of limit -> value (None clears that limit), or None to clear every
+        limit."""
         unknown = sorted(set(changes) - _CHANGES)
         if unknown:
             raise InvalidField(f"A key has no field(s) {', '.join(unknown)} to change.",
@@ -175,6 +189,8 @@ class KeyService:
             _check_expiry(expires_in_s)
             values["expires_at"] = (time.time() + expires_in_s if expires_in_s is not None
                                     else None)
+        if "cache" in changes:
+            values["cache"] = _check_cache(changes["cache"])
         values = policy_changes(record, changes, values)
         if not values:
             return record

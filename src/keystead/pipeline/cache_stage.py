@@ -1,8 +1,10 @@
 """The cache stage of the request line (P17, P19): look up before the call, store after it,
 and serve a stored answer (whole or replayed as a stream) on a hit or in degraded mode.
 
-Only routes with `cache:` are cached. Answers are kept per tenant (the key's team by default),
-so one team never sees another's. A stored answer stays fresh for the route's `ttl`; routes that
+Only routes with `cache:` are cached, and only for keys that allow it: a key with `cache: false`
+never reads or writes the cache, and a route whose cache is `opt_in` caches only for keys with
+`cache: true`. Answers are kept per tenant (the key's team by default), so one team never sees
+another's. A stored answer stays fresh for the route's `ttl`; routes that
 may serve cached answers in degraded mode keep it a day longer, for that use only.
 """
 
@@ -59,11 +61,13 @@ class CacheStage:
         """The request's cache key, or None when this request is not cached."""
         if config is None or config.cache is None:
             return None
+        key = ctx.key
+        assert key is not None
+        if key.cache is False or (config.cache.opt_in and key.cache is not True):
+            return None
         directives = {d.strip().lower() for d in (cache_control or "").split(",")}
         if "no-store" in directives:
             return None
-        key = ctx.key
-        assert key is not None
         scope = config.cache.scope
         if scope == "global":
             tenant = "*"

@@ -57,6 +57,8 @@ _BUDGET = ("Spend cap per budget period, in USD. Send it as a string (\"12.50\")
            "every cent exact.")
 _ALLOWLIST = ("IPv4/IPv6 addresses or CIDRs; when set, requests from anywhere else are "
               "refused.")
+_CACHE = ("The response cache for this key: false never reads or writes it, true also uses "
+          "routes whose cache is opt_in, null follows each route.")
 
 
 class LimitsIn(BaseModel):
@@ -104,11 +106,12 @@ class KeyCreate(BaseModel):
     expires: str | None = Field(None, description="Lifetime such as 30d, 12h.")
     limits: LimitsIn | None = None
     ip_allowlist: list[str] | None = Field(None, description=_ALLOWLIST)
+    cache: bool | None = Field(None, description=_CACHE)
 
 
 class KeyUpdate(BaseModel):
     """Only the fields sent change; null clears one (`expires`: never expires,
-    `ip_allowlist`: any address, `limits`: every limit)."""
+    `ip_allowlist`: any address, `limits`: every limit, `cache`: follow the route)."""
 
     model_config = ConfigDict(extra="forbid")
     team: str | None = Field(None, description="Must exist.")
@@ -121,6 +124,7 @@ class KeyUpdate(BaseModel):
     expires: str | None = Field(None, description="New lifetime from now, such as 30d.")
     limits: LimitsPatch | None = None
     ip_allowlist: list[str] | None = Field(None, description=_ALLOWLIST)
+    cache: bool | None = Field(None, description=_CACHE)
 
 
 class KeyOut(BaseModel):
@@ -135,6 +139,7 @@ class KeyOut(BaseModel):
     endpoints: list[str] | None
     max_tokens: int | None
     max_body_bytes: int | None
+    cache: bool | None = Field(description=_CACHE)
     created_at: str | None
     expires_at: str | None
     revoked_at: str | None
@@ -411,7 +416,7 @@ def create_admin_app(runtime: Runtime) -> FastAPI:
             body.name, env=body.env, team=body.team, owner=body.owner,
             description=body.description, models=body.models, endpoints=body.endpoints,
             max_tokens=body.max_tokens, max_body_bytes=body.max_body_bytes, expires_in_s=expires,
-            limits=_limits(body.limits), ip_allowlist=body.ip_allowlist)
+            limits=_limits(body.limits), ip_allowlist=body.ip_allowlist, cache=body.cache)
         return {**keys.view(created.record), "key": created.text}
 
     @app.patch("/admin/keys/{key}", response_model=KeyOut, tags=["keys"])

@@ -82,6 +82,9 @@ class KeyRecord:
     previous_credential_id: str | None = None
     previous_hash: str | None = None
     previous_expires_at: float | None = None
+    # The response cache (P17): None follows the route; False never reads or writes it (prompts
+    # holding personal data); True also uses the routes whose cache is `opt_in`.
+    cache: bool | None = None
 
     @property
     def current_credential(self) -> str:

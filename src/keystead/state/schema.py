@@ -43,6 +43,7 @@ keys = sa.Table(
     # Limits.as_dict() and a list of CIDRs; SQL NULL (not JSON null) when there are none.
     sa.Column("limits", sa.JSON(none_as_null=True)),
     sa.Column("ip_allowlist", sa.JSON(none_as_null=True)),
+    sa.Column("cache", sa.Boolean),  # NULL: as the route says
 )
 
 teams = sa.Table(

@@ -41,7 +41,7 @@ __all__ = ["SCHEMA_HEAD", "SQLStore", "async_url"]
 
 # The newest migration. When the database is already there, Alembic (a fifth of the start-up
 # time) is not even imported; a test keeps this equal to the migrations' head.
-SCHEMA_HEAD = "0007"
+SCHEMA_HEAD = "0008"
 
 _NANO = Decimal("1e-9")
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -87,6 +87,7 @@ def _key_from_row(row: Any) -> KeyRecord:
         ip_allowlist=_tuple(row.ip_allowlist), credential_id=row.credential_id,
         rotated_at=row.rotated_at, previous_credential_id=row.previous_credential_id,
         previous_hash=row.previous_hash, previous_expires_at=row.previous_expires_at,
+        cache=row.cache,
     )
 
 
