@@ -32,8 +32,10 @@
         └── LimitsUnavailable       code=limits_unavailable
 
 Each class carries its HTTP status, OpenAI `type` and `code`, and the log level. `render` is the
-one place that builds the OpenAI envelope `{"error": {"message", "type", "param", "code"}}`.
-Messages never contain a secret: callers pass ids and names, never key text.
+one place that builds the OpenAI envelope `{"error": {"message", "type", "param", "code"}}`;
+`render_anthropic` builds Anthropic's (`{"type": "error", "error": {"type", "message"}}`, for
+the passed-through `/v1/messages`), with the same status. Messages never contain a secret:
+callers pass ids and names, never key text.
 """
 
 from __future__ import annotations
@@ -68,12 +70,15 @@ __all__ = [
     "RevokedKey",
     "RotatedKey",
     "RouteNotFound",
+    "RouteUnavailable",
     "Unavailable",
     "UnknownKey",
     "UpstreamError",
     "UpstreamTimeout",
     "UpstreamUnreachable",
+    "anthropic_error_type",
     "render",
+    "render_anthropic",
 ]
 
 
@@ -264,6 +269,17 @@ class LimitsUnavailable(Unavailable):
         return [(b"retry-after", b"1")]  # the gateway probes Redis every second
 
 
+class RouteUnavailable(Unavailable):
+    """Every deployment of a route (and of its fallbacks) is cooling down or behind an open
+    circuit breaker: nothing was even tried."""
+
+    code = "route_unavailable"
+    level = logging.WARNING
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"retry-after", b"1")]  # breakers are re-read every second
+
+
 def render(error: GatewayError) -> bytes:
     """The OpenAI error envelope for `error`, as JSON bytes."""
     return orjson.dumps(
@@ -276,3 +292,30 @@ def render(error: GatewayError) -> bytes:
             }
         }
     )
+
+
+# Anthropic's error types by HTTP status (https://docs.claude.com/en/api/errors).
+_ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error",
+                    402: "billing_error", 403: "permission_error", 404: "not_found_error",
+                    413: "request_too_large", 429: "rate_limit_error", 500: "api_error",
+                    503: "overloaded_error", 504: "timeout_error", 529: "overloaded_error"}
+
+
+def anthropic_error_type(status: int) -> str:
+    """Anthropic's error `type` for an HTTP status."""
+    found = _ANTHROPIC_TYPES.get(status)
+    if found is not None:
+        return found
+    return "api_error" if status >= 500 else "invalid_request_error"
+
+
+def render_anthropic(error: GatewayError, request_id: str | None = None) -> bytes:
+    """Anthropic's error envelope for `error`, as JSON bytes: the status keystead gives it
+    decides the type (what Anthropic's SDKs read); keystead's own `code` rides along, as the
+    `request_id` Anthropic puts in its errors carries keystead's."""
+    document: dict[str, object] = {"type": "error", "error": {
+        "type": anthropic_error_type(error.status), "message": error.message,
+        "code": error.code}}
+    if request_id is not None:
+        document["request_id"] = request_id
+    return orjson.dumps(document)

@@ -397,3 +397,36 @@ def test_degraded_mode_serves_a_stale_answer_else_the_static_reply(tmp_path: Pat
 
     run(tmp_path, test, cached_config(
         fallbacks=[], degraded={"static_reply": "We are busy; try again soon."}))
+
+
+def test_degraded_mode_never_hides_a_request_refused_as_the_clients_fault(
+        tmp_path: Path) -> None:
+    async def test(client: AppClient, sdk: openai.AsyncOpenAI) -> None:
+        with pytest.raises(openai.BadRequestError):
+            await sdk.chat.completions.create(
+                model="cached", messages=ask("[[mock:faults=400*]] bad request"))
+        with pytest.raises(openai.BadRequestError) as overflow:
+            await sdk.chat.completions.create(
+                model="cached", messages=ask("[[mock:faults=context*]] too long"))
+        assert overflow.value.code == "context_length_exceeded"
+        assert received(client, "primary") == 2  # neither was retried
+
+    run(tmp_path, test, cached_config(
+        fallbacks=[], degraded={"static_reply": "We are busy; try again soon."}))
+
+
+def test_a_route_with_every_deployment_behind_open_breakers_is_503(tmp_path: Path) -> None:
+    async def test(client: AppClient, sdk: openai.AsyncOpenAI) -> None:
+        # Three attempts, three failures: primary's breaker opens (no fallback, no other
+        # deployment), and the client gets the provider's last 500.
+        with pytest.raises(openai.InternalServerError) as failed:
+            await sdk.chat.completions.create(model="single", messages=ask("x"))
+        assert failed.value.status_code == 500
+        with pytest.raises(openai.APIStatusError) as refused:
+            await sdk.chat.completions.create(model="single", messages=ask("and now?"))
+        assert refused.value.status_code == 503
+        assert refused.value.code == "route_unavailable"
+        assert refused.value.response.headers["retry-after"] == "1"
+        assert received(client, "primary") == 3  # nothing was sent for the second request
+
+    run(tmp_path, test, routing_config("500*"))

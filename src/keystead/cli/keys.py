@@ -53,7 +53,8 @@ def _expires(text: str) -> float:
 @click.option("--description", help="What the key is for.")
 @click.option("--models", help="Allowed models, comma separated; patterns like gpt-4o* work.")
 @click.option("--endpoints",
-              help="Allowed endpoints: chat.completions,embeddings,responses,models.")
+              help="Allowed endpoints: chat.completions,embeddings,responses,models,"
+                   "messages (Anthropic's /v1/messages; count_tokens with it).")
 @click.option("--max-tokens", type=click.IntRange(min=1), help="Cap on max_tokens per request.")
 @click.option("--max-body-bytes", type=click.IntRange(min=1024), help="Cap on request size.")
 @click.option("--expires", help="Lifetime, e.g. 30d or 12h.")

@@ -41,10 +41,17 @@ def _texts(endpoint: Endpoint, document: dict[str, Any],
                 elif isinstance(part, dict):
                     if isinstance(part.get("text"), str):
                         part["text"] = visit(part["text"])
-                    if "content" in part:  # Responses input items
+                    if "content" in part:  # Responses input items, Anthropic tool results
                         content(part, "content")
 
     if endpoint is Endpoint.CHAT:
+        for message in document.get("messages") or ():
+            if isinstance(message, dict):
+                content(message, "content")
+    elif endpoint is Endpoint.MESSAGES or endpoint is Endpoint.COUNT_TOKENS:
+        # Anthropic's shape: a top-level system (a string or text blocks), then messages whose
+        # content is a string or blocks (text, tool_result with its own content, ...).
+        content(document, "system")
         for message in document.get("messages") or ():
             if isinstance(message, dict):
                 content(message, "content")

@@ -33,6 +33,8 @@ def check_address(key: KeyRecord, team: TeamRecord | None, client_ip: str | None
 
 def check_endpoint(key: KeyRecord, endpoint: Endpoint) -> None:
     if key.endpoints is not None and endpoint.value not in key.endpoints:
+        if endpoint is Endpoint.COUNT_TOKENS and Endpoint.MESSAGES.value in key.endpoints:
+            return  # counting a Messages request's tokens is part of "messages"
         raise EndpointNotAllowed(
             f"API key {key.id} ({key.name}) may not call {endpoint.value}.",
             hint=f"It may call: {', '.join(key.endpoints) or 'nothing'}.",

@@ -14,7 +14,8 @@ import msgspec
 from keystead.errors import BodyTooLarge, InvalidField, InvalidJSON
 from keystead.providers.base import Endpoint
 
-__all__ = ["ChatView", "EmbeddingsView", "ResponsesView", "decode_view", "read_body"]
+__all__ = ["ChatView", "CountTokensView", "EmbeddingsView", "MessagesView", "ResponsesView",
+           "decode_view", "read_body"]
 
 
 # msgspec.Raw cannot sit in a union with None; a raw JSON null is the "absent" value.
@@ -49,10 +50,28 @@ class ResponsesView(msgspec.Struct):
     max_output_tokens: int | None = None
 
 
+class MessagesView(msgspec.Struct):
+    """Anthropic's Messages API request (passed through): max_tokens is required there too."""
+
+    model: str
+    messages: msgspec.Raw
+    max_tokens: int
+    system: msgspec.Raw = _NULL
+    stream: bool | None = None
+
+
+class CountTokensView(msgspec.Struct):
+    model: str
+    messages: msgspec.Raw
+    system: msgspec.Raw = _NULL
+
+
 _DECODERS: dict[Endpoint, msgspec.json.Decoder[Any]] = {
     Endpoint.CHAT: msgspec.json.Decoder(ChatView),
     Endpoint.EMBEDDINGS: msgspec.json.Decoder(EmbeddingsView),
     Endpoint.RESPONSES: msgspec.json.Decoder(ResponsesView),
+    Endpoint.MESSAGES: msgspec.json.Decoder(MessagesView),
+    Endpoint.COUNT_TOKENS: msgspec.json.Decoder(CountTokensView),
 }
 
 

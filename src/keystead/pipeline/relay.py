@@ -114,11 +114,14 @@ async def relay_stream(ctx: RequestContext, upstream: UpstreamResponse, first: b
                        chunks: AsyncIterator[bytes], send: Send,
                        headers: list[tuple[bytes, bytes]], gone: asyncio.Event,
                        cost_comment: Callable[[], bytes],
-                       tap: Callable[[bytes], None] | None = None) -> None:
+                       tap: Callable[[bytes], None] | None = None,
+                       relay: SSERelay | None = None) -> None:
     """Forward a 200 SSE stream event by event: `first` (which the router read before choosing
     this answer), then the rest of `chunks`; `tap` sees every upstream chunk (the cache
-    assembles the answer from them). Raises ClientGone if the client left."""
-    relay = SSERelay(drop_usage_chunk=not ctx.client_asked_usage)
+    assembles the answer from them). `relay` reads the events (default: an OpenAI stream's
+    `SSERelay`). Raises ClientGone if the client left."""
+    if relay is None:
+        relay = SSERelay(drop_usage_chunk=not ctx.client_asked_usage)
     ctx.completion_text = relay.captured
     await send({"type": "http.response.start", "status": upstream.status, "headers": headers})
     try:

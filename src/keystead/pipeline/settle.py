@@ -14,6 +14,7 @@ import orjson
 
 from keystead.logs import request_logger
 from keystead.pipeline.context import RequestContext
+from keystead.pipeline.messages import estimate as estimate_messages
 from keystead.providers.base import Endpoint, Provider
 from keystead.state.records import UsageRecord
 from keystead.usage.estimate import (
@@ -41,6 +42,17 @@ async def estimate_usage(ctx: RequestContext, response_body: bytes | None) -> No
         return
     model = ctx.upstream_model or ctx.model or ""
     view = ctx.view
+    if ctx.endpoint is Endpoint.MESSAGES or ctx.endpoint is Endpoint.COUNT_TOKENS:
+        if ctx.endpoint is Endpoint.COUNT_TOKENS:
+            return  # counting tokens is free
+        try:
+            ctx.usage = await asyncio.to_thread(estimate_messages, model, view, response_body,
+                                                ctx.completion_text, None)
+        except Exception:  # counting must never lose the record
+            log.exception("token estimate failed for request %s", ctx.request_id)
+            return
+        ctx.usage_estimated = True
+        return
     streamed = streamed_text(ctx.completion_text) if ctx.completion_text is not None else None
     try:
         if ctx.endpoint is Endpoint.CHAT:

@@ -7,16 +7,21 @@ one upstream read in one write. Events are the provider's bytes. Two are held ba
 - `data: [DONE]`, so the relay can put the cost comment in front of it.
 Data payloads are kept (bounded) so that if the stream breaks before usage arrives, the tokens
 generated so far can still be counted.
+
+`MessagesRelay` reads an Anthropic Messages stream (the passed-through `/v1/messages`): every
+event goes on untouched; usage comes from `message_start` (input and cache tokens) and
+`message_delta` (output tokens, cumulative); `content_block_delta` payloads are kept for a
+count when the stream is cut before its `message_delta`.
 """
 
 from __future__ import annotations
 
 import re
 
-from keystead.usage.extract import usage_from_event
+from keystead.usage.extract import MessagesUsage, messages_event, usage_from_event
 from keystead.usage.prices import TokenUsage
 
-__all__ = ["SSERelay"]
+__all__ = ["MessagesRelay", "SSERelay"]
 
 _CAPTURE_LIMIT = 4 * 1024 * 1024
 _DONE = b"data: [DONE]"
@@ -87,6 +92,50 @@ class SSERelay:
             self.captured.append(data)
             self._captured_bytes += len(data)
         return True
+
+
+class MessagesRelay(SSERelay):
+    __slots__ = ("counts", "finished")
+
+    def __init__(self) -> None:
+        super().__init__(drop_usage_chunk=False)
+        self.counts: MessagesUsage | None = None  # as reported so far
+        self.finished = False  # message_delta seen: `usage` is Anthropic's final count
+
+    def _keep(self, event: bytes) -> bool:
+        self.events += 1
+        name = _event_name(event)
+        if name == b"content_block_delta":
+            if self._captured_bytes < _CAPTURE_LIMIT:
+                data = _data(event)
+                if data is not None:
+                    self.captured.append(data)
+                    self._captured_bytes += len(data)
+        elif name == b"message_start" or name == b"message_delta":
+            data = _data(event)
+            usage, model = messages_event(data) if data is not None else (None, None)
+            if usage is not None:
+                self.counts = usage if self.counts is None else self.counts.merged(usage)
+                self.usage = self.counts.tokens()
+            if model:
+                self.model = model
+            if name == b"message_delta":
+                self.finished = True
+        return True
+
+
+_TYPE = re.compile(rb'^\s*\{\s*"type"\s*:\s*"([a-z_]+)"')
+
+
+def _event_name(event: bytes) -> bytes | None:
+    """An Anthropic event's type: its `event:` line (Anthropic always sends one), else the
+    `type` its data starts with."""
+    if event.startswith(b"event:"):
+        end = event.find(b"\n")
+        return event[6:end if end != -1 else None].strip()
+    data = _data(event)
+    match = _TYPE.match(data) if data is not None else None
+    return match.group(1) if match else None
 
 
 def _data(event: bytes) -> bytes | None:

@@ -7,11 +7,19 @@ prices, limits, the ledger) sees an OpenAI-compatible provider.
 
 Chat only (streamed or not); `GET /v1/models` is translated so `keystead providers test`
 works. Embeddings and the Responses API are declared unsupported.
+
+Anthropic's own API (`Endpoint.MESSAGES`, `Endpoint.COUNT_TOKENS`, for clients on Anthropic's
+SDKs) is passed through: the body goes as it is, the answer comes back as it is (status 529
+included). The client's `anthropic-version` and `anthropic-beta` headers travel with it: the
+data plane puts them in `CLIENT_HEADERS` (a context variable: one request, one task) for the
+duration of the request, and `request_target` reads it for these endpoints only.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from contextvars import ContextVar
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -26,23 +34,45 @@ from keystead.providers.anthropic_translate import (
     mapped_status,
     message_to_completion,
 )
-from keystead.providers.base import Endpoint, Provider
-from keystead.providers.transport import UpstreamResponse
+from keystead.providers.base import Capabilities, Endpoint, Provider
+from keystead.providers.key_pool import KeyPool
+from keystead.providers.transport import Transport, UpstreamResponse
 
-__all__ = ["ANTHROPIC_VERSION", "AnthropicProvider", "TranslatedResponse"]
+__all__ = ["ANTHROPIC_VERSION", "CLIENT_HEADERS", "AnthropicProvider", "TranslatedResponse"]
 
-# The API version keystead's translation is written against (sent on every request).
+# The API version keystead's translation is written against (sent on every request), and the
+# default of a passed-through request whose client named none.
 ANTHROPIC_VERSION = "2023-06-01"
-_PATHS = {Endpoint.CHAT: "/v1/messages", Endpoint.MODELS: "/v1/models?limit=1000"}
+_PATHS = {Endpoint.CHAT: "/v1/messages", Endpoint.MODELS: "/v1/models?limit=1000",
+          Endpoint.MESSAGES: "/v1/messages",
+          Endpoint.COUNT_TOKENS: "/v1/messages/count_tokens"}
 _PASSED = ("retry-after", "retry-after-ms")
+_NATIVE = frozenset((Endpoint.MESSAGES, Endpoint.COUNT_TOKENS))
+
+# The headers of the client's own passed-through request (`anthropic-version`, and
+# `anthropic-beta` when it sent one), set by the data plane around the request.
+CLIENT_HEADERS: ContextVar[Mapping[str, str] | None] = ContextVar("anthropic_client_headers",
+                                                                  default=None)
 
 
 class AnthropicProvider(Provider):
     type = "anthropic"
 
+    def __init__(self, name: str, *, base_url: str, api_key: str | KeyPool | None,
+                 models: tuple[str, ...], transport: Transport, read_timeout: float,
+                 capabilities: Capabilities):
+        # Anthropic's own API is always passed through: it is the same upstream route.
+        super().__init__(name, base_url=base_url, api_key=api_key, models=models,
+                         transport=transport, read_timeout=read_timeout,
+                         capabilities=replace(capabilities, messages=True))
+
     def request_target(self, endpoint: Endpoint, model: str,
                        api_key: str | None) -> tuple[str, dict[str, str]]:
         headers = {"anthropic-version": ANTHROPIC_VERSION}
+        if endpoint in _NATIVE:
+            client = CLIENT_HEADERS.get()
+            if client:
+                headers.update(client)
         if api_key:
             headers["x-api-key"] = api_key
         path = _PATHS.get(endpoint)
@@ -53,7 +83,7 @@ class AnthropicProvider(Provider):
     def prepare(self, endpoint: Endpoint, model: str, body: bytes | None,
                 stream: bool) -> bytes | None:
         if endpoint is not Endpoint.CHAT or body is None:
-            return body
+            return body  # Anthropic's own requests (and GET /v1/models) go as they are
         try:
             request = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -64,6 +94,8 @@ class AnthropicProvider(Provider):
 
     def wrap(self, response: UpstreamResponse, endpoint: Endpoint,
              stream: bool) -> UpstreamResponse:
+        if endpoint in _NATIVE:
+            return response  # passed through: Anthropic's status, headers, body and events
         return TranslatedResponse(response, endpoint, stream and response.status == 200,
                                   self.name)
 

@@ -36,6 +36,9 @@ class Endpoint(StrEnum):
     RESPONSES = "responses"
     MODELS = "models"
     TOKENS = "tokens"  # keystead's own: minting short-lived tokens; never reaches a provider
+    # Anthropic's own API, passed through (docs/providers.md): only Anthropic adapters serve it.
+    MESSAGES = "messages"
+    COUNT_TOKENS = "messages.count_tokens"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,7 @@ class Capabilities:
     embeddings: bool = True
     responses: bool = False
     list_models: bool = True
+    messages: bool = False  # Anthropic's /v1/messages (and count_tokens), bytes passed through
 
     def supports(self, endpoint: Endpoint) -> bool:
         return {
@@ -54,6 +58,8 @@ class Capabilities:
             Endpoint.EMBEDDINGS: self.embeddings,
             Endpoint.RESPONSES: self.responses,
             Endpoint.MODELS: self.list_models,
+            Endpoint.MESSAGES: self.messages,
+            Endpoint.COUNT_TOKENS: self.messages,
         }.get(endpoint, False)
 
 

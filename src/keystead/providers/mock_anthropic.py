@@ -21,7 +21,9 @@ With tools on offer the mock calls one (`sample_instance` of its `input_schema`)
 answers in text), and with a short text block before the call, as Claude often does.
 `output_config.format` json_schema answers with a JSON instance of the schema.
 
-Directives in the last user message (see `mock_content`), plus the Anthropic-only ones:
+`AnthropicMockSettings.status` answers every message request with that error (529: a deployment
+that stays overloaded). Directives in the last user message (see `mock_content`), plus the
+Anthropic-only ones:
     [[mock:status=529]]          answer that status with Anthropic's error body for it
                                  (429 adds `retry-after: 1`)
     [[mock:tokens=N]]            N words of reply (default 16)
@@ -97,6 +99,9 @@ class AnthropicMockSettings:
     models: tuple[str, ...] = ("claude-haiku-4-5", "claude-sonnet-4-5", "claude-opus-4-5")
     latency_ms: float = 0
     chunk_delay_ms: float = 0
+    # Every POST /v1/messages answers this error status (an overloaded region: 529), whatever
+    # the prompt says; for a route whose other deployments answer.
+    status: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,11 +131,14 @@ def create_anthropic_mock_app(settings: AnthropicMockSettings | None = None) -> 
 
 
 class AnthropicMock:
-    """The ASGI app. `received` keeps the latest requests so tests can see what was sent."""
+    """The ASGI app. `received` keeps the latest requests so tests can see what was sent;
+    `abandoned` counts streams stopped because their client went away (as Anthropic stops
+    generating, and billing, when the connection closes)."""
 
     def __init__(self, settings: AnthropicMockSettings):
         self.settings = settings
         self.received: deque[ReceivedRequest] = deque(maxlen=200)
+        self.abandoned = 0
 
     async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -142,12 +150,18 @@ class AnthropicMock:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         request = ReceivedRequest(scope["method"], scope["path"], headers, body)
         self.received.append(request)
+        gone = asyncio.Event()
+        watch = asyncio.get_running_loop().create_task(_watch_disconnect(receive, gone))
         try:
-            await self._handle(request, send)
+            await self._handle(request, send, gone)
         except _Refused as refused:
             await _send_error(send, refused)
+        except _ClientLeft:
+            self.abandoned += 1
+        finally:
+            watch.cancel()
 
-    async def _handle(self, request: ReceivedRequest, send: Send) -> None:
+    async def _handle(self, request: ReceivedRequest, send: Send, gone: asyncio.Event) -> None:
         path = request.path.rstrip("/").removeprefix("/v1")
         self._check_headers(request.headers)
         if self.settings.latency_ms:
@@ -165,7 +179,7 @@ class AnthropicMock:
         elif request.method == "POST" and path in ("/messages", "/messages/count_tokens"):
             body = self._check_body(request.body, count_only=path != "/messages")
             if path == "/messages":
-                await self._messages(body, send)
+                await self._messages(body, send, gone)
             else:
                 await _send_json(send, 200, {"input_tokens": _prompt_tokens(body)})
         else:
@@ -215,7 +229,9 @@ class AnthropicMock:
 
     # --- answering ------------------------------------------------------------------------------
 
-    async def _messages(self, body: dict[str, Any], send: Send) -> None:
+    async def _messages(self, body: dict[str, Any], send: Send, gone: asyncio.Event) -> None:
+        if self.settings.status is not None:
+            raise _Refused(self.settings.status)
         prompt = _last_user_text(body["messages"])
         directives = parse_directives(prompt)
         extra = {name: int(value) if value else 1 for name, value in _EXTRA.findall(prompt)}
@@ -239,7 +255,7 @@ class AnthropicMock:
             await _send_json(send, 200, message)
             return
         events = _Events(send, self.settings.chunk_delay_ms, directives.disconnect_after,
-                         extra.get("stream_error"))
+                         extra.get("stream_error"), gone)
         await events.start()
         try:
             await _stream_message(events, message)
@@ -333,8 +349,9 @@ class _Events:
     """Anthropic's SSE framing: `event: <type>` then `data: <json>`, a blank line after each."""
 
     def __init__(self, send: Send, delay_ms: float, disconnect_after: int | None,
-                 error_after: int | None):
+                 error_after: int | None, gone: asyncio.Event):
         self._send = send
+        self._gone = gone
         self._delay = delay_ms / 1000
         self._disconnect_after = disconnect_after
         self._error_after = error_after
@@ -348,6 +365,8 @@ class _Events:
     async def send(self, event: str, data: dict[str, Any]) -> None:
         if self._delay:
             await asyncio.sleep(self._delay)
+        if self._gone.is_set():
+            raise _ClientLeft
         frame = b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
         await self._send({"type": "http.response.body", "body": frame, "more_body": True})
 
@@ -369,6 +388,16 @@ class _Events:
 
 class _StreamEnded(Exception):
     """The stream was closed on purpose (an error event); nothing more to send."""
+
+
+class _ClientLeft(Exception):
+    """The client closed the connection mid-stream: stop generating."""
+
+
+async def _watch_disconnect(receive: Receive, gone: asyncio.Event) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    gone.set()
 
 
 # --- request checks -------------------------------------------------------------------------

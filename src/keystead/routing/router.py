@@ -3,7 +3,8 @@
     for each tier (the route, then each fallback):
         up to `retry.attempts` attempts, each on a deployment the balancer picks
         (an untried one first; an open breaker, a full or too-small deployment is skipped)
-    retry on: 429, 408, 409, 5xx, connect errors, resets, timeouts, a malformed 200
+    retry on: 429, 408, 409, 5xx (Anthropic's 529 too), connect errors, resets, timeouts, a
+        malformed 200
     fall back at once on: a context-window overflow, an answer invalid for its schema
     never retry: any other 4xx (a retry cannot fix it)
 
@@ -71,11 +72,15 @@ class TierFailed(Exception):
     (status, headers, body) or the last gateway error."""
 
     def __init__(self, attempts: list[AttemptLog], error: GatewayError | None,
-                 response: tuple[int, Mapping[str, str], bytes, Deployment] | None):
+                 response: tuple[int, Mapping[str, str], bytes, Deployment] | None,
+                 client_error: bool = False):
         super().__init__("every attempt failed")
         self.attempts = attempts
         self.error = error
         self.response = response
+        # The request itself was refused (a 4xx a retry cannot fix, a context overflow with
+        # nowhere bigger to go): no degraded reply may hide that from the client.
+        self.client_error = client_error
 
 
 class Judge:
@@ -224,7 +229,9 @@ class Router:
                 served.repaired = repaired
                 return served
         raise TierFailed(attempts, last.error if last else None,
-                         _with_deployment(last, attempts, route) if last else None)
+                         _with_deployment(last, attempts, route) if last else None,
+                         client_error=last is not None and (
+                             last.then == "stop" or last.outcome == "context"))
 
     async def _once(self, route: Route, endpoint: Endpoint,
                     body_for: Callable[[Deployment], bytes], stream: bool) -> Served:
@@ -241,7 +248,8 @@ class Router:
             attempts = [AttemptLog(deployment.id, retry.outcome,
                                    (self._clock() - started) * 1000)]
             raise TierFailed(attempts, retry.error, None if retry.response is None
-                             else (*retry.response, deployment)) from None
+                             else (*retry.response, deployment),
+                             client_error=retry.then == "stop") from None
         except BaseException:
             deployment.in_flight -= 1
             raise
@@ -356,7 +364,9 @@ def _classify(status: int, headers: Mapping[str, str], payload: bytes) -> _Retry
     if status >= 500 or status in _RETRYABLE_4XX:
         return _Retry(f"http_{status}", breaker=status >= 500,
                       retry_after=retry_after_s(headers), response=response)
-    if status == 400 and b"context_length_exceeded" in payload:
+    if status == 400 and (b"context_length_exceeded" in payload
+                          # Anthropic's own words, on the passed-through /v1/messages
+                          or b"prompt is too long" in payload):
         return _Retry("context", breaker=False, then="fallback", response=response)
     # Anything else (400, 401, 403, 404, 413, 422...) is the same on every retry.
     return _Retry(f"http_{status}", breaker=False, then="stop", response=response)

@@ -100,7 +100,8 @@ class KeyCreate(BaseModel):
     description: str | None = None
     models: list[str] | None = Field(None, description="Allowed models; patterns like gpt-4o*.")
     endpoints: list[str] | None = Field(
-        None, description="Allowed endpoints: chat.completions, embeddings, responses, models.")
+        None, description="Allowed endpoints: chat.completions, embeddings, responses, models, "
+                          "messages (Anthropic's /v1/messages, count_tokens included).")
     max_tokens: int | None = Field(None, ge=1)
     max_body_bytes: int | None = Field(None, ge=1024)
     expires: str | None = Field(None, description="Lifetime such as 30d, 12h.")

@@ -4,6 +4,10 @@
 
 The ASGI glue is here; each stage lives in `keystead.pipeline`. Identify runs before the body is
 read, so a client without a valid key cannot make the gateway buffer a large body.
+
+Anthropic's own `POST /v1/messages` (and `/v1/messages/count_tokens`) walks the same line with
+Anthropic's bytes, passed through to anthropic providers; its differences (headers, errors,
+the stream's usage) are in `pipeline/messages.py` and are reached by path only.
 """
 
 from __future__ import annotations
@@ -31,11 +35,12 @@ from keystead.errors import (
     MethodNotAllowed,
     ModelNotFound,
     RouteNotFound,
-    UpstreamError,
+    RouteUnavailable,
     render,
+    render_anthropic,
 )
 from keystead.guard.inspect import ContentBlocked, inspect
-from keystead.pipeline import admit
+from keystead.pipeline import admit, messages
 from keystead.pipeline.cache_stage import Lookup, replay, static_completion
 from keystead.pipeline.context import RequestContext
 from keystead.pipeline.limits import Limiter, Ticket
@@ -57,6 +62,8 @@ from keystead.pipeline.settle import (
     settle,
     worst_cost,
 )
+from keystead.pipeline.sse import MessagesRelay
+from keystead.providers.anthropic import CLIENT_HEADERS
 from keystead.providers.base import Endpoint
 from keystead.routing.router import AttemptLog, Judge, Served, TierFailed
 from keystead.routing.table import Deployment, Route
@@ -81,7 +88,11 @@ _ROUTES: dict[str, tuple[bytes, Endpoint]] = {
     "/v1/responses": (b"POST", Endpoint.RESPONSES),
     "/v1/models": (b"GET", Endpoint.MODELS),
     "/v1/keystead/tokens": (b"POST", Endpoint.TOKENS),
+    "/v1/messages": (b"POST", Endpoint.MESSAGES),
+    "/v1/messages/count_tokens": (b"POST", Endpoint.COUNT_TOKENS),
 }
+# Anthropic's own API, passed through: its errors take Anthropic's envelope.
+_NATIVE = frozenset((Endpoint.MESSAGES, Endpoint.COUNT_TOKENS))
 _CORS_EXPOSED = (b"x-request-id, x-keystead-cost-usd, x-keystead-provider, retry-after, "
                  b"x-ratelimit-limit-requests, x-ratelimit-remaining-requests, "
                  b"x-ratelimit-reset-requests, x-ratelimit-limit-tokens, "
@@ -164,14 +175,26 @@ class DataPlane:
         endpoint = route[1] if route else Endpoint.MODELS
         ctx = RequestContext(request_id, endpoint, client_ip, user_agent, feature)
         ctx.cache_control = cache_control
+        native: dict[str, str] | None = None  # Anthropic's route: its anthropic-* headers
         try:
             if route is None:
+                if path.startswith("/v1/messages/"):  # answered in Anthropic's envelope
+                    ctx.endpoint = Endpoint.MESSAGES
+                    raise RouteNotFound(
+                        f"Unknown route {scope['method']} {path}.",
+                        hint="keystead passes through POST /v1/messages and "
+                             "/v1/messages/count_tokens of Anthropic's API; message batches "
+                             "and other routes are not served.")
                 raise RouteNotFound(f"Unknown route {scope['method']} {path}.",
                                     hint="keystead serves /v1/chat/completions, /v1/embeddings, "
-                                         "/v1/responses and /v1/models.")
+                                         "/v1/responses, /v1/models and Anthropic's "
+                                         "/v1/messages.")
             if scope["method"].encode() != route[0]:
                 raise MethodNotAllowed(f"{path} accepts {route[0].decode()}, "
                                        f"not {scope['method']}.")
+            if endpoint in _NATIVE:
+                x_api_key, native = messages.client_headers(scope["headers"])
+                api_key = api_key or x_api_key
             key, ctx.token = self.rt.keys.identify_any(authorization, api_key)
             ctx.key = key
             team = self.rt.teams.get(key.team) if key.team else None
@@ -183,6 +206,15 @@ class DataPlane:
             if endpoint is Endpoint.TOKENS:
                 await self._mint(ctx, receive, send)
                 return
+            if native is not None:
+                # The provider adapter reads them for this request (a context variable is
+                # per task, as requests are); the OpenAI routes never set it.
+                reset = CLIENT_HEADERS.set(native)
+                try:
+                    await self._forward(ctx, team, receive, send)
+                finally:
+                    CLIENT_HEADERS.reset(reset)
+                return
             await self._forward(ctx, team, receive, send)
         except GatewayError as error:
             started = ctx.status != 0  # set just before a response starts
@@ -190,7 +222,7 @@ class DataPlane:
             if not started:
                 await _send_error(send, ctx, error)
             else:
-                await _stream_error(send, error)
+                await _stream_error(send, error, ctx.endpoint in _NATIVE)
         except ClientGone:
             ctx.status, ctx.error_code = 499, "client_disconnected"
         except asyncio.CancelledError:
@@ -243,6 +275,9 @@ class DataPlane:
             ctx.route = route.name
         deployments = route.serving(ctx.endpoint)
         if not deployments:
+            if ctx.endpoint in _NATIVE:
+                raise messages.not_anthropic(route, view.model,
+                                             "/v1/" + ctx.endpoint.value.replace(".", "/"))
             name = route.deployments[0].provider.name if route.deployments else "none"
             raise ModelNotFound(
                 f"Model {view.model!r} is served by provider {name}, which does not "
@@ -298,6 +333,10 @@ class DataPlane:
             admit.check_max_tokens(key, view.max_output_tokens, "max_output_tokens", cap)
             if cap is not None and view.max_output_tokens is None:
                 rewrite.cap_field, rewrite.cap_value = "max_output_tokens", cap
+        elif ctx.endpoint is Endpoint.MESSAGES:  # Anthropic's: max_tokens is required there
+            ctx.stream = bool(view.stream)
+            requested = view.max_tokens
+            admit.check_max_tokens(key, requested, "max_tokens", cap)
         body_for = _BodyFactory(body, rewrite, had_options, view.model)
         ctx.ticket = await self._admit(ctx, scopes, requested if requested is not None else cap,
                                        deployments)
@@ -333,7 +372,9 @@ class DataPlane:
                 raise
             except TierFailed as failed:
                 self._note_attempts(ctx, failed.attempts)
-                if not await self._degraded(ctx, route, lookup, send):
+                # Degraded mode covers a route that could not answer, never a request the
+                # provider refused as the client's own fault.
+                if failed.client_error or not await self._degraded(ctx, route, lookup, send):
                     await self._failed(ctx, failed, send)
                 return
             deployment = served.deployment
@@ -371,17 +412,26 @@ class DataPlane:
     async def _failed(self, ctx: RequestContext, failed: TierFailed, send: Send) -> None:
         """Every deployment failed: the last provider answer, else the last gateway error."""
         if failed.response is None:
-            raise failed.error or UpstreamError("No deployment of this route is available.",
-                                                hint="Every deployment is cooling down or its "
-                                                     "circuit breaker is open; retry shortly.")
+            raise failed.error or RouteUnavailable(
+                f"No deployment of route {ctx.route or ctx.model!r} can take a request now.",
+                hint="Every deployment is cooling down after a 429 or behind an open circuit "
+                     "breaker (`keystead routes` shows which); retry shortly.")
         status, upstream_headers, body, deployment = failed.response
         ctx.deployment, ctx.provider = deployment, deployment.provider
         ctx.upstream_model = deployment.model
         if status in (401, 403):
             raise upstream_auth_failure(ctx, status)
         ctx.error_code = f"upstream_http_{status}"
-        body = _ensure_error_envelope(body, status, ctx)
-        headers = [_JSON, *_passed(upstream_headers),
+        passed = _passed(upstream_headers)
+        if ctx.endpoint in _NATIVE:  # Anthropic's error, as Anthropic wrote it
+            body = messages.ensure_envelope(body, status, deployment.provider.name)
+            request_id = upstream_headers.get("request-id")
+            if request_id is not None:
+                passed.append((b"request-id", request_id.encode("latin-1")))
+                passed.append((b"x-upstream-request-id", request_id.encode("latin-1")))
+        else:
+            body = _ensure_error_envelope(body, status, ctx)
+        headers = [_JSON, *passed,
                    (b"content-length", str(len(body)).encode()),
                    (b"x-request-id", ctx.request_id.encode()), _ZERO_COST,
                    *self._served_headers(ctx), *self.rt.limiter.headers(ctx.ticket)]
@@ -412,8 +462,8 @@ class DataPlane:
         # The counters key holds by an id of ours: a client's x-request-id may repeat, and two
         # requests sharing one hold would share one budget reservation.
         hold_id = _new_request_id()
-        if not limiter.needs_tokens(scopes):
-            return await limiter.admit(hold_id, scopes, 0, _ZERO)
+        if not limiter.needs_tokens(scopes) or ctx.endpoint is Endpoint.COUNT_TOKENS:
+            return await limiter.admit(hold_id, scopes, 0, _ZERO)  # (counting tokens is free)
         estimate, bound = prompt_tokens_bounds(ctx.body)
         if ctx.endpoint is Endpoint.EMBEDDINGS:
             output = 0
@@ -429,6 +479,9 @@ class DataPlane:
 
     async def _respond(self, ctx: RequestContext, served: Served, send: Send,
                        gone: asyncio.Event, lookup: Lookup | None) -> None:
+        if ctx.endpoint in _NATIVE:
+            await self._respond_native(ctx, served, send, gone)
+            return
         provider = ctx.provider
         assert provider is not None
         upstream = served.upstream
@@ -466,6 +519,46 @@ class DataPlane:
         await send({"type": "http.response.body", "body": body})
         if lookup is not None and status == 200 and ctx.schema_valid is not False:
             await self.rt.cache.put(ctx, lookup, body)
+
+    async def _respond_native(self, ctx: RequestContext, served: Served, send: Send,
+                              gone: asyncio.Event) -> None:
+        """Anthropic's answer as it came: status, body, events (the usage read on the way, the
+        cost in a header, or a trailing SSE comment on a stream)."""
+        provider = ctx.provider
+        assert provider is not None
+        upstream = served.upstream
+        own = [(b"x-request-id", ctx.request_id.encode()),
+               (b"x-keystead-provider", provider.name.encode()),
+               *self._served_headers(ctx), *self.rt.limiter.headers(ctx.ticket)]
+        if served.chunks is not None:
+            ctx.status = 200
+            relay = MessagesRelay()
+            try:
+                await relay_stream(ctx, upstream, served.first, served.chunks, send,
+                                   [*messages.pass_headers(upstream), *own], gone,
+                                   lambda: self._cost_comment(ctx), relay=relay)
+            finally:
+                if not relay.finished:  # cut short: charge what it used until then
+                    await messages.estimate_cut_stream(ctx, relay)
+            return
+        assert served.body is not None
+        body = served.body
+        ctx.ttft = ctx.elapsed_ms()
+        ctx.usage = served.usage
+        if served.model:
+            ctx.upstream_model = served.model
+        if gone.is_set():
+            raise ClientGone
+        if ctx.usage is None:
+            await estimate_usage(ctx, body)
+        price(ctx, self.rt.prices)
+        headers = [*messages.pass_headers(upstream),
+                   (b"content-length", str(len(body)).encode()),
+                   (b"x-keystead-cost-usd", format(ctx.cost, "f").encode()), *own]
+        ctx.status = upstream.status
+        await send({"type": "http.response.start", "status": upstream.status,
+                    "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
     async def _degraded(self, ctx: RequestContext, route: Route, lookup: Lookup | None,
                         send: Send) -> bool:
@@ -591,6 +684,8 @@ async def _preflight(send: Send, origin: bytes) -> None:
         (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
         (b"access-control-allow-headers",
          b"authorization, content-type, x-request-id, x-keystead-feature, openai-organization, "
+         b"x-api-key, anthropic-version, anthropic-beta, "
+         b"anthropic-dangerous-direct-browser-access, "
          b"openai-project, x-stainless-arch, x-stainless-lang, x-stainless-os, "
          b"x-stainless-package-version, x-stainless-runtime, x-stainless-runtime-version, "
          b"x-stainless-retry-count, x-stainless-timeout, x-stainless-async"),
@@ -675,7 +770,7 @@ def _ensure_error_envelope(body: bytes, status: int, ctx: RequestContext) -> byt
 
 
 async def _send_error(send: Send, ctx: RequestContext, error: GatewayError) -> None:
-    body = render(error)
+    body = render_anthropic(error, ctx.request_id) if ctx.endpoint in _NATIVE else render(error)
     headers = [_JSON, (b"content-length", str(len(body)).encode()),
                (b"x-request-id", ctx.request_id.encode()), _ZERO_COST, *error.headers()]
     if ctx.ticket is not None:  # admitted, then failed: the limits still speak
@@ -684,9 +779,11 @@ async def _send_error(send: Send, ctx: RequestContext, error: GatewayError) -> N
     await send({"type": "http.response.body", "body": body})
 
 
-async def _stream_error(send: Send, error: GatewayError) -> None:
+async def _stream_error(send: Send, error: GatewayError, native: bool = False) -> None:
     # The status line is gone already; an error event is what OpenAI sends mid-stream, and the
-    # SDKs raise it as an APIError.
+    # SDKs raise it as an APIError. Anthropic's streams send an `error` event (its SDKs raise
+    # it as an APIStatusError).
+    event = b"event: error\ndata: " + render_anthropic(error) + b"\n\n" if native \
+        else b"data: " + render(error) + b"\n\n"
     with contextlib.suppress(Exception):
-        await send({"type": "http.response.body",
-                    "body": b"data: " + render(error) + b"\n\n", "more_body": False})
+        await send({"type": "http.response.body", "body": event, "more_body": False})
