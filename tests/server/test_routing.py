@@ -430,3 +430,39 @@ def test_a_route_with_every_deployment_behind_open_breakers_is_503(tmp_path: Pat
         assert received(client, "primary") == 3  # nothing was sent for the second request
 
     run(tmp_path, test, routing_config("500*"))
+
+
+def test_a_redis_cache_is_shared_by_two_gateways(tmp_path: Path) -> None:
+    """routing.cache_backend: redis: an answer stored through one gateway is a hit on another
+    (replicas share the cache, as they share limits and breakers)."""
+    from redis_support import REDIS_URL, delete_prefix, fresh_prefix, require_redis
+
+    require_redis()
+    prefix = fresh_prefix()
+    raw = cached_config()
+    raw["redis"] = {"url": REDIS_URL, "prefix": prefix}
+    raw["routing"] = {**raw["routing"], "cache_backend": "redis"}
+
+    async def main() -> None:
+        loaded = make_loaded(tmp_path, raw)
+        try:
+            async with running_app(loaded) as one, running_app(loaded) as two:
+                key = await one.create_key()
+                body = {"model": "cached", "messages": ask("shared between replicas?")}
+                first = await one.request("POST", "/v1/chat/completions", key=key,
+                                          json_body=body)
+                assert first.status == 200 and "x-keystead-cache" not in first.headers
+                for _ in range(50):  # the key reaches the second gateway within its poll
+                    second = await two.request("POST", "/v1/chat/completions", key=key,
+                                               json_body=body)
+                    if second.status != 401:
+                        break
+                    await asyncio.sleep(0.05)
+                assert second.status == 200, second.body
+                assert second.headers["x-keystead-cache"] == "hit"
+                assert second.json()["choices"] == first.json()["choices"]
+                assert received(two, "primary") == 0
+        finally:
+            await delete_prefix(prefix)
+
+    asyncio.run(main())
