@@ -93,7 +93,7 @@ class Runtime:
         self.providers = ProviderRegistry(())
         self.provider_status: dict[str, ProviderStatus] = {}
         self.breakers = Breakers(counters, self.config.routing.breaker)
-        self.router = Router(self.breakers)
+        self.router = Router(self.breakers, counters=counters)
         self.routes = RouteTable({}, self.config.routing, self.providers)
         self.cache = CacheStage(_cache_store(self.config))
         usage = self.config.usage

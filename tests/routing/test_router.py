@@ -26,6 +26,7 @@ RETRY = RetryPolicy(attempts=3, base_ms=100, cap_ms=1000, max_retry_after_s=5)
 def make_route(name: str, *deployments: Deployment, retry: RetryPolicy = RETRY,
                strategy: str = "ordered", fallback_on: tuple[str, ...] | None = None,
                ) -> Route:
+    """A configured route (not a model name) over `deployments`, tried in the given order."""
     config = RouteConfig.model_validate({
         "deployments": [{"provider": d.provider.name, "model": d.model} for d in deployments],
         "strategy": strategy, **({"fallback_on": fallback_on} if fallback_on else {})})
@@ -249,3 +250,26 @@ def test_an_answer_invalid_for_its_schema_is_repaired_once_then_falls_back():
             {"role": "user", "content": "city?"}]}), stream=False, prompt_tokens=5,
         judge=judge))
     assert served.deployment.provider is c and len(b.calls) == 2  # the answer and its repair
+
+
+def test_a_deployment_at_its_quota_is_skipped_until_the_window_moves():
+    clock = Clock()
+    counters = MemoryCounters(clock)
+    breakers = Breakers(counters, BreakerPolicy(), clock=clock)
+    router = Router(breakers, counters=counters, sleep=clock.sleep, clock=clock,
+                    rng=random.Random(1))
+    a, b = ScriptedProvider("a"), ScriptedProvider("b")
+    route = make_route("r", Deployment(a, "m", rpm=2), Deployment(b, "m"))
+    served = [asyncio.run(router.call(route, Endpoint.CHAT, lambda d: b"{}", stream=False,
+                                      prompt_tokens=1, tokens=10)).deployment.provider.name
+              for _ in range(4)]
+    assert served == ["a", "a", "b", "b"]
+    clock.now += 30  # GCRA: one request's worth of quota back every 30 s
+    assert asyncio.run(router.call(route, Endpoint.CHAT, lambda d: b"{}", stream=False,
+                                   prompt_tokens=1, tokens=10)).deployment.provider is a
+    tpm = make_route("t", Deployment(a, "m", tpm=1000), Deployment(b, "m"))
+    first = asyncio.run(router.call(tpm, Endpoint.CHAT, lambda d: b"{}", stream=False,
+                                    prompt_tokens=1, tokens=900))
+    second = asyncio.run(router.call(tpm, Endpoint.CHAT, lambda d: b"{}", stream=False,
+                                     prompt_tokens=1, tokens=900))
+    assert (first.deployment.provider, second.deployment.provider) == (a, b)

@@ -466,3 +466,18 @@ def test_a_redis_cache_is_shared_by_two_gateways(tmp_path: Path) -> None:
             await delete_prefix(prefix)
 
     asyncio.run(main())
+
+
+def test_a_deployment_quota_sends_the_overflow_to_the_next_deployment(tmp_path: Path) -> None:
+    async def test(client: AppClient, sdk: openai.AsyncOpenAI) -> None:
+        served = []
+        for i in range(5):
+            raw = await sdk.chat.completions.with_raw_response.create(
+                model="support-default", messages=ask(f"quota {i}"))
+            served.append(raw.headers["x-keystead-deployment"])
+            assert "x-keystead-attempts" not in raw.headers  # skipped, not tried and failed
+        assert served == ["primary/gpt-4o-mini"] * 3 + ["backup/gpt-4o-mini"] * 2
+
+    raw = routing_config()
+    raw["routes"]["support-default"]["deployments"][0]["rpm"] = 3
+    run(tmp_path, test, raw)

@@ -644,3 +644,15 @@ def test_memory_breaker_failures_outside_the_window_do_not_count() -> None:
         assert await c.trip("dep", 2, 30, 10) == pytest.approx(T0 + 42)
 
     run(_memory, clock, body)
+
+
+def test_rates_alone_are_admitted_without_a_request_id_or_holds(backend: Backend) -> None:
+    """How the router charges a deployment's own quota: rates only, nothing to settle."""
+    clock = Clock()
+
+    async def body(c: Counters) -> None:
+        rate = Rate("deploy:rpm:p/m", 2, 60, 1)
+        assert [(await c.admit("", [rate], (), 0.0)).allowed for _ in range(3)] == [
+            True, True, False]
+
+    run(backend, clock, body)

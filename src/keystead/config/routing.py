@@ -82,6 +82,10 @@ class DeploymentConfig(_Strict):
     context_window: int | None = Field(None, ge=1)
     # Requests this deployment may run at once on this replica; a full deployment is skipped.
     max_parallel: int | None = Field(None, ge=1)
+    # The deployment's own quota (an Azure deployment's, a provider account's): requests and
+    # tokens per minute across every replica. A deployment at its quota is skipped, as a full one.
+    rpm: int | None = Field(None, ge=1)
+    tpm: int | None = Field(None, ge=1)
 
 
 class RouteCacheConfig(_Strict):

@@ -32,6 +32,7 @@ from keystead.routing.backoff import Backoff, retry_after_s
 from keystead.routing.balance import choose
 from keystead.routing.breaker import Breakers
 from keystead.routing.table import Deployment, Route
+from keystead.state.counters import Counters, CountersUnavailable
 from keystead.usage.extract import read_answer
 from keystead.usage.prices import TokenUsage
 
@@ -115,10 +116,11 @@ class _Retry(Exception):
 
 
 class Router:
-    def __init__(self, breakers: Breakers, *,
+    def __init__(self, breakers: Breakers, *, counters: Counters | None = None,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                  clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None):
         self.breakers = breakers
+        self._counters = counters  # deployments' quotas (rpm/tpm); None: not enforced
         self._sleep = sleep
         self._clock = clock
         self._rng = rng or random.Random()
@@ -126,7 +128,7 @@ class Router:
 
     async def call(self, route: Route, endpoint: Endpoint,
                    body_for: Callable[[Deployment], bytes], *, stream: bool, prompt_tokens: int,
-                   judge: Judge | None = None, on_invalid: str = "repair",
+                   tokens: int = 0, judge: Judge | None = None, on_invalid: str = "repair",
                    on_discarded: Callable[[Deployment, bytes], None] | None = None) -> Served:
         """Try `route` and its fallbacks until one answers usably. Raises TierFailed.
 
@@ -157,7 +159,8 @@ class Router:
             override: bytes | None = None  # a repair request replaces the body once
             attempt = 0
             while attempt < policy.attempts:
-                deployment = await self._pick(tier, endpoint, tried, prompt_tokens, breakers)
+                deployment = await self._pick(tier, endpoint, tried, prompt_tokens, breakers,
+                                              tokens)
                 if deployment is None:
                     break
                 if previous is not None and deployment is previous:
@@ -257,7 +260,7 @@ class Router:
         return served
 
     async def _pick(self, tier: Route, endpoint: Endpoint, tried: set[str], prompt_tokens: int,
-                    breakers: Breakers | None) -> Deployment | None:
+                    breakers: Breakers | None, tokens: int = 0) -> Deployment | None:
         now = self._clock()
         candidates = []
         for deployment in tier.deployments:
@@ -274,10 +277,23 @@ class Router:
             pick = choose(candidates, tier.strategy, tried, self._rng)
             if pick is None:
                 return None
-            if breakers is None or await breakers.allow(pick.id, probe_ttl_s=30.0):
+            if (breakers is None or await breakers.allow(pick.id, probe_ttl_s=30.0)) \
+                    and await self._within_quota(pick, tokens):
                 return pick
             candidates.remove(pick)
         return None
+
+    async def _within_quota(self, deployment: Deployment, tokens: int) -> bool:
+        """Charge the deployment's rpm/tpm; False (skip it) when it is at its quota. Counted
+        for every replica; when the counters are out of reach the quota is not enforced (it
+        protects a provider's quota, and the provider enforces that itself)."""
+        if self._counters is None or (deployment.rpm is None and deployment.tpm is None):
+            return True
+        try:
+            admission = await self._counters.admit("", deployment.quota(tokens), (), 0.0)
+        except CountersUnavailable:
+            return True
+        return admission.allowed
 
     async def _failed(self, deployment: Deployment, retry: _Retry, cap_s: float,
                       breakers: Breakers | None) -> None:

@@ -18,6 +18,7 @@ from keystead.config.routing import RetryPolicy, RouteConfig, RoutingConfig
 from keystead.errors import ModelNotFound
 from keystead.providers.base import Endpoint, Provider
 from keystead.providers.registry import ProviderRegistry
+from keystead.state.counters import Rate
 
 __all__ = ["Deployment", "Route", "RouteTable", "known_context_window"]
 
@@ -31,16 +32,19 @@ class Deployment:
     """One provider + model that can serve a route; live counters for balancing."""
 
     __slots__ = ("context_window", "id", "in_flight", "latency_ms", "max_parallel", "model",
-                 "provider", "weight")
+                 "provider", "rpm", "tpm", "weight")
 
     def __init__(self, provider: Provider, model: str, *, weight: int = 1,
-                 context_window: int | None = None, max_parallel: int | None = None):
+                 context_window: int | None = None, max_parallel: int | None = None,
+                 rpm: int | None = None, tpm: int | None = None):
         self.provider = provider
         self.model = model
         self.id = f"{provider.name}/{model}"
         self.weight = weight
         self.context_window = context_window
         self.max_parallel = max_parallel
+        self.rpm = rpm
+        self.tpm = tpm
         self.in_flight = 0
         self.latency_ms: float | None = None  # moving average of time to first byte
 
@@ -49,6 +53,15 @@ class Deployment:
 
     def observe_latency(self, ms: float) -> None:
         self.latency_ms = ms if self.latency_ms is None else 0.8 * self.latency_ms + 0.2 * ms
+
+    def quota(self, tokens: int) -> list[Rate]:
+        """The deployment's own rates this request would charge (none without a quota)."""
+        rates = []
+        if self.rpm is not None:
+            rates.append(Rate(f"deploy:rpm:{self.id}", self.rpm, 60, 1))
+        if self.tpm is not None:
+            rates.append(Rate(f"deploy:tpm:{self.id}", self.tpm, 60, max(1, tokens)))
+        return rates
 
     @property
     def full(self) -> bool:
@@ -139,7 +152,8 @@ class RouteTable:
                 window = item.context_window or context_window(provider.type, item.model)
                 deployments.append(Deployment(provider, item.model, weight=item.weight,
                                               context_window=window,
-                                              max_parallel=item.max_parallel))
+                                              max_parallel=item.max_parallel,
+                                              rpm=item.rpm, tpm=item.tpm))
             self.routes[name] = Route(name, deployments, config.strategy,
                                       config.retry or routing.retry, config)
         for name, config in routes.items():

@@ -355,13 +355,18 @@ class DataPlane:
                 and ctx.endpoint is Endpoint.CHAT and not ctx.stream:
             judge = _judge(view)
 
+        # Only routes know context windows and deployment quotas; a model name needs no count.
+        prompt_tokens = output_tokens = 0
+        if not route.implicit:
+            prompt_tokens = prompt_tokens_bounds(body)[0]
+            output_tokens = requested if requested is not None else \
+                cap or self.rt.config.limits.default_max_tokens
         watch = ClientWatch(receive)
         try:
             try:
                 served = await self.rt.router.call(
                     route, ctx.endpoint, body_for, stream=ctx.stream,
-                    # Only routes know context windows; a model name needs no count.
-                    prompt_tokens=0 if route.implicit else prompt_tokens_bounds(body)[0],
+                    prompt_tokens=prompt_tokens, tokens=prompt_tokens + output_tokens,
                     judge=judge,
                     on_invalid=route.config.structured_output.on_invalid
                     if route.config is not None else "pass",
