@@ -31,6 +31,8 @@ from typing import Any
 
 import orjson
 
+from keystead.pipeline.sse import event_end
+
 __all__ = [
     "CompletionAssembler",
     "ResponseAssembler",
@@ -64,12 +66,7 @@ class _SSESplitter:
         out: list[tuple[bytes | None, bytes]] = []
         start = 0
         while True:
-            end = buffer.find(b"\n\n", start)
-            crlf = buffer.find(b"\r\n\r\n", start)
-            if crlf != -1 and (end == -1 or crlf < end):
-                end, sep = crlf, 4
-            else:
-                sep = 2
+            end, sep = event_end(buffer, start)
             if end == -1:
                 break
             parsed = _parse_event(buffer[start:end])
