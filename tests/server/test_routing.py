@@ -481,3 +481,22 @@ def test_a_deployment_quota_sends_the_overflow_to_the_next_deployment(tmp_path: 
     raw = routing_config()
     raw["routes"]["support-default"]["deployments"][0]["rpm"] = 3
     run(tmp_path, test, raw)
+
+
+def test_a_prompt_too_long_for_a_deployment_skips_it_before_the_call(tmp_path: Path) -> None:
+    async def test(client: AppClient, sdk: openai.AsyncOpenAI) -> None:
+        short = await sdk.chat.completions.with_raw_response.create(
+            model="tiny", messages=ask("hi"), max_tokens=10)
+        assert short.headers["x-keystead-deployment"] == "primary/gpt-4o-mini"
+        long_prompt = " ".join(["word"] * 300)  # ~300 tokens: over the 200-token window
+        long = await sdk.chat.completions.with_raw_response.create(
+            model="tiny", messages=ask(long_prompt), max_tokens=10)
+        assert long.headers["x-keystead-deployment"] == "mock/gpt-4o"
+        assert long.headers["x-keystead-fallback"] == "true"
+        assert received(client, "primary") == 1  # the long one never reached it
+
+    raw = routing_config()
+    raw["routes"]["tiny"] = {"retry": FAST_RETRY, "fallbacks": ["support-smart"],
+                             "deployments": [{"provider": "primary", "model": "gpt-4o-mini",
+                                              "context_window": 200}]}
+    run(tmp_path, test, raw)

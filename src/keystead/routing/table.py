@@ -103,6 +103,12 @@ class Route:
         walk(self)
         return seen
 
+    def smallest_window(self) -> int | None:
+        """The smallest known context window among every tier's deployments."""
+        windows = [d.context_window for d in self.all_deployments()
+                   if d.context_window is not None]
+        return min(windows) if windows else None
+
     def serving(self, endpoint: Endpoint) -> list[Deployment]:
         """Every deployment of every tier whose provider offers `endpoint`."""
         found = self._serving.get(endpoint)

@@ -68,6 +68,7 @@ from keystead.providers.base import Endpoint
 from keystead.routing.router import AttemptLog, Judge, Served, TierFailed
 from keystead.routing.table import Deployment, Route
 from keystead.state.records import TeamRecord
+from keystead.usage.estimate import estimate_chat
 from keystead.usage.extract import usage_from_body
 from keystead.usage.prices import TokenUsage
 
@@ -356,17 +357,18 @@ class DataPlane:
             judge = _judge(view)
 
         # Only routes know context windows and deployment quotas; a model name needs no count.
-        prompt_tokens = output_tokens = 0
+        prompt_tokens = output_tokens = context_tokens = 0
         if not route.implicit:
             prompt_tokens = prompt_tokens_bounds(body)[0]
             output_tokens = requested if requested is not None else \
                 cap or self.rt.config.limits.default_max_tokens
+            context_tokens = await self._context_tokens(ctx, route, prompt_tokens, requested)
         watch = ClientWatch(receive)
         try:
             try:
                 served = await self.rt.router.call(
                     route, ctx.endpoint, body_for, stream=ctx.stream,
-                    prompt_tokens=prompt_tokens, tokens=prompt_tokens + output_tokens,
+                    prompt_tokens=context_tokens, tokens=prompt_tokens + output_tokens,
                     judge=judge,
                     on_invalid=route.config.structured_output.on_invalid
                     if route.config is not None else "pass",
@@ -396,6 +398,26 @@ class DataPlane:
                 deployment.in_flight -= 1
         finally:
             await watch.close()
+
+    @staticmethod
+    async def _context_tokens(ctx: RequestContext, route: Route, estimate: int,
+                              requested: int | None) -> int:
+        """What the request needs of a context window (prompt + the output it asks for), for
+        skipping deployments too small for it. Counted with the offline tokenizer, off the
+        event loop, only when the byte estimate comes near the route's smallest window: an
+        estimate alone must not send a request to a dearer model."""
+        smallest = route.smallest_window()
+        if smallest is None or estimate < smallest // 2 or ctx.endpoint is not Endpoint.CHAT:
+            return 0
+        view = ctx.view
+        try:
+            usage = await asyncio.to_thread(
+                estimate_chat, ctx.upstream_model or ctx.model or "",
+                view.messages, view.tools)  # type: ignore[attr-defined]
+        except Exception:  # a count that fails must not fail the request: no pre-check
+            log.exception("counting the prompt of request %s failed", ctx.request_id)
+            return 0
+        return usage.prompt_tokens + (requested or 0)
 
     @staticmethod
     def _note_attempts(ctx: RequestContext, attempts: list[AttemptLog]) -> None:
