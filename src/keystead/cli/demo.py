@@ -84,6 +84,16 @@ Or with the official OpenAI SDK (pip install openai):
       model="gpt-4o-mini", messages=[{{"role": "user", "content": "Hello!"}}])
   print(reply.choices[0].message.content)
 
+A route instead of a model: "support-default" spreads calls over two deployments (one fails a
+third of the time and is retried on the other: see x-keystead-attempts) and answers a repeated
+question from its cache (x-keystead-cache: hit):
+
+  curl -i {base_url}/v1/chat/completions \
+    -H "Authorization: Bearer {key}" \
+    -H "Content-Type: application/json" \
+    -d '{{"model": "support-default", "messages": [{{"role": "user", "content": "Hi!"}}]}}'
+
 See what it cost:  {command} --server {base_url} --admin-token {admin_token} usage
+The routes:        {command} --server {base_url} --admin-token {admin_token} routes
 Press Ctrl-C to stop.
 """, err=False)

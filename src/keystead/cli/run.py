@@ -102,7 +102,19 @@ def _demo_loaded(directory: Path) -> tuple[LoadedConfig, MasterKey, str]:
         "database": {"url": "sqlite:///keystead-demo.db"},
         "providers": {"mock": {"type": "mock",
                                "models": ["gpt-4o-mini", "gpt-4o", "text-embedding-3-small"],
-                               "mock": {"chunk_delay_ms": 20}}},
+                               "mock": {"chunk_delay_ms": 20}},
+                      # A second deployment that fails a third of its calls: the route below
+                      # retries them on the healthy one (watch x-keystead-attempts).
+                      "mock-flaky": {"type": "mock", "models": ["flaky-gpt-4o-mini"],
+                                     "mock": {"chunk_delay_ms": 20, "failure_rate": 0.33,
+                                              "failure_status": 503, "seed": 7}}},
+        "routes": {"support-default": {
+            "description": "the demo's route: two deployments, a fallback, a cache",
+            "deployments": [{"provider": "mock-flaky", "model": "gpt-4o-mini"},
+                            {"provider": "mock", "model": "gpt-4o-mini"}],
+            "fallbacks": ["gpt-4o"],
+            "cache": {"ttl": "10m"},
+            "degraded": {"static_reply": "The assistant is busy; please try again soon."}}},
         "logging": {"level": "info"},
     }
     config = parse_config(raw, {"KEYSTEAD_DEMO_ADMIN": token}, source="demo defaults")
