@@ -145,7 +145,10 @@ def test_cors_for_allowed_browser_origins_only(tmp_path):
                                          {"role": "user", "content": "hi"}]})
         assert reply.status == 200
         assert reply.headers["access-control-allow-origin"] == APP
-        assert "x-request-id" in reply.headers["access-control-expose-headers"]
+        exposed = reply.headers["access-control-expose-headers"]
+        for header in ("x-request-id", "x-keystead-route", "x-keystead-cache",
+                       "x-keystead-degraded", "retry-after-ms"):
+            assert header in exposed, header
         other = await client.request("POST", CHAT, key=token,
                                      headers={"origin": "https://evil.example"},
                                      json_body={"model": "gpt-4o-mini", "messages": [

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-__all__ = ["BodyRewrite", "apply"]
+if TYPE_CHECKING:
+    from keystead.routing.table import Deployment
+
+__all__ = ["BodyFactory", "BodyRewrite", "apply"]
 
 _INCLUDE_USAGE = b'"stream_options":{"include_usage":true},'
 # orjson reads integers beyond 64 bits as floats (a changed value); bodies that may hold one go
@@ -58,3 +61,35 @@ def apply(body: bytes, rewrite: BodyRewrite, had_stream_options: bool) -> bytes:
     if exact:
         return json.dumps(document, separators=(",", ":")).encode()
     return orjson.dumps(document)
+
+
+class BodyFactory:
+    """The body each deployment gets: its own model name and max-tokens field; built once per
+    distinct pair (a retry on the same deployment reuses it)."""
+
+    __slots__ = ("_asked", "_body", "_built", "_had_options", "_rewrite")
+
+    def __init__(self, body: bytes, rewrite: BodyRewrite, had_options: bool, asked: str):
+        self._body = body
+        self._rewrite = rewrite
+        self._had_options = had_options
+        self._asked = asked
+        self._built: dict[tuple[str, str | None], bytes] = {}
+
+    def __call__(self, deployment: Deployment) -> bytes:
+        rewrite = self._rewrite
+        if not rewrite.needed and deployment.model == self._asked:
+            return self._body  # the common case: the client's bytes as they are
+        field = rewrite.cap_field
+        if field == "max_tokens" and deployment.provider.type in ("openai", "azure"):
+            field = "max_completion_tokens"  # OpenAI's current name; others know the old one
+        key = (deployment.model, field)
+        body = self._built.get(key)
+        if body is None:
+            own = BodyRewrite()
+            own.force_usage = rewrite.force_usage
+            own.cap_field, own.cap_value = field, rewrite.cap_value
+            if deployment.model != self._asked:
+                own.model = deployment.model
+            body = self._built[key] = apply(self._body, own, self._had_options)
+        return body

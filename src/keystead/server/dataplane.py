@@ -28,10 +28,8 @@ import orjson
 from keystead.cache import CachedResponse
 from keystead.config.model import GuardPolicy
 from keystead.errors import (
-    EndpointNotAllowed,
     GatewayError,
     InvalidField,
-    InvalidJSON,
     MethodNotAllowed,
     ModelNotFound,
     RouteNotFound,
@@ -54,7 +52,7 @@ from keystead.pipeline.relay import (
     relay_stream,
     upstream_auth_failure,
 )
-from keystead.pipeline.rewrite import BodyRewrite, apply
+from keystead.pipeline.rewrite import BodyFactory, BodyRewrite
 from keystead.pipeline.settle import (
     estimate_usage,
     price,
@@ -67,6 +65,8 @@ from keystead.providers.anthropic import CLIENT_HEADERS
 from keystead.providers.base import Endpoint
 from keystead.routing.router import AttemptLog, Judge, Served, TierFailed
 from keystead.routing.table import Deployment, Route
+from keystead.server.cors import preflight, with_cors
+from keystead.server.mint import mint_token
 from keystead.state.records import TeamRecord
 from keystead.usage.estimate import estimate_chat
 from keystead.usage.extract import usage_from_body
@@ -94,10 +94,6 @@ _ROUTES: dict[str, tuple[bytes, Endpoint]] = {
 }
 # Anthropic's own API, passed through: its errors take Anthropic's envelope.
 _NATIVE = frozenset((Endpoint.MESSAGES, Endpoint.COUNT_TOKENS))
-_CORS_EXPOSED = (b"x-request-id, x-keystead-cost-usd, x-keystead-provider, retry-after, "
-                 b"x-ratelimit-limit-requests, x-ratelimit-remaining-requests, "
-                 b"x-ratelimit-reset-requests, x-ratelimit-limit-tokens, "
-                 b"x-ratelimit-remaining-tokens, x-ratelimit-reset-tokens")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _JSON = (b"content-type", b"application/json")
 _ZERO_COST = (b"x-keystead-cost-usd", b"0")
@@ -165,9 +161,9 @@ class DataPlane:
         if origin is not None and self.cors_origins and (self.cors_any
                                                          or origin in self.cors_origins):
             if scope["method"] == "OPTIONS":
-                await _preflight(send, origin)
+                await preflight(send, origin)
                 return
-            send = _with_cors(send, origin)
+            send = with_cors(send, origin)
         if request_id is None or not _REQUEST_ID.fullmatch(request_id):
             request_id = _new_request_id()
         client = scope.get("client")
@@ -205,7 +201,7 @@ class DataPlane:
                 await self._models(ctx, send, model_id)
                 return
             if endpoint is Endpoint.TOKENS:
-                await self._mint(ctx, receive, send)
+                await mint_token(self.rt, ctx, receive, send)
                 return
             if native is not None:
                 # The provider adapter reads them for this request (a context variable is
@@ -338,7 +334,7 @@ class DataPlane:
             ctx.stream = bool(view.stream)
             requested = view.max_tokens
             admit.check_max_tokens(key, requested, "max_tokens", cap)
-        body_for = _BodyFactory(body, rewrite, had_options, view.model)
+        body_for = BodyFactory(body, rewrite, had_options, view.model)
         ctx.ticket = await self._admit(ctx, scopes, requested if requested is not None else cap,
                                        deployments)
         lookup = None
@@ -646,43 +642,6 @@ class DataPlane:
         price(ctx, self.rt.prices)
         return b": x-keystead-cost-usd " + format(ctx.cost, "f").encode() + b"\n\n"
 
-    async def _mint(self, ctx: RequestContext, receive: Receive, send: Send) -> None:
-        """POST /v1/keystead/tokens: a backend holding a key mints a short-lived token for a
-        browser or a job. A token cannot mint tokens."""
-        key = ctx.key
-        assert key is not None
-        if ctx.token is not None:
-            raise EndpointNotAllowed("A token cannot mint tokens.",
-                                     hint="Mint from your backend, with the key itself.")
-        body = await read_body(receive, 64 * 1024)
-        try:
-            request = orjson.loads(body) if body.strip() else {}
-        except orjson.JSONDecodeError:
-            raise InvalidJSON("The body is not JSON.", hint='Send e.g. {"ttl": "15m"}.') \
-                from None
-        if not isinstance(request, dict):
-            raise InvalidJSON("The body must be a JSON object.")
-        unknown = set(request) - {"ttl", "models", "rpm", "tpm", "max_tokens", "user"}
-        if unknown:
-            raise InvalidField(f"Unknown field(s): {', '.join(sorted(unknown))}.",
-                               param=sorted(unknown)[0],
-                               hint="Fields: ttl, models, rpm, tpm, max_tokens, user.")
-        from keystead.control.tokens import TokenService  # the control plane, loaded on use
-
-        try:
-            minted = TokenService(self.rt).mint(key, **request)
-        except TypeError:
-            raise InvalidField("A field has the wrong type.",
-                               hint="ttl and user are strings, models a list of strings, "
-                                    "rpm, tpm and max_tokens integers.") from None
-        ctx.status = 201
-        document = orjson.dumps(minted.as_dict())
-        await send({"type": "http.response.start", "status": 201,
-                    "headers": [_JSON, (b"content-length", str(len(document)).encode()),
-                                (b"x-request-id", ctx.request_id.encode()), _ZERO_COST,
-                                (b"cache-control", b"no-store")]})
-        await send({"type": "http.response.body", "body": document})
-
     async def _models(self, ctx: RequestContext, send: Send, model_id: str | None) -> None:
         key = ctx.key
         assert key is not None
@@ -703,64 +662,6 @@ class DataPlane:
                     "headers": [_JSON, (b"content-length", str(len(body)).encode()),
                                 (b"x-request-id", ctx.request_id.encode()), _ZERO_COST]})
         await send({"type": "http.response.body", "body": body})
-
-
-async def _preflight(send: Send, origin: bytes) -> None:
-    await send({"type": "http.response.start", "status": 204, "headers": [
-        (b"access-control-allow-origin", origin), (b"vary", b"origin"),
-        (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
-        (b"access-control-allow-headers",
-         b"authorization, content-type, x-request-id, x-keystead-feature, openai-organization, "
-         b"x-api-key, anthropic-version, anthropic-beta, "
-         b"anthropic-dangerous-direct-browser-access, "
-         b"openai-project, x-stainless-arch, x-stainless-lang, x-stainless-os, "
-         b"x-stainless-package-version, x-stainless-runtime, x-stainless-runtime-version, "
-         b"x-stainless-retry-count, x-stainless-timeout, x-stainless-async"),
-        (b"access-control-max-age", b"600")]})
-    await send({"type": "http.response.body", "body": b""})
-
-
-def _with_cors(send: Send, origin: bytes) -> Send:
-    """`send`, adding the CORS answer to the response start (only for allowed origins)."""
-    async def cors_send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            message["headers"] = [*message["headers"], (b"access-control-allow-origin", origin),
-                                  (b"vary", b"origin"),
-                                  (b"access-control-expose-headers", _CORS_EXPOSED)]
-        await send(message)
-    return cors_send
-
-
-class _BodyFactory:
-    """The body each deployment gets: its own model name and max-tokens field; built once per
-    distinct pair (a retry on the same deployment reuses it)."""
-
-    __slots__ = ("_asked", "_body", "_built", "_had_options", "_rewrite")
-
-    def __init__(self, body: bytes, rewrite: BodyRewrite, had_options: bool, asked: str):
-        self._body = body
-        self._rewrite = rewrite
-        self._had_options = had_options
-        self._asked = asked
-        self._built: dict[tuple[str, str | None], bytes] = {}
-
-    def __call__(self, deployment: Deployment) -> bytes:
-        rewrite = self._rewrite
-        if not rewrite.needed and deployment.model == self._asked:
-            return self._body  # the common case: the client's bytes as they are
-        field = rewrite.cap_field
-        if field == "max_tokens" and deployment.provider.type in ("openai", "azure"):
-            field = "max_completion_tokens"  # OpenAI's current name; others know the old one
-        key = (deployment.model, field)
-        body = self._built.get(key)
-        if body is None:
-            own = BodyRewrite()
-            own.force_usage = rewrite.force_usage
-            own.cap_field, own.cap_value = field, rewrite.cap_value
-            if deployment.model != self._asked:
-                own.model = deployment.model
-            body = self._built[key] = apply(self._body, own, self._had_options)
-        return body
 
 
 def _judge(view: Any) -> Judge | None:
