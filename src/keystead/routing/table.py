@@ -197,6 +197,6 @@ class RouteTable:
         return Route(route.name, route.deployments, "ordered", self._routing.retry, None)
 
     def deployment_ids(self) -> list[str]:
-        ids = {d.id for route in self.routes.values() for d in route.deployments}
-        ids.update(d.id for route in self._implicit.values() for d in route.deployments)
-        return sorted(ids)
+        """The deployments that have circuit breakers: those of configured routes (a call that
+        names a model has none), fallbacks included."""
+        return sorted({d.id for route in self.routes.values() for d in route.all_deployments()})
