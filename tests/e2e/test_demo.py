@@ -11,7 +11,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from e2e.harness import free_port, keystead_args, run_cli, spawn, stop
+from e2e.harness import free_port, keystead_args, run_cli, spawn, stop, wait_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -27,6 +27,8 @@ def test_the_demo_serves_its_key_and_its_route(tmp_path: Path) -> None:
         while "Press Ctrl-C" not in log.read_text(errors="replace"):
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
+        # The text is printed at startup, a moment before the socket listens.
+        wait_ready(f"http://127.0.0.1:{port}", proc, log)
         printed = log.read_text()
         key = re.search(r"demo key\s+(ksk_\w+)", printed)
         token = re.search(r"admin token\s+(\S+)", printed)
