@@ -576,7 +576,7 @@ def test_a_breaker_opened_on_replica_1_is_respected_by_replicas_2_and_3(
                 if attempts is None:  # straight to the healthy deployment: flaky was skipped
                     skipped_after.append(time.monotonic() - opened)
                     break
-                assert time.monotonic() - opened < 3.0, "the breaker never reached this replica"
+                assert time.monotonic() - opened < 5.0, "the breaker never reached this replica"
                 await asyncio.sleep(0.05)
         status, routes = await asyncio.to_thread(cluster.admin, three, "GET", "/admin/routes")
         assert status == 200
@@ -586,6 +586,7 @@ def test_a_breaker_opened_on_replica_1_is_respected_by_replicas_2_and_3(
               f"{skipped_after[0] * 1000:.0f} and {skipped_after[1] * 1000:.0f} ms")
         await close_all([first, *others])
         assert states == {f"flaky/{MODEL}": "open", f"mock/{MODEL}": "closed"}
-        assert max(skipped_after) < 1.5
+        # Each replica re-reads the breakers every second; the margin is for a loaded CI box.
+        assert max(skipped_after) < 2.5
 
     run(main())
