@@ -273,3 +273,27 @@ def test_a_deployment_at_its_quota_is_skipped_until_the_window_moves():
     second = asyncio.run(router.call(tpm, Endpoint.CHAT, lambda d: b"{}", stream=False,
                                      prompt_tokens=1, tokens=900))
     assert (first.deployment.provider, second.deployment.provider) == (a, b)
+
+
+def test_the_repair_goes_to_the_deployment_that_answered_invalid():
+    clock = Clock()
+    judge = judge_for(b'{"type": "json_object"}')
+    assert judge is not None
+
+    def answer(content: str) -> FakeResponse:
+        return FakeResponse(200, orjson.dumps({"choices": [{"index": 0, "message": {
+            "role": "assistant", "content": content}}]}))
+
+    a = ScriptedProvider("a", [answer("not json")], repeat=answer('{"ok": true}'))
+    b = ScriptedProvider("b", repeat=answer('{"ok": true}'))
+    # By latency: a has never been measured, so it goes first; after that b, measured the
+    # fastest, would win a free choice, so the repair only stays on a if it is sent there.
+    fast = Deployment(b, "m")
+    fast.latency_ms = 0.001
+    route = make_route("r", Deployment(a, "m"), fast, strategy="latency")
+    served = asyncio.run(make_router(clock).call(
+        route, Endpoint.CHAT, lambda d: orjson.dumps({"model": "m", "messages": [
+            {"role": "user", "content": "json please"}]}), stream=False, prompt_tokens=5,
+        judge=judge))
+    assert served.repaired and served.deployment.provider is a
+    assert len(a.calls) == 2 and b.calls == []

@@ -157,10 +157,12 @@ class Router:
             wait = 0.0
             repaired = False
             override: bytes | None = None  # a repair request replaces the body once
+            repair_on: Deployment | None = None  # ...and goes to the deployment that erred
             attempt = 0
             while attempt < policy.attempts:
-                deployment = await self._pick(tier, endpoint, tried, prompt_tokens, breakers,
-                                              tokens)
+                deployment = repair_on or await self._pick(tier, endpoint, tried, prompt_tokens,
+                                                           breakers, tokens)
+                repair_on = None
                 if deployment is None:
                     break
                 if previous is not None and deployment is previous:
@@ -221,8 +223,8 @@ class Router:
                         on_discarded(deployment, served.body)
                     if override is not None:
                         repaired = True
-                        tried.discard(deployment.id)  # the repair goes to the same deployment
-                        previous = None
+                        repair_on = deployment  # it knows its own answer best
+                        previous = None  # no backoff: nothing failed
                         attempt -= 1  # a repair is not a retry
                         continue
                     last = _Retry("schema", breaker=False, then="fallback")
