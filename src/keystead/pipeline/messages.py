@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import msgspec
 import orjson
 
 from keystead.errors import ModelNotFound, anthropic_error_type
+from keystead.pipeline import relay
 from keystead.pipeline.context import RequestContext
 from keystead.pipeline.sse import MessagesRelay
-from keystead.providers.transport import UpstreamResponse
 from keystead.routing.table import Route
 from keystead.usage.extract import MessagesUsage
 from keystead.usage.prices import TokenUsage
@@ -58,13 +58,9 @@ def client_headers(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bytes | None
     return api_key, passed
 
 
-def pass_headers(upstream: UpstreamResponse) -> list[tuple[bytes, bytes]]:
-    headers = []
-    for name, out in _PASSED:
-        value = upstream.headers.get(name)
-        if value is not None:
-            headers.append((out, value.encode("latin-1")))
-    return headers
+def pass_headers(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
+    """Anthropic's headers worth passing on (its `request-id`, as such and as ours)."""
+    return relay.pass_headers(headers, _PASSED)
 
 
 def not_anthropic(route: Route, model: str, path: str) -> ModelNotFound:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from keystead.errors import UpstreamError
@@ -34,13 +34,15 @@ class ClientGone(Exception):
     """The client disconnected; the upstream call was cancelled."""
 
 
-def pass_headers(upstream: UpstreamResponse) -> list[tuple[bytes, bytes]]:
-    headers = []
-    for name, out in _PASSED:
-        value = upstream.headers.get(name)
+def pass_headers(headers: Mapping[str, str],
+                 passed: Sequence[tuple[str, bytes]] = _PASSED) -> list[tuple[bytes, bytes]]:
+    """The provider's headers worth passing on (`passed`: its name -> ours), as ASGI pairs."""
+    found = []
+    for name, out in passed:
+        value = headers.get(name)
         if value is not None:
-            headers.append((out, value.encode("latin-1")))
-    return headers
+            found.append((out, value.encode("latin-1")))
+    return found
 
 
 def upstream_auth_failure(ctx: RequestContext, status: int) -> UpstreamError:
@@ -63,7 +65,7 @@ def relay_body(ctx: RequestContext, upstream: UpstreamResponse, body: bytes,
     ctx.usage = usage
     if model:
         ctx.upstream_model = model
-    return upstream.status, body, pass_headers(upstream)
+    return upstream.status, body, pass_headers(upstream.headers)
 
 
 class ClientWatch:

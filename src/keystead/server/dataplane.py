@@ -445,16 +445,14 @@ class DataPlane:
         if status in (401, 403):
             raise upstream_auth_failure(ctx, status)
         ctx.error_code = f"upstream_http_{status}"
-        passed = _passed(upstream_headers)
         if ctx.endpoint in _NATIVE:  # Anthropic's error, as Anthropic wrote it
             body = messages.ensure_envelope(body, status, deployment.provider.name)
-            request_id = upstream_headers.get("request-id")
-            if request_id is not None:
-                passed.append((b"request-id", request_id.encode("latin-1")))
-                passed.append((b"x-upstream-request-id", request_id.encode("latin-1")))
+            passed = messages.pass_headers(upstream_headers)
         else:
             body = _ensure_error_envelope(body, status, ctx)
-        headers = [_JSON, *passed,
+            passed = pass_headers(upstream_headers)
+        # The body may have been wrapped in an envelope: it is JSON whatever the provider said.
+        headers = [_JSON, *(h for h in passed if h[0] != b"content-type"),
                    (b"content-length", str(len(body)).encode()),
                    (b"x-request-id", ctx.request_id.encode()), _ZERO_COST,
                    *self._served_headers(ctx), *self.rt.limiter.headers(ctx.ticket)]
@@ -510,7 +508,7 @@ class DataPlane:
         upstream = served.upstream
         if served.chunks is not None:
             ctx.status = 200
-            headers = [*pass_headers(upstream), (b"x-request-id", ctx.request_id.encode()),
+            headers = [*pass_headers(upstream.headers), (b"x-request-id", ctx.request_id.encode()),
                        (b"x-keystead-provider", provider.name.encode()),
                        *self._served_headers(ctx), *self.rt.limiter.headers(ctx.ticket)]
             assembler = self.rt.cache.assembler(ctx.endpoint) if lookup is not None else None
@@ -558,7 +556,7 @@ class DataPlane:
             relay = MessagesRelay()
             try:
                 await relay_stream(ctx, upstream, served.first, served.chunks, send,
-                                   [*messages.pass_headers(upstream), *own], gone,
+                                   [*messages.pass_headers(upstream.headers), *own], gone,
                                    lambda: self._cost_comment(ctx), relay=relay)
             finally:
                 if not relay.finished:  # cut short: charge what it used until then
@@ -575,7 +573,7 @@ class DataPlane:
         if ctx.usage is None:
             await estimate_usage(ctx, body)
         price(ctx, self.rt.prices)
-        headers = [*messages.pass_headers(upstream),
+        headers = [*messages.pass_headers(upstream.headers),
                    (b"content-length", str(len(body)).encode()),
                    (b"x-keystead-cost-usd", format(ctx.cost, "f").encode()), *own]
         ctx.status = upstream.status
@@ -671,12 +669,6 @@ def _judge(view: Any) -> Judge | None:
     from keystead.routing.structured import judge_for  # jsonschema: only when asked for
 
     return judge_for(bytes(raw))
-
-
-def _passed(headers: Any) -> list[tuple[bytes, bytes]]:
-    return [(out, headers[name].encode("latin-1")) for name, out in
-            (("retry-after", b"retry-after"), ("retry-after-ms", b"retry-after-ms"),
-             ("x-request-id", b"x-upstream-request-id")) if name in headers]
 
 
 def _model_object(model: str, provider: Any) -> dict[str, Any]:
