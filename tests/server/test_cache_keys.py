@@ -4,20 +4,22 @@ for keys with `cache: true`, and keys left at the default behave as the route sa
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import openai
 
-from keystead.state.records import UsageRecord
-from support import AppClient, make_loaded, running_app, serving_asgi
+from route_support import (
+    FAST_RETRY,
+    MODELS,
+    RouteTest,
+    ask,
+    received,
+    row,
+    run_gateway,
+)
+from support import AppClient
 
-MODELS = ["gpt-4o-mini", "gpt-4o"]
-FAST_RETRY = {"attempts": 3, "base_ms": 1, "cap_ms": 5, "max_retry_after_s": 2,
-              "attempt_timeout_s": 0.5}
 STATIC = "We are busy; try again soon."
 
 
@@ -36,45 +38,8 @@ def routing_config(**cache: Any) -> dict[str, Any]:
     }
 
 
-Test = Callable[[AppClient, openai.AsyncOpenAI], Awaitable[None]]
-
-
-@asynccontextmanager
-async def gateway(tmp_path: Path, raw: dict[str, Any]) -> AsyncIterator[
-        tuple[AppClient, openai.AsyncOpenAI]]:
-    async with running_app(make_loaded(tmp_path, raw)) as client:
-        key = await client.create_key()
-        async with serving_asgi(client.app) as base:
-            sdk = openai.AsyncOpenAI(base_url=base + "/v1", api_key=key, max_retries=0,
-                                     timeout=10)
-            try:
-                yield client, sdk
-            finally:
-                await sdk.close()
-
-
-def run(tmp_path: Path, test: Test, raw: dict[str, Any] | None = None) -> None:
-    async def main() -> None:
-        async with gateway(tmp_path, raw or routing_config()) as (client, sdk):
-            await asyncio.wait_for(test(client, sdk), 30)
-
-    asyncio.run(main())
-
-
-def received(client: AppClient, provider: str) -> int:
-    return len(client.runtime.providers.providers[provider].transport.app.received)  # type: ignore[attr-defined]
-
-
-async def row(client: AppClient, request_id: str) -> UsageRecord:
-    await client.runtime.ledger.flush()
-    rows = [r for r in await client.runtime.store.recent_usage(200)
-            if r.request_id == request_id]
-    assert len(rows) == 1
-    return rows[0]
-
-
-def ask(text: str) -> list[dict[str, str]]:
-    return [{"role": "user", "content": text}]
+def run(tmp_path: Path, test: RouteTest, raw: dict[str, Any] | None = None) -> None:
+    run_gateway(tmp_path, test, raw or routing_config())
 
 
 async def keys_of_team(client: AppClient, sdk: openai.AsyncOpenAI, team: str,
