@@ -46,6 +46,7 @@ from typing import Any
 
 import orjson
 
+from keystead.providers.mock_asgi import lifespan, read_body
 from keystead.providers.mock_content import (
     DEFAULT_COMPLETION_TOKENS,
     count_tokens,
@@ -142,11 +143,11 @@ class AnthropicMock:
 
     async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await lifespan(receive, send)
             return
         if scope["type"] != "http":
             return
-        body = await _read_body(receive)
+        body = await read_body(receive)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         request = ReceivedRequest(scope["method"], scope["path"], headers, body)
         self.received.append(request)
@@ -539,18 +540,6 @@ def _model_info(model: str) -> dict[str, Any]:
 # --- ASGI plumbing --------------------------------------------------------------------------
 
 
-async def _read_body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
 async def _send_json(send: Send, status: int, obj: Any,
                      extra: list[tuple[bytes, bytes]] | None = None) -> None:
     payload = orjson.dumps(obj)
@@ -566,13 +555,3 @@ async def _send_error(send: Send, refused: _Refused) -> None:
             "request_id": new_id("req_")}
     extra = [(b"retry-after", b"1")] if refused.status == 429 else None
     await _send_json(send, refused.status, body, extra)
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return

@@ -54,6 +54,7 @@ from typing import Any
 import orjson
 import uvicorn
 
+from keystead.providers.mock_asgi import lifespan, read_body
 from keystead.providers.mock_content import (
     Directives,
     chat_message,
@@ -206,11 +207,11 @@ class MockUpstream:
 
     async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await lifespan(receive, send)
             return
         if scope["type"] != "http":
             return
-        body = await _read_body(receive)
+        body = await read_body(receive)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         query = scope.get("query_string", b"").decode("latin-1")
         request = ReceivedRequest(scope["method"], scope["path"], query, headers, body)
@@ -490,18 +491,6 @@ def _embedding_inputs(raw: Any) -> list[str | list[int]]:
 # --- ASGI plumbing --------------------------------------------------------------------------
 
 
-async def _read_body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
 def _parse_body(raw: bytes, deployment: str | None) -> dict[str, Any]:
     try:
         body = orjson.loads(raw)
@@ -560,14 +549,3 @@ async def _send_error(send: Send, exc: _MockError) -> None:
     if extra is None and exc.status == 429:
         extra = [(b"retry-after", b"1")]
     await _send_json(send, exc.status, {"error": error}, extra)
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    # Nothing to set up, but answer so servers started with lifespan="on" don't complain.
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
