@@ -112,11 +112,7 @@ _MESSAGES_EVENT = msgspec.json.Decoder(_MessagesEvent)
 
 def usage_from_body(body: bytes) -> tuple[TokenUsage | None, str | None]:
     """(usage, model) of a non-streamed response; (None, None) if it has none or is not JSON."""
-    try:
-        parsed = _BODY.decode(body)
-    except msgspec.DecodeError:
-        return None, None
-    return (parsed.usage.tokens() if parsed.usage else None), parsed.model
+    return read_answer(body) or (None, None)
 
 
 def read_answer(body: bytes) -> tuple[TokenUsage | None, str | None] | None:
