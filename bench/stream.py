@@ -46,9 +46,11 @@ def start_keystead_stream_target(upstream: str, cpu: str | None) -> Target:
     """keystead with its provider's base_url at `<upstream>/stream/v1` (nginx's SSE answer).
 
     start_keystead writes `base_url: <its upstream>/v1`, so handing it `<upstream>/stream` is
-    enough; its readiness probe (a non-streamed request) gets nginx's SSE bytes back as a 200.
+    enough. Its readiness probe is a streamed request: nginx answers every request with SSE
+    bytes, which keystead rightly refuses as a malformed answer to a non-streamed one.
     """
-    return start_keystead(f"{upstream}/stream", cpu=cpu, name="keystead (stream)")
+    return start_keystead(f"{upstream}/stream", cpu=cpu, name="keystead (stream)",
+                          probe_body=STREAM_BODY)
 
 
 class _Stats:

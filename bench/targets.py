@@ -69,7 +69,7 @@ ROUTES = {
 
 def start_keystead(upstream: str, *, cpu: str | None, workers: int = 1,
                    name: str = "keystead", redis_url: str | None = None,
-                   routes: str | None = None) -> Target:
+                   routes: str | None = None, probe_body: str | None = None) -> Target:
     """`keystead serve` with its default policy on, proxying to `upstream`.
 
     The policy a platform team would set: the key belongs to a team, and both carry a rate
@@ -106,7 +106,7 @@ def start_keystead(upstream: str, *, cpu: str | None, workers: int = 1,
                              "--workers", str(workers)], cpu=cpu, cwd=str(root))
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     body = CHAT_BODY.replace('"gpt-4o-mini"', '"bench-route"') if routes else CHAT_BODY
-    wait_http(url, method="POST", body=body.encode(),
+    wait_http(url, method="POST", body=(probe_body or body).encode(),
               headers={"authorization": f"Bearer {created['key']}"})
     return Target(name, url, created["key"], proc, round(time.perf_counter() - started, 3),
                   body)
