@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from keystead.providers.mock_upstream import MockSettings, create_mock_app
+from keystead.mocks.openai_upstream import MockSettings, create_mock_app
 
 WEATHER_TOOL = {
     "type": "function",

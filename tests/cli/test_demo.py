@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from cli.helpers import Project
-from keystead.cli.demo import ensure_demo_key
+from keystead.cli.demo_runtime import ensure_demo_key
 from keystead.config.load import load_config
 from keystead.runtime import Runtime
 

@@ -12,8 +12,8 @@ import urllib.request
 from typing import Any
 
 from cli.helpers import Project, Remote
+from keystead.mocks.openai_upstream import MockUpstream
 from keystead.providers.key_pool import fingerprint
-from keystead.providers.mock_upstream import MockUpstream
 
 K1, K2, K3 = (f"sk-cli-pool-{n}-0123456789abcdefghij" for n in (1, 2, 3))
 NEW2 = "sk-cli-pool-2-replaced-0123456789abc"

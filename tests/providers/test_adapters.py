@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from keystead.mocks.openai_upstream import MockSettings, MockUpstream, create_mock_app
 from keystead.providers.base import Endpoint, Provider
-from keystead.providers.mock_upstream import MockSettings, MockUpstream, create_mock_app
 from keystead.providers.registry import ProviderSpec, build_provider
 from keystead.providers.transport import ASGITransport
 

@@ -26,6 +26,8 @@ import pytest
 
 from e2e.harness import free_port, http, wait_for_rows
 from keystead.errors import InvalidField, render
+from keystead.mocks.anthropic_upstream import AnthropicMockSettings, create_anthropic_mock_app
+from keystead.mocks.openai_upstream import MockSettings, create_mock_app
 from keystead.providers.anthropic import AnthropicProvider
 from keystead.providers.anthropic_translate import (
     DEFAULT_MAX_TOKENS,
@@ -35,8 +37,6 @@ from keystead.providers.anthropic_translate import (
     message_to_completion,
 )
 from keystead.providers.base import Endpoint
-from keystead.providers.mock_anthropic import AnthropicMockSettings, create_anthropic_mock_app
-from keystead.providers.mock_upstream import MockSettings, create_mock_app
 from keystead.providers.registry import ProviderSpec, build_provider
 from keystead.providers.transport import ASGITransport
 from keystead.server.app import create_app

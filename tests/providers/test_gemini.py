@@ -16,9 +16,9 @@ from genai_prices import Usage
 from pydantic import ValidationError
 
 from keystead.config.model import ProviderConfig
+from keystead.mocks.openai_upstream import MockSettings, create_mock_app
 from keystead.providers.base import Endpoint
 from keystead.providers.gemini import GeminiProvider
-from keystead.providers.mock_upstream import MockSettings, create_mock_app
 from keystead.providers.registry import ProviderSpec, build_provider
 from keystead.providers.transport import ASGITransport
 from keystead.usage.prices import PriceBook, TokenUsage

@@ -26,7 +26,7 @@ from aiohttp import web
 from keystead.config.load import ConfigError, parse_config
 from keystead.control.providers import ProviderService
 from keystead.errors import InvalidField
-from keystead.providers.mock_upstream import MockSettings, serve_mock
+from keystead.mocks.openai_upstream import MockSettings, serve_mock
 from keystead.providers.registry import KeySource, ProviderSpec, resolve_secret
 from keystead.providers.secret_refs import SecretRefError, check_reference, resolve_reference
 from keystead.vault.envelope import VaultError

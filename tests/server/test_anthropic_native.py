@@ -19,7 +19,7 @@ from typing import Any
 import anthropic
 import pytest
 
-from keystead.providers.mock_anthropic import (
+from keystead.mocks.anthropic_upstream import (
     AnthropicMock,
     AnthropicMockSettings,
     create_anthropic_mock_app,

@@ -25,10 +25,10 @@ from typing import Any
 import pytest
 
 from keystead.keys.format import generate_key
+from keystead.mocks.content import count_tokens, prompt_tokens
+from keystead.mocks.openai_upstream import MockSettings, create_mock_app
 from keystead.pipeline.parse import decode_view
 from keystead.providers.base import Endpoint
-from keystead.providers.mock_content import count_tokens, prompt_tokens
-from keystead.providers.mock_upstream import MockSettings, create_mock_app
 from keystead.providers.transport import ASGITransport
 from keystead.state.records import UsageRecord
 from keystead.usage.estimate import estimate_chat

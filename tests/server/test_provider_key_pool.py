@@ -18,8 +18,8 @@ from aiohttp import web
 from jsonschema import Draft202012Validator
 
 from keystead.config.load import ConfigError, parse_config
+from keystead.mocks.openai_upstream import MockUpstream
 from keystead.providers.key_pool import fingerprint
-from keystead.providers.mock_upstream import MockUpstream
 from keystead.runtime import KEY_DISABLED, KEY_ENABLED
 from keystead.state.records import EventRecord
 from support import AppClient, Reply, make_loaded, running_app, serving_http

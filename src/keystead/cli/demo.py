@@ -1,99 +1,84 @@
-"""The demo's key and the text it prints: everything needed to try the gateway at once."""
+"""`keystead demo`: the gateway on embedded defaults with built-in mock providers."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import sys
+import secrets
 from pathlib import Path
 
 import click
 
-from keystead.control.keys import KeyService
-from keystead.control.teams import TeamService
-from keystead.errors import GatewayError
-from keystead.keys.format import parse_key
-from keystead.runtime import Runtime
+from keystead.cli.context import friendly
+from keystead.cli.serve import run_until_stopped, uvicorn_config
+from keystead.config.load import LoadedConfig, parse_config
+from keystead.logs import configure_logging
+from keystead.vault.envelope import MasterKey
+from keystead.vault.store import load_master_key
 
-__all__ = ["announce", "ensure_demo_key"]
-
-
-async def ensure_demo_key(runtime: Runtime, directory: Path) -> str:
-    """The demo key from the last run if it still works, else a new one.
-
-    Keys are stored only as hashes, so the demo keeps its own key's text in its directory
-    (mode 600). This is a demo convenience; real keys are never written anywhere by keystead.
-    """
-    saved = directory / "demo.key"
-    if saved.exists():
-        text = saved.read_text(encoding="ascii").strip()
-        # Revoked, expired or from another database: issue a new one.
-        with contextlib.suppress(GatewayError):
-            if parse_key(text) is not None:
-                runtime.keys.identify(b"Bearer " + text.encode())
-                return text
-    # A key's team must exist; the demo's team is made on the first run (or after a reset).
-    if await runtime.store.get_team("demo") is None:
-        await TeamService(runtime).create("demo", description="created by keystead demo",
-                                          owner="you")
-    names = {k.name for k in await runtime.store.list_keys()}
-    number = 1
-    while f"dev-demo-app-{number:02d}" in names:
-        number += 1
-    created = await KeyService(runtime).create(
-        f"dev-demo-app-{number:02d}", team="demo", description="created by keystead demo",
-        owner="you")
-    saved.write_text(created.text + "\n", encoding="ascii")
-    saved.chmod(0o600)
-    return created.text
+__all__ = ["COMMANDS"]
 
 
-def _command_name() -> str:
-    """How to call keystead from the user's shell (`keystead`, or its path when not on PATH)."""
-    if shutil.which("keystead"):
-        return "keystead"
-    script = Path(sys.argv[0])
-    if script.name == "keystead" and script.exists():
-        return os.path.relpath(script) if script.is_relative_to(Path.cwd()) else str(script)
-    return "python -m keystead"
+def _demo_loaded(directory: Path) -> tuple[LoadedConfig, MasterKey, str]:
+    directory.mkdir(parents=True, exist_ok=True)
+    key_file = directory / "master.key"
+    if not key_file.exists():
+        key_file.write_text(MasterKey.generate_text() + "\n", encoding="ascii")
+        key_file.chmod(0o600)
+    token_file = directory / "admin.token"
+    if not token_file.exists():
+        token_file.write_text(secrets.token_urlsafe(32) + "\n", encoding="ascii")
+        token_file.chmod(0o600)
+    token = token_file.read_text(encoding="ascii").strip()
+    raw = {
+        "database": {"url": "sqlite:///keystead-demo.db"},
+        "providers": {"mock": {"type": "mock",
+                               "models": ["gpt-4o-mini", "gpt-4o", "text-embedding-3-small"],
+                               "mock": {"chunk_delay_ms": 20}},
+                      # A second deployment that fails a third of its calls: the route below
+                      # retries them on the healthy one (watch x-keystead-attempts).
+                      "mock-flaky": {"type": "mock", "models": ["flaky-gpt-4o-mini"],
+                                     "mock": {"chunk_delay_ms": 20, "failure_rate": 0.33,
+                                              "failure_status": 503, "seed": 7}}},
+        "routes": {"support-default": {
+            "description": "the demo's route: two deployments, a fallback, a cache",
+            "deployments": [{"provider": "mock-flaky", "model": "gpt-4o-mini"},
+                            {"provider": "mock", "model": "gpt-4o-mini"}],
+            "fallbacks": ["gpt-4o"],
+            "cache": {"ttl": "10m"},
+            "degraded": {"static_reply": "The assistant is busy; please try again soon."}}},
+        "logging": {"level": "info"},
+    }
+    config = parse_config(raw, {"KEYSTEAD_DEMO_ADMIN": token}, source="demo defaults")
+    config = config.model_copy(update={"admin": config.admin.model_copy(
+        update={"token": __import__("pydantic").SecretStr(token)})})
+    master = load_master_key(None, key_file)
+    return LoadedConfig(config, None, directory), master, token
 
 
-def announce(key: str, base_url: str, admin_token: str, directory: Path) -> None:
-    command = _command_name()
-    click.echo(f"""
-keystead demo is running at {base_url} (mock provider, no network needed)
+@click.command("demo")
+@click.option("--port", type=int, default=8080, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              default=lambda: Path(os.environ.get("KEYSTEAD_DEMO_DIR",
+                                                  Path.home() / ".keystead" / "demo")),
+              help="Where the demo keeps its database and keys [default: ~/.keystead/demo].")
+@friendly
+def demo(port: int, host: str, directory: Path) -> None:
+    """Run the gateway with a built-in mock provider: no account, no network."""
+    import uvicorn
 
-  demo key     {key}
-  admin token  {admin_token}
-  data         {directory}
+    from keystead.cli.demo_runtime import announce, ensure_demo_key
+    from keystead.server.app import create_app
 
-Try it with curl:
+    configure_logging("warning")
+    loaded, master, token = _demo_loaded(directory)
 
-  curl {base_url}/v1/chat/completions \\
-    -H "Authorization: Bearer {key}" \\
-    -H "Content-Type: application/json" \\
-    -H "x-keystead-feature: demo" \\
-    -d '{{"model": "gpt-4o-mini", "messages": [{{"role": "user", "content": "Hello!"}}]}}'
+    async def on_ready(runtime: object) -> None:
+        key = await ensure_demo_key(runtime, directory)  # type: ignore[arg-type]
+        announce(key, f"http://{host}:{port}", token, directory)
 
-Or with the official OpenAI SDK (pip install openai):
+    app = create_app(loaded, master=master, on_ready=on_ready)
+    run_until_stopped(uvicorn.Server(uvicorn_config(app, host, port, 5)))  # type: ignore[arg-type]
 
-  from openai import OpenAI
-  client = OpenAI(base_url="{base_url}/v1", api_key="{key}")
-  reply = client.chat.completions.create(
-      model="gpt-4o-mini", messages=[{{"role": "user", "content": "Hello!"}}])
-  print(reply.choices[0].message.content)
 
-A route instead of a model: "support-default" spreads calls over two deployments (one fails a
-third of the time and is retried on the other: see x-keystead-attempts) and answers a repeated
-question from its cache (x-keystead-cache: hit):
-
-  curl -i {base_url}/v1/chat/completions \
-    -H "Authorization: Bearer {key}" \
-    -H "Content-Type: application/json" \
-    -d '{{"model": "support-default", "messages": [{{"role": "user", "content": "Hi!"}}]}}'
-
-See what it cost:  {command} --server {base_url} --admin-token {admin_token} usage
-The routes:        {command} --server {base_url} --admin-token {admin_token} routes
-Press Ctrl-C to stop.
-""", err=False)
+COMMANDS = [demo]

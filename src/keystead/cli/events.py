@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from keystead.cli.main import State, friendly
+from keystead.cli.context import State, friendly
 from keystead.cli.output import table
 
 

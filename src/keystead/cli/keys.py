@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from keystead.cli.main import State, friendly
+from keystead.cli.context import State, friendly
 from keystead.cli.output import echo_json, show_record, table
 from keystead.cli.teams import OFF, OffOr, limit_options, limits_from_options
 from keystead.durations import parse_duration

@@ -7,78 +7,12 @@ bad input or configuration, 1 for everything else.
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Callable
-from functools import wraps
-from typing import TYPE_CHECKING, Any, TypeVar
-
 import click
 
 from keystead import __version__
-from keystead.config.load import ConfigError, LoadedConfig, load_config
-from keystead.vault.envelope import VaultError
+from keystead.cli.context import State
 
-if TYPE_CHECKING:
-    from keystead.cli.backend import Backend
-
-__all__ = ["main"]
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class State:
-    def __init__(self, config: str | None, server: str | None, admin_token: str | None):
-        self.config_path = config
-        self.server = server
-        self.admin_token = admin_token
-        self._loaded: LoadedConfig | None = None
-
-    def loaded(self) -> LoadedConfig:
-        if self._loaded is None:
-            self._loaded = load_config(self.config_path)
-        return self._loaded
-
-    def backend(self) -> Backend:
-        # Imported here: the backends pull in the store and HTTP stacks, which `--help`,
-        # `init` and `mock-upstream` do not need.
-        from keystead.cli.backend import EmbeddedBackend, RemoteBackend
-
-        if self.server:
-            token = self.admin_token or os.environ.get("KEYSTEAD_ADMIN_TOKEN")
-            if token is None:
-                try:
-                    loaded = self.loaded()
-                    if loaded.config.admin.token is not None:
-                        token = loaded.config.admin.token.get_secret_value()
-                except ConfigError:
-                    pass
-            return RemoteBackend(self.server, token)
-        return EmbeddedBackend(self.loaded())
-
-
-def friendly(func: F) -> F:
-    """Turn the errors a user can fix into one clear line and an exit code."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except ConfigError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
-        except VaultError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
-        except Exception as exc:
-            from keystead.cli.backend import BackendError
-
-            if not isinstance(exc, BackendError):
-                raise
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2 if exc.status == 400 else 1)  # 400: the input was wrong
-
-    return wrapper  # type: ignore[return-value]
+__all__ = ["cli", "main"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -98,13 +32,15 @@ def cli(ctx: click.Context, config: str | None, server: str | None,
 
 def _register() -> None:
     from keystead.cli import (
+        demo,
         events,
         incident,
         keys,
+        mocks,
         providers,
         routes,
-        run,
         scan,
+        serve,
         setup,
         teams,
         tokens,
@@ -112,8 +48,8 @@ def _register() -> None:
         vault,
     )
 
-    for module in (keys, teams, providers, routes, run, setup, usage, vault, scan, incident,
-                   tokens, events):
+    for module in (keys, teams, providers, routes, serve, demo, mocks, setup, usage, vault, scan,
+                   incident, tokens, events):
         for command in module.COMMANDS:
             cli.add_command(command)
 
@@ -124,5 +60,3 @@ _register()
 def main() -> None:
     cli(prog_name="keystead")
 
-
-__all__ += ["State", "cli", "friendly"]

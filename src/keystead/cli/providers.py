@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from keystead.cli.main import State, friendly
+from keystead.cli.context import State, friendly
 from keystead.cli.output import echo_json, show_record, table
 
 _COLUMNS = ("name", "type", "base_url", "source", "api_key", "keys", "models", "status",

@@ -8,7 +8,7 @@ from typing import Any
 import click
 import orjson
 
-from keystead.cli.main import State, friendly
+from keystead.cli.context import State, friendly
 from keystead.cli.output import table
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from keystead.cli.main import State, friendly
+from keystead.cli.context import State, friendly
 from keystead.keys.format import parse_key
 from keystead.scan.baseline import BaselineError, load_baseline, write_baseline
 from keystead.scan.git import GitError, scan_git

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
-from keystead.cli.main import State, friendly
+from keystead.cli.context import State, friendly
 from keystead.cli.output import echo_json, limits_text, show_record, table
 
 __all__ = ["OFF", "OffOr", "limit_options", "limits_from_options"]

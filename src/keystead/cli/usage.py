@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from keystead.cli.main import State, friendly
+from keystead.cli.context import State, friendly
 from keystead.cli.output import table
 from keystead.durations import parse_duration
 from keystead.state.store import DIMENSIONS, GROUPS

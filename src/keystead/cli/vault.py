@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from keystead.cli.main import State, friendly
+from keystead.cli.context import State, friendly
 from keystead.vault.envelope import MasterKey
 
 

@@ -185,8 +185,8 @@ class MockConfig(_Strict):
     @classmethod
     def _faults_parse(cls, value: str | None) -> str | None:
         # Imported on use so the config model pulls in no provider code at import time
-        # (mock_faults is stdlib-only: this costs nothing).
-        from keystead.providers.mock_faults import parse_faults
+        # (mocks.faults is stdlib-only: this costs nothing).
+        from keystead.mocks.faults import parse_faults
 
         if value is not None:
             parse_faults(value)  # FaultSpecError is a ValueError: pydantic reports it

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 
 from keystead.config.model import DEFAULT_BASE_URLS, MockConfig, ProviderConfig
 from keystead.errors import ModelNotFound
+from keystead.mocks.openai_upstream import MockSettings, create_mock_app
 from keystead.providers.anthropic import AnthropicProvider
 from keystead.providers.azure import AzureProvider
 from keystead.providers.base import Capabilities, Provider
 from keystead.providers.gemini import GeminiProvider
 from keystead.providers.key_pool import KeyPool
-from keystead.providers.mock_upstream import MockSettings, create_mock_app
 from keystead.providers.openai_compatible import (
     MockProvider,
     OpenAICompatibleProvider,

@@ -22,7 +22,7 @@ input), so they pass through any gateway. They are stripped from the echoed text
     [[mock:no_usage]]            leave `usage` out (body, usage chunk, responses usage)
     [[mock:faults=SPEC]]         a fault script: one step per attempt of the same request, so
                                  a retrying client can be tested (`429,500,ok`: 429, then
-                                 500, then a normal answer); see `mock_faults` for the steps
+                                 500, then a normal answer); see `mocks.faults` for the steps
     [[mock:faults@MODEL=SPEC]]   the same, only for requests whose model (or Azure deployment)
                                  is MODEL; several may sit in one message, for different models
 
@@ -46,7 +46,7 @@ from typing import Any
 
 import orjson
 
-from keystead.providers.mock_faults import FaultDirective
+from keystead.mocks.faults import FaultDirective
 
 __all__ = [
     "DEFAULT_COMPLETION_TOKENS",

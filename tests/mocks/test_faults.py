@@ -23,9 +23,8 @@ from pydantic import ValidationError
 
 from keystead.config.model import MockConfig
 from keystead.errors import UpstreamUnreachable
-from keystead.providers.base import Endpoint
-from keystead.providers.mock_content import violating_instance
-from keystead.providers.mock_faults import (
+from keystead.mocks.content import violating_instance
+from keystead.mocks.faults import (
     OK,
     FaultScripts,
     FaultSpecError,
@@ -33,7 +32,7 @@ from keystead.providers.mock_faults import (
     parse_faults,
     step_at,
 )
-from keystead.providers.mock_upstream import (
+from keystead.mocks.openai_upstream import (
     MockDisconnect,
     MockReset,
     MockSettings,
@@ -41,6 +40,7 @@ from keystead.providers.mock_upstream import (
     create_mock_app,
     serve_mock,
 )
+from keystead.providers.base import Endpoint
 from keystead.providers.registry import ProviderSpec, build_provider
 from keystead.providers.transport import ASGITransport
 from openapi_schemas import validate

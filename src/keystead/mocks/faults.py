@@ -11,9 +11,9 @@ then normal answers. The syntax, parsed here into `FaultStep`s:
             | "slow=" MS | "stall=" MS                   milliseconds, a number >= 0
             | "reset" ["=" K]                            K >= 0 content chunks first
 
-What each step does is the mock's business: see the `mock_upstream` docstring and
+What each step does is the mock's business: see the `mocks.openai_upstream` docstring and
 docs/testing-faults.md. Requests carry a script in a `[[mock:faults=SPEC]]` directive (see
-`mock_content`), a mock provider in `mock.faults` of the config. `FaultScripts` counts the
+`mocks.content`), a mock provider in `mock.faults` of the config. `FaultScripts` counts the
 attempts per (mock app, script text, model).
 
 Deliberately stdlib-only: the config model imports this to validate `mock.faults` at load time.

@@ -10,7 +10,7 @@ Routes, each with or without the `/v1` prefix:
     POST /v1/responses            (only with `supports_responses`)
     GET  /v1/models, GET /v1/models/{id}
 
-Replies are deterministic (see `mock_content`), steerable per request with `[[mock:...]]`
+Replies are deterministic (see `mocks.content`), steerable per request with `[[mock:...]]`
 directives in the last user message, and every request is kept in `MockUpstream.received`.
 
 Faults can be scripted per attempt, to test a retrying client: `[[mock:faults=SPEC]]` in the
@@ -36,7 +36,7 @@ per app, SPEC text and model), then normal answers:
     STEP*N, STEP*        the step N times, or forever (`500*`: always fail)
 
 Unknown steps count as `ok` in a request (like bad directive values); `MockSettings.faults` is
-validated strictly (`mock_faults.parse_faults`).
+validated strictly (`mocks.faults.parse_faults`).
 """
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ from typing import Any
 import orjson
 import uvicorn
 
-from keystead.providers.mock_asgi import lifespan, read_body
-from keystead.providers.mock_content import (
+from keystead.mocks.asgi import lifespan, read_body
+from keystead.mocks.content import (
     Directives,
     chat_message,
     chat_usage,
@@ -74,8 +74,8 @@ from keystead.providers.mock_content import (
     responses_usage,
     split_pieces,
 )
-from keystead.providers.mock_faults import OK, FaultScripts, FaultStep, parse_faults
-from keystead.providers.mock_stream import (
+from keystead.mocks.faults import OK, FaultScripts, FaultStep, parse_faults
+from keystead.mocks.stream import (
     EventStream,
     MockDisconnect,
     stream_chat,

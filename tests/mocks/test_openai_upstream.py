@@ -21,7 +21,7 @@ import jsonschema
 import openai
 import pytest
 
-from keystead.providers.mock_upstream import (
+from keystead.mocks.openai_upstream import (
     MockDisconnect,
     MockSettings,
     MockUpstream,

@@ -1,6 +1,6 @@
 """How the mock upstream streams: OpenAI's chat chunks and the Responses API's event sequence.
 
-Split from `mock_upstream` (routing, auth, whole answers) so each module keeps one job.
+Split from `mocks.openai_upstream` (routing, auth, whole answers) so each module keeps one job.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from keystead.providers.mock_content import (
+from keystead.mocks.content import (
     Directives,
     Reply,
     malformed_json,

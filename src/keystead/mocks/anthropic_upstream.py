@@ -1,6 +1,6 @@
 """A mock Anthropic upstream: the Messages API's real wire format, for tests and demos.
 
-A raw ASGI app (like `mock_upstream`), so what goes over the wire is exactly what is written
+A raw ASGI app (like `mocks.openai_upstream`), so what goes over the wire is exactly what is written
 here. It answers keystead's `anthropic` adapter and the official `anthropic` SDK alike.
 
 Routes, each with or without the `/v1` prefix:
@@ -14,7 +14,7 @@ Anthropic checks them (unknown top-level fields, empty text blocks, tool_use / t
 pairing, tool_result first in its turn, temperature <= 1), so a translation that would be
 refused upstream is refused here too.
 
-Replies are deterministic (`mock_content`): "This is a mock reply to: <prompt>" plus filler,
+Replies are deterministic (`mocks.content`): "This is a mock reply to: <prompt>" plus filler,
 cut by `max_tokens` (stop_reason max_tokens) or a `stop_sequences` entry (stop_sequence).
 With tools on offer the mock calls one (`sample_instance` of its `input_schema`): always when
 `tool_choice` is any/tool; with auto, unless the last user turn holds tool results (then it
@@ -22,7 +22,7 @@ answers in text), and with a short text block before the call, as Claude often d
 `output_config.format` json_schema answers with a JSON instance of the schema.
 
 `AnthropicMockSettings.status` answers every message request with that error (529: a deployment
-that stays overloaded). Directives in the last user message (see `mock_content`), plus the
+that stays overloaded). Directives in the last user message (see `mocks.content`), plus the
 Anthropic-only ones:
     [[mock:status=529]]          answer that status with Anthropic's error body for it
                                  (429 adds `retry-after: 1`)
@@ -46,8 +46,8 @@ from typing import Any
 
 import orjson
 
-from keystead.providers.mock_asgi import lifespan, read_body
-from keystead.providers.mock_content import (
+from keystead.mocks.asgi import lifespan, read_body
+from keystead.mocks.content import (
     DEFAULT_COMPLETION_TOKENS,
     count_tokens,
     new_id,
@@ -56,7 +56,7 @@ from keystead.providers.mock_content import (
     sample_instance,
     split_pieces,
 )
-from keystead.providers.mock_stream import MockDisconnect
+from keystead.mocks.stream import MockDisconnect
 
 __all__ = ["AnthropicMock", "AnthropicMockSettings", "create_anthropic_mock_app"]
 

@@ -1,0 +1,87 @@
+"""`keystead serve`: the gateway on uvicorn (uvloop, httptools), one process or several."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+import click
+
+from keystead.cli.context import State, friendly
+from keystead.logs import configure_logging
+from keystead.vault.store import load_master_key
+
+__all__ = ["COMMANDS", "run_until_stopped", "uvicorn_config"]
+
+
+def uvicorn_config(app: object, host: str, port: int, grace: int, **extra: object) -> object:
+    import uvicorn
+
+    loop = "uvloop" if sys.platform != "win32" else "asyncio"
+    return uvicorn.Config(app, host=host, port=port, loop=loop, http="httptools",  # type: ignore[arg-type]
+                          lifespan="on", log_config=None, access_log=False,
+                          timeout_graceful_shutdown=grace, server_header=False, **extra)  # type: ignore[arg-type]
+
+
+def run_until_stopped(server: object) -> None:
+    """Run uvicorn; a SIGTERM or Ctrl-C after the graceful shutdown is a clean exit (0).
+
+    uvicorn drains, then re-raises the signal it caught; the handlers below turn that into a
+    normal exit instead of a death by signal or click's "Aborted!".
+    """
+
+    def stopped(_signum: int, _frame: object) -> None:
+        raise SystemExit(0)
+
+    previous = signal.signal(signal.SIGTERM, stopped)
+    try:
+        server.run()  # type: ignore[attr-defined]
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if not server.started:  # type: ignore[attr-defined]
+        sys.exit(3)
+
+
+@click.command("serve")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="Config file (same as keystead --config).")
+@click.option("--host", help="Interface to listen on (default: server.host, 127.0.0.1).")
+@click.option("--port", type=int, help="Port (default: server.port, 8080).")
+@click.option("--workers", type=click.IntRange(1, 64), help="Worker processes (default 1).")
+@click.pass_obj
+@friendly
+def serve(state: State, config_path: str | None, host: str | None, port: int | None,
+          workers: int | None) -> None:
+    """Run the gateway."""
+    import uvicorn
+
+    if config_path is not None:
+        state.config_path = config_path
+    loaded = state.loaded()
+    config = loaded.config
+    configure_logging(config.logging.level)
+    key_file = config.vault.master_key_file
+    # Fail here, before the server starts, with the message that says what to set.
+    load_master_key(config.vault.master_key.get_secret_value() if config.vault.master_key
+                    else None, loaded.resolve_path(key_file) if key_file else None)
+    host = host or config.server.host
+    port = config.server.port if port is None else port
+    workers = workers or config.server.workers
+    grace = round(config.server.shutdown_grace_s)
+    if workers > 1:
+        if loaded.path is not None:
+            os.environ["KEYSTEAD_CONFIG"] = str(loaded.path.resolve())
+        uvicorn.run("keystead.server.app:app_from_env", factory=True, host=host, port=port,
+                    workers=workers, loop="uvloop", http="httptools", lifespan="on",
+                    log_config=None, access_log=False, timeout_graceful_shutdown=grace,
+                    server_header=False)
+        return
+    from keystead.server.app import create_app
+
+    run_until_stopped(uvicorn.Server(uvicorn_config(create_app(loaded), host, port, grace)))  # type: ignore[arg-type]
+
+
+COMMANDS = [serve]
