@@ -15,13 +15,20 @@ from keystead.vault.store import load_master_key
 __all__ = ["COMMANDS", "run_until_stopped", "uvicorn_config"]
 
 
+# uvicorn rewrites the client address from X-Forwarded-For for requests from 127.0.0.1 by
+# default, before keystead sees them: that walked around IP allowlists from loopback. keystead
+# reads forwarded headers itself, only from `server.trusted_proxies` (pipeline/client_ip.py).
+NO_PROXY_HEADERS = {"proxy_headers": False}
+
+
 def uvicorn_config(app: object, host: str, port: int, grace: int, **extra: object) -> object:
     import uvicorn
 
     loop = "uvloop" if sys.platform != "win32" else "asyncio"
     return uvicorn.Config(app, host=host, port=port, loop=loop, http="httptools",  # type: ignore[arg-type]
                           lifespan="on", log_config=None, access_log=False,
-                          timeout_graceful_shutdown=grace, server_header=False, **extra)  # type: ignore[arg-type]
+                          timeout_graceful_shutdown=grace, server_header=False,
+                          **NO_PROXY_HEADERS, **extra)  # type: ignore[arg-type]
 
 
 def run_until_stopped(server: object) -> None:
@@ -77,7 +84,7 @@ def serve(state: State, config_path: str | None, host: str | None, port: int | N
         uvicorn.run("keystead.server.app:app_from_env", factory=True, host=host, port=port,
                     workers=workers, loop="uvloop", http="httptools", lifespan="on",
                     log_config=None, access_log=False, timeout_graceful_shutdown=grace,
-                    server_header=False)
+                    server_header=False, **NO_PROXY_HEADERS)  # type: ignore[arg-type]
         return
     from keystead.server.app import create_app
 
