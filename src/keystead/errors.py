@@ -3,8 +3,11 @@
     GatewayError                    (500 api_error)
     ├── BadRequest                  (400 invalid_request_error)
     │   ├── InvalidJSON             code=invalid_json
-    │   ├── InvalidField            code=invalid_value / missing_required_parameter
+    │   ├── InvalidField            code=invalid_value / missing_required_parameter /
+    │   │                               duplicate_field / invalid_model_name
+    │   ├── InvalidHeader           code=invalid_header
     │   ├── BodyTooLarge            (413) code=request_too_large
+    │   ├── RequestTimeout          (408) code=request_timeout
     │   └── MaxTokensExceeded       code=max_tokens_exceeded
     ├── AuthError                   (401 authentication_error)
     │   ├── MissingKey              code=missing_api_key
@@ -56,6 +59,7 @@ __all__ = [
     "ExpiredKey",
     "GatewayError",
     "InvalidField",
+    "InvalidHeader",
     "InvalidJSON",
     "LimitsUnavailable",
     "MalformedKey",
@@ -67,6 +71,7 @@ __all__ = [
     "NotFound",
     "PermissionDenied",
     "RateLimited",
+    "RequestTimeout",
     "RevokedKey",
     "RotatedKey",
     "RouteNotFound",
@@ -118,9 +123,20 @@ class InvalidField(BadRequest):
             self.code = code
 
 
+class InvalidHeader(BadRequest):
+    code = "invalid_header"
+
+
 class BodyTooLarge(BadRequest):
     status = 413
     code = "request_too_large"
+
+
+class RequestTimeout(BadRequest):
+    """The client did not send its whole body within server.body_timeout_s."""
+
+    status = 408
+    code = "request_timeout"
 
 
 class MaxTokensExceeded(BadRequest):
@@ -237,6 +253,14 @@ class MethodNotAllowed(GatewayError):
     code = "method_not_allowed"
     level = logging.INFO
 
+    def __init__(self, message: str, *, allow: str | None = None, param: str | None = None,
+                 hint: str | None = None):
+        super().__init__(message, param=param, hint=hint)
+        self.allow = allow
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"allow", self.allow.encode())] if self.allow else []
+
 
 class UpstreamError(GatewayError):
     status = 502
@@ -297,7 +321,8 @@ def render(error: GatewayError) -> bytes:
 # Anthropic's error types by HTTP status (https://docs.claude.com/en/api/errors).
 _ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error",
                     402: "billing_error", 403: "permission_error", 404: "not_found_error",
-                    413: "request_too_large", 429: "rate_limit_error", 500: "api_error",
+                    408: "timeout_error", 413: "request_too_large", 429: "rate_limit_error",
+                    500: "api_error",
                     503: "overloaded_error", 504: "timeout_error", 529: "overloaded_error"}
 
 

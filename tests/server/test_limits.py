@@ -357,10 +357,12 @@ def test_overlong_client_text_never_blocks_the_ledger(tmp_path, backend):
         key = await limited_key(client)
         long_model = await client.request("POST", CHAT, key=key, json_body={
             "model": "m" * 400, "messages": [{"role": "user", "content": "hi"}]})
-        assert long_model.status == 404
+        # Refused where it enters (no model name is that long), and recorded without it.
+        assert long_model.status == 400
+        assert long_model.json()["error"]["code"] == "invalid_model_name"
         assert (await chat(client, key)).status == 200
         rows = await ledger(client)
-        assert [(r.status, len(r.model_requested or "")) for r in rows] == [(404, 256),
+        assert [(r.status, len(r.model_requested or "")) for r in rows] == [(400, 0),
                                                                             (200, 11)]
         assert client.runtime.ledger.rejected == 0
 

@@ -67,6 +67,12 @@ class ServerConfig(_Strict):
     upstream_timeout_s: float = Field(600.0, gt=0)
     connect_timeout_s: float = Field(10.0, gt=0)
     shutdown_grace_s: int = Field(30, ge=0)
+    # Slow clients (docs/security.md): a connection must send its request line and headers
+    # within header_timeout_s of starting a request, and its body within body_timeout_s of the
+    # headers; an idle keep-alive connection is closed after idle_timeout_s.
+    header_timeout_s: float = Field(10.0, gt=0, le=3600)
+    body_timeout_s: float = Field(60.0, gt=0, le=3600)
+    idle_timeout_s: float = Field(5.0, gt=0, le=3600)
     # Proxies (CIDRs) whose X-Forwarded-For / Forwarded headers are believed; from anyone else
     # the peer address is the client address.
     trusted_proxies: tuple[str, ...] = ()

@@ -15,6 +15,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 from dataclasses import dataclass
 
 import orjson
@@ -60,6 +61,9 @@ class TokenClaims:
             raise TokenError("malformed token payload") from None
 
 
+_TOKEN_TEXT = re.compile(r"kst_[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
@@ -87,7 +91,10 @@ class TokenSigner:
     def verify(self, text: str) -> TokenClaims:
         """The claims of a token this gateway signed; TokenError otherwise. Expiry and the
         parent key are the caller's to check."""
-        if not text.startswith(TOKEN_PREFIX) or text.count(".") != 1:
+        # Tokens are base64url and a dot: anything else (non-ASCII above all, which neither the
+        # signature nor compare_digest can take) is not one.
+        if not text.startswith(TOKEN_PREFIX) or text.count(".") != 1 \
+                or not _TOKEN_TEXT.fullmatch(text):
             raise TokenError("not a keystead token")
         payload, signature = text[len(TOKEN_PREFIX):].split(".")
         if not hmac.compare_digest(self._sign(payload), signature):

@@ -16,7 +16,7 @@ from keystead.providers.base import Endpoint
 from keystead.state.records import KeyRecord, TeamRecord
 
 __all__ = ["check_address", "check_endpoint", "check_max_tokens", "check_model",
-           "check_token_model", "model_allowed"]
+           "check_token_model", "model_allowed", "output_cap", "token_model_allowed"]
 
 
 def check_address(key: KeyRecord, team: TeamRecord | None, client_ip: str | None) -> None:
@@ -56,21 +56,30 @@ def check_model(key: KeyRecord, model: str) -> None:
         )
 
 
-def check_max_tokens(key: KeyRecord, requested: int | None, param: str,
-                     cap: int | None = None) -> None:
-    """The key's cap, or a token's narrower `cap`."""
-    limit = cap if cap is not None else key.max_tokens
-    if limit is not None and requested is not None and requested > limit:
+def output_cap(key: KeyRecord, token: TokenClaims | None) -> int | None:
+    """The most a request may ask to generate: the key's cap, or a token's if narrower. The key
+    is read as it is now, so a key narrowed after the token was minted narrows the token too."""
+    caps = [cap for cap in (key.max_tokens, token.max_tokens if token else None) if cap]
+    return min(caps) if caps else None
+
+
+def check_max_tokens(requested: int | None, param: str | None, cap: int | None) -> None:
+    """`requested` (the largest output field the request sets, `param`) against `cap`."""
+    if cap is not None and requested is not None and requested > cap:
         raise MaxTokensExceeded(
-            f"{param}={requested} is above this key's cap of {limit}.",
+            f"{param}={requested} is above this key's cap of {cap}.",
             param=param,
-            hint=f"Ask for at most {limit} tokens.",
+            hint=f"Ask for at most {cap} tokens.",
         )
 
 
+def token_model_allowed(claims: TokenClaims, model: str) -> bool:
+    return claims.models is None or any(
+        model == allowed or fnmatch.fnmatchcase(model, allowed) for allowed in claims.models)
+
+
 def check_token_model(claims: TokenClaims, model: str) -> None:
-    if claims.models is not None and not any(
-            model == allowed or fnmatch.fnmatchcase(model, allowed) for allowed in claims.models):
+    if not token_model_allowed(claims, model):
         raise ModelNotAllowed(
             f"This token may not use model {model!r}.", param="model",
-            hint=f"Models this token may use: {', '.join(claims.models)}.")
+            hint=f"Models this token may use: {', '.join(claims.models or ())}.")

@@ -70,6 +70,11 @@ class KeyTable:
                 hint="Send your keystead key as `Authorization: Bearer ksk_...` "
                      "(the OpenAI SDKs do this with api_key=...).",
             )
+        if not text.isascii() or not text.isprintable():
+            raise MalformedKey(
+                "The API key contains characters no keystead key has.",
+                hint=f"keystead keys start with {PREFIX} and are ASCII letters and digits; "
+                     "check that it was copied whole.")
         if text.startswith(TOKEN_PREFIX) and self._signer is not None:
             return self._token(text)
         parsed = parse_key(text)

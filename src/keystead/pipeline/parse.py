@@ -1,17 +1,28 @@
-"""Parse: read the body once, under a size limit, and decode only the fields policy needs.
+"""Parse: read the body once, under a size limit and a deadline, and decode only the fields
+policy needs.
 
 msgspec decodes straight into small structs and skips every other field without building it;
-the original bytes are what goes upstream.
+the original bytes are what goes upstream. The structs declare the ranges and the character set
+of what they read (an output cap of at least 1, a model name without control characters), so
+msgspec enforces them while it decodes; `pipeline/validate.py` adds depth and duplicate fields.
 """
 
 from __future__ import annotations
 
+import asyncio
+import re
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
-from keystead.errors import BodyTooLarge, InvalidField, InvalidJSON
+from keystead.errors import BodyTooLarge, InvalidField, InvalidJSON, RequestTimeout
+from keystead.pipeline.validate import (
+    MAX_OUTPUT_TOKENS,
+    MODEL_PATTERN,
+    check_body,
+    check_model_name,
+)
 from keystead.providers.base import Endpoint
 
 __all__ = ["ChatView", "CountTokensView", "EmbeddingsView", "MessagesView", "ResponsesView",
@@ -21,47 +32,52 @@ __all__ = ["ChatView", "CountTokensView", "EmbeddingsView", "MessagesView", "Res
 # msgspec.Raw cannot sit in a union with None; a raw JSON null is the "absent" value.
 _NULL = msgspec.Raw(b"null")
 
+Model = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=MODEL_PATTERN)]
+# What a request may ask to generate: 0 or a negative number would be charged as a credit.
+OutputCap = Annotated[int, msgspec.Meta(ge=1, le=MAX_OUTPUT_TOKENS)]
+Choices = Annotated[int, msgspec.Meta(ge=1, le=128)]  # OpenAI's own bound for `n`
+
 
 class StreamOptions(msgspec.Struct):
     include_usage: bool | None = None
 
 
 class ChatView(msgspec.Struct):
-    model: str
+    model: Model
     messages: msgspec.Raw
     stream: bool | None = None
     stream_options: StreamOptions | None = None
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    n: int | None = None
+    max_tokens: OutputCap | None = None
+    max_completion_tokens: OutputCap | None = None
+    n: Choices | None = None
     tools: msgspec.Raw = _NULL
     response_format: msgspec.Raw = _NULL
 
 
 class EmbeddingsView(msgspec.Struct):
-    model: str
+    model: Model
     input: msgspec.Raw
 
 
 class ResponsesView(msgspec.Struct):
-    model: str
+    model: Model
     input: msgspec.Raw = _NULL
     stream: bool | None = None
-    max_output_tokens: int | None = None
+    max_output_tokens: OutputCap | None = None
 
 
 class MessagesView(msgspec.Struct):
     """Anthropic's Messages API request (passed through): max_tokens is required there too."""
 
-    model: str
+    model: Model
     messages: msgspec.Raw
-    max_tokens: int
+    max_tokens: OutputCap
     system: msgspec.Raw = _NULL
     stream: bool | None = None
 
 
 class CountTokensView(msgspec.Struct):
-    model: str
+    model: Model
     messages: msgspec.Raw
     system: msgspec.Raw = _NULL
 
@@ -75,7 +91,23 @@ _DECODERS: dict[Endpoint, msgspec.json.Decoder[Any]] = {
 }
 
 
-async def read_body(receive: Callable[[], Awaitable[dict[str, Any]]], limit: int) -> bytes:
+async def read_body(receive: Callable[[], Awaitable[dict[str, Any]]], limit: int,
+                    declared: int | None = None, timeout_s: float | None = None) -> bytes:
+    """The whole body, at most `limit` bytes, within `timeout_s` (a slow client must not hold a
+    request open). `declared`: the Content-Length header; one above the limit is refused before
+    a byte is read."""
+    if declared is not None and declared > limit:
+        raise _too_large(limit)
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _read_all(receive, limit)
+    except TimeoutError:
+        raise RequestTimeout(f"The request body did not arrive within {timeout_s:g} seconds.",
+                             hint="Send the whole body at once; a proxy in front of keystead "
+                                  "should buffer it.") from None
+
+
+async def _read_all(receive: Callable[[], Awaitable[dict[str, Any]]], limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -86,13 +118,15 @@ async def read_body(receive: Callable[[], Awaitable[dict[str, Any]]], limit: int
         if chunk:
             size += len(chunk)
             if size > limit:
-                raise BodyTooLarge(
-                    f"The request body is larger than this key may send ({limit} bytes).",
-                    hint="Send fewer or smaller messages, or ask for a higher max_body_bytes.",
-                )
+                raise _too_large(limit)
             chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _too_large(limit: int) -> BodyTooLarge:
+    return BodyTooLarge(f"The request body is larger than this key may send ({limit} bytes).",
+                        hint="Send fewer or smaller messages, or ask for a higher max_body_bytes.")
 
 
 def decode_view(endpoint: Endpoint, body: bytes) -> Any:
@@ -100,21 +134,49 @@ def decode_view(endpoint: Endpoint, body: bytes) -> Any:
         raise InvalidJSON("The request body is empty.",
                           hint="Send a JSON object, e.g. {\"model\": ..., \"messages\": [...]}.")
     try:
-        return _DECODERS[endpoint].decode(body)
+        view = _DECODERS[endpoint].decode(body)
     except msgspec.ValidationError as exc:
-        param = _param(str(exc))
-        message = str(exc).split(" - at ", 1)[0]
-        if message.startswith("Object missing required field"):
-            raise InvalidField(f"Missing required parameter: '{param}'.", param=param,
-                               code="missing_required_parameter") from None
-        if message.startswith("Expected `object`") and param is None:
-            raise InvalidJSON("The request body must be a JSON object.") from None
-        raise InvalidField(f"Invalid value for '{param}': {message}.", param=param) from None
+        raise _invalid(str(exc)) from None
     except msgspec.DecodeError as exc:
         raise InvalidJSON(
             f"We could not parse the JSON body of your request ({exc}).",
             hint="Send valid JSON with Content-Type: application/json.",
         ) from None
+    except RecursionError:
+        raise InvalidJSON("The request body is nested too deeply.",
+                          hint="Real requests nest a few levels; flatten the structure.") from None
+    except UnicodeDecodeError:
+        raise InvalidJSON("The request body is not valid UTF-8.",
+                          hint="Send JSON encoded as UTF-8.") from None
+    check_body(body)
+    check_model_name(view.model)
+    return view
+
+
+_BOUND = re.compile(r"Expected `int` ([<>]=) (-?\d+)")
+
+
+def _invalid(error: str) -> InvalidField | InvalidJSON:
+    param = _param(error)
+    message = error.split(" - at ", 1)[0]
+    if message.startswith("Object missing required field"):
+        return InvalidField(f"Missing required parameter: '{param}'.", param=param,
+                            code="missing_required_parameter")
+    if message.startswith("Expected `object`") and param is None:
+        return InvalidJSON("The request body must be a JSON object.")
+    bound = _BOUND.match(message)
+    if bound is not None:
+        least = bound.group(1) == ">="
+        return InvalidField(f"'{param}' must be {'at least' if least else 'at most'} "
+                            f"{bound.group(2)}.", param=param,
+                            hint="Ask for a positive number of tokens."
+                            if least and param and param.endswith("tokens") else None)
+    if param == "model" and message.startswith(("Expected `str` matching", "Expected `str` of")):
+        return InvalidField(
+            "The model name must be 1 to 256 letters, digits or . _ : / @ + = ~ - characters, "
+            "starting with a letter or digit.", param="model", code="invalid_model_name",
+            hint="Send a model name such as gpt-4o-mini or a route name.")
+    return InvalidField(f"Invalid value for '{param}': {message}.", param=param)
 
 
 def _param(message: str) -> str | None:

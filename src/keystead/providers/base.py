@@ -39,6 +39,7 @@ class Endpoint(StrEnum):
     # Anthropic's own API, passed through (docs/providers.md): only Anthropic adapters serve it.
     MESSAGES = "messages"
     COUNT_TOKENS = "messages.count_tokens"
+    UNKNOWN = "unknown"  # a path the gateway does not serve: recorded, never sent anywhere
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,116 @@
+"""Hostile input stops here: the checks every request body and header passes before any value
+reaches the limiter, a URL, a log line or the ledger.
+
+What the request views declare (pipeline/parse.py) is enforced by msgspec while it decodes:
+ranges of the numbers policy reads (an output cap of at least 1, `n` from 1 to 128), and the
+model name's length and character set. This module adds what a schema cannot say:
+
+- nesting depth: every consumer of a body (msgspec, orjson, the standard library, jsonschema)
+  recurses, so a body nested past `MAX_DEPTH` is refused before any of them sees it;
+- duplicate policed fields: `{"model": "cheap", "model": "dear"}` would be checked under one
+  value and served under the other by an upstream that reads the first;
+- model names with `.`/`..` path segments or empty segments (they end up in URL paths);
+- the client's own header values that are recorded (`x-keystead-feature`).
+"""
+
+from __future__ import annotations
+
+import json
+from itertools import accumulate
+from typing import Any
+
+from keystead.errors import InvalidField, InvalidHeader, InvalidJSON
+
+__all__ = ["MAX_DEPTH", "MAX_OUTPUT_TOKENS", "MODEL_PATTERN", "check_body", "check_feature",
+           "check_model_name", "printable"]
+
+# Deeper than any real request (a structured-output schema of OpenAI's ten allowed levels is
+# about thirty), far below the recursion limits of the decoders behind it.
+MAX_DEPTH = 64
+# Above any model's output; keeps the limiter's and the ledger's arithmetic in range.
+MAX_OUTPUT_TOKENS = 1 << 24
+# What model names are made of, across providers: `gpt-4o-mini`, `claude-3-5-sonnet-20241022`,
+# `meta-llama/Llama-3.1-8B-Instruct`, `ft:gpt-4o-mini:org::id`, `llama3.1:8b`,
+# `arn:aws:bedrock:...`. No whitespace, no control characters, nothing a URL gives meaning to
+# (`?`, `#`, `%`, `\`).
+MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@+=~-]*$"
+MAX_FEATURE = 128
+
+# Fields whose value decides a policy: a second copy in one body is refused.
+_POLICED_NAMES = frozenset(("model", "max_tokens", "max_completion_tokens", "max_output_tokens",
+                           "stream", "n"))
+_POLICED = tuple(f'"{name}"'.encode() for name in sorted(_POLICED_NAMES))
+_STRUCTURE = bytes(c for c in range(256) if c not in b'"[]{}')
+_STEP = [0] * 256
+_STEP[ord("[")] = _STEP[ord("{")] = 1
+_STEP[ord("]")] = _STEP[ord("}")] = -1
+
+
+def check_body(body: bytes) -> None:
+    """Depth and duplicate policed fields; the body is JSON that msgspec decoded."""
+    if body.count(b"[") + body.count(b"{") > MAX_DEPTH and _depth(body) > MAX_DEPTH:
+        raise InvalidJSON(f"The request body is nested more than {MAX_DEPTH} levels deep.",
+                          hint="Real requests nest a few levels; flatten the structure.")
+    for name in _POLICED:
+        if body.count(name) > 1:  # rare: the name also appears as a string value somewhere
+            _check_duplicates(body)
+            return
+
+
+def _depth(body: bytes) -> int:
+    """The body's greatest nesting depth, brackets inside strings not counted.
+
+    Bytes-level passes in C, no per-character Python: escaped backslashes and quotes are
+    removed (in pairs, left to right, as a JSON parser reads them), then everything but quotes
+    and brackets; what lies between quote pairs is string content.
+    """
+    if b"\\" in body:
+        body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    skeleton = body.translate(None, _STRUCTURE)
+    outside = b"".join(skeleton.split(b'"')[::2])
+    return max(accumulate(map(_STEP.__getitem__, outside)), default=0)
+
+
+def _check_duplicates(body: bytes) -> None:
+    # Every object as its list of (name, value) pairs: the top level's names, repeats kept.
+    items = json.loads(body, object_pairs_hook=_as_pairs)
+    seen: set[str] = set()
+    for name, _ in items if isinstance(items, list) else ():
+        if name in seen and name in _POLICED_NAMES:
+            raise InvalidField(f"The request body sets '{name}' more than once.",
+                               param=name, code="duplicate_field", hint=f"Send '{name}' once.")
+        seen.add(name)
+
+
+def _as_pairs(items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    return items
+
+
+def check_model_name(model: str) -> None:
+    """Path segments a URL would resolve (`..`, `.`, empty): never part of a model's name."""
+    if "/" in model and any(part in ("", ".", "..") for part in model.split("/")):
+        raise InvalidField(f"The model name {model!r} has an empty, '.' or '..' path segment.",
+                           param="model", code="invalid_model_name",
+                           hint="Send a model name such as gpt-4o-mini or a route name.")
+
+
+def check_feature(raw: bytes) -> str:
+    """The x-keystead-feature tag: recorded in the ledger and grouped by, so printable ASCII
+    of a bounded length."""
+    if len(raw) > MAX_FEATURE or not _printable(raw):
+        raise InvalidHeader(
+            f"x-keystead-feature must be 1 to {MAX_FEATURE} printable ASCII characters.",
+            param="x-keystead-feature", hint="Send a short tag such as support-chat.")
+    return raw.decode("ascii")
+
+
+def printable(raw: bytes, limit: int) -> str:
+    """A recorded header value (user agent): kept, with anything unprintable replaced."""
+    text = raw[:limit].decode("latin-1")
+    if raw.isascii() and _printable(raw[:limit]):
+        return text
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
+def _printable(raw: bytes) -> bool:
+    return bool(raw) and raw.isascii() and all(0x20 <= c < 0x7F for c in raw)
