@@ -148,6 +148,12 @@ def decode_view(endpoint: Endpoint, body: bytes) -> Any:
     except UnicodeDecodeError:
         raise InvalidJSON("The request body is not valid UTF-8.",
                           hint="Send JSON encoded as UTF-8.") from None
+    if not body.isascii():  # msgspec skips what it does not decode: JSON is UTF-8 throughout
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidJSON("The request body is not valid UTF-8.",
+                              hint="Send JSON encoded as UTF-8.") from None
     check_body(body)
     check_model_name(view.model)
     return view
