@@ -1,14 +1,21 @@
-"""Answers to replay, for the codec tests: real ones from the built-in mock upstream (its wire
-format is checked against OpenAI's schemas elsewhere) and hand-made ones with every feature."""
+"""Answers to replay, for the codec tests (assemble, replay): real ones from the built-in mock
+upstream (its wire format is checked against OpenAI's schemas elsewhere) and hand-made ones with
+every feature, and the helpers both test modules use."""
 
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Any
 
 import orjson
 
+from keystead.cache.assemble import completion_from_stream
 from keystead.mocks.openai_upstream import MockSettings, create_mock_app
+from openapi_schemas import validate
+
+CHAT = "/v1/chat/completions"
+RESPONSES = "/v1/responses"
 
 WEATHER_TOOL = {
     "type": "function",
@@ -51,6 +58,28 @@ async def mock_call_async(path: str, payload: dict[str, Any]) -> list[bytes]:
 
 def mock_call(path: str, payload: dict[str, Any]) -> list[bytes]:
     return asyncio.run(mock_call_async(path, payload))
+
+
+def chat_payload(text: str = "Tell me about Paris", **extra: Any) -> dict[str, Any]:
+    return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}], **extra}
+
+
+def resplit(events: list[bytes], sizes: int | None = None, seed: int = 0) -> list[bytes]:
+    """The same bytes cut elsewhere: every `sizes` bytes, or at random points."""
+    blob = b"".join(events)
+    if sizes is not None:
+        return [blob[i : i + sizes] for i in range(0, len(blob), sizes)]
+    rng = random.Random(seed)
+    cuts = sorted(rng.sample(range(1, len(blob)), min(len(blob) - 1, 40)))
+    return [blob[a:b] for a, b in zip([0, *cuts], [*cuts, len(blob)], strict=True)]
+
+
+def assemble(events: list[bytes], **options: Any) -> dict[str, Any]:
+    body = completion_from_stream(events, **options)
+    assert body is not None
+    completion = orjson.loads(body)
+    validate(completion, "CreateChatCompletionResponse")
+    return dict(completion)
 
 
 def sse_payloads(events: list[bytes]) -> list[tuple[str | None, Any]]:

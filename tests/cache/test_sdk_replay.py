@@ -13,11 +13,8 @@ import orjson
 from aiohttp import web
 
 from cache.codec_fixtures import WEATHER_TOOL, mock_call_async, rich_completion, rich_response
-from keystead.cache.codec import (
-    completion_from_stream,
-    stream_from_completion,
-    stream_from_response,
-)
+from keystead.cache.assemble import completion_from_stream
+from keystead.cache.replay import stream_from_completion, stream_from_response
 from support import serving_http
 
 HELLO: Any = [{"role": "user", "content": "hello"}]

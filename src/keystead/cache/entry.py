@@ -2,7 +2,7 @@
 
 Only complete 200 answers are stored, so there is no status. The body is the OpenAI JSON of the
 whole answer (a chat.completion, an embeddings list, a Responses `response`) even when the
-original was streamed (`codec` assembles it); a hit replays it as JSON or as a stream. The usage
+original was streamed (`assemble`); a hit replays it as JSON or as a stream (`replay`). The usage
 and cost are those of the original call: a hit is recorded at zero upstream cost, and this is
 the cost it saved.
 

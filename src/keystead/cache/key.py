@@ -17,7 +17,7 @@ wrong hit. Values are taken as sent (exact match): `"temperature": 1` and `1.0`,
 replaced by its default, since defaults differ between providers.
 
 Dropped (they do not change the answer):
-- `stream`, `stream_options`: a stored answer replays as JSON or as a stream (`codec`), with or
+- `stream`, `stream_options`: a stored answer replays as JSON or as a stream (`replay`), with or
   without the usage chunk, whatever the original was.
 - `user`, `safety_identifier`, `metadata`: who is asking (abuse monitoring) and tags for the
   provider's dashboard.

@@ -1,9 +1,10 @@
 """Anthropic's Messages API behind the OpenAI chat completions route.
 
 The client speaks OpenAI; `prepare` turns its body into a Messages request
-(`anthropic_translate.chat_to_messages`) and `wrap` returns a view of Anthropic's answer that
-reads as OpenAI's: status, headers, body and SSE events. The rest of the gateway (usage,
-prices, limits, the ledger) sees an OpenAI-compatible provider.
+(`anthropic_request`) and `wrap` returns a view of Anthropic's answer that reads as OpenAI's:
+status, headers, body (`anthropic_answer`, `anthropic_errors`) and SSE events
+(`anthropic_stream`). The rest of the gateway (usage, prices, limits, the ledger) sees an
+OpenAI-compatible provider.
 
 Chat only (streamed or not); `GET /v1/models` is translated so `keystead providers test`
 works. Embeddings and the Responses API are declared unsupported.
@@ -27,13 +28,10 @@ import orjson
 from multidict import CIMultiDict
 
 from keystead.errors import InvalidJSON, UpstreamError
-from keystead.providers.anthropic_translate import (
-    StreamTranslator,
-    chat_to_messages,
-    error_to_openai,
-    mapped_status,
-    message_to_completion,
-)
+from keystead.providers.anthropic_answer import message_to_completion
+from keystead.providers.anthropic_errors import error_to_openai, mapped_status
+from keystead.providers.anthropic_request import chat_to_messages
+from keystead.providers.anthropic_stream import StreamTranslator
 from keystead.providers.base import Capabilities, Endpoint, Provider
 from keystead.providers.key_pool import KeyPool
 from keystead.providers.transport import Transport, UpstreamResponse

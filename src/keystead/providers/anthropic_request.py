@@ -1,13 +1,11 @@
-"""OpenAI chat completions <-> Anthropic Messages, as pure functions (no I/O).
+"""An OpenAI chat completions request -> an Anthropic Messages request (`chat_to_messages`).
 
-- `chat_to_messages`: an OpenAI chat request -> an Anthropic Messages request. What has no
-  Anthropic equivalent is refused with a 400 naming the field (`InvalidField`), never dropped
-  in a way that changes what the client gets back; a few OpenAI-only hints are dropped
-  (`_DROPPED`).
-- `message_to_completion`: an Anthropic `message` -> an OpenAI `chat.completion`.
-- `StreamTranslator`: Anthropic's SSE events -> OpenAI `chat.completion.chunk` events, fed the
-  bytes as they arrive (events split anywhere), ending with the usage chunk and `[DONE]`.
-- `error_to_openai`: an Anthropic error answer -> OpenAI's status and error envelope.
+A pure function (no I/O). System and developer messages are hoisted into `system`, same-role
+turns merged; tool calls and tool results become tool_use and tool_result blocks, image and PDF
+parts image and document blocks; options take their Anthropic names (max_tokens is required
+there: `DEFAULT_MAX_TOKENS` when the client sent none). What has no Anthropic equivalent is
+refused with a 400 naming the field (`InvalidField`), never dropped in a way that changes what
+the client gets back; a few OpenAI-only hints are dropped (`_DROPPED`).
 
 docs/providers.md is the reader's version of the rules below.
 """
@@ -16,24 +14,13 @@ from __future__ import annotations
 
 import binascii
 import re
-import time
 from typing import Any
 
 import orjson
 
 from keystead.errors import InvalidField
 
-__all__ = [
-    "DEFAULT_MAX_TOKENS",
-    "StreamTranslator",
-    "chat_to_messages",
-    "error_to_openai",
-    "finish_reason",
-    "map_error",
-    "mapped_status",
-    "message_to_completion",
-    "openai_usage",
-]
+__all__ = ["DEFAULT_MAX_TOKENS", "chat_to_messages"]
 
 # Anthropic requires max_tokens; OpenAI does not. Every current Claude model can produce this many.
 DEFAULT_MAX_TOKENS = 4096
@@ -49,11 +36,6 @@ _HINT_REMOVE = "Remove it from the request for Claude models, or use a model of 
 _IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 _DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+)?(?:;[^,;]*)*?;base64,(.*)", re.DOTALL)
 _TOOL_ID_BAD = re.compile(r"[^a-zA-Z0-9_-]")
-_CONTEXT_OVERFLOW = re.compile(r"prompt is too long|exceed(s|ed)? (the )?context|context window",
-                               re.IGNORECASE)
-
-
-# --- request ------------------------------------------------------------------------------------
 
 
 def chat_to_messages(body: dict[str, Any], model: str, *, stream: bool) -> dict[str, Any]:
@@ -376,274 +358,3 @@ def _tool_result(message: dict[str, Any], param: str) -> dict[str, Any]:
 def _tool_id(call_id: str) -> str:
     """Claude's tool ids are [a-zA-Z0-9_-]+; ids minted by other providers may not be."""
     return _TOOL_ID_BAD.sub("_", call_id)
-
-
-# --- response -----------------------------------------------------------------------------------
-
-
-def finish_reason(stop_reason: Any) -> str:
-    return {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
-            "model_context_window_exceeded": "length", "tool_use": "tool_calls",
-            "refusal": "content_filter"}.get(stop_reason, "stop")
-
-
-def openai_usage(usage: dict[str, Any]) -> dict[str, Any]:
-    """Anthropic usage -> OpenAI's: the prompt counts fresh, cache-read and cache-written input."""
-    fresh = _int(usage.get("input_tokens"))
-    read = _int(usage.get("cache_read_input_tokens"))
-    written = _int(usage.get("cache_creation_input_tokens"))
-    output = _int(usage.get("output_tokens"))
-    prompt = fresh + read + written
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": output,
-        "total_tokens": prompt + output,
-        "prompt_tokens_details": {"cached_tokens": read, "cache_write_tokens": written},
-    }
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def message_to_completion(message: dict[str, Any], created: int | None = None) -> dict[str, Any]:
-    """The OpenAI `chat.completion` for an Anthropic `message`."""
-    texts: list[str] = []
-    calls: list[dict[str, Any]] = []
-    for block in message.get("content") or []:
-        if not isinstance(block, dict):
-            continue
-        if block.get("type") == "text" and isinstance(block.get("text"), str):
-            texts.append(block["text"])
-        elif block.get("type") == "tool_use":
-            calls.append({"id": block.get("id", ""), "type": "function",
-                          "function": {"name": block.get("name", ""),
-                                       "arguments": orjson.dumps(block.get("input") or {})
-                                       .decode()}})
-        # thinking, redacted_thinking and server-tool blocks have no OpenAI counterpart
-    reply: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None,
-                             "refusal": None, "annotations": []}
-    if calls:
-        reply["tool_calls"] = calls
-    completion: dict[str, Any] = {
-        "id": message.get("id") or "msg_unknown",
-        "object": "chat.completion",
-        "created": int(time.time()) if created is None else created,
-        "model": message.get("model") or "",
-        "choices": [{"index": 0, "message": reply, "logprobs": None,
-                     "finish_reason": finish_reason(message.get("stop_reason"))}],
-    }
-    if isinstance(message.get("usage"), dict):
-        completion["usage"] = openai_usage(message["usage"])
-    return completion
-
-
-# --- errors -------------------------------------------------------------------------------------
-
-# Anthropic error type -> (status, OpenAI type, OpenAI code)
-_ERRORS: dict[str, tuple[int, str, str]] = {
-    "invalid_request_error": (400, "invalid_request_error", "invalid_request"),
-    "authentication_error": (401, "authentication_error", "invalid_api_key"),
-    "billing_error": (402, "insufficient_quota", "billing_error"),
-    "permission_error": (403, "permission_error", "permission_denied"),
-    "not_found_error": (404, "invalid_request_error", "not_found"),
-    "request_too_large": (413, "invalid_request_error", "request_too_large"),
-    "rate_limit_error": (429, "rate_limit_exceeded", "rate_limit_exceeded"),
-    "api_error": (500, "api_error", "server_error"),
-    "timeout_error": (504, "api_error", "upstream_timeout"),
-    "overloaded_error": (503, "api_error", "overloaded"),
-}
-
-
-def map_error(kind: str | None, message: str, status: int) -> tuple[int, dict[str, Any]]:
-    """(OpenAI status, OpenAI error object) for an Anthropic error of `kind`."""
-    known = _ERRORS.get(kind or "")
-    if known is None:
-        new_status = 503 if status == 529 else status
-        error_type = "invalid_request_error" if status < 500 else "api_error"
-        code = kind or f"upstream_http_{status}"
-    else:
-        new_status, error_type, code = known
-        if kind == "invalid_request_error" and status == 413:
-            new_status, code = 413, "request_too_large"
-    if code == "invalid_request" and _CONTEXT_OVERFLOW.search(message):
-        code = "context_length_exceeded"  # what OpenAI says, and what a router falls back on
-    elif kind == "not_found_error" and message.startswith("model:"):
-        code = "model_not_found"
-    return new_status, {"message": message, "type": error_type, "param": None, "code": code}
-
-
-def error_to_openai(status: int, body: bytes) -> tuple[int, bytes]:
-    """An Anthropic error answer -> (status, OpenAI error envelope)."""
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        document = None
-    error = document.get("error") if isinstance(document, dict) else None
-    if isinstance(error, dict):
-        kind = error.get("type") if isinstance(error.get("type"), str) else None
-        message = error.get("message") if isinstance(error.get("message"), str) else ""
-    else:
-        kind, message = None, ""
-    if not message:
-        message = f"Anthropic answered HTTP {status}" + ("." if kind is None else f" ({kind}).")
-    new_status, mapped = map_error(kind, message, status)
-    return new_status, orjson.dumps({"error": mapped})
-
-
-def mapped_status(status: int) -> int:
-    """The status the client sees for an Anthropic status (529 overloaded is not HTTP)."""
-    return 503 if status == 529 else status
-
-
-# --- stream -------------------------------------------------------------------------------------
-
-
-class StreamTranslator:
-    """Anthropic SSE bytes in, OpenAI chat.completion.chunk SSE bytes out, incrementally.
-
-    `feed` takes whatever the connection delivered and returns the OpenAI events it completes;
-    `finish` the rest at the end. After `message_stop`: the finishing chunk, the usage chunk
-    (with `include_usage`) and `data: [DONE]`. An `error` event becomes OpenAI's mid-stream
-    `data: {"error": {...}}` (after a usage chunk, if the message had started, so what was
-    spent is counted) and ends the translation.
-    """
-
-    __slots__ = ("_buffer", "_created", "_done", "_finish", "_id", "_include_usage", "_model",
-                 "_started", "_tools", "_usage")
-
-    def __init__(self, *, include_usage: bool = True, created: int | None = None):
-        self._include_usage = include_usage
-        self._buffer = b""
-        self._created = int(time.time()) if created is None else created
-        self._id = "msg_unknown"
-        self._model = ""
-        self._usage: dict[str, Any] = {}
-        self._tools: dict[int, int] = {}  # Anthropic block index -> OpenAI tool_calls index
-        self._finish: str | None = None
-        self._started = False
-        self._done = False
-
-    @property
-    def done(self) -> bool:
-        return self._done
-
-    def feed(self, chunk: bytes) -> bytes:
-        buffer = self._buffer + chunk if self._buffer else chunk
-        if b"\r" in buffer:
-            buffer = buffer.replace(b"\r\n", b"\n")
-        out: list[bytes] = []
-        start = 0
-        while not self._done:
-            end = buffer.find(b"\n\n", start)
-            if end == -1:
-                break
-            self._event(buffer[start:end], out)
-            start = end + 2
-        self._buffer = b"" if self._done else buffer[start:]
-        return b"".join(out)
-
-    def finish(self) -> bytes:
-        """At the end of the upstream stream: a last event without its blank line, if any."""
-        rest, self._buffer = self._buffer, b""
-        if rest.strip() and not self._done:
-            out: list[bytes] = []
-            self._event(rest.rstrip(b"\n"), out)
-            return b"".join(out)
-        return b""
-
-    def _event(self, raw: bytes, out: list[bytes]) -> None:
-        name = None
-        data: list[bytes] = []
-        for line in raw.split(b"\n"):
-            if line.startswith(b"data:"):
-                data.append(line[5:].lstrip(b" "))
-            elif line.startswith(b"event:"):
-                name = line[6:].strip().decode("latin-1")
-        if not data:
-            return
-        try:
-            event = orjson.loads(b"\n".join(data))
-        except orjson.JSONDecodeError:
-            return
-        if not isinstance(event, dict):
-            return
-        kind = event.get("type") or name
-        if kind == "message_start":
-            self._message_start(event.get("message") or {}, out)
-        elif kind == "content_block_start":
-            self._block_start(event, out)
-        elif kind == "content_block_delta":
-            self._block_delta(event, out)
-        elif kind == "message_delta":
-            delta = event.get("delta") or {}
-            if delta.get("stop_reason"):
-                self._finish = finish_reason(delta["stop_reason"])
-            self._merge_usage(event.get("usage"))
-        elif kind == "message_stop":
-            out.append(self._chunk({}, self._finish or "stop"))
-            if self._include_usage:
-                out.append(self._usage_chunk())
-            out.append(b"data: [DONE]\n\n")
-            self._done = True
-        elif kind == "error":
-            if self._started and self._include_usage:
-                out.append(self._usage_chunk())
-            error = event.get("error")
-            if not isinstance(error, dict):
-                error = {}
-            _, mapped = map_error(error.get("type"), str(error.get("message") or "Stream error."),
-                                  500)
-            out.append(b"data: " + orjson.dumps({"error": mapped}) + b"\n\n")
-            self._done = True
-        # ping, content_block_stop and event types added later carry nothing to translate
-
-    def _message_start(self, message: dict[str, Any], out: list[bytes]) -> None:
-        self._id = message.get("id") or self._id
-        self._model = message.get("model") or self._model
-        self._merge_usage(message.get("usage"))
-        self._started = True
-        out.append(self._chunk({"role": "assistant", "content": "", "refusal": None}))
-
-    def _block_start(self, event: dict[str, Any], out: list[bytes]) -> None:
-        block = event.get("content_block") or {}
-        if block.get("type") == "text" and block.get("text"):
-            out.append(self._chunk({"content": block["text"]}))
-        elif block.get("type") == "tool_use":
-            position = self._tools[event.get("index", -1)] = len(self._tools)
-            call = {"index": position, "id": block.get("id", ""), "type": "function",
-                    "function": {"name": block.get("name", ""), "arguments": ""}}
-            out.append(self._chunk({"tool_calls": [call]}))
-
-    def _block_delta(self, event: dict[str, Any], out: list[bytes]) -> None:
-        delta = event.get("delta") or {}
-        kind = delta.get("type")
-        if kind == "text_delta" and delta.get("text"):
-            out.append(self._chunk({"content": delta["text"]}))
-        elif kind == "input_json_delta" and delta.get("partial_json"):
-            position = self._tools.get(event.get("index", -1))
-            if position is not None:
-                call = {"index": position, "function": {"arguments": delta["partial_json"]}}
-                out.append(self._chunk({"tool_calls": [call]}))
-        # thinking_delta, signature_delta, citations_delta: no OpenAI counterpart
-
-    def _merge_usage(self, usage: Any) -> None:
-        """message_delta's counts are cumulative: the latest non-null value of each wins."""
-        if isinstance(usage, dict):
-            self._usage.update({k: v for k, v in usage.items() if v is not None})
-
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        frame: dict[str, Any] = {
-            "id": self._id, "object": "chat.completion.chunk", "created": self._created,
-            "model": self._model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-        }
-        if self._include_usage:
-            frame["usage"] = None
-        return b"data: " + orjson.dumps(frame) + b"\n\n"
-
-    def _usage_chunk(self) -> bytes:
-        frame = {"id": self._id, "object": "chat.completion.chunk", "created": self._created,
-                 "model": self._model, "choices": [],
-                 "usage": openai_usage(self._usage)}
-        return b"data: " + orjson.dumps(frame) + b"\n\n"
