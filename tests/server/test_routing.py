@@ -13,6 +13,7 @@ from typing import Any
 import openai
 import pytest
 
+from keystead.providers.transport import ASGITransport
 from route_support import (
     FAST_RETRY,
     MODELS,
@@ -135,6 +136,82 @@ def test_a_malformed_answer_is_retried(tmp_path: Path) -> None:
             model="single", messages=ask("[[mock:faults=badjson]] hi"))
         assert raw.parse().choices[0].message.content
         assert raw.headers["x-keystead-attempts"] == "2"
+
+    run(tmp_path, test)
+
+
+def test_a_stream_whose_first_event_is_malformed_is_retried_never_relayed(
+        tmp_path: Path) -> None:
+    async def test(client: AppClient, sdk: openai.AsyncOpenAI) -> None:
+        # On a route: the first event is not JSON, so the attempt failed and the next serves.
+        stream = await sdk.chat.completions.with_raw_response.create(
+            model="single", messages=ask("[[mock:faults=badjson]] hi"), stream=True)
+        assert stream.headers["x-keystead-attempts"] == "2"
+        chunks = [chunk async for chunk in stream.parse()]
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+        # A model name gets one attempt: a 502 before any byte, recorded as the failure it is,
+        # never a 200 whose stream has neither an error event nor [DONE].
+        with pytest.raises(openai.APIStatusError) as failed:
+            await sdk.chat.completions.create(
+                model="gpt-4o-mini", messages=ask("[[mock:faults=badjson*]] hi"), stream=True)
+        assert failed.value.status_code == 502
+        assert failed.value.code == "upstream_malformed"
+        record = await row(client, failed.value.response.headers["x-request-id"])
+        assert (record.status, record.error_code) == (502, "upstream_malformed")
+
+    run(tmp_path, test)
+
+
+@pytest.mark.parametrize(("first", "outcome"), [
+    (b'data: {"error": {"message": "overloaded", "type": "server_error"}}\n\n',
+     "upstream_stream_error"),
+    (b"event: error\ndata: {\"type\": \"error\", \"error\": {\"type\": \"overloaded_error\"}}"
+     b"\n\n", "upstream_stream_error"),
+    (b"data: [DONE]\n\n", "upstream_malformed"),
+    (b'{"id": "chatcmpl-1", "choices": []}', "upstream_malformed"),
+    (b"<html>bad gateway</html>\n\n", "upstream_malformed"),
+    (b": keep-alive\n\ndata: not json\n\n", "upstream_malformed"),
+])
+def test_a_stream_that_starts_with_an_error_or_garbage_is_a_failed_attempt(
+        tmp_path: Path, first: bytes, outcome: str) -> None:
+    async def upstream(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream")]})
+        await send({"type": "http.response.body", "body": first})
+
+    async def test(client: AppClient, sdk: openai.AsyncOpenAI) -> None:
+        provider = client.runtime.providers.providers["mock"]
+        provider.transport = ASGITransport(upstream)  # every attempt gets `first`
+        with pytest.raises(openai.APIStatusError) as failed:
+            await sdk.chat.completions.create(model="gpt-4o-mini", messages=ask("hi"),
+                                              stream=True)
+        assert (failed.value.status_code, failed.value.code) == (502, outcome)
+
+    run(tmp_path, test)
+
+
+def test_comments_and_pings_before_the_first_event_pass_through(tmp_path: Path) -> None:
+    async def upstream(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1,
+                 "model": "gpt-4o-mini",
+                 "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}]}
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream")]})
+        for part in (b": processing\n\n: still here\n\n", b"data: " + json.dumps(chunk).encode(),
+                     b"\n\ndata: [DONE]\n\n"):
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def test(client: AppClient, sdk: openai.AsyncOpenAI) -> None:
+        client.runtime.providers.providers["mock"].transport = ASGITransport(upstream)
+        stream = await sdk.chat.completions.create(model="gpt-4o-mini", messages=ask("hi"),
+                                                   stream=True)
+        assert [c.choices[0].delta.content async for c in stream if c.choices] == ["hi"]
 
     run(tmp_path, test)
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from keystead.pipeline.sse import event_end
+from keystead.sse import event_end
 
 __all__ = [
     "CHOICE_CORE",

@@ -18,25 +18,16 @@ from __future__ import annotations
 
 import re
 
+from keystead.sse import event_end
 from keystead.usage.extract import MessagesUsage, messages_event, usage_from_event
 from keystead.usage.prices import TokenUsage
 
-__all__ = ["MessagesRelay", "SSERelay", "event_end"]
+__all__ = ["MessagesRelay", "SSERelay"]
 
 _CAPTURE_LIMIT = 4 * 1024 * 1024
 _DONE = b"data: [DONE]"
 # `"choices":[]`, also as serialisers that put spaces after separators write it.
 _NO_CHOICES = re.compile(rb'"choices"\s*:\s*\[\s*\]')
-
-
-def event_end(buffer: bytes, start: int) -> tuple[int, int]:
-    """(index, separator length) of the blank line that ends the event starting at `start`;
-    (-1, 0) when the event is not whole yet. Servers end events with LF or CRLF pairs."""
-    end = buffer.find(b"\n\n", start)
-    crlf = buffer.find(b"\r\n\r\n", start)
-    if crlf != -1 and (end == -1 or crlf < end):
-        return crlf, 4
-    return end, 2 if end != -1 else 0
 
 
 class SSERelay:

@@ -4,7 +4,7 @@
         up to `retry.attempts` attempts, each on a deployment the balancer picks
         (an untried one first; an open breaker, a full or too-small deployment is skipped)
     retry on: 429, 408, 409, 5xx (Anthropic's 529 too), connect errors, resets, timeouts, a
-        malformed 200
+        malformed 200, a stream whose first event is not one or is an error
     fall back at once on: a context-window overflow, an answer invalid for its schema
     never retry: any other 4xx (a retry cannot fix it)
 
@@ -32,6 +32,7 @@ from keystead.routing.backoff import Backoff, retry_after_s
 from keystead.routing.balance import choose
 from keystead.routing.breaker import Breakers
 from keystead.routing.table import Deployment, Route
+from keystead.sse import FirstEvent, event_end, judge_first
 from keystead.state.counters import Counters, CountersUnavailable
 from keystead.usage.extract import read_answer
 from keystead.usage.prices import TokenUsage
@@ -41,12 +42,16 @@ __all__ = ["AttemptLog", "Judge", "Router", "Served", "TierFailed"]
 log = logging.getLogger("keystead.routing")
 
 _RETRYABLE_4XX = frozenset((408, 409, 429))
+# Bytes a stream may send before its first event is whole (comments and pings included).
+_FIRST_EVENT_MAX = 1 << 20
 
 
 @dataclass(slots=True)
 class AttemptLog:
     deployment: str
-    outcome: str  # "ok", "http_429", "timeout", "unreachable", "malformed", "context", "schema"
+    # "ok", "http_429", "timeout", "unreachable", "malformed", "stream_error", "context",
+    # "schema"
+    outcome: str
     ms: float
     wait_s: float = 0.0  # waited before this attempt
 
@@ -360,7 +365,8 @@ class Router:
     async def _first_byte(tier: Route, deployment: Deployment, upstream: UpstreamResponse,
                           stream: bool) -> Served | None:
         """An error status is a failed attempt; a stream is served once its first event is
-        in. None: a non-streamed answer whose body is still to be read."""
+        in and is one (not an error, not something else). None: a non-streamed answer whose
+        body is still to be read."""
         status = upstream.status
         if status >= 400:
             payload = await upstream.read()
@@ -368,10 +374,34 @@ class Router:
         if not stream:
             return None
         chunks = aiter(upstream.iter_chunks())
-        first = b""
-        while not first.strip():
-            first = await anext(chunks)
+        first = await _first_event(chunks, deployment, upstream)
         return Served(deployment, tier, upstream, chunks=chunks, first=first)
+
+
+async def _first_event(chunks: AsyncIterator[bytes], deployment: Deployment,
+                       upstream: UpstreamResponse) -> bytes:
+    """Everything up to and including the stream's first event that carries data (comments
+    and pings before it pass through too). A stream that ends first is StopAsyncIteration."""
+    buffer = b""
+    start = 0
+    while True:
+        buffer += await anext(chunks)
+        while True:
+            end, separator = event_end(buffer, start)
+            if end == -1:
+                break
+            verdict = judge_first(buffer[start:end])
+            start = end + separator
+            if verdict is FirstEvent.OK:
+                return buffer
+            if verdict is not FirstEvent.SKIP:
+                upstream.abort()
+                if verdict is FirstEvent.ERROR:
+                    raise _Retry("stream_error", breaker=True, error=_stream_error(deployment))
+                raise _Retry("malformed", breaker=True, error=_malformed(deployment))
+        if len(buffer) - start > _FIRST_EVENT_MAX:
+            upstream.abort()
+            raise _Retry("malformed", breaker=True, error=_malformed(deployment))
 
 
 def _classify(status: int, headers: Mapping[str, str], payload: bytes) -> _Retry:
@@ -399,6 +429,13 @@ def _falls_back(last: _Retry, triggers: tuple[str, ...]) -> bool:
     if last.outcome == "schema":
         return "schema" in triggers
     return "error" in triggers
+
+
+def _stream_error(deployment: Deployment) -> UpstreamError:
+    error = UpstreamError(f"Provider {deployment.provider.name} began its stream with an error.",
+                          hint="The gateway retried where it could; retry later.")
+    error.code = "upstream_stream_error"
+    return error
 
 
 def _malformed(deployment: Deployment) -> UpstreamError:
