@@ -18,6 +18,7 @@ from keystead.config.routing import RouteConfig, RoutingConfig, check_routes
 
 __all__ = [
     "DEFAULT_BASE_URLS",
+    "DEFAULT_MODELS",
     "AdminConfig",
     "Config",
     "DatabaseConfig",
@@ -38,6 +39,9 @@ __all__ = [
     "TokensConfig",
     "UsageConfig",
     "VaultConfig",
+    "check_deployment",
+    "check_model_entry",
+    "default_models",
 ]
 
 ProviderType = Literal["openai", "azure", "openai-compatible", "mock", "anthropic", "gemini"]
@@ -46,6 +50,51 @@ DEFAULT_BASE_URLS = {
     "anthropic": "https://api.anthropic.com",
     "gemini": "https://generativelanguage.googleapis.com/v1beta/openai",
 }
+
+# What a provider serves when it lists no `models`: the vendor's model families, so that
+# `providers add openai --type openai` serves gpt-4o-mini (issue 12). Patterns, not a list: new
+# models work the day they ship. Azure serves its deployments' model names; the mock only names
+# of its own, so it can never answer a name a real provider could serve. openai-compatible
+# servers (vLLM, Ollama) name their models freely: none by default, `--models` says which.
+DEFAULT_MODELS: dict[str, tuple[str, ...]] = {
+    "openai": ("gpt-*", "chatgpt-*", "o1*", "o3*", "o4*", "text-embedding-*", "ft:*"),
+    "anthropic": ("claude-*",),
+    "gemini": ("gemini-*",),
+    "mock": ("mock-chat", "mock-embedding"),
+}
+
+
+def default_models(provider_type: str, deployments: dict[str, str] | None = None,
+                   ) -> tuple[str, ...]:
+    """The models a provider of `provider_type` serves when its config lists none."""
+    if provider_type == "azure":
+        return tuple(deployments or ())
+    return DEFAULT_MODELS.get(provider_type, ())
+
+
+# A model name or pattern as a provider lists it: printable ASCII without spaces or commas
+# (`--models` splits on commas), e.g. gpt-4o, llama3.1:8b, meta-llama/Llama-3-8B, ft:gpt-4o:org::1.
+_MODEL_ENTRY = re.compile(r"[!-+\--~]{1,200}")
+
+
+def check_model_entry(entry: str) -> str:
+    """`entry` if it can be a provider's model name or pattern, else ValueError saying why."""
+    if not _MODEL_ENTRY.fullmatch(entry):
+        raise ValueError(f"{entry[:60]!r} is not a model name or pattern: 1 to 200 printable "
+                         "ASCII characters, no spaces or commas (e.g. gpt-4o-mini, llama*)")
+    return entry
+
+
+_DEPLOYMENT = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def check_deployment(name: str) -> str:
+    """An Azure deployment name (it becomes a path segment of the URL), else ValueError."""
+    if not _DEPLOYMENT.fullmatch(name) or name in (".", ".."):
+        raise ValueError(f"{name[:60]!r} is not a deployment name: 1 to 64 letters, digits, "
+                         "'.', '_' or '-'")
+    return name
+
 
 DEFAULT_NAME_PATTERN = (
     r"^(?P<env>[a-z][a-z0-9]*)-(?P<service>[a-z0-9]+)-(?P<purpose>[a-z0-9]+)(?:-(?P<nn>\d{2}))?$"
@@ -205,6 +254,21 @@ class ProviderConfig(_Strict):
     api_version: str = "2024-10-21"
     supports_responses: bool | None = None
     mock: MockConfig = MockConfig()
+
+    @field_validator("models")
+    @classmethod
+    def _model_entries(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            check_model_entry(entry)
+        return value
+
+    @field_validator("deployments")
+    @classmethod
+    def _deployments(cls, value: dict[str, str]) -> dict[str, str]:
+        for model, deployment in value.items():
+            check_model_entry(model)
+            check_deployment(deployment)
+        return value
 
     @model_validator(mode="before")
     @classmethod
