@@ -39,6 +39,7 @@ __all__ = [
     "TokensConfig",
     "UsageConfig",
     "VaultConfig",
+    "check_base_url",
     "check_deployment",
     "check_model_entry",
     "default_models",
@@ -83,6 +84,24 @@ def check_model_entry(entry: str) -> str:
         raise ValueError(f"{entry[:60]!r} is not a model name or pattern: 1 to 200 printable "
                          "ASCII characters, no spaces or commas (e.g. gpt-4o-mini, llama*)")
     return entry
+
+
+def check_base_url(url: str) -> str:
+    """A provider's base_url holds no credentials (they would be a secret in the config, and
+    sent besides the key), else ValueError."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises on a port that is not a number)
+    except ValueError:
+        raise ValueError("base_url is not a valid URL") from None
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("base_url must not hold user:password@; give the provider's key "
+                         "as its api_key (--api-key-stdin, --api-key-env)")
+    if not parts.hostname:
+        raise ValueError("base_url has no host")
+    return url
 
 
 _DEPLOYMENT = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -284,6 +303,8 @@ class ProviderConfig(_Strict):
             raise ValueError(f"base_url is required for a provider of type {self.type}")
         if self.base_url and not self.base_url.startswith(("http://", "https://")):
             raise ValueError("base_url must start with http:// or https://")
+        if self.base_url:
+            check_base_url(self.base_url)
         if self.api_key is not None and self.api_keys is not None:
             raise ValueError("api_key and api_keys are mutually exclusive: give one key as "
                              "api_key, or several as api_keys: [...]")
