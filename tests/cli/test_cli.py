@@ -48,7 +48,7 @@ def test_init_writes_config_env_and_gitignore(tmp_path: Path) -> None:
                   if line and not line.startswith("#"))
     assert set(values) == {"KEYSTEAD_MASTER_KEY", "KEYSTEAD_ADMIN_TOKEN"}
     MasterKey.from_text(values["KEYSTEAD_MASTER_KEY"])  # a usable key
-    assert values["KEYSTEAD_ADMIN_TOKEN"].startswith("kst_admin_")
+    assert values["KEYSTEAD_ADMIN_TOKEN"].startswith("ksa_")
     assert len(values["KEYSTEAD_ADMIN_TOKEN"]) > 40
 
     gitignore = (target / ".gitignore").read_text().splitlines()
