@@ -262,7 +262,8 @@ def test_providers_add_with_stdin_keeps_the_key_in_the_vault(project: Project) -
     result = project.ok("providers", "add", "local", "--type", "openai-compatible",
                         "--base-url", "http://127.0.0.1:1/v1", "--models", "llama*, qwen3",
                         "--api-key-stdin", input=secret + "\n")
-    assert result.stdout.strip() == "added provider local (openai-compatible), key: vault"
+    assert result.stdout.splitlines() == ["added provider local (openai-compatible), key: vault",
+                                          "serves: llama*, qwen3"]
     listed = _providers(project)
     assert listed["local"]["api_key"] == "vault"
     assert listed["local"]["status"] == "ok"
