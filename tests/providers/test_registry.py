@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from keystead.config.load import parse_config
-from keystead.config.model import DEFAULT_MODELS
+from keystead.config.provider_values import DEFAULT_MODELS
 from keystead.errors import ModelNotFound
 from keystead.providers.registry import ProviderRegistry, ProviderSpec, build_provider
 from keystead.providers.transport import ASGITransport

@@ -9,12 +9,8 @@ import secrets
 import time
 from typing import Any
 
-from keystead.config.model import (
-    DEFAULT_BASE_URLS,
-    check_base_url,
-    check_deployment,
-    check_model_entry,
-)
+from keystead.config.model import DEFAULT_BASE_URLS
+from keystead.config.provider_values import check_base_url, check_deployment, check_model_entry
 from keystead.control.probe import probe
 from keystead.errors import InvalidField, NotFound
 from keystead.providers.base import Provider

@@ -13,13 +13,8 @@ import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from keystead.config.model import (
-    DEFAULT_BASE_URLS,
-    DEFAULT_MODELS,
-    MockConfig,
-    ProviderConfig,
-    default_models,
-)
+from keystead.config.model import DEFAULT_BASE_URLS, MockConfig, ProviderConfig
+from keystead.config.provider_values import DEFAULT_MODELS, default_models
 from keystead.errors import ModelNotFound
 from keystead.mocks.openai_upstream import MockSettings, create_mock_app
 from keystead.providers.anthropic import AnthropicProvider
@@ -191,6 +186,9 @@ class ProviderRegistry:
         self.claims: list[Claim] = claims_of(
             (p.name, p.models, p.type == "mock", "config") for p in self.providers.values())
         self._memo: dict[str, tuple[Provider, str]] = {}
+        # Built on first use, then kept: a flood of unknown names must not redo the work.
+        self._listed: list[tuple[str, Provider]] | None = None
+        self._hint: str | None = None
 
     def resolve(self, model: str) -> tuple[Provider, str]:
         """The provider for `model` and the model name to send it."""
@@ -229,15 +227,22 @@ class ProviderRegistry:
 
     def listed_models(self) -> list[tuple[str, Provider]]:
         """Every model name a provider lists, with the provider that answers it."""
-        seen: dict[str, Provider] = {}
-        for claim in self.claims:
-            if claim.exact and claim.entry not in seen:
-                winner = best(self.claims, claim.entry)
-                assert winner is not None  # the claim itself matches
-                seen[claim.entry] = self.providers[winner.provider]
-        return sorted(seen.items())
+        if self._listed is None:
+            seen: dict[str, Provider] = {}
+            for claim in self.claims:
+                if claim.exact and claim.entry not in seen:
+                    winner = best(self.claims, claim.entry)
+                    assert winner is not None  # the claim itself matches
+                    seen[claim.entry] = self.providers[winner.provider]
+            self._listed = sorted(seen.items())
+        return list(self._listed)
 
     def _suggestion(self) -> str:
+        if self._hint is None:
+            self._hint = self._describe_served()
+        return self._hint
+
+    def _describe_served(self) -> str:
         if not self.providers:
             return "No provider is configured yet: add one with `keystead providers add`."
         names = [m for m, _ in self.listed_models()][:8]
