@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
+import pytest
+
 from cli.helpers import Project
 from keystead.cli.summary import _without_password, render
 from keystead.config.model import AdminConfig
@@ -71,3 +73,24 @@ def test_a_database_or_redis_password_is_never_shown() -> None:
     assert _without_password("redis://:s3cret@cache:6379/0") == "redis://cache:6379/0"
     assert _without_password("postgresql://db.internal/keystead") == \
         "postgresql://db.internal/keystead"
+
+
+def test_a_failing_summary_never_stops_the_start(project: Project,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    from keystead.cli import summary as module
+
+    def broken(*args: object) -> str:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(module, "render", broken)
+
+    async def start() -> None:
+        runtime = await Runtime.open(project.loaded(), serving=False)
+        try:
+            await module.on_ready("127.0.0.1", 8080)(runtime)
+        finally:
+            await runtime.close()
+
+    asyncio.run(start())
+    assert "the start-up summary failed" in caplog.text

@@ -6,6 +6,7 @@ another provider shadows), the routes, the store and the counters. A dozen lines
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -24,7 +25,12 @@ def on_ready(host: str, port: int) -> Callable[[Runtime], Awaitable[None]]:
     """The `create_app(on_ready=...)` hook that prints the summary."""
 
     async def print_summary(runtime: Runtime) -> None:
-        sys.stderr.write(render(runtime, host, port) + "\n")
+        try:
+            text = render(runtime, host, port)
+        except Exception:  # a report must never keep the gateway from starting
+            logging.getLogger("keystead.server").exception("the start-up summary failed")
+            return
+        sys.stderr.write(text + "\n")
         sys.stderr.flush()
 
     return print_summary
