@@ -48,7 +48,7 @@ def test_init_writes_config_env_and_gitignore(tmp_path: Path) -> None:
                   if line and not line.startswith("#"))
     assert set(values) == {"KEYSTEAD_MASTER_KEY", "KEYSTEAD_ADMIN_TOKEN"}
     MasterKey.from_text(values["KEYSTEAD_MASTER_KEY"])  # a usable key
-    assert values["KEYSTEAD_ADMIN_TOKEN"].startswith("kst_admin_")
+    assert values["KEYSTEAD_ADMIN_TOKEN"].startswith("ksa_")
     assert len(values["KEYSTEAD_ADMIN_TOKEN"]) > 40
 
     gitignore = (target / ".gitignore").read_text().splitlines()
@@ -262,7 +262,8 @@ def test_providers_add_with_stdin_keeps_the_key_in_the_vault(project: Project) -
     result = project.ok("providers", "add", "local", "--type", "openai-compatible",
                         "--base-url", "http://127.0.0.1:1/v1", "--models", "llama*, qwen3",
                         "--api-key-stdin", input=secret + "\n")
-    assert result.stdout.strip() == "added provider local (openai-compatible), key: vault"
+    assert result.stdout.splitlines() == ["added provider local (openai-compatible), key: vault",
+                                          "serves: llama*, qwen3"]
     listed = _providers(project)
     assert listed["local"]["api_key"] == "vault"
     assert listed["local"]["status"] == "ok"

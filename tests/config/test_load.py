@@ -447,7 +447,8 @@ def test_init_template_loads_cleanly(tmp_path):
     assert config.vault.master_key.get_secret_value() == MASTER
     assert config.admin.token.get_secret_value() == "kst_admin_x"
     assert config.providers["mock"].type == "mock"
-    assert config.providers["mock"].models == ("gpt-4o-mini", "text-embedding-3-small")
+    # Names of its own: the mock never answers a real model's name (issue 12).
+    assert config.providers["mock"].models == ("mock-chat", "mock-embedding")
     assert config.keys.environments == ("dev", "staging", "prod")
     # "Every value shown is the default."
     assert config.server == ServerConfig()

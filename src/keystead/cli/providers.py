@@ -55,7 +55,11 @@ def _keys_summary(view: dict[str, Any]) -> str:
               help="Read the key from a secret store, re-read every secret_stores.refresh_s: "
                    "file:PATH, aws-sm:SECRET_ID[#FIELD], hcvault:MOUNT/PATH#FIELD or env:VAR. "
                    "Only the reference is stored. Repeat it for a pool of keys.")
-@click.option("--models", help="Models it serves, comma separated; patterns like llama* work.")
+@click.option("--models", help="Models it serves, comma separated; patterns like llama* work. "
+                                "Default: the vendor's models (openai: gpt-*, o1*, o3*, o4*, "
+                                "chatgpt-*, text-embedding-*, ft:*; anthropic: claude-*; "
+                                "gemini: gemini-*; azure: its --deployment models; mock: "
+                                "mock-chat, mock-embedding); openai-compatible has none.")
 @click.option("--deployment", "deployments", multiple=True, metavar="MODEL=DEPLOYMENT",
               help="Azure: the deployment that serves a model (repeatable).")
 @click.option("--api-version", help="Azure api-version (default 2024-10-21).")
@@ -95,6 +99,28 @@ def add(state: State, name: str, type_: str, base_url: str | None,
     click.echo(f"added provider {view['name']} ({view['type']}), key: {view['api_key'] or 'none'}")
     if view["error"]:
         click.echo(f"warning: {view['error']}", err=True)
+    _tell_what_it_serves(state, view, given=bool(models and models.strip(", ")))
+
+
+def _tell_what_it_serves(state: State, view: dict[str, Any], *, given: bool) -> None:
+    """What the new provider answers, and every name it takes from, or leaves to, another."""
+    from keystead.providers.claims import claims_from_views, describe, shadows
+
+    name, served = view["name"], view.get("models") or []
+    if not served:
+        click.echo(f"warning: provider {name} serves no model: it lists none, and type "
+                   f"{view['type']} has no default list; add it again with --models, e.g. "
+                   "--models 'llama*,qwen*' (or '*' for whatever its server has)", err=True)
+        return
+    origin = "" if given else (f" (type {view['type']}'s "
+                               + ("deployments" if view["type"] == "azure" else "defaults")
+                               + "; --models chooses)")
+    click.echo(f"serves: {', '.join(served)}{origin}")
+    found = shadows(claims_from_views(state.backend().list_providers()))
+    for line in describe(s for s in found if name in {c.provider for c in s.losers}):
+        click.echo(f"warning: {line}", err=True)
+    for line in describe(s for s in found if s.winner.provider == name):
+        click.echo(f"note: {line}", err=True)
 
 
 @providers.command("list")
@@ -103,10 +129,20 @@ def add(state: State, name: str, type_: str, base_url: str | None,
 @friendly
 def list_(state: State, fmt: str) -> None:
     """List providers, from the config file and added at run time, and their keys' states."""
+    from keystead.providers.claims import claims_from_views, describe, shadows
+
     rows = state.backend().list_providers()
+    shadowed = describe(shadows(claims_from_views(rows)))
     if fmt != "json":
         rows = [{**row, "keys": _keys_summary(row)} for row in rows]
     click.echo(table(rows, _COLUMNS, fmt))
+    if shadowed:
+        # Below a table; on stderr when the output is for a program (json, csv).
+        err = fmt != "table"
+        click.echo("\nNames more than one provider claims (who answers them, and why):",
+                   err=err)
+        for line in shadowed:
+            click.echo(f"  {line}", err=err)
 
 
 @providers.command("show")

@@ -86,9 +86,11 @@ def serve(state: State, config_path: str | None, host: str | None, port: int | N
                     log_config=None, access_log=False, timeout_graceful_shutdown=grace,
                     server_header=False, **NO_PROXY_HEADERS)  # type: ignore[arg-type]
         return
+    from keystead.cli.summary import on_ready
     from keystead.server.app import create_app
 
-    run_until_stopped(uvicorn.Server(uvicorn_config(create_app(loaded), host, port, grace)))  # type: ignore[arg-type]
+    app = create_app(loaded, on_ready=on_ready(host, port))  # prints the start-up summary
+    run_until_stopped(uvicorn.Server(uvicorn_config(app, host, port, grace)))  # type: ignore[arg-type]
 
 
 COMMANDS = [serve]

@@ -30,7 +30,8 @@ _PURE_REF = re.compile(r"^(\$\{[A-Za-z_][A-Za-z0-9_]*\}|env:[A-Za-z_][A-Za-z0-9_
 # (elsewhere, e.g. admin.token, the text would be taken literally).
 _STORE_REF = re.compile(r"^(file:\S+|aws-sm:[^\s#]+(#[^\s#]+)?|hcvault:[^\s#/]+/[^\s#]+#[^\s#]+)$")
 
-# Environment variables that fill a setting the file leaves empty.
+# Environment variables that fill a setting the file leaves empty. A file that sets one itself
+# wins; `init` writes `${KEYSTEAD_DATABASE_URL:-sqlite:///keystead.db}` so that it does not.
 _ENV_OVERRIDES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("KEYSTEAD_DATABASE_URL", ("database", "url")),
     ("KEYSTEAD_REDIS_URL", ("redis", "url")),
@@ -49,6 +50,9 @@ class LoadedConfig:
     config: Config
     path: Path | None  # None: the embedded defaults
     base_dir: Path  # relative paths (SQLite file, master key file) resolve against this
+    # What loading noticed and a person should hear (`serve` prints it), e.g. an environment
+    # variable that is set but that the file overrules.
+    notes: tuple[str, ...] = ()
 
     def resolve_path(self, value: str) -> Path:
         path = Path(value).expanduser()
@@ -93,7 +97,8 @@ def load_config(explicit: str | os.PathLike[str] | None = None,
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections (server, ...)")
-    return LoadedConfig(parse_config(raw, env, source=str(path)), path, path.parent.resolve())
+    return LoadedConfig(parse_config(raw, env, source=str(path)), path, path.parent.resolve(),
+                        notes=_overruled(raw, env, str(path)))
 
 
 def parse_config(raw: dict[str, Any], env: Mapping[str, str], *, source: str) -> Config:
@@ -108,6 +113,20 @@ def parse_config(raw: dict[str, Any], env: Mapping[str, str], *, source: str) ->
         return Config.model_validate(resolved)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source)) from None
+
+
+def _overruled(raw: dict[str, Any], env: Mapping[str, str], source: str) -> tuple[str, ...]:
+    """The override variables that are set but that the file's own value keeps from working."""
+    notes = []
+    for var, (section, field) in _ENV_OVERRIDES:
+        values = raw.get(section)
+        written = values.get(field) if isinstance(values, dict) else None
+        if env.get(var) and isinstance(written, str) and written \
+                and not re.search(r"\$\{" + var + r"(:-[^}]*)?\}|^env:" + var + "$", written):
+            notes.append(f"{var} is set but {source} sets {section}.{field} itself, and the "
+                         f"file wins: write `{field}: ${{{var}}}` there (or "
+                         f"`${{{var}:-default}}`) to take it from the environment")
+    return tuple(notes)
 
 
 def _resolve(node: Any, path: tuple[str, ...], env: Mapping[str, str], source: str) -> Any:

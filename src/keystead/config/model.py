@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from keystead.config.provider_values import check_base_url, check_deployment, check_model_entry
 from keystead.config.routing import RouteConfig, RoutingConfig, check_routes
 
 __all__ = [
@@ -212,6 +213,21 @@ class ProviderConfig(_Strict):
     supports_responses: bool | None = None
     mock: MockConfig = MockConfig()
 
+    @field_validator("models")
+    @classmethod
+    def _model_entries(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            check_model_entry(entry)
+        return value
+
+    @field_validator("deployments")
+    @classmethod
+    def _deployments(cls, value: dict[str, str]) -> dict[str, str]:
+        for model, deployment in value.items():
+            check_model_entry(model)
+            check_deployment(deployment)
+        return value
+
     @model_validator(mode="before")
     @classmethod
     def _default_base_url(cls, data: Any) -> Any:
@@ -226,6 +242,8 @@ class ProviderConfig(_Strict):
             raise ValueError(f"base_url is required for a provider of type {self.type}")
         if self.base_url and not self.base_url.startswith(("http://", "https://")):
             raise ValueError("base_url must start with http:// or https://")
+        if self.base_url:
+            check_base_url(self.base_url)
         if self.api_key is not None and self.api_keys is not None:
             raise ValueError("api_key and api_keys are mutually exclusive: give one key as "
                              "api_key, or several as api_keys: [...]")

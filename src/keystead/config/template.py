@@ -1,4 +1,8 @@
-"""The commented starter config that `keystead init` writes. Every value shown is the default."""
+"""The commented starter config that `keystead init` writes. Every value shown is the default.
+
+Its mock serves names of its own (mock-chat, mock-embedding), never a real model's: a provider
+added later for OpenAI must answer gpt-4o-mini, not the mock (issue 12).
+"""
 
 CONFIG_TEMPLATE = """\
 # keystead configuration. Reference: docs/configuration.md
@@ -15,8 +19,9 @@ server:
   shutdown_grace_s: 30     # on SIGTERM, how long in-flight requests may finish
 
 database:
-  # SQLite file (relative to this file) by default; KEYSTEAD_DATABASE_URL overrides.
-  url: sqlite:///keystead.db
+  # The SQLite file keystead.db beside this file, unless KEYSTEAD_DATABASE_URL is set (e.g.
+  # postgresql://keystead@db.internal/keystead): the ${...} below is what makes it count.
+  url: ${KEYSTEAD_DATABASE_URL:-sqlite:///keystead.db}
 
 vault:
   master_key: ${KEYSTEAD_MASTER_KEY}   # 32 random bytes, base64; or master_key_file: PATH
@@ -31,22 +36,27 @@ keys:
   environments: [dev, staging, prod]
 
 providers:
-  # The built-in mock speaks OpenAI's wire format: useful before you have a provider account.
+  # The built-in mock speaks OpenAI's wire format, to try keystead before you have a provider
+  # account: ask for model mock-chat or mock-embedding. Its names are its own, so it never
+  # answers a model a real provider serves. Delete it when you no longer need it.
   mock:
     type: mock
-    models: [gpt-4o-mini, text-embedding-3-small]
+    models: [mock-chat, mock-embedding]
+  # Providers added with `keystead providers add` live in the database, not here. A provider
+  # that lists no models serves its vendor's: openai gpt-*, o1*, o3*, o4*, chatgpt-*,
+  # text-embedding-*; anthropic claude-*; gemini gemini-*; azure its deployments' models.
+  # When two providers claim a name, `keystead providers list` says which one answers it.
   # openai:
   #   type: openai
   #   base_url: https://api.openai.com/v1
   #   api_key: ${OPENAI_API_KEY}
-  #   models: [gpt-4o-mini, gpt-4o, "gpt-4.1*", text-embedding-3-small]
+  #   # models: [gpt-4o-mini, gpt-4o]     # only these; default: OpenAI's models
   # azure:
   #   type: azure
   #   base_url: https://YOUR-RESOURCE.openai.azure.com
   #   api_key: ${AZURE_OPENAI_API_KEY}
   #   api_version: 2024-10-21
-  #   deployments: {gpt-4o: my-gpt4o-deployment}
-  #   models: [gpt-4o]
+  #   deployments: {gpt-4o: my-gpt4o-deployment}   # it serves these models
   # local:
   #   type: openai-compatible             # vLLM, Ollama, llama.cpp
   #   base_url: http://localhost:11434/v1

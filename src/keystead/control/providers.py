@@ -10,9 +10,11 @@ import time
 from typing import Any
 
 from keystead.config.model import DEFAULT_BASE_URLS
+from keystead.config.provider_values import check_base_url, check_deployment, check_model_entry
+from keystead.control.probe import probe
 from keystead.errors import InvalidField, NotFound
-from keystead.providers.base import Endpoint, Provider
-from keystead.providers.key_pool import ACTIVE, PoolKey, fingerprint, normalize_label
+from keystead.providers.base import Provider
+from keystead.providers.key_pool import ACTIVE, fingerprint, normalize_label
 from keystead.providers.secret_refs import EXTERNAL_SCHEMES, check_reference
 from keystead.runtime import KEY_ENABLED, PROVIDERS_VERSION, ProviderStatus, Runtime
 from keystead.state.records import EventRecord, ProviderRecord
@@ -78,6 +80,12 @@ class ProviderService:
             raise InvalidField(f"A provider of type {type} needs --base-url.", param="base_url")
         if base_url and not base_url.startswith(("http://", "https://")):
             raise InvalidField("base_url must start with http:// or https://.", param="base_url")
+        if base_url:
+            try:
+                check_base_url(base_url)
+            except ValueError as exc:
+                raise InvalidField(str(exc).capitalize() + ".", param="base_url") from None
+        _check_models(models or (), deployments or {})
         given = (api_key_env, api_key, api_key_ref, api_keys or None, api_key_refs or None)
         if sum(x is not None for x in given) > 1:
             raise InvalidField(_ONE_WAY, param="api_key")
@@ -259,9 +267,9 @@ class ProviderService:
         provider = self.rt.providers.providers[name]
         pool = provider.keys.keys
         if not pool and not status.key_errors:
-            return {"name": name, **await _probe(provider, None), "keys": []}
+            return {"name": name, **await probe(provider, None), "keys": []}
         results = [{"label": key.label, "fingerprint": key.fingerprint, "state": key.state,
-                    **await _probe(provider, key)} for key in pool]
+                    **await probe(provider, key)} for key in pool]
         results += [{"label": label, "fingerprint": None, "state": "unusable", "ok": False,
                      "status": None, "latency_ms": None, "detail": error}
                     for label, error in status.key_errors.items()]
@@ -307,29 +315,6 @@ class ProviderService:
                        hint=f"Its keys: {labels}.")
 
 
-async def _probe(provider: Provider, key: PoolKey | None) -> dict[str, Any]:
-    """One call with `key` (pinned: no other key, no state change): ok, status, latency, detail."""
-    started = time.perf_counter()
-    try:
-        if provider.capabilities.list_models:
-            response = await provider.send(Endpoint.MODELS, "", None, stream=False, key=key)
-        else:
-            model = next(iter(provider.listed_models), "gpt-4o-mini")
-            body = (b'{"model":"' + model.encode() + b'","max_tokens":1,'
-                    b'"messages":[{"role":"user","content":"ping"}]}')
-            response = await provider.send(Endpoint.CHAT, model, body, stream=False, key=key)
-        await response.read()
-    except Exception as exc:  # the whole point is to report it
-        return {"ok": False, "status": None,
-                "latency_ms": round((time.perf_counter() - started) * 1000, 1),
-                "detail": getattr(exc, "message", type(exc).__name__)}
-    latency = round((time.perf_counter() - started) * 1000, 1)
-    detail = {401: "the provider refused the key (401)", 403: "the key lacks permission (403)",
-              404: "the base_url looks wrong (404)"}.get(response.status, "")
-    return {"ok": response.status < 400, "status": response.status, "latency_ms": latency,
-            "detail": detail or ("ok" if response.status < 400 else f"HTTP {response.status}")}
-
-
 def _external_ref(ref: str, param: str) -> str:
     try:
         check_reference(ref)
@@ -340,6 +325,21 @@ def _external_ref(ref: str, param: str) -> str:
                            "aws-sm:, hcvault:); use --api-key-stdin to seal one into the vault.",
                            param=param)
     return ref
+
+
+def _check_models(models: Any, deployments: dict[str, str]) -> None:
+    """Model names and Azure deployments where they enter: a deployment becomes a URL path."""
+    for entry in [*models, *deployments]:
+        try:
+            check_model_entry(entry)
+        except ValueError as exc:
+            param = "models" if entry in models else "deployments"
+            raise InvalidField(str(exc).capitalize() + ".", param=param) from None
+    for deployment in deployments.values():
+        try:
+            check_deployment(deployment)
+        except ValueError as exc:
+            raise InvalidField(str(exc).capitalize() + ".", param="deployments") from None
 
 
 def _no_twins(values: list[str], param: str) -> None:

@@ -1,9 +1,10 @@
 """Which provider serves which model: adapters built from the config and the store.
 
-A model resolves, in order: `provider/model` naming a provider explicitly; a provider whose
-`models` lists it; a provider whose `models` has a matching pattern (`gpt-4o*`). Providers from
-the config come before providers added at run time. Results are memoised: resolving is a dict
-lookup on the request path.
+A provider serves what its `models` list says; one that lists none serves its vendor's model
+families (`config.model.default_models`). A model resolves to `provider/model`, when that
+provider serves the model, else to the first provider by the precedence rules of
+`providers.claims` (a real provider before a mock, a listed name before a pattern, ...). Results
+are memoised: resolving is a dict lookup on the request path.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from keystead.config.model import DEFAULT_BASE_URLS, MockConfig, ProviderConfig
+from keystead.config.provider_values import DEFAULT_MODELS, default_models
 from keystead.errors import ModelNotFound
 from keystead.mocks.openai_upstream import MockSettings, create_mock_app
 from keystead.providers.anthropic import AnthropicProvider
 from keystead.providers.azure import AzureProvider
 from keystead.providers.base import Capabilities, Provider
+from keystead.providers.claims import Claim, best, claims_of
 from keystead.providers.gemini import GeminiProvider
 from keystead.providers.key_pool import KeyPool
 from keystead.providers.openai_compatible import (
@@ -71,6 +74,8 @@ class ProviderSpec:
     api_version: str | None = None
     supports_responses: bool | None = None
     mock: MockConfig = field(default_factory=lambda: MockConfig())
+    # False: `models` are the type's defaults (the config or `providers add` listed none).
+    models_given: bool = True
 
     @classmethod
     def from_config(cls, name: str, config: ProviderConfig) -> ProviderSpec:
@@ -79,16 +84,20 @@ class ProviderSpec:
                      else KeySource(value=secret)
                      for secret in (key.get_secret_value() for key in given))
         return cls(name=name, type=config.type, base_url=config.base_url, source="config",
-                   keys=keys, models=config.models,
+                   keys=keys, models=config.models or default_models(config.type,
+                                                                     config.deployments),
                    deployments=dict(config.deployments), api_version=config.api_version,
-                   supports_responses=config.supports_responses, mock=config.mock)
+                   supports_responses=config.supports_responses, mock=config.mock,
+                   models_given=bool(config.models))
 
     @classmethod
     def from_record(cls, record: ProviderRecord) -> ProviderSpec:
         return cls(name=record.name, type=record.type, base_url=record.base_url, source="store",
-                   keys=tuple(KeySource(ref=ref) for ref in record.refs), models=record.models,
+                   keys=tuple(KeySource(ref=ref) for ref in record.refs),
+                   models=record.models or default_models(record.type, record.deployments),
                    deployments=dict(record.deployments), api_version=record.api_version,
-                   supports_responses=record.supports_responses)
+                   supports_responses=record.supports_responses,
+                   models_given=bool(record.models))
 
 
 async def resolve_keys(spec: ProviderSpec, vault: Vault | None) -> list[str | VaultError]:
@@ -132,9 +141,9 @@ def build_provider(spec: ProviderSpec, api_key: str | KeyPool | None, http: Tran
         )
         if len(keys) > 1:
             settings = dataclasses.replace(settings, api_keys=keys.secrets)
-        if spec.models:
-            settings = dataclasses.replace(settings, models=spec.models)
-        models = settings.models
+        # Never the mock upstream's own default list (OpenAI's names): see DEFAULT_MODELS.
+        models = spec.models or DEFAULT_MODELS["mock"]
+        settings = dataclasses.replace(settings, models=models)
         return MockProvider(
             spec.name, base_url=spec.base_url or MOCK_BASE_URL, api_key=keys, models=models,
             transport=ASGITransport(create_mock_app(settings)) if not spec.base_url else http,
@@ -173,7 +182,13 @@ class ProviderRegistry:
         self.providers: dict[str, Provider] = {}
         for provider in providers:
             self.providers.setdefault(provider.name, provider)
+        # In the order given: the config file's providers, then those added at run time.
+        self.claims: list[Claim] = claims_of(
+            (p.name, p.models, p.type == "mock", "config") for p in self.providers.values())
         self._memo: dict[str, tuple[Provider, str]] = {}
+        # Built on first use, then kept: a flood of unknown names must not redo the work.
+        self._listed: list[tuple[str, Provider]] | None = None
+        self._hint: str | None = None
 
     def resolve(self, model: str) -> tuple[Provider, str]:
         """The provider for `model` and the model name to send it."""
@@ -182,43 +197,72 @@ class ProviderRegistry:
         except KeyError:
             pass
         found = self._find(model)
-        if found is None:
-            raise ModelNotFound(
-                f"The model {model!r} is not served by this gateway.",
-                param="model",
-                hint=self._suggestion(),
-            )
         if len(self._memo) < _MEMO_LIMIT:
             self._memo[model] = found
         return found
 
-    def _find(self, model: str) -> tuple[Provider, str] | None:
+    def _find(self, model: str) -> tuple[Provider, str]:
         prefix, slash, rest = model.partition("/")
-        if slash and prefix in self.providers:
-            return self.providers[prefix], rest
-        for provider in self.providers.values():
-            if model in provider.listed_models:
-                return provider, model
-        for provider in self.providers.values():
-            if provider.serves(model):
-                return provider, model
-        return None
+        named = self.providers.get(prefix) if slash else None
+        if named is not None:
+            # A name with a slash may be a model's own (meta-llama/Llama-3-8B, also
+            # openai/gpt-oss-20b): a provider that lists it whole has it.
+            claim = best((c for c in self.claims if c.exact), model)
+            if claim is not None:
+                return self.providers[claim.provider], model
+            if named.serves(rest):
+                return named, rest
+            # Never another provider's pattern (`*` catching `openai/gpt-5`).
+            raise ModelNotFound(
+                f"Provider {prefix!r} does not serve the model {rest[:100]!r}.", param="model",
+                hint=_serves(named))
+        claim = best(self.claims, model)
+        if claim is not None:
+            return self.providers[claim.provider], model
+        raise ModelNotFound(
+            f"The model {model[:100]!r} is not served by this gateway.",
+            param="model",
+            hint=self._suggestion(),
+        )
 
     def listed_models(self) -> list[tuple[str, Provider]]:
-        seen: dict[str, Provider] = {}
-        for provider in self.providers.values():
-            for model in provider.listed_models:
-                seen.setdefault(model, provider)
-        return sorted(seen.items())
+        """Every model name a provider lists, with the provider that answers it."""
+        if self._listed is None:
+            seen: dict[str, Provider] = {}
+            for claim in self.claims:
+                if claim.exact and claim.entry not in seen:
+                    winner = best(self.claims, claim.entry)
+                    assert winner is not None  # the claim itself matches
+                    seen[claim.entry] = self.providers[winner.provider]
+            self._listed = sorted(seen.items())
+        return list(self._listed)
 
     def _suggestion(self) -> str:
-        models = [m for m, _ in self.listed_models()][:8]
-        if not models:
+        if self._hint is None:
+            self._hint = self._describe_served()
+        return self._hint
+
+    def _describe_served(self) -> str:
+        if not self.providers:
             return "No provider is configured yet: add one with `keystead providers add`."
-        return ("GET /v1/models lists the models your key may use, e.g. "
-                + ", ".join(models) + ".")
+        names = [m for m, _ in self.listed_models()][:8]
+        patterns = list(dict.fromkeys(c.entry for c in self.claims if not c.exact))[:8]
+        if not names and not patterns:
+            return ("No provider lists a model: give one its models (`models:` in the config, "
+                    "or `keystead providers add ... --models`).")
+        served = ", ".join(names + [f"names like {p}" for p in patterns])
+        return f"This gateway serves {served}; GET /v1/models lists what your key may use."
 
     async def close(self) -> None:
         transports = {id(p.transport): p.transport for p in self.providers.values()}
         for transport in transports.values():
             await transport.close()
+
+
+def _serves(provider: Provider) -> str:
+    """What a provider named in `provider/model` serves, for the 404's hint."""
+    if not provider.models:
+        return ("It lists no models: give it some (`models:` in the config, or add it again "
+                "with --models), e.g. --models '*' for whatever its server has.")
+    shown = ", ".join(provider.models[:10]) + (", ..." if len(provider.models) > 10 else "")
+    return f"It serves {shown}; ask for one of those, or name no provider."

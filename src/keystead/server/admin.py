@@ -221,7 +221,7 @@ class Revoke(BaseModel):
 class ProviderCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
-    type: Literal["openai", "azure", "openai-compatible", "mock"]
+    type: Literal["openai", "azure", "openai-compatible", "mock", "anthropic", "gemini"]
     base_url: str | None = None
     api_key_env: str | None = Field(None, description="Read the key from this variable.")
     api_key: str | None = Field(None, description="Sealed into the vault; never returned.")
