@@ -11,6 +11,9 @@ than once for one request: when the provider refuses a key (401/403), the same r
 again with the next key of the pool (see `key_pool`), so `request_target` must build fresh
 headers from its arguments each time. `prepare` runs once per request, `wrap` once on the
 answer that is returned.
+
+Names: `send` refuses a model that cannot be a model name (`names.check_model`), and an adapter
+that puts a name into its URL escapes it as one path segment (`names.path_segment`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from keystead.providers.key_pool import DISABLED, KeyPool, PoolKey
+from keystead.providers.names import check_model
 from keystead.providers.transport import Transport, UpstreamResponse
 
 __all__ = ["Capabilities", "Endpoint", "Provider"]
@@ -115,6 +119,8 @@ class Provider(ABC):
         """Send the request with a key of the pool; a key the provider refuses is taken out and
         the request sent again with the next one. `key` pins one key of the pool (`providers
         test`): no other key is tried and no state changes."""
+        if endpoint is not Endpoint.MODELS:  # (the model list names no model)
+            check_model(model, self.name)
         pinned = key is not None
         if key is None:
             key = self.keys.pick()
