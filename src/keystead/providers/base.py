@@ -14,7 +14,8 @@ answer that is returned.
 
 Names: `send` refuses a model that cannot be a model name (`names.check_model`), and an adapter
 that puts a name into its URL escapes it as one path segment (`names.path_segment`). Errors:
-an answer of status 400 or more is read whole in `send` and handed on as an `ErrorResponse`.
+an answer of status 400 or more is read whole in `send` and handed on as an `ErrorResponse`
+with any provider key it echoes masked (`redact`), so no relay of it can leak one.
 """
 
 from __future__ import annotations
@@ -123,7 +124,8 @@ class Provider(ABC):
         """Send the request with a key of the pool; a key the provider refuses is taken out and
         the request sent again with the next one (see `key_pool`). `key` pins one key of the
         pool (`providers test`): no other key is tried and no state changes. An answer of
-        status 400 or more comes back read whole (an `ErrorResponse`)."""
+        status 400 or more comes back read whole, with any provider key it echoes masked
+        (`redact`)."""
         if endpoint is not Endpoint.MODELS:  # (the model list names no model)
             check_model(model, self.name)
         pinned = key is not None
@@ -197,7 +199,7 @@ class Provider(ABC):
                                                  what=self.name)
 
     async def _read_error(self, response: UpstreamResponse, *, retry: bool) -> ErrorResponse:
-        """The error answer read whole. `retry`: a body that cannot be read does
+        """The error answer read whole and redacted. `retry`: a body that cannot be read does
         not matter (the request goes to another key): an empty one stands for it."""
         if not retry:
             return await ErrorResponse.read_from(response, self.keys.secrets)
