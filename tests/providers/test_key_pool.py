@@ -1,6 +1,7 @@
 """The key pool on its own: round-robin over the active keys, a refused key out (reported once),
 a rate-limited key cooling down, every key out still answering, and the provider's send loop
-against a fake transport that refuses chosen keys."""
+against a fake transport that refuses chosen keys; a 403 read for what it is about (the key,
+the gateway's place, the request) before any key is taken out."""
 
 from __future__ import annotations
 
