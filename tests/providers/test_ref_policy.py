@@ -24,11 +24,12 @@ def config_with_key(key: object) -> None:
 
 
 @pytest.mark.parametrize("key", ["${KEYSTEAD_MASTER_KEY}", "env:KEYSTEAD_ADMIN_TOKEN",
+                                 "vault:system:key-pepper",
                                  ["${OPENAI_API_KEY}", "${KEYSTEAD_MASTER_KEY}"],
                                  "file:/etc/keystead/.env"])
 def test_the_config_file_cannot_make_keysteads_own_secret_a_provider_key(key: object) -> None:
     with pytest.raises(ConfigError, match=r"providers\.p\.api_keys?(\.1)?: .*(own variables|"
-                                          r"environment file)") as refused:
+                                          r"environment file|key pepper)") as refused:
         config_with_key(key)
     assert "m" * 44 not in str(refused.value) and "t" * 30 not in str(refused.value)
 
@@ -50,6 +51,8 @@ def test_own_variables_and_files(tmp_path: Path) -> None:
     assert own_secret(f"file:{tmp_path}/other", [master]) is None
     assert own_secret("file:relative/.env") is not None
     assert own_secret("env:OPENAI_API_KEY") is None
+    assert own_secret("vault:system:key-pepper") is not None  # the pepper of every key's HMAC
+    assert own_secret("vault:provider:openai") is None
     assert own_secret("aws-sm:prod/openai") is None
 
 

@@ -6,7 +6,8 @@ one chooses both, so:
 
 1. **keystead's own secrets are never a provider key**, whatever the face (config file, CLI,
    admin API) and whatever is allowed: the `KEYSTEAD_*` variables (the master key, the admin
-   token, ...), a `.env` file, the master key file and the config file (`own_secret`). When a
+   token, ...), a `.env` file, the master key file, the config file and the vault's own
+   `system:` records (the key pepper) (`own_secret`). When a
    key is read, a value that is the vault's master key or the value of a `KEYSTEAD_*` variable
    is refused too, whatever the reference was (`secret_refs.resolve_reference`).
 2. **The admin API** (and `keystead --server`, which calls it) may create only the references
@@ -29,6 +30,7 @@ from keystead.config.model import AdminSecretRefs
 __all__ = ["OWN_PREFIX", "admin_refusal", "own_secret", "own_variable"]
 
 OWN_PREFIX = "KEYSTEAD_"
+_OWN_VAULT = "system:"  # the vault's own records (vault.store.PEPPER_ID), not provider keys
 
 
 def own_variable(name: str) -> bool:
@@ -42,6 +44,9 @@ def own_secret(ref: str, protected: Iterable[Path] = ()) -> str | None:
     scheme, _, rest = ref.partition(":")
     if scheme == "env" and own_variable(rest):
         return f"{rest} is one of keystead's own variables, never a provider key"
+    if scheme == "vault" and rest.startswith(_OWN_VAULT):
+        return f"{rest} is keystead's own secret in its vault (the key pepper), never a " \
+               "provider key"
     if scheme == "file":
         path = Path(rest).expanduser()
         if path.name == ".env":
