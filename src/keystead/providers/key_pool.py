@@ -322,9 +322,10 @@ class KeyPool:
     def _take_out(self, key: PoolKey, status: int, reason: str) -> None:
         self._set(key, DISABLED, reason)
         left = len(self._ready) + len(self._cooling)
+        why = "" if reason == f"HTTP {status}" else f"{reason}; "
         log.warning("provider %s: key %s (fingerprint %s) refused with HTTP %d; taken out of "
-                    "rotation (%s; %s)", self.provider, key.label, key.fingerprint, status,
-                    reason, f"{left} of {len(self.keys)} keys left" if left else
+                    "rotation (%s%s)", self.provider, key.label, key.fingerprint, status, why,
+                    f"{left} of {len(self.keys)} keys left" if left else
                     "no key left: requests fail with upstream_auth_failed until a key is "
                     "replaced or re-enabled")
         self._emit(key, status)
