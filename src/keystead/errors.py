@@ -20,7 +20,8 @@
     ├── PermissionDenied            (403 permission_error)
     │   ├── ModelNotAllowed         code=model_not_allowed
     │   ├── EndpointNotAllowed      code=endpoint_not_allowed
-    │   └── AddressNotAllowed       code=ip_not_allowed
+    │   ├── AddressNotAllowed       code=ip_not_allowed
+    │   └── SecretRefNotAllowed     code=secret_ref_not_allowed / keystead_secret_ref
     ├── NotFound                    (404 invalid_request_error)
     │   ├── ModelNotFound           code=model_not_found
     │   └── RouteNotFound           code=unknown_url
@@ -76,6 +77,7 @@ __all__ = [
     "RotatedKey",
     "RouteNotFound",
     "RouteUnavailable",
+    "SecretRefNotAllowed",
     "Unavailable",
     "UnknownKey",
     "UpstreamError",
@@ -198,6 +200,19 @@ class EndpointNotAllowed(PermissionDenied):
 
 class AddressNotAllowed(PermissionDenied):
     code = "ip_not_allowed"
+
+
+class SecretRefNotAllowed(PermissionDenied):
+    """A provider key reference this face may not create (admin.secret_refs), or one naming
+    keystead's own secrets (`keystead_secret_ref`: nothing allows it)."""
+
+    code = "secret_ref_not_allowed"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
+                 hint: str | None = None):
+        super().__init__(message, param=param, hint=hint)
+        if code is not None:
+            self.code = code
 
 
 class RateLimited(GatewayError):

@@ -7,16 +7,31 @@ import json
 import time
 from pathlib import Path
 
-from cli.helpers import Project, Remote
+from cli.helpers import Project, Remote, serving
+from keystead.config.load import LoadedConfig
+from keystead.config.model import AdminSecretRefs
 
 
-def test_remote_add_with_an_external_reference(project: Project, remote: Remote,
-                                               tmp_path: Path) -> None:
+def test_remote_add_with_an_external_reference(project: Project, tmp_path: Path) -> None:
     secret = tmp_path / "provider.key"
     secret.write_text("sk-external-store-0123456789abcdef\n")
-    remote.ok("providers", "add", "external", "--type", "openai-compatible", "--base-url",
-              "http://127.0.0.1:9/v1", "--models", "ext-model", "--api-key-ref",
-              f"file:{secret}")
+    add = ("providers", "add", "external", "--type", "openai-compatible", "--base-url",
+           "http://127.0.0.1:9/v1", "--models", "ext-model", "--api-key-ref", f"file:{secret}")
+    with serving(project.loaded()) as remote:  # by default the admin API may name no file
+        refused = remote.run(*add)
+        assert refused.exit_code != 0
+        assert "admin.secret_refs.allow_file_dirs" in refused.output
+    loaded = project.loaded()
+    admin = loaded.config.admin.model_copy(
+        update={"secret_refs": AdminSecretRefs(allow_file_dirs=(str(tmp_path),))})
+    allowing = LoadedConfig(loaded.config.model_copy(update={"admin": admin}), loaded.path,
+                            loaded.base_dir)
+    with serving(allowing) as remote:
+        _add_and_read(project, remote, add, secret)
+
+
+def _add_and_read(project: Project, remote: Remote, add: tuple[str, ...], secret: Path) -> None:
+    remote.ok(*add)
     listed = json.loads(remote.ok("providers", "list", "--format", "json").stdout)
     (row,) = [p for p in listed if p["name"] == "external"]
     assert f"file:{secret}" in json.dumps(row)

@@ -1,11 +1,13 @@
 """The key pool on its own: round-robin over the active keys, a refused key out (reported once),
 a rate-limited key cooling down, every key out still answering, and the provider's send loop
-against a fake transport that refuses chosen keys."""
+against a fake transport that refuses chosen keys; a 403 read for what it is about (the key,
+the gateway's place, the request) before any key is taken out."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import time
 from collections import Counter
@@ -20,15 +22,21 @@ from keystead.providers.key_pool import (
     ACTIVE,
     COOLING,
     DISABLED,
+    FAULT_WINDOW_S,
+    FAULTS_TO_DISABLE,
+    FORBIDDEN_KEY,
+    FORBIDDEN_PLACE,
+    FORBIDDEN_REQUEST,
     MAX_COOL_S,
     KeyChange,
     KeyPool,
+    classify_403,
     fingerprint,
     normalize_label,
     retry_after_s,
 )
 from keystead.providers.openai_compatible import OpenAICompatibleProvider
-from keystead.providers.transport import UpstreamResponse
+from keystead.providers.transport import Transport, UpstreamResponse
 
 A, B, C = "sk-key-a-0123456789abcdef", "sk-key-b-0123456789abcdef", "sk-key-c-0123456789abcdef"
 
@@ -196,7 +204,7 @@ class FakeUpstream:
         pass
 
 
-def provider_with(upstream: FakeUpstream, *secrets: str) -> tuple[OpenAICompatibleProvider,
+def provider_with(upstream: Transport, *secrets: str) -> tuple[OpenAICompatibleProvider,
                                                                    list[KeyChange]]:
     changes: list[KeyChange] = []
     pool = KeyPool.of("up", list(secrets), report=changes.append)
@@ -281,3 +289,134 @@ def test_concurrent_requests_on_a_revoked_key_all_succeed() -> None:
     results = asyncio.run(main())
     assert Counter(s for r in results for s in r) == Counter({200: 30})
     assert len(changes) == 1
+
+
+# --- 403: about the key, the gateway's place, or the request ----------------------------------
+
+# What providers answer (docs/providers.md quotes them).
+MODEL_403 = (b'{"error": {"message": "Project `proj_abc` does not have access to model `gpt-4.1`"'
+             b', "type": "invalid_request_error", "param": null, "code": "model_not_found"}}')
+PLACE_403 = (b'{"error": {"code": "unsupported_country_region_territory", "message": "Country, '
+             b'region, or territory not supported", "param": null, "type": "request_forbidden"}}')
+KEY_403 = (b'[{"error": {"code": 403, "message": "Permission denied: Consumer \'api_key:x\' has '
+           b'been suspended.", "status": "PERMISSION_DENIED", "details": [{"reason": '
+           b'"CONSUMER_SUSPENDED", "domain": "googleapis.com"}]}}]')
+
+
+class _Answer(_Reply):
+    def __init__(self, status: int, body: bytes):
+        super().__init__(status)
+        self.body = body
+
+    async def read(self) -> bytes:
+        self.read_count += 1
+        return self.body
+
+
+class ForbiddingUpstream:
+    """Answers 403 (with `body`) to the (key, model) pairs in `refuse`, 200 to the rest."""
+
+    def __init__(self, refuse: set[tuple[str, str]], body: bytes = MODEL_403):
+        self.refuse = refuse
+        self.body = body
+        self.seen: list[tuple[str, str]] = []
+
+    async def send(self, method: str, url: str, headers: dict[str, str], body: bytes | None,
+                   *, read_timeout: float, what: str) -> UpstreamResponse:
+        key = headers.get("authorization", "").removeprefix("Bearer ")
+        model = json.loads(body or b"{}")["model"]
+        self.seen.append((key, model))
+        if (key, model) in self.refuse or ("*", model) in self.refuse:
+            return _Answer(403, self.body)
+        return _Answer(200, b'{"ok": true}')
+
+    async def close(self) -> None:
+        pass
+
+
+async def ask(provider: OpenAICompatibleProvider, model: str) -> int:
+    reply = await provider.send(Endpoint.CHAT, model, json.dumps({"model": model}).encode(),
+                                stream=False)
+    return reply.status
+
+
+def test_a_403_about_the_request_disables_no_key() -> None:
+    """Issue 13: one client request answered 403 (a model the project may not use) took a key
+    out for everyone. Now every key is tried once, the client gets the 403, no key changes, and
+    the next request (another model) goes on as before."""
+    upstream = ForbiddingUpstream({("*", "gpt-4.1")})
+    provider, changes = provider_with(upstream, A, B)
+    assert asyncio.run(ask(provider, "gpt-4.1")) == 403
+    assert upstream.seen == [(A, "gpt-4.1"), (B, "gpt-4.1")]
+    assert changes == [] and {k.state for k in provider.keys.keys} == {ACTIVE}
+    assert [asyncio.run(ask(provider, "m")) for _ in range(4)] == [200] * 4
+    assert Counter(key for key, model in upstream.seen[2:]) == Counter({A: 2, B: 2})
+    for _ in range(FAULTS_TO_DISABLE * 2):  # however often: nobody served it, nobody is at fault
+        assert asyncio.run(ask(provider, "gpt-4.1")) == 403
+    assert changes == [] and all(not k.faults for k in provider.keys.keys)
+
+
+def test_a_key_that_refuses_what_another_serves_goes_out_after_repeated_faults(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    upstream = ForbiddingUpstream({(A, "gpt-4.1"), (A, "o3")})
+    provider, changes = provider_with(upstream, A, B)
+    first = provider.keys.keys[0]
+
+    def on_a(model: str) -> int:  # a request that starts on #1
+        provider.keys._next = 0
+        return asyncio.run(ask(provider, model))
+
+    assert on_a("gpt-4.1") == 200  # #1 refused, #2 served: the client never sees the 403
+    assert upstream.seen == [(A, "gpt-4.1"), (B, "gpt-4.1")]
+    assert on_a("o3") == 200 and len(first.faults) == 2 and first.state == ACTIVE
+    assert on_a("m") == 200  # #1 still serves what it may
+    now[0] += FAULT_WINDOW_S + 1  # old faults expire
+    assert on_a("gpt-4.1") == 200 and len(first.faults) == 1 and first.state == ACTIVE
+    assert on_a("o3") == 200 and on_a("gpt-4.1") == 200
+    assert first.state == DISABLED and first.reason is not None
+    assert first.reason.startswith("HTTP 403: refused 3 requests")
+    assert [(c.label, c.state, c.status) for c in changes] == [("#1", DISABLED, 403)]
+    upstream.seen.clear()
+    assert on_a("m") == 200 and upstream.seen == [(B, "m")]  # out of rotation
+
+
+def test_a_403_that_names_the_key_takes_it_out_at_once() -> None:
+    upstream = ForbiddingUpstream({(A, "m")}, KEY_403)
+    provider, changes = provider_with(upstream, A, B)
+    assert asyncio.run(ask(provider, "m")) == 200
+    assert upstream.seen == [(A, "m"), (B, "m")]
+    assert provider.keys.keys[0].state == DISABLED
+    assert [(c.label, c.reason, c.status) for c in changes] == [("#1", "HTTP 403", 403)]
+
+
+def test_a_403_about_the_gateways_place_tries_no_other_key() -> None:
+    upstream = ForbiddingUpstream({("*", "m")}, PLACE_403)
+    provider, changes = provider_with(upstream, A, B, C)
+    assert asyncio.run(ask(provider, "m")) == 403
+    assert upstream.seen == [(A, "m")]  # every key would hear the same
+    assert changes == [] and {k.state for k in provider.keys.keys} == {ACTIVE}
+
+
+def test_a_one_key_provider_keeps_its_key_on_a_403() -> None:
+    upstream = ForbiddingUpstream({(A, "gpt-4.1")})
+    provider, changes = provider_with(upstream, A)
+    assert [asyncio.run(ask(provider, "gpt-4.1")) for _ in range(5)] == [403] * 5
+    assert asyncio.run(ask(provider, "m")) == 200
+    assert changes == [] and provider.keys.keys[0].state == ACTIVE
+
+
+@pytest.mark.parametrize(("body", "about"), [
+    (MODEL_403, FORBIDDEN_REQUEST), (PLACE_403, FORBIDDEN_PLACE), (KEY_403, FORBIDDEN_KEY),
+    (b'{"type":"error","error":{"type":"permission_error","message":"Your API key does not '
+     b'have permission to use the specified resource."}}', FORBIDDEN_REQUEST),
+    (b'{"error":{"code":"403","message": "Access denied due to Virtual Network/Firewall '
+     b'rules."}}', FORBIDDEN_PLACE),
+    (b'{"error":{"type":"forbidden","message":"Request not allowed"}}', FORBIDDEN_PLACE),
+    (b'{"error":{"code":403,"message":"Your API key was reported as leaked. Please use another '
+     b'API key.","status":"PERMISSION_DENIED"}}', FORBIDDEN_KEY),
+    (b"", FORBIDDEN_REQUEST), (b"<html>403 Forbidden</html>", FORBIDDEN_REQUEST),
+])
+def test_what_a_403_is_about(body: bytes, about: str) -> None:
+    assert classify_403(body) == about

@@ -269,3 +269,50 @@ def test_a_pool_key_that_cannot_be_read_leaves_the_others_serving(tmp_path: Path
 
     run(tmp_path, body, {"pool": {"type": "mock", "models": ["pool-model"], "api_keys": [
         "${POOL_KEY_1}", f"file:{missing}", "${POOL_KEY_3}"]}})
+
+
+def test_one_requests_403_does_not_take_a_key_out_for_the_next_request(tmp_path: Path) -> None:
+    """Issue 13: a client asked for a model the provider's project may not use; the 403 took
+    the pool's keys out for everyone. Now the keys stay in, nothing is recorded, and the next
+    request for another model is served as before."""
+    seen: list[tuple[str, str]] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        key = request.headers.get("authorization", "").removeprefix("Bearer ")
+        model = (await request.json())["model"]
+        seen.append((key, model))
+        if model == "gpt-4.1":
+            return web.json_response({"error": {
+                "message": "Project `proj_abc` does not have access to model `gpt-4.1`",
+                "type": "invalid_request_error", "param": None, "code": "model_not_found"}},
+                status=403)
+        return web.json_response({
+            "id": "c1", "object": "chat.completion", "created": 1, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}})
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", handler)
+        async with serving_http(app) as base:
+            providers = {"pool": {"type": "openai-compatible", "base_url": f"{base}/v1",
+                                  "models": ["pool-model", "gpt-4.1"],
+                                  "api_keys": ["${POOL_KEY_1}", "${POOL_KEY_2}"]}}
+            loaded = make_loaded(tmp_path, {"providers": providers}, env=ENV)
+            async with running_app(loaded) as client:
+                key = await client.create_key("prod-pool-test")
+                refused = await client.request("POST", "/v1/chat/completions", key=key,
+                                               json_body={**CHAT, "model": "gpt-4.1"})
+                assert refused.status >= 400
+                assert seen == [(K1, "gpt-4.1"), (K2, "gpt-4.1")]  # each key tried once
+                replies = [await client.request("POST", "/v1/chat/completions", key=key,
+                                                json_body=CHAT) for _ in range(4)]
+                assert {r.status for r in replies} == {200}
+                assert {k for k, _ in seen[2:]} == {K1, K2}  # both keys still serve
+                view = (await client.admin("GET", "/admin/providers/pool")).json()
+                assert [k["state"] for k in view["keys"]] == ["active", "active"]
+                assert await client.runtime.store.list_events(10, kind=KEY_DISABLED) == []
+                assert await client.runtime.store.list_provider_key_states() == []
+
+    asyncio.run(main())

@@ -173,6 +173,8 @@ def _check_secret_references(node: Any, path: tuple[str, ...], source: str) -> N
 
 def _refuse_raw_secret(value: Any, path: tuple[str, ...], source: str, *,
                        provider_key: bool) -> None:
+    if provider_key and isinstance(value, str):
+        _refuse_own_secret(value, path, source)
     if not isinstance(value, str) or _PURE_REF.match(value) \
             or (provider_key and _STORE_REF.match(value)):
         return
@@ -183,6 +185,17 @@ def _refuse_raw_secret(value: Any, path: tuple[str, ...], source: str, *,
         + (" (or reference a secret store: file:PATH, aws-sm:SECRET_ID[#FIELD], "
            "hcvault:MOUNT/PATH#FIELD)" if provider_key else "")
     )
+
+
+def _refuse_own_secret(value: str, path: tuple[str, ...], source: str) -> None:
+    """keystead's own secrets (KEYSTEAD_* variables, a .env) are never a provider key."""
+    from keystead.providers.ref_policy import own_secret
+
+    match = _REF.fullmatch(value)
+    why = own_secret(f"env:{match.group(1)}" if match else value)
+    if why is not None:
+        raise ConfigError(f"{source}: {'.'.join(path)}: {why}; reference the provider's own "
+                          "key (e.g. ${OPENAI_API_KEY})")
 
 
 def _describe(exc: ValidationError, source: str) -> str:

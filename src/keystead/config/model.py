@@ -20,6 +20,7 @@ from keystead.config.routing import RouteConfig, RoutingConfig, check_routes
 __all__ = [
     "DEFAULT_BASE_URLS",
     "AdminConfig",
+    "AdminSecretRefs",
     "Config",
     "DatabaseConfig",
     "GuardPolicy",
@@ -135,8 +136,38 @@ class VaultConfig(_Strict):
     master_key_file: str | None = None
 
 
+class AdminSecretRefs(_Strict):
+    """Which references to keys kept outside keystead the admin API (and `keystead --server`)
+    may give a provider. Default: none (a key given by value is sealed into the vault).
+    keystead's own secrets (KEYSTEAD_* variables, the master key file, a .env) never, whatever
+    is listed here (providers/ref_policy.py)."""
+
+    allow_env: tuple[str, ...] = ()  # variable names or patterns: [OPENAI_API_KEY, "AZURE_*"]
+    allow_file_dirs: tuple[str, ...] = ()  # absolute directories: [/run/secrets]
+    allow_aws_sm: tuple[str, ...] = ()  # secret ids or patterns: ["prod/llm/*"]
+    allow_hcvault: tuple[str, ...] = ()  # MOUNT/PATH or patterns: ["secret/llm/*"]
+
+    @field_validator("allow_env")
+    @classmethod
+    def _env_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9_*?\[\]]+", name):
+                raise ValueError(f"{name!r} is not an environment variable name or pattern")
+        return value
+
+    @field_validator("allow_file_dirs")
+    @classmethod
+    def _absolute(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for directory in value:
+            if not directory.startswith("/") or directory.rstrip("/") == "":
+                raise ValueError(f"{directory!r}: give an absolute directory other than /, "
+                                 "e.g. /run/secrets")
+        return value
+
+
 class AdminConfig(_Strict):
     token: SecretStr | None = None
+    secret_refs: AdminSecretRefs = AdminSecretRefs()
 
 
 class KeysConfig(_Strict):

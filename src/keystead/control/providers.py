@@ -7,14 +7,16 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from pathlib import Path
 from typing import Any
 
 from keystead.config.model import DEFAULT_BASE_URLS
 from keystead.config.provider_values import check_base_url, check_deployment, check_model_entry
 from keystead.control.probe import probe
-from keystead.errors import InvalidField, NotFound
+from keystead.errors import InvalidField, NotFound, SecretRefNotAllowed
 from keystead.providers.base import Provider
 from keystead.providers.key_pool import ACTIVE, fingerprint, normalize_label
+from keystead.providers.ref_policy import admin_refusal, own_secret
 from keystead.providers.secret_refs import EXTERNAL_SCHEMES, check_reference
 from keystead.runtime import KEY_ENABLED, PROVIDERS_VERSION, ProviderStatus, Runtime
 from keystead.state.records import EventRecord, ProviderRecord
@@ -97,6 +99,9 @@ class ProviderService:
             refs = [_external_ref(api_key_ref, "api_key_ref")]
         elif api_key_env is not None:
             refs = [f"env:{api_key_env}"]
+        for ref in refs:
+            self._check_ref(ref, "api_key_env" if api_key_env is not None
+                            else "api_key_ref" if api_key_ref is not None else "api_key_refs")
         values = [value.strip() for value in ([api_key] if api_key else api_keys or ())]
         if any(not value for value in values):
             raise InvalidField("A key is empty.", param="api_keys")
@@ -174,6 +179,7 @@ class ProviderService:
         refs = [source.ref for source in status.spec.keys if source.ref is not None]
         if api_key_ref is not None:
             ref = _external_ref(api_key_ref, "api_key_ref")
+            self._check_ref(ref, "api_key_ref")
             if ref in refs:
                 raise InvalidField(f"Provider {name!r} has the key {ref} already.",
                                    param="api_key_ref")
@@ -287,6 +293,32 @@ class ProviderService:
         return {"name": name, "ok": not failed, "status": first["status"],
                 "latency_ms": max(latencies) if latencies else None, "detail": detail,
                 "keys": results}
+
+    def _check_ref(self, ref: str, param: str) -> None:
+        """References only where they belong (providers/ref_policy.py): never keystead's own
+        secrets; from the admin API, only what admin.secret_refs allows."""
+        own = own_secret(ref, self._own_files())
+        if own is not None:
+            raise SecretRefNotAllowed(
+                f"{ref} cannot be a provider key: {own}.", param=param,
+                code="keystead_secret_ref",
+                hint="Give the provider's own key: its value (sealed into the vault), or a "
+                     "reference to where that key is kept.")
+        if self.actor != "admin-api":
+            return  # the CLI beside the config is the operator's own
+        setting = admin_refusal(ref, self.rt.config.admin.secret_refs)
+        if setting is not None:
+            raise SecretRefNotAllowed(
+                f"The admin API may not give a provider the key reference {ref}.", param=param,
+                hint="Send the key's value instead (api_key: sealed into the vault), or allow "
+                     f"such references in the gateway's config under {setting}.")
+
+    def _own_files(self) -> tuple[Path, ...]:
+        """This gateway's files that hold secrets: the config, its .env, the master key file."""
+        loaded = self.rt.loaded
+        files = (loaded.path, loaded.path.parent / ".env") if loaded.path is not None else ()
+        key_file = self.rt.config.vault.master_key_file
+        return (*files, loaded.resolve_path(key_file)) if key_file else files
 
     def _status(self, name: str) -> ProviderStatus:
         status = self.rt.provider_status.get(name)

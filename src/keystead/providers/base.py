@@ -11,24 +11,33 @@ than once for one request: when the provider refuses a key (401/403), the same r
 again with the next key of the pool (see `key_pool`), so `request_target` must build fresh
 headers from its arguments each time. `prepare` runs once per request, `wrap` once on the
 answer that is returned.
+
+Names: `send` refuses a model that cannot be a model name (`names.check_model`), and an adapter
+that puts a name into its URL escapes it as one path segment (`names.path_segment`). Errors:
+an answer of status 400 or more is read whole in `send` and handed on as an `ErrorResponse`
+with any provider key it echoes masked (`redact`), so no relay of it can leak one.
 """
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import StrEnum
 
-from keystead.providers.key_pool import DISABLED, KeyPool, PoolKey
+from keystead.providers.key_pool import (
+    DISABLED,
+    FORBIDDEN_KEY,
+    FORBIDDEN_PLACE,
+    KeyPool,
+    PoolKey,
+    classify_403,
+)
+from keystead.providers.names import check_model
+from keystead.providers.redact import ErrorResponse
 from keystead.providers.transport import Transport, UpstreamResponse
 
 __all__ = ["Capabilities", "Endpoint", "Provider"]
-
-# Answers about the key rather than the request: the pool acts on them (see key_pool).
-_KEY_STATUSES = frozenset((401, 403, 429))
-
 
 class Endpoint(StrEnum):
     CHAT = "chat.completions"
@@ -114,56 +123,92 @@ class Provider(ABC):
     async def send(self, endpoint: Endpoint, model: str, body: bytes | None, *,
                    stream: bool, key: PoolKey | None = None) -> UpstreamResponse:
         """Send the request with a key of the pool; a key the provider refuses is taken out and
-        the request sent again with the next one. `key` pins one key of the pool (`providers
-        test`): no other key is tried and no state changes."""
+        the request sent again with the next one (see `key_pool`). `key` pins one key of the
+        pool (`providers test`): no other key is tried and no state changes. An answer of
+        status 400 or more comes back read whole, with any provider key it echoes masked
+        (`redact`)."""
+        if endpoint is not Endpoint.MODELS:  # (the model list names no model)
+            check_model(model, self.name)
         pinned = key is not None
         if key is None:
             key = self.keys.pick()
         was_out = key is not None and key.state == DISABLED  # every key is out: a probe
-        url, headers = self.request_target(endpoint, model,
-                                           key.secret if key is not None else None)
-        headers["accept"] = "text/event-stream" if stream else "application/json"
+        url, headers = self._target(endpoint, model, key, stream)
         method = "GET" if endpoint is Endpoint.MODELS else "POST"
         body = self.prepare(endpoint, model, body, stream)
         if body is not None:
             headers["content-type"] = "application/json"
         response = await self.transport.send(method, url, headers, body,
                                              read_timeout=self.read_timeout, what=self.name)
-        if key is not None and not pinned and (response.status in _KEY_STATUSES or was_out):
+        if key is not None and not pinned and (response.status >= 400 or was_out):
             response = await self._settle_key(endpoint, model, body, stream, method, key,
                                               was_out, response)
+        elif response.status >= 400:
+            response = await ErrorResponse.read_from(response, self.keys.secrets)
         return self.wrap(response, endpoint, stream)
+
+    def _target(self, endpoint: Endpoint, model: str, key: PoolKey | None,
+                stream: bool) -> tuple[str, dict[str, str]]:
+        url, headers = self.request_target(endpoint, model,
+                                           key.secret if key is not None else None)
+        headers["accept"] = "text/event-stream" if stream else "application/json"
+        return url, headers
 
     async def _settle_key(self, endpoint: Endpoint, model: str, body: bytes | None,
                           stream: bool, method: str, key: PoolKey, was_out: bool,
                           response: UpstreamResponse) -> UpstreamResponse:
         """Tell the pool what the provider said of `key`; on a refusal, send the same (already
-        prepared) request with the next key, each key at most once."""
+        prepared) request with a key not tried yet, each key at most once."""
         pool = self.keys
-        for _ in range(len(pool)):
+        tried = [key]
+        refusers: list[PoolKey] = []  # keys that refused this request with a 403 about it
+        while True:
             status = response.status
-            if status == 429:
-                pool.limited(key, response.headers)
-            elif status < 400:
+            if status < 400:
                 if was_out:
                     pool.answered(key, status)
-            elif status in (401, 403):
-                following = pool.refused(key, status)
-                if following is None:
-                    return response
-                with contextlib.suppress(Exception):  # a small error body: free the connection
-                    await response.read()
-                key, was_out = following, False
-                url, headers = self.request_target(endpoint, model, key.secret)
-                headers["accept"] = "text/event-stream" if stream else "application/json"
-                if body is not None:
-                    headers["content-type"] = "application/json"
-                response = await self.transport.send(method, url, headers, body,
-                                                     read_timeout=self.read_timeout,
-                                                     what=self.name)
-                continue
-            return response
-        return response
+                for refuser in refusers:  # another key served what they refused
+                    pool.faulted(refuser)
+                return response
+            error = await self._read_error(response, retry=status in (401, 403))
+            following: PoolKey | None
+            if status == 429:
+                pool.limited(key, error.headers)
+                return error
+            if status == 401:
+                following = pool.refused(key, status, exclude=tried)
+            elif status == 403:
+                about = classify_403(error.body)
+                if about == FORBIDDEN_PLACE:
+                    return error  # every key would hear the same
+                if about == FORBIDDEN_KEY:
+                    following = pool.refused(key, status, exclude=tried)
+                else:
+                    refusers.append(key)
+                    following = pool.another(tried)
+            else:
+                return error
+            if following is None:
+                return error
+            key, was_out = following, False
+            tried.append(key)
+            url, headers = self._target(endpoint, model, key, stream)
+            if body is not None:
+                headers["content-type"] = "application/json"
+            response = await self.transport.send(method, url, headers, body,
+                                                 read_timeout=self.read_timeout,
+                                                 what=self.name)
+
+    async def _read_error(self, response: UpstreamResponse, *, retry: bool) -> ErrorResponse:
+        """The error answer read whole and redacted. `retry`: a body that cannot be read does
+        not matter (the request goes to another key): an empty one stands for it."""
+        if not retry:
+            return await ErrorResponse.read_from(response, self.keys.secrets)
+        try:
+            return await ErrorResponse.read_from(response, self.keys.secrets)
+        except Exception:  # a broken refusal: free the connection, move on
+            response.abort()
+            return ErrorResponse(response, b"")
 
 
 def _is_pattern(model: str) -> bool:

@@ -3,15 +3,30 @@
 `Provider.send` asks the pool for a key per request (`pick`, round-robin over the active keys)
 and tells it what the provider answered:
 
-- **401 / 403**: the key is taken out of rotation (`disabled`) and the same request is sent
-  again at once with the next usable key: the provider did no work, so this is safe. Only when
-  no usable key is left does the caller see the 401/403.
+- **401**: the key is wrong. It is taken out of rotation (`disabled`) and the same request is
+  sent again at once with the next usable key: the provider did no work, so this is safe. Only
+  when no usable key is left does the caller see the 401.
+- **403**: a 403 is often about the request, not the key (a model the key's project may not
+  use, a region, a network rule), so what the answer says decides (`classify_403`):
+  - the provider says the key itself is refused (Google's `CONSUMER_SUSPENDED`,
+    `API_KEY_SERVICE_BLOCKED`, `API_KEY_IP_ADDRESS_BLOCKED`, `API_KEY_HTTP_REFERRER_BLOCKED`,
+    a key "reported as leaked"): out at once, as after a 401;
+  - it is about where the gateway calls from (OpenAI's `unsupported_country_region_territory`,
+    Azure's "Virtual Network/Firewall rules" and private-endpoint refusals, Anthropic's edge
+    "Request not allowed"): every key would get the same answer, so no other key is tried and
+    nothing changes;
+  - anything else (OpenAI's 403 `model_not_found` "Project ... does not have access to model",
+    Anthropic's `permission_error`): the key stays in and the same request goes to the next key
+    not yet tried. If another key serves it, the keys that refused it get a fault (`faulted`);
+    a key with `FAULTS_TO_DISABLE` faults within `FAULT_WINDOW_S` is taken out. If every key
+    refuses, the request was the problem: the client gets the 403 and no key changes. A client
+    cannot disable a key by asking for models nobody may use.
 - **429**: the key cools down for the provider's `retry-after-ms` / `retry-after` (capped at
   `MAX_COOL_S`), so the next requests go to the other keys; the 429 itself is returned as is
   (retrying is the data plane's business).
 - **success with a disabled key** (only sent when every key is out): a key taken out after a
-  401 is back. One taken out after a 403 stays out (a 403 can depend on the model asked for,
-  and bringing it back would flap); an operator puts it back.
+  401 is back. One taken out after a 403 stays out (bringing it back on one success would flap);
+  an operator puts it back.
 
 When no key is active the pool still hands one out (the cooling key that is free soonest,
 else the disabled keys in turn), so a provider whose keys are all out answers what it answers
@@ -31,14 +46,16 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-__all__ = ["ACTIVE", "COOLING", "DEFAULT_COOL_S", "DISABLED", "MAX_COOL_S", "KeyChange",
-           "KeyPool", "PoolKey", "fingerprint", "normalize_label", "retry_after_s"]
+__all__ = ["ACTIVE", "COOLING", "DEFAULT_COOL_S", "DISABLED", "FAULTS_TO_DISABLE",
+           "FAULT_WINDOW_S", "FORBIDDEN_KEY", "FORBIDDEN_PLACE", "FORBIDDEN_REQUEST",
+           "MAX_COOL_S", "KeyChange", "KeyPool", "PoolKey", "classify_403", "fingerprint",
+           "normalize_label", "retry_after_s"]
 
 log = logging.getLogger("keystead.providers")
 
@@ -49,6 +66,31 @@ DEFAULT_COOL_S = 5.0  # a 429 without retry-after
 MAX_COOL_S = 60.0
 _FINGERPRINT_CHARS = 12
 _REFUSED_401 = "HTTP 401"
+# A key that refused (403) requests other keys of the pool served, this often this recently, is
+# taken out (see the module docstring).
+FAULTS_TO_DISABLE = 3
+FAULT_WINDOW_S = 600.0
+
+# What a 403 is about (classify_403).
+FORBIDDEN_KEY = "key"  # the key itself is refused: out at once
+FORBIDDEN_PLACE = "place"  # where the gateway calls from: every key gets the same
+FORBIDDEN_REQUEST = "request"  # this request (its model, a resource): try another key
+# Words of providers' 403 bodies, as they answer them (docs/providers.md quotes them).
+_KEY_403 = (b"CONSUMER_SUSPENDED", b"API_KEY_SERVICE_BLOCKED", b"API_KEY_IP_ADDRESS_BLOCKED",
+            b"API_KEY_HTTP_REFERRER_BLOCKED", b"reported as leaked")
+_PLACE_403 = (b"unsupported_country_region_territory", b"Virtual Network",
+              b"Public access is disabled", b"private endpoint", b"Request not allowed")
+
+
+def classify_403(body: bytes) -> str:
+    """What a provider's 403 answer is about: FORBIDDEN_KEY, FORBIDDEN_PLACE or
+    FORBIDDEN_REQUEST (the default: a 403 is taken to be about the request unless it says
+    otherwise)."""
+    if any(word in body for word in _KEY_403):
+        return FORBIDDEN_KEY
+    if any(word in body for word in _PLACE_403):
+        return FORBIDDEN_PLACE
+    return FORBIDDEN_REQUEST
 
 
 def fingerprint(secret: str) -> str:
@@ -90,7 +132,8 @@ class PoolKey:
     """One key of a pool and its state. `since` is wall-clock time of the last change,
     `until` the monotonic end of a cool-down."""
 
-    __slots__ = ("fingerprint", "label", "reason", "secret", "since", "state", "until")
+    __slots__ = ("faults", "fingerprint", "label", "reason", "secret", "since", "state",
+                 "until")
 
     def __init__(self, label: str, secret: str, *, fingerprint_: str | None = None):
         self.label = label
@@ -100,6 +143,7 @@ class PoolKey:
         self.since: float | None = None
         self.reason: str | None = None
         self.until = 0.0
+        self.faults: list[float] = []  # monotonic times of 403s another key then served
 
     def __repr__(self) -> str:  # never the key
         return f"PoolKey({self.label} {self.fingerprint} {self.state})"
@@ -181,23 +225,43 @@ class KeyPool:
             return ready[i]
         return self._fallback()
 
-    def refused(self, key: PoolKey, status: int) -> PoolKey | None:
-        """The provider refused `key` (401/403): take it out (once: requests that were under
-        way with it all end up here). Returns the key to send the same request again with, or
-        None when no usable key is left."""
+    def refused(self, key: PoolKey, status: int, *, reason: str | None = None,
+                exclude: Collection[PoolKey] = ()) -> PoolKey | None:
+        """The provider refused `key` (a 401, or a 403 that names the key): take it out (once:
+        requests that were under way with it all end up here). Returns the key to send the same
+        request again with (none of `exclude`), or None when no usable key is left."""
         if key.state != DISABLED:
-            self._set(key, DISABLED, _REFUSED_401 if status == 401 else f"HTTP {status}")
-            left = len(self._ready) + len(self._cooling)
-            log.warning("provider %s: key %s (fingerprint %s) refused with HTTP %d; taken out "
-                        "of rotation (%s)", self.provider, key.label, key.fingerprint, status,
-                        f"{left} of {len(self.keys)} keys left" if left else
-                        "no key left: requests fail with upstream_auth_failed until a key is "
-                        "replaced or re-enabled")
-            self._emit(key, status)
+            self._take_out(key, status, reason or (_REFUSED_401 if status == 401
+                                                   else f"HTTP {status}"))
+        # Only a usable key: offering a disabled one here would use up its turn as a probe.
+        return self.another((key, *exclude))
+
+    def faulted(self, key: PoolKey) -> None:
+        """`key` refused (403) a request that another key of the pool then served: a fault. At
+        FAULTS_TO_DISABLE faults within FAULT_WINDOW_S the key is taken out."""
+        if key.state == DISABLED:
+            return
+        now = time.monotonic()
+        key.faults = [t for t in key.faults if now - t < FAULT_WINDOW_S]
+        key.faults.append(now)
+        if len(key.faults) >= FAULTS_TO_DISABLE:
+            key.faults = []
+            self._take_out(key, 403, f"HTTP 403: refused {FAULTS_TO_DISABLE} requests in "
+                                     f"{FAULT_WINDOW_S / 60:g} min that other keys served")
+
+    def another(self, exclude: Collection[PoolKey] = ()) -> PoolKey | None:
+        """A usable key (active, else the cooling one free soonest) that is not in `exclude`:
+        the key to send a refused request again with. None: no such key."""
         if self._cooling and time.monotonic() >= self._wake_at:
             self._wake()
-        # Only a usable key: offering a disabled one here would use up its turn as a probe.
-        return self.pick() if self._ready or self._cooling else None
+        ready = self._ready
+        for step in range(len(ready)):
+            i = (self._next + step) % len(ready)
+            if ready[i] not in exclude:
+                self._next = i + 1
+                return ready[i]
+        cooling = [key for key in self._cooling if key not in exclude]
+        return min(cooling, key=lambda key: key.until) if cooling else None
 
     def limited(self, key: PoolKey, headers: Mapping[str, str]) -> None:
         """The provider rate-limited `key` (429): the next requests prefer the other keys."""
@@ -232,6 +296,7 @@ class KeyPool:
         another gateway recorded."""
         if state == COOLING:
             raise ValueError("a cool-down is only ever the provider's (a 429)")
+        key.faults = []
         self._set(key, state, reason, since)
 
     def view(self) -> list[dict[str, Any]]:
@@ -253,6 +318,17 @@ class KeyPool:
         key.since = time.time() if since is None else since
         key.reason = reason
         self._rebuild()
+
+    def _take_out(self, key: PoolKey, status: int, reason: str) -> None:
+        self._set(key, DISABLED, reason)
+        left = len(self._ready) + len(self._cooling)
+        why = "" if reason == f"HTTP {status}" else f"{reason}; "
+        log.warning("provider %s: key %s (fingerprint %s) refused with HTTP %d; taken out of "
+                    "rotation (%s%s)", self.provider, key.label, key.fingerprint, status, why,
+                    f"{left} of {len(self.keys)} keys left" if left else
+                    "no key left: requests fail with upstream_auth_failed until a key is "
+                    "replaced or re-enabled")
+        self._emit(key, status)
 
     def _emit(self, key: PoolKey, status: int | None) -> None:
         if self._report is None:

@@ -8,6 +8,11 @@
 
 Errors are `VaultError`s naming the provider and the reference, never a secret value. Only the
 reference is ever stored or printed; the value lives in the provider built from it.
+
+keystead's own secrets are never a provider key, however they are referenced (`ref_policy`): an
+`env:KEYSTEAD_*` or `file:` naming keystead's own files is refused before it is read, and a value
+read is refused when it is the vault's master key, the value of a `KEYSTEAD_*` variable, or not
+one line of printable ASCII (a key is; an environment file or a PEM is not).
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from keystead.vault.envelope import VaultError
+from keystead.providers.ref_policy import own_secret, own_variable
+from keystead.vault.envelope import MasterKey, VaultError
 
 if TYPE_CHECKING:
     from keystead.vault.store import Vault
@@ -39,6 +45,7 @@ _SYNTAX = {
 _FORMS = ("env:VAR, vault:NAME, file:PATH, aws-sm:SECRET_ID[#FIELD] or "
           "hcvault:MOUNT/PATH#FIELD")
 _HTTP_TIMEOUT_S = 10.0
+_ONE_LINE = re.compile(r"[\x21-\x7e]+")
 
 
 class SecretRefError(VaultError):
@@ -66,24 +73,48 @@ async def resolve_reference(owner: str, ref: str, vault: Vault | None = None) ->
         raise SecretRefError(f"provider {owner}: {exc}") from None
     scheme, _, rest = ref.partition(":")
     where = f"provider {owner}: {ref}"
+    own = own_secret(ref)
+    if own is not None:
+        raise SecretRefError(f"{where}: {own}")
     if scheme == "env":
         value = os.environ.get(rest)
         if not value:
             raise SecretRefError(f"provider {owner}: environment variable {rest} is not set")
-        return value
-    if scheme == "vault":
+    elif scheme == "vault":
         if vault is None:
             raise SecretRefError(f"provider {owner}: its key is in the vault, but no master key "
                                  "is configured")
-        return (await vault.get(rest)).decode()
-    if scheme == "file":
-        return _read_file(where, rest)
-    if scheme == "aws-sm":
+        value = (await vault.get(rest)).decode()
+    elif scheme == "file":
+        value = _read_file(where, rest)
+    elif scheme == "aws-sm":
         secret_id, _, field = rest.partition("#")
-        return await asyncio.to_thread(_aws_secret, where, secret_id, field or None)
-    path, _, field = rest.partition("#")
-    mount, _, path = path.partition("/")
-    return await _hcvault_secret(where, mount, path, field)
+        value = await asyncio.to_thread(_aws_secret, where, secret_id, field or None)
+    else:
+        path, _, field = rest.partition("#")
+        mount, _, path = path.partition("/")
+        value = await _hcvault_secret(where, mount, path, field)
+    if scheme != "vault":  # (what the vault holds was given by value, to be sent)
+        why = _own_value(value, vault)
+        if why is not None:
+            raise SecretRefError(f"{where}: the value read {why}, never a provider key")
+    return value
+
+
+def _own_value(value: str, vault: Vault | None) -> str | None:
+    """Why a value read from a reference cannot be a provider key, or None."""
+    if _ONE_LINE.fullmatch(value) is None:
+        return "is not one line of printable ASCII (a key is)"
+    for name, other in os.environ.items():
+        if own_variable(name) and other and other.strip() == value:
+            return f"is the value of keystead's own {name}"
+    if vault is not None and len(value) in (43, 44):  # 32 bytes in base64
+        try:
+            if MasterKey.from_text(value).key_id == vault.master_key_id:
+                return "is the vault's master key"
+        except VaultError:
+            pass
+    return None
 
 
 def _non_empty(where: str, value: str) -> str:
