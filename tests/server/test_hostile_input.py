@@ -199,7 +199,7 @@ def test_both_cap_fields_are_checked_and_the_larger_one_counts(tmp_path: Path) -
 @pytest.mark.parametrize("model", [
     "gpt\u0000mini", "gpt-4o\r\nx-injected: 1", "gpt 4o", "gpt-4o?x=1", "gpt-4o#frag",
     "gpt-4o%2f..%2fx", "gpt-4o-x/../../expensive-dep/chat/completions?x=", "../etc",
-    "a//b", "m" * 257, "", "gpt-4ö", "-leading-dash",
+    "m" * 257, "", "gpt-4ö", "a/./b",
 ])
 def test_model_names_that_no_model_has_are_refused_and_recorded(tmp_path: Path,
                                                                 model: str) -> None:

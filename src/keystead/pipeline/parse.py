@@ -17,13 +17,9 @@ from typing import Annotated, Any
 import msgspec
 
 from keystead.errors import BodyTooLarge, InvalidField, InvalidJSON, RequestTimeout
-from keystead.pipeline.validate import (
-    MAX_OUTPUT_TOKENS,
-    MODEL_PATTERN,
-    check_body,
-    check_model_name,
-)
+from keystead.pipeline.validate import MAX_OUTPUT_TOKENS, check_body
 from keystead.providers.base import Endpoint
+from keystead.providers.names import MAX_MODEL_CHARS, MODEL_CHARS, MODEL_PATTERN
 
 __all__ = ["ChatView", "CountTokensView", "EmbeddingsView", "MessagesView", "ResponsesView",
            "decode_view", "read_body"]
@@ -32,7 +28,7 @@ __all__ = ["ChatView", "CountTokensView", "EmbeddingsView", "MessagesView", "Res
 # msgspec.Raw cannot sit in a union with None; a raw JSON null is the "absent" value.
 _NULL = msgspec.Raw(b"null")
 
-Model = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=MODEL_PATTERN)]
+Model = Annotated[str, msgspec.Meta(pattern=MODEL_PATTERN)]
 # What a request may ask to generate: 0 or a negative number would be charged as a credit.
 OutputCap = Annotated[int, msgspec.Meta(ge=1, le=MAX_OUTPUT_TOKENS)]
 Choices = Annotated[int, msgspec.Meta(ge=1, le=128)]  # OpenAI's own bound for `n`
@@ -155,7 +151,6 @@ def decode_view(endpoint: Endpoint, body: bytes) -> Any:
             raise InvalidJSON("The request body is not valid UTF-8.",
                               hint="Send JSON encoded as UTF-8.") from None
     check_body(body)
-    check_model_name(view.model)
     return view
 
 
@@ -177,10 +172,10 @@ def _invalid(error: str) -> InvalidField | InvalidJSON:
                             f"{bound.group(2)}.", param=param,
                             hint="Ask for a positive number of tokens."
                             if least and param and param.endswith("tokens") else None)
-    if param == "model" and message.startswith(("Expected `str` matching", "Expected `str` of")):
+    if param == "model" and message.startswith("Expected `str` matching"):
         return InvalidField(
-            "The model name must be 1 to 256 letters, digits or . _ : / @ + = ~ - characters, "
-            "starting with a letter or digit.", param="model", code="invalid_model_name",
+            f"The model name must be 1 to {MAX_MODEL_CHARS} of the characters {MODEL_CHARS}, "
+            "with no '.' or '..' path segment.", param="model", code="invalid_model_name",
             hint="Send a model name such as gpt-4o-mini or a route name.")
     return InvalidField(f"Invalid value for '{param}': {message}.", param=param)
 

@@ -3,13 +3,13 @@ reaches the limiter, a URL, a log line or the ledger.
 
 What the request views declare (pipeline/parse.py) is enforced by msgspec while it decodes:
 ranges of the numbers policy reads (an output cap of at least 1, `n` from 1 to 128), and the
-model name's length and character set. This module adds what a schema cannot say:
+model name's length and character set (providers/names.py: the same rule every adapter applies
+again before a name goes into a URL). This module adds what a schema cannot say:
 
 - nesting depth: every consumer of a body (msgspec, orjson, the standard library, jsonschema)
   recurses, so a body nested past `MAX_DEPTH` is refused before any of them sees it;
 - duplicate policed fields: `{"model": "cheap", "model": "dear"}` would be checked under one
   value and served under the other by an upstream that reads the first;
-- model names with `.`/`..` path segments or empty segments (they end up in URL paths);
 - the client's own header values that are recorded (`x-keystead-feature`).
 """
 
@@ -21,19 +21,13 @@ from typing import Any
 
 from keystead.errors import InvalidField, InvalidHeader, InvalidJSON
 
-__all__ = ["MAX_DEPTH", "MAX_OUTPUT_TOKENS", "MODEL_PATTERN", "check_body", "check_feature",
-           "check_model_name", "printable"]
+__all__ = ["MAX_DEPTH", "MAX_OUTPUT_TOKENS", "check_body", "check_feature", "printable"]
 
 # Deeper than any real request (a structured-output schema of OpenAI's ten allowed levels is
 # about thirty), far below the recursion limits of the decoders behind it.
 MAX_DEPTH = 64
 # Above any model's output; keeps the limiter's and the ledger's arithmetic in range.
 MAX_OUTPUT_TOKENS = 1 << 24
-# What model names are made of, across providers: `gpt-4o-mini`, `claude-3-5-sonnet-20241022`,
-# `meta-llama/Llama-3.1-8B-Instruct`, `ft:gpt-4o-mini:org::id`, `llama3.1:8b`,
-# `arn:aws:bedrock:...`. No whitespace, no control characters, nothing a URL gives meaning to
-# (`?`, `#`, `%`, `\`).
-MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@+=~-]*$"
 MAX_FEATURE = 128
 
 # Fields whose value decides a policy: a second copy in one body is refused.
@@ -84,14 +78,6 @@ def _check_duplicates(body: bytes) -> None:
 
 def _as_pairs(items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
     return items
-
-
-def check_model_name(model: str) -> None:
-    """Path segments a URL would resolve (`..`, `.`, empty): never part of a model's name."""
-    if "/" in model and any(part in ("", ".", "..") for part in model.split("/")):
-        raise InvalidField(f"The model name {model!r} has an empty, '.' or '..' path segment.",
-                           param="model", code="invalid_model_name",
-                           hint="Send a model name such as gpt-4o-mini or a route name.")
 
 
 def check_feature(raw: bytes) -> str:

@@ -20,11 +20,15 @@ from urllib.parse import quote
 
 from keystead.errors import InvalidField
 
-__all__ = ["MAX_MODEL_CHARS", "check_model", "path_segment", "shown"]
+__all__ = ["MAX_MODEL_CHARS", "MODEL_CHARS", "MODEL_PATTERN", "check_model", "path_segment",
+           "shown"]
 
 MAX_MODEL_CHARS = 256
+MODEL_CHARS = "A-Z a-z 0-9 . _ - : / @ + ~"
 # One pass: the character set and length, and no `.`/`..` segment anywhere (the lookahead).
-_MODEL = re.compile(rf"(?!(?:.*/)?\.{{1,2}}(?:/|$))[A-Za-z0-9._:/@+~-]{{1,{MAX_MODEL_CHARS}}}")
+# Anchored, so the data plane's request views can declare it as is (msgspec searches).
+MODEL_PATTERN = rf"^(?!(?:.*/)?\.{{1,2}}(?:/|$))[A-Za-z0-9._:/@+~-]{{1,{MAX_MODEL_CHARS}}}$"
+_MODEL = re.compile(MODEL_PATTERN)
 _SHOWN = 64  # characters of a refused name quoted back in the message
 
 
@@ -34,8 +38,8 @@ def check_model(model: str, provider: str) -> str:
         raise InvalidField(
             f"{shown(model)} is not a model name provider {provider} can be asked for.",
             param="model", code="invalid_model_name",
-            hint=f"Model names are 1 to {MAX_MODEL_CHARS} of the characters A-Z a-z 0-9 "
-                 ". _ - : / @ + ~, with no '.' or '..' path segment.")
+            hint=f"Model names are 1 to {MAX_MODEL_CHARS} of the characters {MODEL_CHARS}, "
+                 "with no '.' or '..' path segment.")
     return model
 
 
