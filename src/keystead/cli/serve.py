@@ -15,20 +15,28 @@ from keystead.vault.store import load_master_key
 __all__ = ["COMMANDS", "run_until_stopped", "uvicorn_config"]
 
 
-# uvicorn rewrites the client address from X-Forwarded-For for requests from 127.0.0.1 by
-# default, before keystead sees them: that walked around IP allowlists from loopback. keystead
-# reads forwarded headers itself, only from `server.trusted_proxies` (pipeline/client_ip.py).
-NO_PROXY_HEADERS = {"proxy_headers": False}
+def uvicorn_options(grace: int, idle_timeout_s: float) -> dict[str, object]:
+    """How keystead runs uvicorn, in one process or several."""
+    return {
+        "loop": "uvloop" if sys.platform != "win32" else "asyncio",
+        # httptools with deadlines for slow clients (headers, body; server/protocol.py).
+        "http": "keystead.server.protocol:GuardedHttpToolsProtocol",
+        "lifespan": "on", "log_config": None, "access_log": False, "server_header": False,
+        "timeout_graceful_shutdown": grace, "timeout_keep_alive": idle_timeout_s,
+        # uvicorn rewrites the client address from X-Forwarded-For for requests from
+        # 127.0.0.1 by default, before keystead sees them: that walked around IP allowlists
+        # from loopback. keystead reads forwarded headers itself, only from
+        # `server.trusted_proxies` (pipeline/client_ip.py).
+        "proxy_headers": False,
+    }
 
 
-def uvicorn_config(app: object, host: str, port: int, grace: int, **extra: object) -> object:
+def uvicorn_config(app: object, host: str, port: int, grace: int,
+                   idle_timeout_s: float = 5.0) -> object:
     import uvicorn
 
-    loop = "uvloop" if sys.platform != "win32" else "asyncio"
-    return uvicorn.Config(app, host=host, port=port, loop=loop, http="httptools",  # type: ignore[arg-type]
-                          lifespan="on", log_config=None, access_log=False,
-                          timeout_graceful_shutdown=grace, server_header=False,
-                          **NO_PROXY_HEADERS, **extra)  # type: ignore[arg-type]
+    return uvicorn.Config(app, host=host, port=port,  # type: ignore[arg-type]
+                          **uvicorn_options(grace, idle_timeout_s))  # type: ignore[arg-type]
 
 
 def run_until_stopped(server: object) -> None:
@@ -82,15 +90,15 @@ def serve(state: State, config_path: str | None, host: str | None, port: int | N
         if loaded.path is not None:
             os.environ["KEYSTEAD_CONFIG"] = str(loaded.path.resolve())
         uvicorn.run("keystead.server.app:app_from_env", factory=True, host=host, port=port,
-                    workers=workers, loop="uvloop", http="httptools", lifespan="on",
-                    log_config=None, access_log=False, timeout_graceful_shutdown=grace,
-                    server_header=False, **NO_PROXY_HEADERS)  # type: ignore[arg-type]
+                    workers=workers,
+                    **uvicorn_options(grace, config.server.idle_timeout_s))  # type: ignore[arg-type]
         return
     from keystead.cli.summary import on_ready
     from keystead.server.app import create_app
 
     app = create_app(loaded, on_ready=on_ready(host, port))  # prints the start-up summary
-    run_until_stopped(uvicorn.Server(uvicorn_config(app, host, port, grace)))  # type: ignore[arg-type]
+    run_until_stopped(uvicorn.Server(uvicorn_config(  # type: ignore[arg-type]
+        app, host, port, grace, config.server.idle_timeout_s)))
 
 
 COMMANDS = [serve]

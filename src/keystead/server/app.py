@@ -21,6 +21,7 @@ from keystead.config.load import LoadedConfig, load_config
 from keystead.errors import RouteNotFound, Unavailable, render
 from keystead.runtime import Runtime
 from keystead.server.dataplane import DataPlane
+from keystead.server.protocol import SlowClientLimits
 from keystead.vault.envelope import MasterKey
 
 __all__ = ["KeysteadApp", "app_from_env", "create_app"]
@@ -73,6 +74,12 @@ class KeysteadApp:
                 f"Unknown route {path}.", hint="The OpenAI-compatible API lives under /v1/."))
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+
+    @property
+    def slow_client_limits(self) -> SlowClientLimits:
+        """The deadlines the HTTP protocol gives each new connection (server/protocol.py)."""
+        server = self.loaded.config.server
+        return SlowClientLimits(server.header_timeout_s, server.body_timeout_s)
 
     def admin_app(self) -> Any:
         """The admin API's ASGI app, built on first use (None before startup).
