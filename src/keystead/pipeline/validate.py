@@ -80,9 +80,11 @@ def _as_pairs(items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
     return items
 
 
-def check_feature(raw: bytes) -> str:
+def check_feature(raw: bytes) -> str | None:
     """The x-keystead-feature tag: recorded in the ledger and grouped by, so printable ASCII
-    of a bounded length."""
+    of a bounded length. Empty is no tag."""
+    if not raw:
+        return None
     if len(raw) > MAX_FEATURE or not _printable(raw):
         raise InvalidHeader(
             f"x-keystead-feature must be 1 to {MAX_FEATURE} printable ASCII characters.",

@@ -66,7 +66,6 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 _ZERO = Decimal(0)
-_UNKNOWN = EndpointSpec(Endpoint.UNKNOWN, "")
 
 
 class DataPlane:
@@ -122,7 +121,7 @@ class DataPlane:
         client = scope.get("client")
         client_ip = self.rt.addresses.resolve(client[0] if client else None, forwarded_for,
                                               forwarded)
-        endpoint = (spec or _UNKNOWN).endpoint
+        endpoint = spec.endpoint if spec is not None else _unknown_endpoint(path)
         ctx = RequestContext(request_id, endpoint, client_ip, user_agent, None)
         ctx.cache_control = cache_control
         native: dict[str, str] | None = None  # Anthropic's route: its anthropic-* headers
@@ -428,18 +427,22 @@ def _length(header: bytes | None) -> int | None:
     return int(header) if header is not None and header.isdigit() else None
 
 
+def _unknown_endpoint(path: str) -> Endpoint:
+    """What an unknown path is recorded as: Anthropic's (its errors in Anthropic's envelope)
+    under /v1/messages/ and a doubled /v1/messages, else `unknown`."""
+    if path.startswith(("/v1/messages/", "/v1/v1/messages")):
+        return Endpoint.MESSAGES
+    return Endpoint.UNKNOWN
+
+
 def _unknown_path(ctx: RequestContext, method: str, path: str) -> NoReturn:
-    """A 404 that helps: recorded under the `unknown` endpoint (or Anthropic's, answered in its
-    envelope), with the likely mistake named."""
+    """A 404 that helps, naming the likely mistake."""
     if path.startswith("/v1/v1/"):
-        if path.startswith("/v1/v1/messages"):
-            ctx.endpoint = Endpoint.MESSAGES
         raise RouteNotFound(
             f"Unknown route {method} {path}: the path has /v1 twice.",
             hint="Your client adds /v1 itself (Anthropic's SDK does): give it the gateway's "
                  "address without /v1, e.g. base_url=\"http://127.0.0.1:8080\".")
-    if path.startswith("/v1/messages/"):  # answered in Anthropic's envelope
-        ctx.endpoint = Endpoint.MESSAGES
+    if path.startswith("/v1/messages/"):
         raise RouteNotFound(
             f"Unknown route {method} {path}.",
             hint="keystead passes through POST /v1/messages and /v1/messages/count_tokens of "
