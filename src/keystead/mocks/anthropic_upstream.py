@@ -95,7 +95,7 @@ _FIELDS = frozenset({
 })
 _IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 _MODEL_CREATED = "2025-10-01T00:00:00Z"
-DEFAULT_MODELS = ("claude-haiku-4-5", "claude-sonnet-4-5", "claude-opus-4-5")
+DEFAULT_MODELS = ("claude-haiku-4-5", "claude-sonnet-4-6", "claude-opus-4-6")
 
 
 @dataclass(frozen=True, slots=True)
