@@ -8,8 +8,11 @@ import os
 import stat
 from pathlib import Path
 
+import click
+import pytest
+
 from cli.helpers import Project
-from keystead.cli.demo_runtime import ensure_demo_key, prepare_directory
+from keystead.cli.demo_runtime import ensure_demo_key, lock_directory, prepare_directory
 from keystead.config.load import load_config
 from keystead.runtime import Runtime
 
@@ -74,3 +77,14 @@ def test_the_demo_key_file_is_private_from_its_creation(project: Project) -> Non
 
     asyncio.run(main())
     assert stat.S_IMODE((project.dir / "demo.key").stat().st_mode) == 0o600
+
+
+def test_one_demo_at_a_time_on_a_directory(tmp_path: Path) -> None:
+    held = lock_directory(tmp_path / "demo")
+    try:
+        with pytest.raises(click.ClickException, match="another keystead demo is using"):
+            lock_directory(tmp_path / "demo")
+    finally:
+        os.close(held)
+    os.close(lock_directory(tmp_path / "demo"))  # free again once the first is gone
+    assert stat.S_IMODE((tmp_path / "demo" / "demo.lock").stat().st_mode) == 0o600

@@ -203,6 +203,11 @@ def test_an_openai_agents_sdk_agent_calls_its_function_tool(demo: Demo) -> None:
     assert len(calls) == 2  # the tool ran once per run, then the model answered
     assert final.startswith("This is a mock reply to: Weather in Paris?")
     assert streamed_final.startswith("This is a mock reply to: Weather in Rome?")
+    # Four Responses calls (a function call, then the answer, twice), each priced from the
+    # upstream's usage, streamed or not: none estimated.
+    rows = wait_for_rows(demo.dir / "keystead-demo.db", "endpoint = 'responses'", (), 4)
+    assert all(r["completion_tokens"] > 0 and r["cost_nanousd"] > 0 for r in rows)
+    assert not any(r["usage_estimated"] for r in rows)
 
 
 def test_a_pydantic_ai_agent_uses_its_tool_and_returns_structured_output(demo: Demo) -> None:

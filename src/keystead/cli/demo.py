@@ -93,7 +93,13 @@ def _url(host: str, port: int) -> str:
 @friendly
 def demo(port: int, host: str, directory: Path, fresh: bool) -> None:
     """Run the gateway with built-in mock providers: no account, no network."""
-    from keystead.cli.demo_runtime import DemoServer, announce, ensure_demo_key, prepare_directory
+    from keystead.cli.demo_runtime import (
+        DemoServer,
+        announce,
+        ensure_demo_key,
+        lock_directory,
+        prepare_directory,
+    )
     from keystead.cli.listen import listen
     from keystead.cli.serve import run_until_stopped, uvicorn_config
     from keystead.server.app import create_app
@@ -103,6 +109,7 @@ def demo(port: int, host: str, directory: Path, fresh: bool) -> None:
     base_url = _url(host, sock.getsockname()[1])
     with sock, private_umask():
         try:
+            lock_directory(directory)  # held until the process ends
             data = prepare_directory(directory, fresh)
             loaded, master, token = _demo_loaded(directory)
         except OSError as exc:

@@ -23,13 +23,33 @@ from keystead.keys.format import parse_key
 from keystead.private_files import write_private
 from keystead.runtime import Runtime
 
-__all__ = ["DATABASE", "DemoServer", "announce", "ensure_demo_key", "prepare_directory"]
+__all__ = ["DATABASE", "DemoServer", "announce", "ensure_demo_key", "lock_directory",
+           "prepare_directory"]
 
 DATABASE = "keystead-demo.db"
 # Every file the demo writes in its directory; `--fresh` removes these and nothing else, so a
 # `--dir` that holds other things keeps them.
 DEMO_FILES = ("master.key", "admin.token", "demo.key", DATABASE, f"{DATABASE}-wal",
               f"{DATABASE}-shm", f"{DATABASE}-journal")
+
+
+def lock_directory(directory: Path) -> int:
+    """Hold the demo's directory for this process (the lock goes with it): a second demo on the
+    same directory would remove the first one's database from under it. Returns the lock's fd."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(directory / "demo.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    if sys.platform == "win32":
+        return fd
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise click.ClickException(
+            f"another keystead demo is using {directory}: stop it, or give this one a "
+            "directory of its own with --dir") from None
+    return fd
 
 
 def prepare_directory(directory: Path, fresh: bool) -> str:
