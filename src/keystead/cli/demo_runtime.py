@@ -181,8 +181,9 @@ message = client.messages.create(
     model="claude-haiku-4-5", max_tokens=200, messages=[{{"role": "user", "content": "Hello!"}}])
 print(message.content[0].text)
 
-Agent frameworks work against {base_url}/v1 as well (the mock calls the tools it is offered
-and follows JSON schemas, on chat completions and the Responses API).
+Agent frameworks (OpenAI Agents SDK, pydantic-ai, Vercel AI SDK) work with base URL
+{base_url}/v1: the mock calls the tools it is offered and follows JSON
+schemas, on chat completions and the Responses API.
 
 A route instead of a model: "support-default" spreads calls over two deployments (one fails a
 third of the time and is retried on the other: see x-keystead-attempts) and answers a repeated
