@@ -23,7 +23,6 @@ from pydantic import ValidationError
 
 from keystead.config.model import MockConfig
 from keystead.errors import UpstreamUnreachable
-from keystead.mocks.content import violating_instance
 from keystead.mocks.faults import (
     OK,
     FaultScripts,
@@ -40,6 +39,7 @@ from keystead.mocks.openai_upstream import (
     create_mock_app,
     serve_mock,
 )
+from keystead.mocks.structured import violating_instance
 from keystead.providers.base import Endpoint
 from keystead.providers.registry import ProviderSpec, build_provider
 from keystead.providers.transport import ASGITransport

@@ -218,6 +218,16 @@ class MockConfig(_Strict):
     # A fault script for every request to this provider, e.g. "429,500,ok" (see
     # docs/testing-faults.md); a request's own [[mock:faults=...]] directive beats it.
     faults: str | None = None
+    # Whose wire format: OpenAI's (chat, embeddings, responses) or Anthropic's Messages API
+    # (then the provider is an `anthropic` adapter over the Anthropic mock; delays only).
+    flavor: Literal["openai", "anthropic"] = "openai"
+
+    @model_validator(mode="after")
+    def _anthropic_takes_delays(self) -> MockConfig:
+        if self.flavor == "anthropic" and (self.failure_rate or self.faults
+                                           or self.seed is not None):
+            raise ValueError("the anthropic mock takes latency_ms and chunk_delay_ms only")
+        return self
 
     @field_validator("faults")
     @classmethod

@@ -1,7 +1,9 @@
 """A mock Anthropic upstream: the Messages API's real wire format, for tests and demos.
 
 A raw ASGI app (like `mocks.openai_upstream`), so what goes over the wire is exactly what is written
-here. It answers keystead's `anthropic` adapter and the official `anthropic` SDK alike.
+here. It answers keystead's `anthropic` adapter and the official `anthropic` SDK alike: in process
+(a provider of `type: mock` with `mock: {flavor: anthropic}`, as in `keystead demo`) or over HTTP
+(`keystead mock-anthropic --port P`, see `serve_anthropic_mock`).
 
 Routes, each with or without the `/v1` prefix:
     POST /v1/messages                 (streamed with "stream": true)
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -46,19 +49,20 @@ from typing import Any
 
 import orjson
 
-from keystead.mocks.asgi import lifespan, read_body
+from keystead.mocks.asgi import lifespan, read_body, serve_app
 from keystead.mocks.content import (
     DEFAULT_COMPLETION_TOKENS,
     count_tokens,
     new_id,
     parse_directives,
     reply_words,
-    sample_instance,
     split_pieces,
 )
 from keystead.mocks.stream import MockDisconnect
+from keystead.mocks.structured import ToolOffer, pick_tool, sample_instance
 
-__all__ = ["AnthropicMock", "AnthropicMockSettings", "create_anthropic_mock_app"]
+__all__ = ["DEFAULT_MODELS", "AnthropicMock", "AnthropicMockSettings", "create_anthropic_mock_app",
+           "serve_anthropic_mock"]
 
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -91,13 +95,14 @@ _FIELDS = frozenset({
 })
 _IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 _MODEL_CREATED = "2025-10-01T00:00:00Z"
+DEFAULT_MODELS = ("claude-haiku-4-5", "claude-sonnet-4-6", "claude-opus-4-6")
 
 
 @dataclass(frozen=True, slots=True)
 class AnthropicMockSettings:
     api_key: str | None = None
     # Models it answers to (a request for another is a 404, as upstream); empty: any model.
-    models: tuple[str, ...] = ("claude-haiku-4-5", "claude-sonnet-4-5", "claude-opus-4-5")
+    models: tuple[str, ...] = DEFAULT_MODELS
     latency_ms: float = 0
     chunk_delay_ms: float = 0
     # Every POST /v1/messages answers this error status (an overloaded region: 529), whatever
@@ -129,6 +134,12 @@ class _Refused(Exception):
 
 def create_anthropic_mock_app(settings: AnthropicMockSettings | None = None) -> AnthropicMock:
     return AnthropicMock(settings or AnthropicMockSettings())
+
+
+async def serve_anthropic_mock(host: str, port: int, settings: AnthropicMockSettings,
+                               sock: socket.socket | None = None) -> None:
+    """Serve the mock over HTTP (`keystead mock-anthropic`), as `openai_upstream.serve_mock`."""
+    await serve_app(create_anthropic_mock_app(settings), host, port, sock)
 
 
 class AnthropicMock:
@@ -299,17 +310,15 @@ def _plan(body: dict[str, Any], prompt: str, tokens: int | None,
 def _chosen_tool(body: dict[str, Any]) -> dict[str, Any] | None:
     tools = [t for t in body.get("tools") or [] if isinstance(t, dict)]
     choice = body.get("tool_choice") or {"type": "auto"}
-    if not tools or choice.get("type") == "none":
-        return None
-    if choice.get("type") == "tool":
-        return next((t for t in tools if t.get("name") == choice.get("name")), tools[0])
-    if choice.get("type") == "auto":
-        last = body["messages"][-1]
-        content = last.get("content")
-        if last.get("role") == "user" and isinstance(content, list) and any(
-                isinstance(b, dict) and b.get("type") == "tool_result" for b in content):
-            return None  # the results are in: answer
-    return tools[0]
+    kind = choice.get("type")
+    last = body["messages"][-1]
+    content = last.get("content")
+    answered = last.get("role") == "user" and isinstance(content, list) and any(
+        isinstance(b, dict) and b.get("type") == "tool_result" for b in content)
+    offers = [ToolOffer(str(t.get("name")), t.get("input_schema")) for t in tools]
+    picked = pick_tool(offers, "none" if kind == "none" else "required" if kind == "any"
+                       else "auto", choice.get("name") if kind == "tool" else None, answered)
+    return None if picked is None else tools[offers.index(picked)]
 
 
 async def _stream_message(events: _Events, message: dict[str, Any]) -> None:

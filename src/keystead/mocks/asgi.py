@@ -1,12 +1,18 @@
-"""ASGI plumbing the mock upstreams share (OpenAI's and Anthropic's): the request body, and a
-lifespan that answers so servers started with lifespan="on" do not complain."""
+"""ASGI plumbing the mock upstreams share (OpenAI's and Anthropic's): the request body, a
+lifespan that answers so servers started with lifespan="on" do not complain, and serving one
+over HTTP."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-__all__ = ["lifespan", "read_body"]
+from keystead.mocks.stream import MockDisconnect
+
+__all__ = ["lifespan", "read_body", "serve_app"]
 
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -34,3 +40,31 @@ async def lifespan(receive: Receive, send: Send) -> None:
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+class _HideRequestedDisconnects(logging.Filter):
+    """uvicorn logs app exceptions with a traceback; a `disconnect_after` abort is no error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], MockDisconnect))
+
+
+_HIDE_DISCONNECTS = _HideRequestedDisconnects()
+
+
+async def serve_app(app: Any, host: str, port: int, sock: socket.socket | None = None) -> None:
+    """Serve a mock over HTTP until cancelled (or interrupted, when in the main thread); on
+    `sock` when given (bound and listening already), else on host:port."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+    logging.getLogger("uvicorn.error").addFilter(_HIDE_DISCONNECTS)  # after Config set up logging
+    server = uvicorn.Server(config)
+    task = asyncio.ensure_future(server.serve(sockets=[sock] if sock is not None else None))
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        # Embedded in a test or the demo: shut down properly so sockets get closed.
+        server.should_exit = True
+        await task
+        raise

@@ -47,8 +47,10 @@ from typing import Any
 import orjson
 
 from keystead.mocks.faults import FaultDirective
+from keystead.mocks.structured import ToolOffer, pick_tool, shape_text, tool_arguments
 
 __all__ = [
+    "ARGUMENT_FRAGMENT",
     "DEFAULT_COMPLETION_TOKENS",
     "Directives",
     "Reply",
@@ -67,13 +69,9 @@ __all__ = [
     "plan_text",
     "prompt_tokens",
     "reply_words",
-    "response_object",
-    "responses_usage",
-    "sample_instance",
     "split_pieces",
     "stream_deltas",
     "strip_directives",
-    "violating_instance",
 ]
 
 DEFAULT_COMPLETION_TOKENS = 16
@@ -200,45 +198,47 @@ def plan_text(prompt: str, directives: Directives, limit: Any) -> tuple[str, str
 def plan_reply(
     body: dict[str, Any], prompt: str, directives: Directives, *, off_schema: bool = False
 ) -> Reply:
-    """A tool call if tools are on offer, else text (JSON text under `response_format`).
+    """A tool call if tools are on offer (see `pick_tool`), else text (JSON text under
+    `response_format`).
 
     `off_schema` (the `schema` fault) makes text that breaks `response_format`: not JSON for
     `json_object`, JSON the schema rejects for `json_schema` (see `violating_instance`).
     """
-    tool = _chosen_tool(body)
+    tool = pick_tool(*_chat_tools(body))
     if tool is not None:
-        name = tool["function"].get("name", "tool")
-        parameters = tool["function"].get("parameters") or {"type": "object"}
-        arguments = orjson.dumps(sample_instance(parameters)).decode()
-        function = {"name": name, "arguments": arguments}
+        arguments = tool_arguments(tool)
+        function = {"name": tool.name, "arguments": arguments}
         call = {"id": new_id("call_"), "type": "function", "function": function}
-        return Reply(None, call, "tool_calls", count_tokens(name) + count_tokens(arguments))
+        return Reply(None, call, "tool_calls", count_tokens(tool.name) + count_tokens(arguments))
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
     content, finish = plan_text(prompt, directives, limit)
     fmt = body.get("response_format") or {}
-    if fmt.get("type") == "json_object" and not off_schema:
-        content = orjson.dumps({"reply": content}).decode()
-    elif fmt.get("type") == "json_schema":
-        schema = (fmt.get("json_schema") or {}).get("schema") or {"type": "object"}
-        instance = violating_instance(schema) if off_schema else sample_instance(schema)
-        content = orjson.dumps(instance).decode()
+    schema = (fmt.get("json_schema") or {}).get("schema") if isinstance(fmt, dict) else None
+    content = shape_text(content, fmt.get("type"), schema, off_schema=off_schema)
     return Reply(content, None, finish, len(split_pieces(content)))
 
 
-def _chosen_tool(body: dict[str, Any]) -> dict[str, Any] | None:
-    """The function tool to call: the one `tool_choice` names, else the first; None for text."""
-    tools = [
-        tool
+def _chat_tools(body: dict[str, Any]) -> tuple[list[ToolOffer], str, str | None, bool]:
+    """Chat's function tools, `tool_choice` as (mode, named function) and whether the last
+    message is a tool result."""
+    offers = [
+        ToolOffer(str(tool["function"].get("name", "tool")), tool["function"].get("parameters"))
         for tool in body.get("tools") or []
         if isinstance(tool, dict) and isinstance(tool.get("function"), dict)
     ]
     choice = body.get("tool_choice", "auto")
-    if not tools or choice == "none":
-        return None
+    mode, named = (choice, None) if isinstance(choice, str) else ("auto", None)
     if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
-        wanted = choice["function"].get("name")
-        return next((t for t in tools if t["function"].get("name") == wanted), tools[0])
-    return tools[0]
+        mode, named = "required", choice["function"].get("name")
+    elif isinstance(choice, dict) and isinstance(choice.get("allowed_tools"), dict):
+        allowed = choice["allowed_tools"]
+        names = {(t.get("function") or {}).get("name") for t in allowed.get("tools") or []
+                 if isinstance(t, dict)}
+        offers, mode = [o for o in offers if o.name in names], str(allowed.get("mode", "auto"))
+    messages = body.get("messages") or []
+    answered = bool(messages) and isinstance(messages[-1], dict) \
+        and messages[-1].get("role") == "tool"
+    return offers, mode, named, answered
 
 
 def chat_message(reply: Reply) -> dict[str, Any]:
@@ -284,159 +284,20 @@ def chat_usage(messages: list[Any], replies: list[Reply]) -> dict[str, Any]:
     }
 
 
-# --- responses API and models -----------------------------------------------------------------
-
-
-def response_object(
-    response_id: str, created: int, body: dict[str, Any], status: str, output: list[Any]
-) -> dict[str, Any]:
-    """A Responses API `response` with every field the schema requires, echoing the request."""
-    incomplete = {"reason": "max_output_tokens"} if status == "incomplete" else None
-    return {
-        "id": response_id,
-        "object": "response",
-        "created_at": created,
-        "status": status,
-        "completed_at": created if status == "completed" else None,
-        "error": None,
-        "incomplete_details": incomplete,
-        "instructions": body.get("instructions"),
-        "max_output_tokens": body.get("max_output_tokens"),
-        "model": body["model"],
-        "output": output,
-        "parallel_tool_calls": body.get("parallel_tool_calls", True),
-        "previous_response_id": body.get("previous_response_id"),
-        "reasoning": {"effort": None, "summary": None},
-        "service_tier": "default",
-        "store": body.get("store", True),
-        "temperature": body.get("temperature", 1.0),
-        "text": body.get("text") or {"format": {"type": "text"}},
-        "tool_choice": body.get("tool_choice", "auto"),
-        "tools": body.get("tools", []),
-        "top_p": body.get("top_p", 1.0),
-        "truncation": "disabled",
-        "metadata": body.get("metadata") or {},
-    }
-
-
-def responses_usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:
-    return {
-        "input_tokens": input_tokens,
-        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
-        "output_tokens": output_tokens,
-        "output_tokens_details": {"reasoning_tokens": 0},
-        "total_tokens": input_tokens + output_tokens,
-    }
+# --- models ----------------------------------------------------------------------------------
 
 
 def model_object(name: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": MODEL_CREATED, "owned_by": "keystead-mock"}
 
 
-# --- JSON-schema instances and embeddings -----------------------------------------------------
-
-
-def sample_instance(schema: Any, root: Any = None) -> Any:
-    """A small value valid for a JSON schema: required properties only, simplest values.
-
-    Covers what tool `parameters` and `json_schema` formats use in practice: type (or a list
-    of types), enum/const, object, array (minItems), anyOf/oneOf/allOf and local `$ref`s;
-    string lengths and minimums are honoured, patterns and formats are not.
-    """
-    root = schema if root is None else root
-    if not isinstance(schema, dict):
-        return {}
-    if "$ref" in schema:
-        return sample_instance(_resolve_local(root, schema["$ref"]), root)
-    if "const" in schema:
-        return schema["const"]
-    if schema.get("enum"):
-        return schema["enum"][0]
-    for key in ("anyOf", "oneOf"):
-        if schema.get(key):
-            return sample_instance(schema[key][0], root)
-    if schema.get("allOf"):
-        merged: dict[str, Any] = {}
-        for part in schema["allOf"]:
-            value = sample_instance(part, root)
-            if not isinstance(value, dict):
-                return value
-            merged.update(value)
-        return merged
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), "null")
-    if kind is None:
-        kind = "array" if "items" in schema else "object"
-    if kind == "object":
-        props = schema.get("properties", {})
-        return {
-            name: sample_instance(props.get(name, {}), root) for name in schema.get("required", [])
-        }
-    if kind == "array":
-        count = schema.get("minItems", 0)
-        return [sample_instance(schema.get("items", {}), root) for _ in range(count)]
-    if kind == "string":
-        return "mock".ljust(schema.get("minLength", 0), "k")[: schema.get("maxLength")]
-    if kind in ("number", "integer"):
-        if "exclusiveMinimum" in schema:
-            value = math.floor(schema["exclusiveMinimum"]) + 1
-        else:
-            value = math.ceil(schema.get("minimum", 0))
-        return value if kind == "integer" else float(value)
-    if kind == "boolean":
-        return False
-    return None
-
-
-def violating_instance(schema: Any) -> Any:
-    """A JSON value the schema rejects, as a model slipping out of structured output would
-    send: `sample_instance` without its first required property; for a schema without one,
-    with an unexpected property (`additionalProperties: false`); else a value of a type the
-    schema does not allow. (A schema that allows anything, like `{}`, rejects nothing.)
-    """
-    node, seen = schema, 0
-    while isinstance(node, dict) and isinstance(node.get("$ref"), str) and seen < 32:
-        node, seen = _resolve_local(schema, node["$ref"]), seen + 1
-    if not isinstance(node, dict):
-        return None
-    sample = sample_instance(schema)
-    if isinstance(sample, dict):
-        required = node.get("required") or []
-        if required:
-            return {k: v for k, v in sample.items() if k != required[0]}
-        if node.get("additionalProperties") is False:
-            return {**sample, "unexpected_mock_field": True}
-    kinds = node.get("type") or ("object" if "properties" in node else None)
-    allowed = set(kinds) if isinstance(kinds, list) else {kinds}
-    wrong: list[tuple[str, Any]] = [
-        ("array", []),
-        ("object", {}),
-        ("string", "mock"),
-        ("boolean", False),
-        ("null", None),
-    ]
-    return next((value for kind, value in wrong if kind not in allowed), 0.5)
+# --- embeddings --------------------------------------------------------------------------------
 
 
 def malformed_json(obj: Any) -> bytes:
     """`obj` as JSON cut off halfway, so no parser accepts it (the `badjson` fault)."""
     data = orjson.dumps(obj)
     return data[: max(1, len(data) // 2)]
-
-
-def _resolve_local(root: Any, ref: str) -> Any:
-    if not ref.startswith("#"):
-        return {}  # remote refs: give up gracefully, an empty object is the best guess
-    node = root
-    path = ref[1:].strip("/")
-    for raw in path.split("/") if path else []:
-        node = (
-            node.get(raw.replace("~1", "/").replace("~0", "~"), {})
-            if isinstance(node, dict)
-            else {}
-        )
-    return node
 
 
 def embedding_vector(item: str | list[int], dims: int) -> list[float]:

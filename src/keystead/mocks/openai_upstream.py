@@ -7,7 +7,7 @@ what goes over the wire is exactly what is written here.
 Routes, each with or without the `/v1` prefix:
     POST /v1/chat/completions     (also Azure's /openai/deployments/{deployment}/chat/completions)
     POST /v1/embeddings           (also Azure's /openai/deployments/{deployment}/embeddings)
-    POST /v1/responses            (only with `supports_responses`)
+    POST /v1/responses            (only with `supports_responses`; see `mocks.responses`)
     GET  /v1/models, GET /v1/models/{id}
 
 Replies are deterministic (see `mocks.content`), steerable per request with `[[mock:...]]`
@@ -31,8 +31,9 @@ per app, SPEC text and model), then normal answers:
     badjson              200 with a truncated JSON body; streaming, one `data:` line that is not
                          JSON, then the end of the stream
     context              400 `context_length_exceeded`, worded as OpenAI words it
-    schema               chat: content that breaks `response_format` (not JSON for json_object,
-                         JSON the schema rejects for json_schema); elsewhere an ordinary answer
+    schema               chat and responses: content that breaks `response_format` (`text.format`):
+                         not JSON for json_object, JSON the schema rejects for json_schema;
+                         elsewhere an ordinary answer
     STEP*N, STEP*        the step N times, or forever (`500*`: always fail)
 
 Unknown steps count as `ok` in a request (like bad directive values); `MockSettings.faults` is
@@ -42,9 +43,9 @@ validated strictly (`mocks.faults.parse_faults`).
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 import re
+import socket
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -52,9 +53,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
-import uvicorn
 
-from keystead.mocks.asgi import lifespan, read_body
+from keystead.mocks.asgi import lifespan, read_body, serve_app
 from keystead.mocks.content import (
     Directives,
     chat_message,
@@ -68,19 +68,21 @@ from keystead.mocks.content import (
     new_id,
     parse_directives,
     plan_reply,
-    plan_text,
     prompt_tokens,
-    response_object,
-    responses_usage,
-    split_pieces,
 )
 from keystead.mocks.faults import OK, FaultScripts, FaultStep, parse_faults
+from keystead.mocks.responses import (
+    input_messages,
+    plan_output,
+    response_object,
+    responses_usage,
+    stream_response,
+)
 from keystead.mocks.stream import (
     EventStream,
     MockDisconnect,
     stream_chat,
     stream_malformed,
-    stream_response,
 )
 
 __all__ = [
@@ -164,35 +166,15 @@ class MockReset(MockDisconnect):
     """The `reset` fault: the connection drops before any answer."""
 
 
-class _HideRequestedDisconnects(logging.Filter):
-    """uvicorn logs app exceptions with a traceback; a `disconnect_after` abort is no error."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], MockDisconnect))
-
-
-_HIDE_DISCONNECTS = _HideRequestedDisconnects()
-
-
 def create_mock_app(settings: MockSettings) -> MockUpstream:
     return MockUpstream(settings)
 
 
-async def serve_mock(host: str, port: int, settings: MockSettings) -> None:
-    """Serve the mock over HTTP until cancelled (or interrupted, when in the main thread)."""
-    config = uvicorn.Config(
-        create_mock_app(settings), host=host, port=port, log_level="warning", lifespan="off"
-    )
-    logging.getLogger("uvicorn.error").addFilter(_HIDE_DISCONNECTS)  # after Config set up logging
-    server = uvicorn.Server(config)
-    task = asyncio.ensure_future(server.serve())
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        # Embedded in a test or the demo: shut down properly so sockets get closed.
-        server.should_exit = True
-        await task
-        raise
+async def serve_mock(host: str, port: int, settings: MockSettings,
+                     sock: socket.socket | None = None) -> None:
+    """Serve the mock over HTTP until cancelled (or interrupted, when in the main thread);
+    on `sock` when given (bound and listening already), else on host:port."""
+    await serve_app(create_mock_app(settings), host, port, sock)
 
 
 class MockUpstream:
@@ -394,7 +376,9 @@ class MockUpstream:
     # --- responses API ----------------------------------------------------------------------
 
     async def _responses(self, body: dict[str, Any], send: Send) -> None:
-        messages = _responses_messages(body)
+        if not isinstance(body.get("input"), str | list):
+            raise _MockError(400, "'input' must be a string or an array.", param="input")
+        messages = input_messages(body)
         prompt = last_user_text(messages)
         directives = parse_directives(prompt)
         streaming = bool(body.get("stream"))
@@ -402,16 +386,11 @@ class MockUpstream:
         fault = await self._apply(directives, body["model"], streaming=streaming, overflow=overflow)
         if fault.kind == "reset":  # reset=K while streaming
             directives = replace(directives, disconnect_after=fault.after_chunks)
-        content, finish = plan_text(prompt, directives, body.get("max_output_tokens"))
-        pieces = split_pieces(content)
-        status = "completed" if finish == "stop" else "incomplete"
-        item_id, created = new_id("msg_"), int(time.time())
-        part = {"type": "output_text", "text": content, "annotations": [], "logprobs": []}
-        item: dict[str, Any] = {"type": "message", "id": item_id, "status": "completed"}
-        item |= {"role": "assistant", "content": [part]}
-        response = response_object(new_id("resp_"), created, body, status, [item])
+        output = plan_output(body, prompt, directives, off_schema=fault.kind == "schema")
+        response = response_object(new_id("resp_"), int(time.time()), body, output.status,
+                                   [output.item])
         if not directives.no_usage:
-            response["usage"] = responses_usage(prompt_tokens(messages), len(pieces))
+            response["usage"] = responses_usage(prompt_tokens(messages), output.tokens)
         if not streaming:
             await _answer(send, response, fault)
             return
@@ -421,24 +400,7 @@ class MockUpstream:
             first = {"type": "response.created", "response": response, "sequence_number": 0}
             await stream_malformed(stream, first, event="response.created")
             return
-        await stream_response(stream, response, item, pieces, directives)
-
-
-# --- responses helpers ----------------------------------------------------------------------
-
-
-def _responses_messages(body: dict[str, Any]) -> list[Any]:
-    """`input` (a string or a list of message items) plus `instructions`, as chat messages."""
-    raw = body.get("input")
-    if isinstance(raw, str):
-        messages: list[Any] = [{"role": "user", "content": raw}]
-    elif isinstance(raw, list):
-        messages = [item for item in raw if isinstance(item, dict)]
-    else:
-        raise _MockError(400, "'input' must be a string or an array.", param="input")
-    if isinstance(body.get("instructions"), str):
-        messages.insert(0, {"role": "system", "content": body["instructions"]})
-    return messages
+        await stream_response(stream, response, output, directives)
 
 
 # --- faults ---------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""How the mock upstream streams: OpenAI's chat chunks and the Responses API's event sequence.
+"""How the mock upstream streams: the event-stream response, and OpenAI's chat chunks (the
+Responses API's event sequence is in `mocks.responses`).
 
 Split from `mocks.openai_upstream` (routing, auth, whole answers) so each module keeps one job.
 """
@@ -19,7 +20,7 @@ from keystead.mocks.content import (
     stream_deltas,
 )
 
-__all__ = ["EventStream", "MockDisconnect", "stream_chat", "stream_malformed", "stream_response"]
+__all__ = ["EventStream", "MockDisconnect", "spend", "stream_chat", "stream_malformed"]
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -78,9 +79,9 @@ async def stream_chat(
         first, *rest = stream_deltas(reply)
         await stream.send_json(chunk(index, first))
         for delta in rest:
-            budget = _spend(budget)
+            budget = spend(budget)
             await stream.send_json(chunk(index, delta))
-        _spend(budget, final=True)
+        spend(budget, final=True)
         await stream.send_json(chunk(index, {}, reply.finish_reason))
     if usage is not None:
         await stream.send_json(
@@ -97,52 +98,10 @@ async def stream_malformed(stream: EventStream, frame: Any, event: str | None = 
     await stream.end()
 
 
-def _spend(budget: int | None, final: bool = False) -> int | None:
+def spend(budget: int | None, final: bool = False) -> int | None:
     """Count down `disconnect_after`; at zero, abort the response mid-stream."""
     if budget is None:
         return None
     if budget <= 0:
         raise MockDisconnect("mock disconnect_after directive")
     return budget if final else budget - 1
-
-
-async def stream_response(
-    stream: EventStream,
-    response: dict[str, Any],
-    item: dict[str, Any],
-    pieces: list[str],
-    directives: Directives,
-) -> None:
-    """The Responses API event sequence, each as `event: <type>` + `data: {...}` (no [DONE])."""
-    sequence = 0
-
-    async def emit(kind: str, **fields: Any) -> None:
-        nonlocal sequence
-        await stream.send_json({"type": kind, **fields, "sequence_number": sequence}, event=kind)
-        sequence += 1
-
-    # Snapshots before completion carry no usage: the schema's `usage` is not nullable.
-    pending = {k: v for k, v in response.items() if k != "usage"}
-    pending |= {"status": "in_progress", "completed_at": None, "incomplete_details": None}
-    pending["output"] = []
-    await emit("response.created", response=pending)
-    await emit("response.in_progress", response=pending)
-    where = {"item_id": item["id"], "output_index": 0, "content_index": 0}
-    part = item["content"][0]
-    await emit(
-        "response.output_item.added",
-        output_index=0,
-        item={**item, "status": "in_progress", "content": []},
-    )
-    await emit("response.content_part.added", **where, part={**part, "text": ""})
-    budget = directives.disconnect_after
-    for piece in pieces:
-        budget = _spend(budget)
-        await emit("response.output_text.delta", **where, delta=piece, logprobs=[])
-    _spend(budget, final=True)
-    await emit("response.output_text.done", **where, text=part["text"], logprobs=[])
-    await emit("response.content_part.done", **where, part=part)
-    await emit("response.output_item.done", output_index=0, item=item)
-    done = "response.completed" if response["status"] == "completed" else "response.incomplete"
-    await emit(done, response=response)
-    await stream.end()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from keystead.config.model import DEFAULT_BASE_URLS, MockConfig, ProviderConfig
 from keystead.config.provider_values import DEFAULT_MODELS, default_models
 from keystead.errors import ModelNotFound
+from keystead.mocks import anthropic_upstream
 from keystead.mocks.openai_upstream import MockSettings, create_mock_app
 from keystead.providers.anthropic import AnthropicProvider
 from keystead.providers.azure import AzureProvider
@@ -131,6 +132,17 @@ def build_provider(spec: ProviderSpec, api_key: str | KeyPool | None, http: Tran
     """The adapter for `spec`, authenticating with `api_key`: one key, a `KeyPool`, or None."""
     keys = api_key if isinstance(api_key, KeyPool) else KeyPool.of(spec.name, api_key)
     responses = spec.supports_responses
+    if spec.type == "mock" and spec.mock.flavor == "anthropic":  # the Anthropic mock, in process
+        mock = anthropic_upstream.AnthropicMockSettings(
+            api_key=keys.first if len(keys) == 1 else None, latency_ms=spec.mock.latency_ms,
+            models=spec.models or anthropic_upstream.DEFAULT_MODELS,
+            chunk_delay_ms=spec.mock.chunk_delay_ms)
+        return AnthropicProvider(
+            spec.name, base_url=spec.base_url or MOCK_BASE_URL.removesuffix("/v1"), api_key=keys,
+            models=mock.models, read_timeout=read_timeout,
+            transport=ASGITransport(anthropic_upstream.create_anthropic_mock_app(mock))
+            if not spec.base_url else http,
+            capabilities=Capabilities(embeddings=False, responses=False))
     if spec.type == "mock":
         api_key = keys.first  # the in-process mock upstream accepts every key of the pool
         settings = MockSettings(
