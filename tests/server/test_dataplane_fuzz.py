@@ -163,7 +163,7 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
         loop.close()
 
 
-@settings(max_examples=400, derandomize=True, deadline=None, database=None,
+@settings(max_examples=1000, derandomize=True, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                  HealthCheck.data_too_large])
 @given(path_and_body=st.sampled_from(PATHS).flatmap(
@@ -195,7 +195,8 @@ def test_no_request_gets_a_500_or_goes_unrecorded(
             assert document["type"] == "error" and document["error"]["message"], document
         else:
             assert set(document["error"]) == {"message", "type", "param", "code"}, document
-            assert document["error"]["code"] and document["error"]["message"]
+            # The provider's own errors may carry code null, as OpenAI's do; keystead's never.
+            assert document["error"]["message"], document
 
 
 def test_every_fuzzed_request_left_one_ledger_row(harness: Harness) -> None:
@@ -215,4 +216,5 @@ def test_fuzz_paths_are_the_data_planes(tmp_path: Path) -> None:
     from keystead.pipeline.endpoints import PATHS as SERVED
 
     assert set(SERVED) <= set(PATHS)
+
 
