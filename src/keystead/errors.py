@@ -5,7 +5,8 @@
     │   ├── InvalidJSON             code=invalid_json
     │   ├── InvalidField            code=invalid_value / missing_required_parameter
     │   ├── BodyTooLarge            (413) code=request_too_large
-    │   └── MaxTokensExceeded       code=max_tokens_exceeded
+    │   ├── MaxTokensExceeded       code=max_tokens_exceeded
+    │   └── ConfigInvalid           code=config_invalid (POST /admin/reload)
     ├── AuthError                   (401 authentication_error)
     │   ├── MissingKey              code=missing_api_key
     │   ├── MalformedKey            code=invalid_api_key
@@ -51,6 +52,7 @@ __all__ = [
     "BadRequest",
     "BodyTooLarge",
     "BudgetExceeded",
+    "ConfigInvalid",
     "DisabledKey",
     "EndpointNotAllowed",
     "ExpiredKey",
@@ -125,6 +127,12 @@ class BodyTooLarge(BadRequest):
 
 class MaxTokensExceeded(BadRequest):
     code = "max_tokens_exceeded"
+
+
+class ConfigInvalid(BadRequest):
+    """A reload refused the gateway's config file; the running config stays."""
+
+    code = "config_invalid"
 
 
 class AuthError(GatewayError):

@@ -1,7 +1,9 @@
 """One factory builds everything a process needs; nothing lives in module globals.
 
 The server, the demo and the embedded CLI all open a `Runtime`; only a serving runtime starts the
-ledger writer and the watcher that reloads keys and providers when another process changed them.
+ledger writer and the watcher that reloads keys, providers and the config file when another
+process changed them. What the config file makes (providers, routes, prices, ...) is one `Live`,
+rebuilt whole and swapped in one step (live.py, reload.py).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import contextlib
 import hashlib
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from keystead.cache import CacheStore, MemoryCache
@@ -20,6 +22,7 @@ from keystead.config.model import Config
 from keystead.keys.hashing import KeyHasher
 from keystead.keys.naming import NamingRule
 from keystead.keys.tokens import TokenSigner
+from keystead.live import Live, ProviderStatus, build_live
 from keystead.pipeline.cache_stage import CacheStage
 from keystead.pipeline.client_ip import AddressResolver
 from keystead.pipeline.identify import KeyTable
@@ -33,7 +36,8 @@ from keystead.providers.registry import (
     resolve_keys,
 )
 from keystead.providers.secret_refs import is_external
-from keystead.providers.transport import HttpTransport
+from keystead.providers.transport import HttpTransport, Transport
+from keystead.reload import CONFIG_VERSION, Reloader, file_digest
 from keystead.routing.breaker import Breakers
 from keystead.routing.router import Router
 from keystead.routing.table import RouteTable
@@ -49,7 +53,7 @@ from keystead.vault.store import Vault, load_master_key
 if TYPE_CHECKING:
     from keystead.state.notify import ChangeNotifier
 
-__all__ = ["KEY_DISABLED", "KEY_ENABLED", "ProviderStatus", "Runtime"]
+__all__ = ["CONFIG_VERSION", "KEY_DISABLED", "KEY_ENABLED", "ProviderStatus", "Runtime"]
 
 log = logging.getLogger("keystead.runtime")
 
@@ -60,20 +64,11 @@ KEY_DISABLED = "provider.key_disabled"
 KEY_ENABLED = "provider.key_enabled"
 
 
-@dataclass(frozen=True)
-class ProviderStatus:
-    spec: ProviderSpec
-    error: str | None  # why it is not usable, if it is not
-    # Keys of a usable provider that cannot be read now (label -> why); the others serve.
-    key_errors: dict[str, str] = field(default_factory=dict)
-
-
 class Runtime:
     def __init__(self, loaded: LoadedConfig, store: Store, counters: Counters, vault: Vault,
                  hasher: KeyHasher, *, shared_counters: bool = False,
                  signer: TokenSigner | None = None):
-        self.loaded = loaded
-        self.config = loaded.config
+        config = loaded.config
         self.store = store
         self.counters = counters
         self.vault = vault
@@ -81,27 +76,28 @@ class Runtime:
         self.signer = signer
         self.keys = KeyTable(hasher, signer=signer)
         self.teams: dict[str, TeamRecord] = {}
-        self.limiter = Limiter(counters, self.config.limits, store.spend_nanousd,
+        # Everything the config file makes that a reload may change, swapped as one.
+        self.live = build_live(loaded, file_digest(loaded.path), ProviderRegistry(()), {})
+        self.limiter = Limiter(counters, config.limits, store.spend_nanousd,
                                shared=shared_counters)
-        self.addresses = AddressResolver(self.config.server.trusted_proxies,
-                                         self.config.server.forwarded_header)
         self.notifier: ChangeNotifier | None = None
-        self.naming = NamingRule(self.config.keys.name_pattern, self.config.keys.name_rule,
-                                 self.config.keys.environments)
-        self.prices = PriceBook(dict(self.config.prices))
-        self.http = HttpTransport(connect_timeout=self.config.server.connect_timeout_s)
-        self.providers = ProviderRegistry(())
-        self.provider_status: dict[str, ProviderStatus] = {}
-        self.breakers = Breakers(counters, self.config.routing.breaker)
+        self.http = HttpTransport(connect_timeout=config.server.connect_timeout_s)
+        self.breakers = Breakers(counters, config.routing.breaker)
         self.router = Router(self.breakers, counters=counters)
-        self.routes = RouteTable({}, self.config.routing, self.providers)
-        self.cache = CacheStage(_cache_store(self.config))
-        usage = self.config.usage
+        self.cache = CacheStage(_cache_store(config))
+        usage = config.usage
         self.ledger = LedgerWriter(store, batch_size=usage.batch_size,
                                    flush_interval_s=usage.flush_interval_s,
                                    queue_max=usage.queue_max)
+        self.reloader = Reloader(self)
         self._versions: dict[str, int] = {}
         self._watcher: asyncio.Task[None] | None = None
+        # One rebuild of `live` at a time: a providers reload that started on the old config
+        # must not swap its result in after a config reload.
+        self._rebuilding = asyncio.Lock()
+        # Per-provider transports (the in-process mocks) of providers a rebuild replaced: closed
+        # once the requests that use them are surely done.
+        self._retiring: dict[asyncio.Task[None], list[Transport]] = {}
         # External provider keys: a keyed digest of the value each provider was built with, so
         # a refresh sees a change without keeping a second copy of the key.
         self._secret_digests: dict[str, bytes] = {}
@@ -111,6 +107,39 @@ class Runtime:
         self._key_pending: dict[tuple[str, str], KeyChange] = {}
         self._key_tasks: set[asyncio.Task[None]] = set()
         self._refresher: asyncio.Task[None] | None = None
+
+    # What the config made, as it is now (a request reads its data plane's `live` instead).
+    @property
+    def loaded(self) -> LoadedConfig:
+        return self.live.loaded
+
+    @property
+    def config(self) -> Config:
+        return self.live.loaded.config
+
+    @property
+    def providers(self) -> ProviderRegistry:
+        return self.live.providers
+
+    @property
+    def provider_status(self) -> dict[str, ProviderStatus]:
+        return self.live.provider_status
+
+    @property
+    def routes(self) -> RouteTable:
+        return self.live.routes
+
+    @property
+    def prices(self) -> PriceBook:
+        return self.live.prices
+
+    @property
+    def addresses(self) -> AddressResolver:
+        return self.live.addresses
+
+    @property
+    def naming(self) -> NamingRule:
+        return self.live.naming
 
     @classmethod
     async def open(cls, loaded: LoadedConfig, *, serving: bool,
@@ -156,6 +185,7 @@ class Runtime:
                 runtime.notifier = ChangeNotifier(redis.url, redis.prefix)
             await runtime.reload_keys()
             await runtime.reload_providers()
+            runtime._versions[CONFIG_VERSION] = await store.get_version(CONFIG_VERSION)
         except Exception:
             await runtime.close()
             raise
@@ -176,29 +206,62 @@ class Runtime:
         self.teams = teams
 
     async def reload_providers(self) -> None:
-        self._versions[PROVIDERS_VERSION] = await self.store.get_version(PROVIDERS_VERSION)
-        specs = [ProviderSpec.from_config(name, p) for name, p in self.config.providers.items()]
+        async with self._rebuilding:
+            self._versions[PROVIDERS_VERSION] = await self.store.get_version(PROVIDERS_VERSION)
+            live = self.live
+            providers, status = await self._build_providers(live.config)
+            self._swap(replace(live, providers=providers, provider_status=status,
+                               routes=RouteTable(live.config.routes, live.config.routing,
+                                                 providers)))
+
+    async def apply_config(self, loaded: LoadedConfig, digest: str) -> None:
+        """Swap in a new config (already read and validated): providers, routes, prices, limits,
+        trusted proxies, naming rule and breaker policy change in one step. Requests in flight
+        keep the `Live` they started on."""
+        async with self._rebuilding:
+            providers, status = await self._build_providers(loaded.config)
+            live = build_live(loaded, digest, providers, status)
+            # From here to the end: no await, so no request sees half of it.
+            self.limiter.reconfigure(loaded.config.limits)
+            self.breakers.policy = loaded.config.routing.breaker
+            self._swap(live)
+
+    async def _build_providers(self, config: Config
+                               ) -> tuple[ProviderRegistry, dict[str, ProviderStatus]]:
+        specs = [ProviderSpec.from_config(name, p) for name, p in config.providers.items()]
         specs += [ProviderSpec.from_record(r) for r in await self.store.list_providers()
-                  if r.name not in self.config.providers]
+                  if r.name not in config.providers]
         taken_out = {(state.provider, state.fingerprint): state
                      for state in await self.store.list_provider_key_states()}
         built: list[Provider] = []
         status: dict[str, ProviderStatus] = {}
-        timeout = self.config.server.upstream_timeout_s
+        timeout = config.server.upstream_timeout_s
         old = self.providers
         for spec in specs:
             provider, status[spec.name] = await self._build_provider(spec, old, timeout)
             if provider is not None:
                 self._apply_key_states(provider.keys, taken_out)
                 built.append(provider)
-        self.providers = ProviderRegistry(built)
-        self.provider_status = status
-        self.routes = RouteTable(self.config.routes, self.config.routing, self.providers)
-        # Mock transports are per-provider; the shared HTTP transport stays open.
-        kept = {id(provider) for provider in built}
-        for provider in old.providers.values():
-            if provider.transport is not self.http and id(provider) not in kept:
-                await provider.transport.close()
+        return ProviderRegistry(built), status
+
+    def _swap(self, live: Live) -> None:
+        old, self.live = self.live, live
+        # Mock transports are per-provider; the shared HTTP transport stays open. A replaced
+        # one may still carry requests that started before the swap: it is closed later.
+        kept = {id(provider.transport) for provider in live.providers.providers.values()}
+        retired = {id(p.transport): p.transport for p in old.providers.providers.values()
+                   if p.transport is not self.http and id(p.transport) not in kept}
+        if retired:
+            task = asyncio.get_running_loop().create_task(
+                self._close_later(live.config.server.upstream_timeout_s))
+            self._retiring[task] = list(retired.values())
+
+    async def _close_later(self, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)  # a request waits on its provider at most this long
+        task = asyncio.current_task()
+        assert task is not None
+        for transport in self._retiring.pop(task, []):
+            await transport.close()
 
     async def _build_provider(self, spec: ProviderSpec, old: ProviderRegistry,
                               read_timeout: float) -> tuple[Provider | None, ProviderStatus]:
@@ -208,7 +271,8 @@ class Runtime:
         previous = self.provider_status.get(spec.name)
         failed = {i: value for i, value in enumerate(values, 1) if isinstance(value, VaultError)}
         unchanged = previous is not None and previous.spec == spec and previous.error is None \
-            and spec.name in old.providers
+            and spec.name in old.providers \
+            and old.providers[spec.name].read_timeout == read_timeout
         if failed and unchanged and any(is_external(spec.keys[i - 1].ref) for i in failed):
             assert previous is not None
             # The external store is out of reach: the keys it gave last keep working.
@@ -360,11 +424,27 @@ class Runtime:
             # (publish logs and returns False when Redis is out of reach).
             await self.notifier.publish(name)
 
+    async def announce(self, name: str) -> bool:
+        """Tell the other processes that `name` changed, this one having done its part already
+        (a config reload). False: no notice went out (no Redis, or out of reach); the others
+        still find the change at their next poll of the store, within a second."""
+        self._versions[name] = await self.store.bump_version(name)
+        if self.notifier is None:
+            return False
+        return await self.notifier.publish(name)
+
     async def _reload(self, name: str) -> None:
         if name == KEYS_VERSION:
             await self.reload_keys()
         elif name == PROVIDERS_VERSION:
             await self.reload_providers()
+        elif name == CONFIG_VERSION:
+            await self._reload_config("notice")
+
+    async def _reload_config(self, trigger: str) -> None:
+        """Another process asked every replica to re-read its config file."""
+        self._versions[CONFIG_VERSION] = await self.store.get_version(CONFIG_VERSION)
+        await self.reloader.reload(trigger)
 
     async def _heard(self, name: str) -> None:
         try:
@@ -380,6 +460,9 @@ class Runtime:
                                      (PROVIDERS_VERSION, self.reload_providers)):
                     if await self.store.get_version(name) != self._versions.get(name):
                         await reload()
+                if await self.store.get_version(CONFIG_VERSION) \
+                        != self._versions.get(CONFIG_VERSION):
+                    await self._reload_config("poll")
                 # Breakers other replicas opened or closed (a dict read without Redis).
                 await self.breakers.refresh(self.routes.deployment_ids())
             except Exception:
@@ -391,6 +474,11 @@ class Runtime:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        for task, transports in list(self._retiring.items()):  # no request is left to use them
+            task.cancel()
+            for transport in transports:
+                await transport.close()
+        self._retiring.clear()
         if self._key_tasks:  # provider keys taken out just now: their events must be written
             await asyncio.gather(*self._key_tasks, return_exceptions=True)
         try:

@@ -73,6 +73,7 @@ from keystead.usage.extract import usage_from_body
 from keystead.usage.prices import TokenUsage
 
 if TYPE_CHECKING:
+    from keystead.live import Live
     from keystead.runtime import Runtime
 
 __all__ = ["DataPlane"]
@@ -119,15 +120,20 @@ def _new_request_id() -> str:
 
 
 class DataPlane:
-    def __init__(self, runtime: Runtime):
+    def __init__(self, runtime: Runtime, live: Live | None = None):
         self.rt = runtime
-        self.max_body = runtime.config.server.max_body_bytes
-        self.log_requests = runtime.config.logging.requests
-        guard = runtime.config.guardrails
+        # One data plane per config generation (a reload makes a new one): a request keeps the
+        # one it started on, so everything the config makes (routes, prices, guardrails, ...)
+        # is read from `self.live` and is the same from its first byte to its ledger row.
+        self.live = live = live or runtime.live
+        config = live.config
+        self.max_body = config.server.max_body_bytes
+        self.log_requests = config.logging.requests
+        guard = config.guardrails
         self.guard_default = guard.default if guard.default != GuardPolicy() else None
         self.guard_envs = {env: policy if policy != GuardPolicy() else None
                            for env, policy in guard.environments.items()}
-        origins = runtime.config.server.cors_origins
+        origins = config.server.cors_origins
         self.cors_any = "*" in origins
         self.cors_origins = {o.encode() for o in origins}
 
@@ -167,7 +173,7 @@ class DataPlane:
         if request_id is None or not _REQUEST_ID.fullmatch(request_id):
             request_id = _new_request_id()
         client = scope.get("client")
-        client_ip = self.rt.addresses.resolve(client[0] if client else None, forwarded_for,
+        client_ip = self.live.addresses.resolve(client[0] if client else None, forwarded_for,
                                               forwarded)
         endpoint = route[1] if route else Endpoint.MODELS
         ctx = RequestContext(request_id, endpoint, client_ip, user_agent, feature)
@@ -239,7 +245,7 @@ class DataPlane:
                 await estimate_usage(ctx, None)
             # Every path that learned usage is priced, including a stream that broke (or a client
             # that left) after its usage arrived; usage priced on the way out is not priced again.
-            price(ctx, self.rt.prices)
+            price(ctx, self.live.prices)
             try:
                 if ctx.ticket is not None:
                     usage, extra = ctx.usage, ctx.discarded_usage
@@ -267,7 +273,7 @@ class DataPlane:
         token = ctx.token
         if token is not None:
             admit.check_token_model(token, view.model)
-        route = self.rt.routes.resolve(view.model)
+        route = self.live.routes.resolve(view.model)
         if not route.implicit:
             ctx.route = route.name
         deployments = route.serving(ctx.endpoint)
@@ -305,7 +311,7 @@ class DataPlane:
         # the configured default written in (docs/limits.md says so).
         cap = token.max_tokens if token is not None and token.max_tokens else key.max_tokens
         if cap is None and self.rt.limiter.has_budget(scopes):
-            cap = self.rt.config.limits.default_max_tokens
+            cap = self.live.config.limits.default_max_tokens
         requested: int | None = None
         if ctx.endpoint is Endpoint.CHAT:
             ctx.stream = bool(view.stream)
@@ -357,7 +363,7 @@ class DataPlane:
         if not route.implicit:
             prompt_tokens = prompt_tokens_bounds(body)[0]
             output_tokens = requested if requested is not None else \
-                cap or self.rt.config.limits.default_max_tokens
+                cap or self.live.config.limits.default_max_tokens
             context_tokens = await self._context_tokens(ctx, route, prompt_tokens, requested)
         watch = ClientWatch(receive)
         try:
@@ -425,7 +431,7 @@ class DataPlane:
         usage, _model = usage_from_body(body)
         if usage is None:
             return
-        cost = self.rt.prices.cost(deployment.provider.type, deployment.model, usage)
+        cost = self.live.prices.cost(deployment.provider.type, deployment.model, usage)
         ctx.discarded_cost += cost.usd
         before = ctx.discarded_usage or TokenUsage()
         ctx.discarded_usage = TokenUsage(before.prompt_tokens + usage.prompt_tokens,
@@ -490,10 +496,10 @@ class DataPlane:
             output = 0
         else:
             output = max_output if max_output is not None \
-                else self.rt.config.limits.default_max_tokens
+                else self.live.config.limits.default_max_tokens
             output *= max(1, getattr(ctx.view, "n", None) or 1)
         # A route may be served by any of its deployments: reserve for the dearest one.
-        worst = max((worst_cost(ctx, self.rt.prices, bound, output, d.provider, d.model)
+        worst = max((worst_cost(ctx, self.live.prices, bound, output, d.provider, d.model)
                      for d in deployments), default=_ZERO) \
             if limiter.has_budget(scopes) else _ZERO
         return await limiter.admit(hold_id, scopes, estimate + output, worst)
@@ -519,7 +525,7 @@ class DataPlane:
                 assembler.end()
                 answer = assembler.result()
                 if answer is not None:
-                    price(ctx, self.rt.prices)
+                    price(ctx, self.live.prices)
                     await self.rt.cache.put(ctx, lookup, answer)
             return
         assert served.body is not None
@@ -529,7 +535,7 @@ class DataPlane:
             raise ClientGone
         if ctx.usage is None:
             await estimate_usage(ctx, body)
-        price(ctx, self.rt.prices)
+        price(ctx, self.live.prices)
         headers.extend(((b"content-length", str(len(body)).encode()),
                         (b"x-request-id", ctx.request_id.encode()),
                         (b"x-keystead-cost-usd", format(ctx.cost, "f").encode()),
@@ -572,7 +578,7 @@ class DataPlane:
             raise ClientGone
         if ctx.usage is None:
             await estimate_usage(ctx, body)
-        price(ctx, self.rt.prices)
+        price(ctx, self.live.prices)
         headers = [*messages.pass_headers(upstream.headers),
                    (b"content-length", str(len(body)).encode()),
                    (b"x-keystead-cost-usd", format(ctx.cost, "f").encode()), *own]
@@ -637,13 +643,13 @@ class DataPlane:
         # which every SSE client ignores and a curious one can read.
         if ctx.usage is None:
             return b""
-        price(ctx, self.rt.prices)
+        price(ctx, self.live.prices)
         return b": x-keystead-cost-usd " + format(ctx.cost, "f").encode() + b"\n\n"
 
     async def _models(self, ctx: RequestContext, send: Send, model_id: str | None) -> None:
         key = ctx.key
         assert key is not None
-        listed = [(model, provider) for model, provider in self.rt.providers.listed_models()
+        listed = [(model, provider) for model, provider in self.live.providers.listed_models()
                   if admit.model_allowed(key, model)]
         if model_id is not None:
             ctx.model = model_id
