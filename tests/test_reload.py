@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from keystead.config.load import parse_config
@@ -51,3 +52,14 @@ def test_keep_running_keeps_what_only_a_restart_changes() -> None:
     assert kept.routes == new.routes
     assert changes(old, kept) == (["server.max_body_bytes", "limits.default_max_tokens",
                                    "routes.r"], [])
+
+
+def test_the_docs_name_every_setting_that_needs_a_restart() -> None:
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    configuration = (docs / "configuration.md").read_text()
+    operations = (docs / "operations.md").read_text()
+    table = configuration[configuration.index("| Needs a restart |"):]
+    for section, fields in RESTART_ONLY.items():
+        for name in [f"{section}.{f}" for f in fields] if fields else [section]:
+            assert f"`{name}`" in table, name
+            assert f"`{name}`" in operations, name

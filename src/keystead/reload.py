@@ -204,9 +204,10 @@ class Reloader:
             await self.rt.apply_config(effective, digest)
         except Exception as exc:
             log.exception("applying the reloaded config failed")
+            # The exception's text stays in the log: the result is stored and answered.
             return ReloadResult(self.replica, trigger, False, running.digest,
-                                error=f"applying it failed ({type(exc).__name__}: {exc}); the "
-                                      f"running config is kept")
+                                error=f"applying it failed ({type(exc).__name__}, see this "
+                                      f"gateway's log); the running config is kept")
         for name, value in owned.items():  # as a fresh start would have found them
             if value is None:
                 os.environ.pop(name, None)

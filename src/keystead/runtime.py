@@ -442,8 +442,12 @@ class Runtime:
             await self._reload_config("notice")
 
     async def _reload_config(self, trigger: str) -> None:
-        """Another process asked every replica to re-read its config file."""
-        self._versions[CONFIG_VERSION] = await self.store.get_version(CONFIG_VERSION)
+        """Another process asked every replica to re-read its config file. The notice and the
+        poll may both bring the same request: it is answered once."""
+        version = await self.store.get_version(CONFIG_VERSION)
+        if version == self._versions.get(CONFIG_VERSION):
+            return
+        self._versions[CONFIG_VERSION] = version
         await self.reloader.reload(trigger)
 
     async def _heard(self, name: str) -> None:

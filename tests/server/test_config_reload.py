@@ -345,3 +345,27 @@ def test_a_provider_removed_from_the_store_finishes_its_requests_in_flight(
             assert reply.status == 200, reply.body
 
     asyncio.run(main())
+
+
+def test_a_reload_that_cannot_build_the_new_config_keeps_the_running_one(
+        write_config: Write) -> None:
+    path = write_config()
+
+    async def main() -> None:
+        async with running_app(load_config(path)) as client:
+            runtime = client.runtime
+            running = runtime.live
+            write_config(routes={"r": {"deployments": [{"provider": "mock",
+                                                        "model": "gpt-4o-mini"}]}})
+            await runtime.store.close()  # the store is out of reach while providers are read
+            try:
+                result = await runtime.reloader.reload("test")
+            finally:
+                await runtime.store.open()
+            assert not result.ok and result.error is not None
+            assert result.error.startswith("applying it failed (")
+            assert "the running config is kept" in result.error
+            assert runtime.live is running
+            assert (await runtime.reloader.reload("test")).changed == ["routes.r"]
+
+    asyncio.run(main())
