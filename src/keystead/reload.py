@@ -150,8 +150,7 @@ class Reloader:
         async with self._lock:
             result = await self._reload(trigger)
         if not result.ok:
-            log.error("config reload (%s) refused, the running config is kept: %s", trigger,
-                      result.error)
+            log.error("config reload (%s) refused: %s", trigger, result.error)
         elif result.changed or result.restart_needed:
             log.info("config reloaded (%s): file %s; applied: %s%s", trigger, result.digest,
                       ", ".join(result.changed) or "nothing",

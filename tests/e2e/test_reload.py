@@ -216,6 +216,7 @@ def test_sighup_reloads_one_process_under_traffic_and_loses_no_record(tmp_path: 
             proc.send_signal(signal.SIGHUP)
             await serves(base_url, probe, f"sighup-route-{n}")
             assert proc.poll() is None, "SIGHUP ended the gateway"
+            await asyncio.sleep(0.3)  # traffic between the reloads too
 
     try:
         traffic = asyncio.run(under_traffic([client(base_url, key)], steps))
