@@ -45,11 +45,13 @@ class Live:
 
 
 def build_live(loaded: LoadedConfig, digest: str, providers: ProviderRegistry,
-               provider_status: dict[str, ProviderStatus]) -> Live:
+               provider_status: dict[str, ProviderStatus], *,
+               routes: RouteTable | None = None) -> Live:
+    """`routes`: the config's over `providers` unless given."""
     config = loaded.config
     return Live(
         loaded=loaded, digest=digest, providers=providers, provider_status=provider_status,
-        routes=RouteTable(config.routes, config.routing, providers),
+        routes=routes or RouteTable(config.routes, config.routing, providers),
         prices=PriceBook(dict(config.prices)),
         addresses=AddressResolver(config.server.trusted_proxies,
                                   config.server.forwarded_header),

@@ -64,8 +64,11 @@ class Runtime:
         self.signer = signer
         self.keys = KeyTable(hasher, signer=signer)
         self.teams: dict[str, TeamRecord] = {}
-        # Everything the config file makes that a reload may change, swapped as one.
-        self.live = build_live(loaded, file_digest(loaded.path), ProviderRegistry(()), {})
+        # Everything the config file makes that a reload may change, swapped as one. No
+        # providers yet (open() loads them), so no routes either: they would name none.
+        none = ProviderRegistry(())
+        self.live = build_live(loaded, file_digest(loaded.path), none, {},
+                               routes=RouteTable({}, config.routing, none))
         self.limiter = Limiter(counters, config.limits, store.spend_nanousd,
                                shared=shared_counters)
         self.notifier: ChangeNotifier | None = None

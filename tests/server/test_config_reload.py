@@ -369,3 +369,18 @@ def test_a_reload_that_cannot_build_the_new_config_keeps_the_running_one(
             assert (await runtime.reloader.reload("test")).changed == ["routes.r"]
 
     asyncio.run(main())
+
+
+def test_routes_of_a_good_config_log_no_error_at_start_up(
+        write_config: Write, caplog: pytest.LogCaptureFixture) -> None:
+    """Regression: the first, provider-less table of routes said every provider was missing."""
+    path = write_config(routes={"support": {"deployments": [
+        {"provider": "mock", "model": "gpt-4o-mini"}]}})
+
+    async def main() -> None:
+        async with running_app(load_config(path)) as client:
+            assert client.runtime.routes.problems == {}
+
+    with caplog.at_level(logging.ERROR):
+        asyncio.run(main())
+    assert "is not available" not in caplog.text
