@@ -174,7 +174,7 @@ class DataPlane:
             request_id = _new_request_id()
         client = scope.get("client")
         client_ip = self.live.addresses.resolve(client[0] if client else None, forwarded_for,
-                                              forwarded)
+                                                forwarded)
         endpoint = route[1] if route else Endpoint.MODELS
         ctx = RequestContext(request_id, endpoint, client_ip, user_agent, feature)
         ctx.cache_control = cache_control
