@@ -20,12 +20,16 @@ from typing import Any
 
 import pytest
 import yaml
+from aiohttp import web
 
 from keystead.config.load import load_config
 from keystead.vault.envelope import MasterKey
-from support import ADMIN_TOKEN, running_app
+from support import ADMIN_TOKEN, running_app, serving_http
 
 Write = Callable[..., Path]
+ANSWER = (b'{"id":"c1","object":"chat.completion","created":1,"model":"m1","choices":[{"index":0,'
+          b'"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],'
+          b'"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}')
 
 
 @pytest.fixture
@@ -311,14 +315,15 @@ def test_a_reload_asked_of_one_gateway_reaches_another_on_the_store(
             second.write_text(yaml.safe_dump(raw))
             reply = await one.admin("POST", "/admin/reload")
             assert reply.status == 200 and reply.json()["changed"] == []
-            for _ in range(100):
-                if "only-on-two" in two.runtime.routes.routes:
+            events: list[dict[str, Any]] = []
+            for _ in range(100):  # the other one's reload is recorded once it is done
+                events = (await one.admin("GET", "/admin/events?kind=config.reload")).json()
+                if len(events) == 2:
                     break
                 await asyncio.sleep(0.05)
+            assert sorted(e["detail"]["trigger"] for e in events) == ["admin-api", "poll"]
             assert "only-on-two" in two.runtime.routes.routes
             assert "only-on-two" not in one.runtime.routes.routes
-            events = (await one.admin("GET", "/admin/events?kind=config.reload")).json()
-            assert sorted(e["detail"]["trigger"] for e in events) == ["admin-api", "poll"]
 
     asyncio.run(main())
 
@@ -384,3 +389,42 @@ def test_routes_of_a_good_config_log_no_error_at_start_up(
     with caplog.at_level(logging.ERROR):
         asyncio.run(main())
     assert "is not available" not in caplog.text
+
+
+def test_a_provider_key_changed_in_the_env_file_is_used_after_a_reload(
+        write_config: Write, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/runbook.md: a leaked provider key in the .env is replaced with `keystead reload`;
+    the request in flight finishes on the old key, the next one goes with the new."""
+    old, new = "sk-old-upstream-key-0123456789", "sk-new-upstream-key-9876543210"
+    seen: list[str] = []
+
+    async def upstream(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("authorization", "").removeprefix("Bearer "))
+        await asyncio.sleep(0.3)
+        return web.Response(body=ANSWER, content_type="application/json")
+
+    monkeypatch.setenv("UPSTREAM_KEY", old)  # as the .env set it when the gateway started
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(f"UPSTREAM_KEY={old}\n")
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", upstream)
+        async with serving_http(app) as base:
+            path = write_config(providers={"upstream": {
+                "type": "openai-compatible", "base_url": f"{base}/v1",
+                "api_key": "${UPSTREAM_KEY}", "models": ["m1"]}})
+            async with running_app(load_config(path)) as client:
+                key = await client.create_key("dev-reload-upstream")
+                in_flight = asyncio.ensure_future(client.request(
+                    "POST", "/v1/chat/completions", key=key, json_body=chat("m1")))
+                await asyncio.sleep(0.1)
+                dotenv.write_text(f"UPSTREAM_KEY={new}\n")
+                result = await client.runtime.reloader.reload("test")
+                assert result.changed == ["providers.upstream"], result
+                after = await client.request("POST", "/v1/chat/completions", key=key,
+                                             json_body=chat("m1"))
+                assert (await in_flight).status == 200 and after.status == 200
+        assert seen == [old, new]
+
+    asyncio.run(main())
