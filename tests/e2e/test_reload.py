@@ -9,14 +9,16 @@ test asserts: no request failed, and the ledger has exactly one row per answered
 - two replicas on PostgreSQL and Redis, each with a config file of its own (as on two machines):
   replica 1 gets SIGHUP and reloads alone; `keystead --server <replica 1> reload` then makes
   both re-read their files and prints what each did; a bad file is refused by replica 2;
-- `--workers 2`: SIGHUP to the parent reloads both workers in place (same processes), and the
-  embedded `keystead reload` reaches them through the store.
+- `--workers 2`: SIGHUP to the parent reloads both workers in place (same processes), the
+  embedded `keystead reload` reaches them through the store, and SIGHUP to every process at
+  once (a closed terminal) stops none of them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -369,6 +371,12 @@ def test_sighup_with_two_workers_reloads_both_in_place(tmp_path: Path) -> None:
                                          cwd=tmp_path)
         printed.append(result.stdout)
         await serves(base_url, probe, "embedded-route", times=10)
+        # A closed terminal: SIGHUP to every process of the group at once (each worker gets
+        # it twice: directly and passed on). Nobody stops; the file is simply read again.
+        for pid in (proc.pid, *before):
+            os.kill(pid, signal.SIGHUP)
+        await asyncio.sleep(1.0)
+        assert proc.poll() is None and workers_of(proc.pid) == before
 
     try:
         traffic = asyncio.run(under_traffic([client(base_url, key)], steps))
@@ -380,6 +388,7 @@ def test_sighup_with_two_workers_reloads_both_in_place(tmp_path: Path) -> None:
                 event["detail"]["replica"])
         pids = {f":{pid}" for pid in before}
         assert {r[r.rindex(":"):] for r in by_trigger["sighup"]} == pids, events
+        assert all(e["detail"]["ok"] for e in events), events
         assert {r[r.rindex(":"):] for r in by_trigger["poll"] | by_trigger.get("notice", set())} \
             == pids, events
         lines = printed[0].splitlines()
