@@ -8,7 +8,8 @@
     │   ├── InvalidHeader           code=invalid_header
     │   ├── BodyTooLarge            (413) code=request_too_large
     │   ├── RequestTimeout          (408) code=request_timeout
-    │   └── MaxTokensExceeded       code=max_tokens_exceeded
+    │   ├── MaxTokensExceeded       code=max_tokens_exceeded
+    │   └── ConfigInvalid           code=config_invalid (POST /admin/reload)
     ├── AuthError                   (401 authentication_error)
     │   ├── MissingKey              code=missing_api_key
     │   ├── MalformedKey            code=invalid_api_key
@@ -55,6 +56,7 @@ __all__ = [
     "BadRequest",
     "BodyTooLarge",
     "BudgetExceeded",
+    "ConfigInvalid",
     "DisabledKey",
     "EndpointNotAllowed",
     "ExpiredKey",
@@ -143,6 +145,12 @@ class RequestTimeout(BadRequest):
 
 class MaxTokensExceeded(BadRequest):
     code = "max_tokens_exceeded"
+
+
+class ConfigInvalid(BadRequest):
+    """A reload refused the gateway's config file; the running config stays."""
+
+    code = "config_invalid"
 
 
 class AuthError(GatewayError):

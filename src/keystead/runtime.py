@@ -1,17 +1,17 @@
 """One factory builds everything a process needs; nothing lives in module globals.
 
 The server, the demo and the embedded CLI all open a `Runtime`; only a serving runtime starts the
-ledger writer and the watcher that reloads keys and providers when another process changed them.
+ledger writer and the watcher that reloads keys, providers and the config file when another
+process changed them. What the config file makes (providers, routes, prices, ...) is one `Live`,
+rebuilt whole and swapped in one step (live.py, reload.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
-import os
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from keystead.cache import CacheStore, MemoryCache
@@ -20,60 +20,43 @@ from keystead.config.model import Config
 from keystead.keys.hashing import KeyHasher
 from keystead.keys.naming import NamingRule
 from keystead.keys.tokens import TokenSigner
+from keystead.live import Live, ProviderStatus, build_live
 from keystead.pipeline.cache_stage import CacheStage
 from keystead.pipeline.client_ip import AddressResolver
 from keystead.pipeline.identify import KeyTable
 from keystead.pipeline.limits import Limiter
-from keystead.providers.base import Provider
-from keystead.providers.key_pool import ACTIVE, COOLING, DISABLED, KeyChange, KeyPool, PoolKey
-from keystead.providers.registry import (
-    ProviderRegistry,
-    ProviderSpec,
-    build_provider,
-    resolve_keys,
-)
-from keystead.providers.secret_refs import is_external
-from keystead.providers.transport import HttpTransport
+from keystead.provider_factory import KEY_DISABLED, KEY_ENABLED, ProviderFactory
+from keystead.providers.registry import ProviderRegistry
+from keystead.providers.transport import HttpTransport, Transport
+from keystead.reload import CONFIG_VERSION, Reloader, file_digest
 from keystead.routing.breaker import Breakers
 from keystead.routing.router import Router
 from keystead.routing.table import RouteTable
 from keystead.state.counters import Counters, MemoryCounters
-from keystead.state.records import EventRecord, ProviderKeyState, TeamRecord
+from keystead.state.records import TeamRecord
 from keystead.state.sql_store import SQLStore
 from keystead.state.store import Store
 from keystead.usage.ledger import LedgerWriter
 from keystead.usage.prices import PriceBook
-from keystead.vault.envelope import MasterKey, VaultError
+from keystead.vault.envelope import MasterKey
 from keystead.vault.store import Vault, load_master_key
 
 if TYPE_CHECKING:
     from keystead.state.notify import ChangeNotifier
 
-__all__ = ["KEY_DISABLED", "KEY_ENABLED", "ProviderStatus", "Runtime"]
+__all__ = ["CONFIG_VERSION", "KEY_DISABLED", "KEY_ENABLED", "ProviderStatus", "Runtime"]
 
 log = logging.getLogger("keystead.runtime")
 
 KEYS_VERSION = "keys"  # keys and teams: both shape the policy of a request
 PROVIDERS_VERSION = "providers"
-# Audit events of provider keys (a pool's key taken out on a 401/403, or back).
-KEY_DISABLED = "provider.key_disabled"
-KEY_ENABLED = "provider.key_enabled"
-
-
-@dataclass(frozen=True)
-class ProviderStatus:
-    spec: ProviderSpec
-    error: str | None  # why it is not usable, if it is not
-    # Keys of a usable provider that cannot be read now (label -> why); the others serve.
-    key_errors: dict[str, str] = field(default_factory=dict)
 
 
 class Runtime:
     def __init__(self, loaded: LoadedConfig, store: Store, counters: Counters, vault: Vault,
                  hasher: KeyHasher, *, shared_counters: bool = False,
                  signer: TokenSigner | None = None):
-        self.loaded = loaded
-        self.config = loaded.config
+        config = loaded.config
         self.store = store
         self.counters = counters
         self.vault = vault
@@ -81,36 +64,67 @@ class Runtime:
         self.signer = signer
         self.keys = KeyTable(hasher, signer=signer)
         self.teams: dict[str, TeamRecord] = {}
-        self.limiter = Limiter(counters, self.config.limits, store.spend_nanousd,
+        # Everything the config file makes that a reload may change, swapped as one. No
+        # providers yet (open() loads them), so no routes either: they would name none.
+        none = ProviderRegistry(())
+        self.live = build_live(loaded, file_digest(loaded.path), none, {},
+                               routes=RouteTable({}, config.routing, none))
+        self.limiter = Limiter(counters, config.limits, store.spend_nanousd,
                                shared=shared_counters)
-        self.addresses = AddressResolver(self.config.server.trusted_proxies,
-                                         self.config.server.forwarded_header)
         self.notifier: ChangeNotifier | None = None
-        self.naming = NamingRule(self.config.keys.name_pattern, self.config.keys.name_rule,
-                                 self.config.keys.environments)
-        self.prices = PriceBook(dict(self.config.prices))
-        self.http = HttpTransport(connect_timeout=self.config.server.connect_timeout_s)
-        self.providers = ProviderRegistry(())
-        self.provider_status: dict[str, ProviderStatus] = {}
-        self.breakers = Breakers(counters, self.config.routing.breaker)
+        self.http = HttpTransport(connect_timeout=config.server.connect_timeout_s)
+        self.breakers = Breakers(counters, config.routing.breaker)
         self.router = Router(self.breakers, counters=counters)
-        self.routes = RouteTable({}, self.config.routing, self.providers)
-        self.cache = CacheStage(_cache_store(self.config))
-        usage = self.config.usage
+        self.factory = ProviderFactory(store, vault, self.http,
+                                       lambda: self.changed(PROVIDERS_VERSION))
+        self.cache = CacheStage(_cache_store(config))
+        usage = config.usage
         self.ledger = LedgerWriter(store, batch_size=usage.batch_size,
                                    flush_interval_s=usage.flush_interval_s,
                                    queue_max=usage.queue_max)
+        self.reloader = Reloader(self)
         self._versions: dict[str, int] = {}
         self._watcher: asyncio.Task[None] | None = None
-        # External provider keys: a keyed digest of the value each provider was built with, so
-        # a refresh sees a change without keeping a second copy of the key.
-        self._secret_digests: dict[str, bytes] = {}
-        self._digest_key = os.urandom(16)
-        # Provider keys a pool of this process took out or brought back, until the store has
-        # it (then every gateway reads it from there), and the tasks writing them.
-        self._key_pending: dict[tuple[str, str], KeyChange] = {}
-        self._key_tasks: set[asyncio.Task[None]] = set()
+        # One rebuild of `live` at a time: a providers reload that started on the old config
+        # must not swap its result in after a config reload.
+        self._rebuilding = asyncio.Lock()
+        # Per-provider transports (the in-process mocks) of providers a rebuild replaced: closed
+        # once the requests that use them are surely done.
+        self._retiring: dict[asyncio.Task[None], list[Transport]] = {}
         self._refresher: asyncio.Task[None] | None = None
+
+    # What the config made, as it is now (a request reads its data plane's `live` instead).
+    @property
+    def loaded(self) -> LoadedConfig:
+        return self.live.loaded
+
+    @property
+    def config(self) -> Config:
+        return self.live.loaded.config
+
+    @property
+    def providers(self) -> ProviderRegistry:
+        return self.live.providers
+
+    @property
+    def provider_status(self) -> dict[str, ProviderStatus]:
+        return self.live.provider_status
+
+    @property
+    def routes(self) -> RouteTable:
+        return self.live.routes
+
+    @property
+    def prices(self) -> PriceBook:
+        return self.live.prices
+
+    @property
+    def addresses(self) -> AddressResolver:
+        return self.live.addresses
+
+    @property
+    def naming(self) -> NamingRule:
+        return self.live.naming
 
     @classmethod
     async def open(cls, loaded: LoadedConfig, *, serving: bool,
@@ -156,6 +170,7 @@ class Runtime:
                 runtime.notifier = ChangeNotifier(redis.url, redis.prefix)
             await runtime.reload_keys()
             await runtime.reload_providers()
+            runtime._versions[CONFIG_VERSION] = await store.get_version(CONFIG_VERSION)
         except Exception:
             await runtime.close()
             raise
@@ -176,169 +191,55 @@ class Runtime:
         self.teams = teams
 
     async def reload_providers(self) -> None:
-        self._versions[PROVIDERS_VERSION] = await self.store.get_version(PROVIDERS_VERSION)
-        specs = [ProviderSpec.from_config(name, p) for name, p in self.config.providers.items()]
-        specs += [ProviderSpec.from_record(r) for r in await self.store.list_providers()
-                  if r.name not in self.config.providers]
-        taken_out = {(state.provider, state.fingerprint): state
-                     for state in await self.store.list_provider_key_states()}
-        built: list[Provider] = []
-        status: dict[str, ProviderStatus] = {}
-        timeout = self.config.server.upstream_timeout_s
-        old = self.providers
-        for spec in specs:
-            provider, status[spec.name] = await self._build_provider(spec, old, timeout)
-            if provider is not None:
-                self._apply_key_states(provider.keys, taken_out)
-                built.append(provider)
-        self.providers = ProviderRegistry(built)
-        self.provider_status = status
-        self.routes = RouteTable(self.config.routes, self.config.routing, self.providers)
-        # Mock transports are per-provider; the shared HTTP transport stays open.
-        kept = {id(provider) for provider in built}
-        for provider in old.providers.values():
-            if provider.transport is not self.http and id(provider) not in kept:
-                await provider.transport.close()
+        async with self._rebuilding:
+            self._versions[PROVIDERS_VERSION] = await self.store.get_version(PROVIDERS_VERSION)
+            live = self.live
+            providers, status = await self.factory.build(live.config, live.providers,
+                                                         live.provider_status)
+            self._swap(replace(live, providers=providers, provider_status=status,
+                               routes=RouteTable(live.config.routes, live.config.routing,
+                                                 providers)))
 
-    async def _build_provider(self, spec: ProviderSpec, old: ProviderRegistry,
-                              read_timeout: float) -> tuple[Provider | None, ProviderStatus]:
-        """The provider of `spec` with the keys it resolves to: the one already built when
-        neither changed (its keys keep their states), else a new one. None: not usable."""
-        values = await resolve_keys(spec, self.vault)
-        previous = self.provider_status.get(spec.name)
-        failed = {i: value for i, value in enumerate(values, 1) if isinstance(value, VaultError)}
-        unchanged = previous is not None and previous.spec == spec and previous.error is None \
-            and spec.name in old.providers
-        if failed and unchanged and any(is_external(spec.keys[i - 1].ref) for i in failed):
-            assert previous is not None
-            # The external store is out of reach: the keys it gave last keep working.
-            log.error("provider %s: re-reading its key failed, still using the previous one: "
-                      "%s", spec.name, "; ".join(str(exc) for exc in failed.values()))
-            return old.providers[spec.name], previous
-        secrets = [(f"#{i}", value) for i, value in enumerate(values, 1)
-                   if isinstance(value, str)]
-        if failed and not secrets:
-            log.error("provider %s is not usable: %s", spec.name,
-                      "; ".join(str(exc) for exc in failed.values()))
-            self._secret_digests.pop(spec.name, None)
-            return None, ProviderStatus(spec, str(next(iter(failed.values()))))
-        key_errors = {f"#{i}": str(exc) for i, exc in failed.items()}
-        for label, error in key_errors.items():
-            log.error("provider %s: key %s cannot be read, the other keys serve: %s",
-                      spec.name, label, error)
-        digest = self._digest("\0".join(value for _, value in secrets))
-        if unchanged and previous is not None and previous.key_errors == key_errors \
-                and self._secret_digests.get(spec.name) == digest:
-            provider = old.providers[spec.name]  # nothing changed: its keys keep their states
-        else:
-            provider = build_provider(spec, self._pool(spec.name, secrets), self.http,
-                                      read_timeout)
-        self._secret_digests[spec.name] = digest
-        return provider, ProviderStatus(spec, None, key_errors)
+    async def apply_config(self, loaded: LoadedConfig, digest: str) -> None:
+        """Swap in a new config (already read and validated): providers, routes, prices, limits,
+        trusted proxies, naming rule and breaker policy change in one step. Requests in flight
+        keep the `Live` they started on."""
+        async with self._rebuilding:
+            providers, status = await self.factory.build(loaded.config, self.providers,
+                                                         self.provider_status)
+            live = build_live(loaded, digest, providers, status)
+            # From here to the end: no await, so no request sees half of it.
+            self.limiter.reconfigure(loaded.config.limits)
+            self.breakers.policy = loaded.config.routing.breaker
+            self._swap(live)
 
-    def _pool(self, name: str, secrets: list[tuple[str, str]]) -> KeyPool:
-        keys: list[PoolKey] = []
-        for label, secret in secrets:
-            key = PoolKey(label, secret)
-            same = next((k for k in keys if k.fingerprint == key.fingerprint), None)
-            if same is not None:
-                log.warning("provider %s: key %s is the same key as %s; used once", name, label,
-                            same.label)
-                continue
-            keys.append(key)
-        return KeyPool(name, keys, report=self._key_changed)
+    def _swap(self, live: Live) -> None:
+        old, self.live = self.live, live
+        # Mock transports are per-provider; the shared HTTP transport stays open. A replaced
+        # one may still carry requests that started before the swap: it is closed later.
+        kept = {id(provider.transport) for provider in live.providers.providers.values()}
+        retired = {id(p.transport): p.transport for p in old.providers.providers.values()
+                   if p.transport is not self.http and id(p.transport) not in kept}
+        if retired:
+            task = asyncio.get_running_loop().create_task(
+                self._close_later(live.config.server.upstream_timeout_s))
+            self._retiring[task] = list(retired.values())
 
-    def _apply_key_states(self, pool: KeyPool, taken_out: dict[tuple[str, str],
-                                                                ProviderKeyState]) -> None:
-        """Bring `pool` in line with what every gateway knows (the store), except for changes
-        of this process the store does not have yet."""
-        for key in pool.keys:
-            ident = (pool.provider, key.fingerprint)
-            pending = self._key_pending.get(ident)
-            if pending is not None:
-                if key.state != pending.state and not (pending.state == ACTIVE
-                                                       and key.state == COOLING):
-                    pool.restore(key, pending.state, since=pending.since,
-                                 reason=pending.reason)
-                continue
-            row = taken_out.get(ident)
-            if row is not None:
-                if key.state != DISABLED:
-                    pool.restore(key, DISABLED, since=row.since, reason=row.reason)
-            elif key.state == DISABLED:  # brought back elsewhere (enable-key)
-                pool.restore(key, ACTIVE, reason="re-enabled")
-
-    def _key_changed(self, change: KeyChange) -> None:
-        """A pool took a key out or brought it back: record it for every gateway, in a task
-        (the request that noticed goes on at once)."""
-        self._key_pending[(change.provider, change.fingerprint)] = change
-        task = asyncio.get_running_loop().create_task(self._record_key_change(change))
-        self._key_tasks.add(task)
-        task.add_done_callback(self._key_tasks.discard)
-
-    async def _record_key_change(self, change: KeyChange) -> None:
-        ident = (change.provider, change.fingerprint)
-        disabled = change.state == DISABLED
-        try:
-            known = any(state.provider == change.provider
-                        and state.fingerprint == change.fingerprint
-                        for state in await self.store.list_provider_key_states())
-            if known == disabled:  # another gateway noticed first and said so
-                if self._key_pending.get(ident) is change:
-                    del self._key_pending[ident]
-                return
-            if disabled:
-                await self.store.put_provider_key_state(ProviderKeyState(
-                    provider=change.provider, fingerprint=change.fingerprint,
-                    label=change.label, since=change.since, reason=change.reason))
-            else:
-                await self.store.delete_provider_key_state(change.provider, change.fingerprint)
-            await self.store.insert_event(EventRecord(
-                kind=KEY_DISABLED if disabled else KEY_ENABLED, ts=change.since,
-                actor="gateway", detail={
-                    "provider": change.provider, "label": change.label,
-                    "fingerprint": change.fingerprint, "reason": change.reason,
-                    "status": change.status}))
-        except Exception:
-            log.exception("provider %s: recording that key %s is %s failed; this gateway keeps "
-                          "it so", change.provider, change.label, change.state)
-            return
-        if self._key_pending.get(ident) is change:
-            del self._key_pending[ident]
-        try:
-            await self.changed(PROVIDERS_VERSION)
-        except Exception:
-            log.exception("provider %s: telling the other gateways about key %s failed; they "
-                          "see it within a second", change.provider, change.label)
+    async def _close_later(self, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)  # a request waits on its provider at most this long
+        task = asyncio.current_task()
+        assert task is not None
+        for transport in self._retiring.pop(task, []):
+            await transport.close()
 
     def forget_pending_key(self, provider: str, fingerprint: str) -> None:
         """An operator decided about this key (enable-key): a change of ours not yet written
         must not undo it."""
-        self._key_pending.pop((provider, fingerprint), None)
-
-    def _digest(self, value: str | None) -> bytes:
-        return hashlib.blake2b((value or "").encode(), key=self._digest_key).digest()
+        self.factory.forget_pending_key(provider, fingerprint)
 
     async def refresh_secrets(self) -> bool:
-        """Re-read every external provider key; rebuild the providers if one changed (True).
-        A key that cannot be read now is logged (never its value); the previous one stays."""
-        changed = False
-        for name, current in list(self.provider_status.items()):
-            spec = current.spec
-            external = sorted({source.ref.split(":", 1)[0] for source in spec.keys
-                               if source.ref is not None and is_external(source.ref)})
-            if not external:
-                continue
-            values = await resolve_keys(spec, self.vault)
-            failed = [value for value in values if isinstance(value, VaultError)]
-            if failed:
-                log.error("provider %s: refreshing its key failed (%s); the previous key stays",
-                          name, "; ".join(str(exc) for exc in failed))
-                continue
-            if self._digest("\0".join(str(v) for v in values)) != self._secret_digests.get(name):
-                log.info("provider %s: its key changed in %s; reloading", name,
-                         ", ".join(external))
-                changed = True
+        """Re-read every external provider key; rebuild the providers if one changed (True)."""
+        changed = await self.factory.secrets_changed(self.provider_status)
         if changed:
             await self.reload_providers()
         return changed
@@ -360,11 +261,31 @@ class Runtime:
             # (publish logs and returns False when Redis is out of reach).
             await self.notifier.publish(name)
 
+    async def announce(self, name: str) -> bool:
+        """Tell the other processes that `name` changed, this one having done its part already
+        (a config reload). False: no notice went out (no Redis, or out of reach); the others
+        still find the change at their next poll of the store, within a second."""
+        self._versions[name] = await self.store.bump_version(name)
+        if self.notifier is None:
+            return False
+        return await self.notifier.publish(name)
+
     async def _reload(self, name: str) -> None:
         if name == KEYS_VERSION:
             await self.reload_keys()
         elif name == PROVIDERS_VERSION:
             await self.reload_providers()
+        elif name == CONFIG_VERSION:
+            await self._reload_config("notice")
+
+    async def _reload_config(self, trigger: str) -> None:
+        """Another process asked every replica to re-read its config file. The notice and the
+        poll may both bring the same request: it is answered once."""
+        version = await self.store.get_version(CONFIG_VERSION)
+        if version == self._versions.get(CONFIG_VERSION):
+            return
+        self._versions[CONFIG_VERSION] = version
+        await self.reloader.reload(trigger)
 
     async def _heard(self, name: str) -> None:
         try:
@@ -380,10 +301,13 @@ class Runtime:
                                      (PROVIDERS_VERSION, self.reload_providers)):
                     if await self.store.get_version(name) != self._versions.get(name):
                         await reload()
+                if await self.store.get_version(CONFIG_VERSION) \
+                        != self._versions.get(CONFIG_VERSION):
+                    await self._reload_config("poll")
                 # Breakers other replicas opened or closed (a dict read without Redis).
                 await self.breakers.refresh(self.routes.deployment_ids())
             except Exception:
-                log.exception("reloading keys and providers failed; retrying")
+                log.exception("reloading keys, providers or the config failed; retrying")
 
     async def close(self) -> None:
         for task in (self._watcher, self._refresher):
@@ -391,8 +315,12 @@ class Runtime:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        if self._key_tasks:  # provider keys taken out just now: their events must be written
-            await asyncio.gather(*self._key_tasks, return_exceptions=True)
+        for task, transports in list(self._retiring.items()):  # no request is left to use them
+            task.cancel()
+            for transport in transports:
+                await transport.close()
+        self._retiring.clear()
+        await self.factory.close()  # the events of provider keys taken out just now
         try:
             await self.limiter.close()
             if self.notifier is not None:

@@ -111,6 +111,18 @@ def test_invalid_yaml_names_the_file(tmp_path):
         load_config(path, environ={})
 
 
+def test_invalid_yaml_points_at_the_line_without_quoting_it(tmp_path):
+    # A line that does not parse may hold a raw secret: the message (printed, logged, stored
+    # in a reload's event) gives its position only.
+    path = write(tmp_path / "keystead.yaml",
+                 'providers:\n  openai:\n    api_key: "sk-live-42x\n')
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, environ={})
+    message = str(raised.value)
+    assert "sk-live-42x" not in message
+    assert "while scanning a quoted scalar at line 3, column 14" in message
+
+
 def test_top_level_must_be_a_mapping(tmp_path):
     path = write(tmp_path / "keystead.yaml", "- server\n- database\n")
     with pytest.raises(ConfigError, match="top level must be a mapping"):

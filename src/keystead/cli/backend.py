@@ -76,6 +76,7 @@ class Backend(Protocol):
     def enable_provider_key(self, name: str, label: str) -> dict[str, Any]: ...
     def usage(self, by: str, since: str,
               filters: Mapping[str, str] | None = None) -> list[dict[str, Any]]: ...
+    def reload_config(self) -> dict[str, Any]: ...
 
 
 class EmbeddedBackend:
@@ -150,6 +151,15 @@ class EmbeddedBackend:
         from keystead.control.routes import route_status
 
         return self._run(route_status)
+
+    def reload_config(self) -> dict[str, Any]:
+        """Ask every gateway on this store to re-read its config file (this one was read and
+        validated when the command started)."""
+        from keystead.reload import ask_everyone
+
+        async def action(rt: Runtime) -> dict[str, Any]:
+            return {"others": await ask_everyone(rt)}
+        return self._run(action)
 
     def events(self, query: dict[str, Any]) -> list[dict[str, Any]]:
         async def action(rt: Runtime) -> list[dict[str, Any]]:
@@ -314,6 +324,9 @@ class RemoteBackend:
 
     def routes(self) -> list[dict[str, Any]]:
         return self._call("GET", "/admin/routes")  # type: ignore[no-any-return]
+
+    def reload_config(self) -> dict[str, Any]:
+        return self._call("POST", "/admin/reload")  # type: ignore[no-any-return]
 
     def events(self, query: dict[str, Any]) -> list[dict[str, Any]]:
         params = urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})

@@ -38,6 +38,7 @@ def _register() -> None:
         keys,
         mocks,
         providers,
+        reload,
         routes,
         scan,
         serve,
@@ -49,7 +50,7 @@ def _register() -> None:
     )
 
     for module in (keys, teams, providers, routes, serve, demo, mocks, setup, usage, vault, scan,
-                   incident, tokens, events):
+                   incident, tokens, events, reload):
         for command in module.COMMANDS:
             cli.add_command(command)
 

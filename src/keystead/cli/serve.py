@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
@@ -12,7 +13,10 @@ from keystead.cli.context import State, friendly
 from keystead.logs import configure_logging
 from keystead.vault.store import load_master_key
 
-__all__ = ["COMMANDS", "run_until_stopped", "uvicorn_config"]
+if TYPE_CHECKING:
+    from keystead.server.signals import HangupReload
+
+__all__ = ["COMMANDS", "catch_sighup", "run_until_stopped", "run_workers", "uvicorn_config"]
 
 
 def uvicorn_options(grace: int, idle_timeout_s: float) -> dict[str, object]:
@@ -32,11 +36,11 @@ def uvicorn_options(grace: int, idle_timeout_s: float) -> dict[str, object]:
 
 
 def uvicorn_config(app: object, host: str, port: int, grace: int,
-                   idle_timeout_s: float = 5.0) -> object:
+                   idle_timeout_s: float = 5.0, **extra: object) -> object:
     import uvicorn
 
     return uvicorn.Config(app, host=host, port=port,  # type: ignore[arg-type]
-                          **uvicorn_options(grace, idle_timeout_s))  # type: ignore[arg-type]
+                          **uvicorn_options(grace, idle_timeout_s), **extra)  # type: ignore[arg-type]
 
 
 def run_until_stopped(server: object) -> None:
@@ -71,8 +75,7 @@ def run_until_stopped(server: object) -> None:
 def serve(state: State, config_path: str | None, host: str | None, port: int | None,
           workers: int | None) -> None:
     """Run the gateway."""
-    import uvicorn
-
+    hangup = catch_sighup()
     if config_path is not None:
         state.config_path = config_path
     loaded = state.loaded()
@@ -89,16 +92,35 @@ def serve(state: State, config_path: str | None, host: str | None, port: int | N
     if workers > 1:
         if loaded.path is not None:
             os.environ["KEYSTEAD_CONFIG"] = str(loaded.path.resolve())
-        uvicorn.run("keystead.server.app:app_from_env", factory=True, host=host, port=port,
-                    workers=workers,
-                    **uvicorn_options(grace, config.server.idle_timeout_s))  # type: ignore[arg-type]
+        run_workers(uvicorn_config("keystead.server.app:app_from_env", host, port, grace,
+                                   config.server.idle_timeout_s, factory=True, workers=workers))
         return
+    import uvicorn
+
     from keystead.cli.summary import on_ready
     from keystead.server.app import create_app
 
-    app = create_app(loaded, on_ready=on_ready(host, port))  # prints the start-up summary
+    # on_ready prints the start-up summary
+    app = create_app(loaded, on_ready=on_ready(host, port), hangup=hangup)
     run_until_stopped(uvicorn.Server(uvicorn_config(  # type: ignore[arg-type]
         app, host, port, grace, config.server.idle_timeout_s)))
+
+
+def catch_sighup() -> HangupReload:
+    """From here on SIGHUP reloads the config instead of killing the process (a closed
+    terminal sends one): remembered during start-up, answered once the gateway runs."""
+    from keystead.server.signals import HangupReload
+
+    hangup = HangupReload()
+    hangup.catch_early()
+    return hangup
+
+
+def run_workers(config: object) -> None:
+    """N worker processes on one port; SIGHUP to this process reloads every worker."""
+    from keystead.server.workers import run_workers as supervise
+
+    supervise(config)  # type: ignore[arg-type]
 
 
 COMMANDS = [serve]

@@ -92,13 +92,24 @@ def load_config(explicit: str | os.PathLike[str] | None = None,
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections (server, ...)")
     return LoadedConfig(parse_config(raw, env, source=str(path)), path, path.parent.resolve(),
                         notes=_overruled(raw, env, str(path)))
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """What is wrong and where (line, column), never the text there: it may hold a secret."""
+    parts = []
+    for what, mark in ((getattr(exc, "context", None), getattr(exc, "context_mark", None)),
+                       (getattr(exc, "problem", None), getattr(exc, "problem_mark", None))):
+        if what:
+            parts.append(f"{what} at line {mark.line + 1}, column {mark.column + 1}"
+                         if mark is not None else str(what))
+    return ": ".join(parts) or type(exc).__name__
 
 
 def parse_config(raw: dict[str, Any], env: Mapping[str, str], *, source: str) -> Config:

@@ -174,6 +174,17 @@ class Limiter:
         self.fallback_admits = 0  # requests admitted by the fallback counters (a metric)
         self.refused_outage = 0  # requests refused because Redis was down (a metric)
 
+    def reconfigure(self, config: LimitsConfig) -> None:
+        """A reloaded `limits` section: new requests get the new environment limits, time zone
+        and outage policy; requests admitted already settle what they hold (their tickets).
+        `lease_s` is kept: the lease renewer runs on it (a restart changes it)."""
+        self.config = config.model_copy(update={"lease_s": self.config.lease_s})
+        self._zone = ZoneInfo(config.timezone)
+        self._env_limits = {env: Limits.from_dict(values.model_dump())
+                            for env, values in config.environments.items()}
+        self._scopes.clear()
+        self._periods.clear()
+
     # lifecycle
     def start(self) -> None:
         if self._task is None:

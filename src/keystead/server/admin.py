@@ -40,6 +40,7 @@ from keystead.errors import (
 )
 from keystead.pipeline.identify import bearer_token
 from keystead.runtime import Runtime
+from keystead.server.admin_reload import add_reload_route
 from keystead.state.counters import CountersUnavailable
 from keystead.state.records import Limits
 from keystead.state.store import GroupBy
@@ -607,6 +608,7 @@ def create_admin_app(runtime: Runtime) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    add_reload_route(app, runtime)
     return app
 
 

@@ -38,6 +38,7 @@ from keystead.routing.router import Served, TierFailed
 from keystead.usage.prices import TokenUsage
 
 if TYPE_CHECKING:
+    from keystead.live import Live
     from keystead.runtime import Runtime
 
 __all__ = ["NATIVE", "Answers", "send_error", "stream_error"]
@@ -52,8 +53,9 @@ _ZERO = Decimal(0)
 
 
 class Answers:
-    def __init__(self, runtime: Runtime):
+    def __init__(self, runtime: Runtime, live: Live):
         self.rt = runtime
+        self.live = live  # the config generation of the data plane that sends
 
     async def provider_answer(self, ctx: RequestContext, served: Served, send: Send,
                               gone: asyncio.Event, lookup: Lookup | None) -> None:
@@ -78,7 +80,7 @@ class Answers:
                 assembler.end()
                 answer = assembler.result()
                 if answer is not None:
-                    price(ctx, self.rt.prices)
+                    price(ctx, self.live.prices)
                     await self.rt.cache.put(ctx, lookup, answer)
             return
         assert served.body is not None
@@ -88,7 +90,7 @@ class Answers:
             raise ClientGone
         if ctx.usage is None:
             await estimate_usage(ctx, body)
-        price(ctx, self.rt.prices)
+        price(ctx, self.live.prices)
         headers.extend(((b"content-length", str(len(body)).encode()),
                         (b"x-request-id", ctx.request_id.encode()),
                         (b"x-keystead-cost-usd", format(ctx.cost, "f").encode()),
@@ -131,7 +133,7 @@ class Answers:
             raise ClientGone
         if ctx.usage is None:
             await estimate_usage(ctx, body)
-        price(ctx, self.rt.prices)
+        price(ctx, self.live.prices)
         headers = [*messages.pass_headers(upstream.headers),
                    (b"content-length", str(len(body)).encode()),
                    (b"x-keystead-cost-usd", format(ctx.cost, "f").encode()), *own]
@@ -205,7 +207,7 @@ class Answers:
         # which every SSE client ignores and a curious one can read.
         if ctx.usage is None:
             return b""
-        price(ctx, self.rt.prices)
+        price(ctx, self.live.prices)
         return b": x-keystead-cost-usd " + format(ctx.cost, "f").encode() + b"\n\n"
 
 

@@ -2,7 +2,8 @@
 
 Built by one factory (`create_app`); the runtime opens in the lifespan startup and closes in the
 lifespan shutdown, after the server stopped accepting and finished in-flight requests, so the
-usage ledger is flushed last.
+usage ledger is flushed last. A config reload swaps the runtime's `Live`; the next request gets
+a data plane built on it, while requests in flight finish on the one they started on.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from keystead.errors import RouteNotFound, Unavailable, render
 from keystead.runtime import Runtime
 from keystead.server.dataplane import DataPlane
 from keystead.server.protocol import SlowClientLimits
+from keystead.server.signals import HangupReload
 from keystead.vault.envelope import MasterKey
 
 __all__ = ["KeysteadApp", "app_from_env", "create_app"]
@@ -37,10 +39,12 @@ _NOT_SERVING = Unavailable("keystead is starting or shutting down.", hint="Retry
 
 class KeysteadApp:
     def __init__(self, loaded: LoadedConfig, master: MasterKey | None = None,
-                 on_ready: Callable[[Runtime], Awaitable[None]] | None = None):
+                 on_ready: Callable[[Runtime], Awaitable[None]] | None = None,
+                 hangup: HangupReload | None = None):
         self.loaded = loaded
         self._master = master
         self._on_ready = on_ready
+        self._hangup = hangup  # SIGHUP reloads the config (`keystead serve` only)
         self.runtime: Runtime | None = None
         self._data: DataPlane | None = None
         self._admin: Any = None
@@ -51,10 +55,13 @@ class KeysteadApp:
         if kind == "http":
             path: str = scope["path"]
             if path.startswith("/v1/"):
-                if self._data is None:
+                data = self._data
+                if data is None:
                     await _plain(send, _NOT_SERVING)
-                else:
-                    await self._data(scope, receive, send)
+                    return
+                if data.live is not data.rt.live:  # the config was reloaded
+                    data = self._data = DataPlane(data.rt)
+                await data(scope, receive, send)
                 return
             if path.startswith("/admin"):
                 admin = self.admin_app()
@@ -78,8 +85,9 @@ class KeysteadApp:
     @property
     def slow_client_limits(self) -> SlowClientLimits:
         """The deadlines the HTTP protocol gives each new connection (server/protocol.py)."""
-        server = self.loaded.config.server
-        return SlowClientLimits(server.header_timeout_s, server.body_timeout_s)
+        runtime = self.runtime
+        config = runtime.live.config if runtime is not None else self.loaded.config
+        return SlowClientLimits(config.server.header_timeout_s, config.server.body_timeout_s)
 
     def admin_app(self) -> Any:
         """The admin API's ASGI app, built on first use (None before startup).
@@ -99,8 +107,10 @@ class KeysteadApp:
         self._data = DataPlane(runtime)
         if self._on_ready is not None:
             await self._on_ready(runtime)
-        if runtime.config.keys.rotate_every:
-            self._reminders = asyncio.get_running_loop().create_task(self._remind(runtime))
+        # Always: a reload may set keys.rotate_every (with none set it records nothing).
+        self._reminders = asyncio.get_running_loop().create_task(self._remind(runtime))
+        if self._hangup is not None:
+            self._hangup.attach(lambda: runtime.reloader.reload("sighup"))
         # Everything built so far lives as long as the process: move it out of the collector's
         # sight so that full collections on the request path stay short.
         gc.collect()
@@ -113,12 +123,15 @@ class KeysteadApp:
 
         while True:
             try:
-                await EventService(runtime).remind()
+                if runtime.config.keys.rotate_every:
+                    await EventService(runtime).remind()
             except Exception:
                 log.exception("recording rotation reminders failed; retrying in an hour")
             await asyncio.sleep(every_s)
 
     async def shutdown(self) -> None:
+        if self._hangup is not None:
+            await self._hangup.detach()
         if self._reminders is not None:
             self._reminders.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -156,14 +169,18 @@ async def _plain(send: Send, error: Any) -> None:
 
 
 def create_app(loaded: LoadedConfig, master: MasterKey | None = None,
-               on_ready: Callable[[Runtime], Awaitable[None]] | None = None) -> KeysteadApp:
-    return KeysteadApp(loaded, master, on_ready)
+               on_ready: Callable[[Runtime], Awaitable[None]] | None = None,
+               hangup: HangupReload | None = None) -> KeysteadApp:
+    return KeysteadApp(loaded, master, on_ready, hangup)
 
 
 def app_from_env() -> KeysteadApp:
-    """Factory for uvicorn worker processes: the parent passes the config path by environment."""
+    """Factory for uvicorn worker processes: the parent passes the config path by environment.
+    Each worker answers SIGHUP with a reload (the parent passes SIGHUP on: server/workers.py)."""
     from keystead.logs import configure_logging
 
+    hangup = HangupReload()
+    hangup.catch_early()
     loaded = load_config(os.environ.get("KEYSTEAD_CONFIG") or None)
     configure_logging(loaded.config.logging.level)
-    return create_app(loaded)
+    return create_app(loaded, hangup=hangup)

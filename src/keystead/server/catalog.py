@@ -17,7 +17,7 @@ from keystead.pipeline import admit
 from keystead.pipeline.context import RequestContext
 
 if TYPE_CHECKING:
-    from keystead.runtime import Runtime
+    from keystead.live import Live
 
 __all__ = ["list_models"]
 
@@ -28,11 +28,12 @@ _ZERO_COST = (b"x-keystead-cost-usd", b"0")
 ROUTE_OWNER = "keystead"
 
 
-async def list_models(rt: Runtime, ctx: RequestContext, send: Send, model_id: str | None) -> None:
+async def list_models(live: Live, ctx: RequestContext, send: Send,
+                      model_id: str | None) -> None:
     key = ctx.key
     assert key is not None
-    listed = {model: provider.name for model, provider in rt.providers.listed_models()}
-    for name in rt.routes.routes:  # a route's name beats a model of the same name, as in calls
+    listed = {model: provider.name for model, provider in live.providers.listed_models()}
+    for name in live.routes.routes:  # a route's name beats a model of the same name, as in calls
         listed[name] = ROUTE_OWNER
     allowed = [(model, owner) for model, owner in sorted(listed.items())
                if admit.model_allowed(key, model)

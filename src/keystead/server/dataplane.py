@@ -55,6 +55,7 @@ from keystead.usage.extract import usage_from_body
 from keystead.usage.prices import TokenUsage
 
 if TYPE_CHECKING:
+    from keystead.live import Live
     from keystead.runtime import Runtime
 
 __all__ = ["DataPlane"]
@@ -69,14 +70,19 @@ _ZERO = Decimal(0)
 
 
 class DataPlane:
-    def __init__(self, runtime: Runtime):
+    def __init__(self, runtime: Runtime, live: Live | None = None):
         self.rt = runtime
-        self.answers = Answers(runtime)
-        server = runtime.config.server
+        # One data plane per config generation (a reload makes a new one): a request keeps the
+        # one it started on, so everything the config makes (routes, prices, guardrails, ...)
+        # is read from `self.live` and is the same from its first byte to its ledger row.
+        self.live = live = live or runtime.live
+        config = live.config
+        self.answers = Answers(runtime, live)
+        server = config.server
         self.max_body = server.max_body_bytes
         self.body_timeout = server.body_timeout_s
-        self.log_requests = runtime.config.logging.requests
-        guard = runtime.config.guardrails
+        self.log_requests = config.logging.requests
+        guard = config.guardrails
         self.guard_default = guard.default if guard.default != GuardPolicy() else None
         self.guard_envs = {env: policy if policy != GuardPolicy() else None
                            for env, policy in guard.environments.items()}
@@ -119,7 +125,7 @@ class DataPlane:
         if request_id is None or not CLIENT_REQUEST_ID.fullmatch(request_id):
             request_id = new_request_id()
         client = scope.get("client")
-        client_ip = self.rt.addresses.resolve(client[0] if client else None, forwarded_for,
+        client_ip = self.live.addresses.resolve(client[0] if client else None, forwarded_for,
                                               forwarded)
         endpoint = spec.endpoint if spec is not None else _unknown_endpoint(path)
         ctx = RequestContext(request_id, endpoint, client_ip, user_agent, None)
@@ -142,7 +148,7 @@ class DataPlane:
             admit.check_address(key, team, ctx.client_ip)
             admit.check_endpoint(key, endpoint)
             if endpoint is Endpoint.MODELS:
-                await list_models(self.rt, ctx, send, model_id)
+                await list_models(self.live, ctx, send, model_id)
                 return
             if endpoint is Endpoint.TOKENS:
                 await mint_token(self.rt, ctx, receive, send)
@@ -185,7 +191,7 @@ class DataPlane:
                 await estimate_usage(ctx, None)
             # Every path that learned usage is priced, including a stream that broke (or a client
             # that left) after its usage arrived; usage priced on the way out is not priced again.
-            price(ctx, self.rt.prices)
+            price(ctx, self.live.prices)
             try:
                 if ctx.ticket is not None:
                     usage, extra = ctx.usage, ctx.discarded_usage
@@ -217,7 +223,7 @@ class DataPlane:
         token = ctx.token
         if token is not None:
             admit.check_token_model(token, view.model)
-        route = self.rt.routes.resolve(view.model)
+        route = self.live.routes.resolve(view.model)
         if not route.implicit:
             ctx.route = route.name
         deployments = route.serving(ctx.endpoint)
@@ -259,7 +265,7 @@ class DataPlane:
         admit.check_max_tokens(requested, field, cap)
         fill = cap
         if fill is None and self.rt.limiter.has_budget(scopes):
-            fill = self.rt.config.limits.default_max_tokens
+            fill = self.live.config.limits.default_max_tokens
         if fill is not None and requested is None and spec.cap_write is not None:
             rewrite.cap_field, rewrite.cap_value = spec.cap_write, fill  # per deployment
         if spec.cap_fields:
@@ -295,7 +301,7 @@ class DataPlane:
         if not route.implicit:
             prompt_tokens = prompt_tokens_bounds(body)[0]
             output_tokens = output if output is not None \
-                else self.rt.config.limits.default_max_tokens
+                else self.live.config.limits.default_max_tokens
             context_tokens = await self._context_tokens(ctx, route, prompt_tokens, requested)
         watch = ClientWatch(receive)
         try:
@@ -363,7 +369,7 @@ class DataPlane:
         usage, _model = usage_from_body(body)
         if usage is None:
             return
-        cost = self.rt.prices.cost(deployment.provider.type, deployment.model, usage)
+        cost = self.live.prices.cost(deployment.provider.type, deployment.model, usage)
         ctx.discarded_cost += cost.usd
         before = ctx.discarded_usage or TokenUsage()
         ctx.discarded_usage = TokenUsage(before.prompt_tokens + usage.prompt_tokens,
@@ -385,10 +391,10 @@ class DataPlane:
             output = 0
         else:
             output = max_output if max_output is not None \
-                else self.rt.config.limits.default_max_tokens
+                else self.live.config.limits.default_max_tokens
             output *= max(1, getattr(ctx.view, "n", None) or 1)
         # A route may be served by any of its deployments: reserve for the dearest one.
-        worst = max((worst_cost(ctx, self.rt.prices, bound, output, d.provider, d.model)
+        worst = max((worst_cost(ctx, self.live.prices, bound, output, d.provider, d.model)
                      for d in deployments), default=_ZERO) \
             if limiter.has_budget(scopes) else _ZERO
         return await limiter.admit(hold_id, scopes, estimate + output, worst)

@@ -1,9 +1,10 @@
 """Change notices between processes over Redis pub/sub.
 
 A process that changed keys, teams or providers publishes the name of what changed; the others
-reload it at once instead of at their next poll of the store. Pub/sub keeps nothing: a notice
-sent while a listener is disconnected is lost, so the store's change counters stay the ground
-truth and this only makes the reload prompt.
+reload it at once instead of at their next poll of the store ("config": every process re-reads
+its own config file). Pub/sub keeps nothing: a notice sent while a listener is disconnected is
+lost, so the store's change counters stay the ground truth and this only makes the reload
+prompt.
 
 Channel: `{prefix}changes`; a message is "<origin> <name>", origin being the publishing
 notifier, whose own messages its listener skips.
