@@ -16,6 +16,7 @@ from keystead.control.teams import (
 )
 from keystead.durations import parse_duration
 from keystead.errors import InvalidField, NotFound
+from keystead.guard.detect import redact
 from keystead.keys.format import generate_key
 from keystead.providers.base import Endpoint
 from keystead.runtime import KEYS_VERSION, Runtime
@@ -98,7 +99,10 @@ class KeyService:
         self.actor = actor  # who acts, for the audit entries: "cli", "admin-api"
 
     async def record(self, kind: str, key_id: str, **detail: Any) -> None:
-        """An audit entry. Never the key text: ids, names, reasons and changed field names."""
+        """An audit entry. Never the key text: ids, names, reasons and changed field names; a
+        secret quoted in a reason is masked."""
+        detail = {name: redact(value) if isinstance(value, str) else value
+                  for name, value in detail.items()}
         await self.rt.store.insert_event(EventRecord(kind=kind, ts=time.time(), key_id=key_id,
                                                      actor=self.actor, detail=detail))
 
@@ -126,7 +130,7 @@ class KeyService:
         generated = generate_key()
         record = KeyRecord(
             id=generated.key_id, name=name, key_hash=self.rt.hasher.hash(generated.text),
-            env=resolved_env, team=team, owner=owner, description=description,
+            env=resolved_env, team=team, owner=redact(owner), description=redact(description),
             models=tuple(models) if models else None,
             endpoints=tuple(endpoints) if endpoints is not None else None,
             max_tokens=max_tokens, max_body_bytes=max_body_bytes, created_at=now,
@@ -172,6 +176,9 @@ class KeyService:
         for field in ("team", "owner", "description"):
             if field in changes:
                 values[field] = changes[field] or None
+        for field in ("owner", "description"):  # typed text: a pasted secret is masked
+            if field in values:
+                values[field] = redact(values[field])
         check_text("owner", values.get("owner"))
         if "models" in changes:
             models = changes["models"]
@@ -212,7 +219,8 @@ class KeyService:
             record = next((k for k in await self.rt.store.list_keys()
                            if id_or_name in (k.credential_id, k.previous_credential_id)), None)
         if record is None:
-            raise NotFound(f"No key with id or name {id_or_name!r}.", param="key",
+            # The caller may have pasted a secret (a provider key) here: never echo it back.
+            raise NotFound(f"No key with id or name {redact(id_or_name)!r}.", param="key",
                            hint="`keystead keys list` shows the keys.")
         return record
 
@@ -279,6 +287,7 @@ class KeyService:
         record = await self.get(id_or_name)
         if record.revoked_at is not None:
             return record
+        reason = redact(reason)
         updated = await self.rt.store.update_key(record.id, revoked_at=time.time(),
                                                  revoked_reason=reason)
         await self.rt.changed(KEYS_VERSION)

@@ -17,6 +17,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from keystead.errors import InvalidField, NotFound
+from keystead.guard.detect import redact
 from keystead.runtime import KEYS_VERSION, Runtime
 from keystead.state.records import KeyRecord, Limits, TeamRecord
 from keystead.state.store import DuplicateName
@@ -173,7 +174,8 @@ class TeamService:
                                hint="Team names are 1 to 64 lowercase letters, digits or '-', "
                                     "e.g. payments or search-infra.")
         check_text("owner", owner)
-        record = TeamRecord(name=name, description=description or None, owner=owner or None,
+        record = TeamRecord(name=name, description=redact(description) or None,
+                            owner=redact(owner) or None,
                             limits=check_limits(limits or Limits()),
                             ip_allowlist=check_allowlist(ip_allowlist), created_at=time.time())
         try:
@@ -207,8 +209,8 @@ class TeamService:
         record = await self.get(name)
         values: dict[str, Any] = {}
         for field in ("description", "owner"):
-            if field in changes:
-                values[field] = changes[field] or None
+            if field in changes:  # typed text: a pasted secret is masked
+                values[field] = redact(changes[field]) or None
         check_text("owner", values.get("owner"))
         values = policy_changes(record, changes, values)
         if not values:
