@@ -87,10 +87,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
                               hint="GET /admin/openapi.json lists the admin routes.")
     elif exc.status_code == 405:
         # The docs' own routes are not in the document: Starlette's Allow is right for them.
-        allow = (allowed_methods(request.app, request.url.path)
-                 or [m.strip() for m in headers.get("Allow", "").split(",") if m.strip()])
-        headers["Allow"] = ", ".join(allow)
+        starlettes = [m.strip() for m in headers.pop("Allow", "").split(",") if m.strip()]
+        allow = allowed_methods(request.app, request.url.path) or starlettes
         error = MethodNotAllowed(f"{request.url.path} does not accept {request.method}.",
+                                 allow=allow,
                                  hint=f"It accepts {', '.join(allow)}." if allow else None)
     elif exc.status_code == 413:  # past the app's max_body_size
         error = BodyTooLarge("The request body is too large for the admin API.",
