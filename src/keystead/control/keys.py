@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from keystead.control.bounds import INT32_MAX
 from keystead.control.teams import (
     check_allowlist,
     check_limits,
@@ -75,10 +76,11 @@ def _check_endpoints(endpoints: list[str] | None) -> None:
 
 
 def _check_caps(max_tokens: int | None, max_body_bytes: int | None) -> None:
-    if max_tokens is not None and max_tokens < 1:
-        raise InvalidField("max_tokens must be at least 1.", param="max_tokens")
-    if max_body_bytes is not None and max_body_bytes < 1024:
-        raise InvalidField("max_body_bytes must be at least 1024.", param="max_body_bytes")
+    if max_tokens is not None and not 1 <= max_tokens <= INT32_MAX:
+        raise InvalidField(f"max_tokens must be from 1 to {INT32_MAX}.", param="max_tokens")
+    if max_body_bytes is not None and not 1024 <= max_body_bytes <= INT32_MAX:
+        raise InvalidField(f"max_body_bytes must be from 1024 to {INT32_MAX}.",
+                           param="max_body_bytes")
 
 
 def _check_cache(cache: object) -> bool | None:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from keystead.control.bounds import BUDGET_MAX, BUDGET_PLACES, COUNT_MAX
 from keystead.errors import InvalidField, NotFound
 from keystead.guard.detect import redact
 from keystead.runtime import KEYS_VERSION, Runtime
@@ -40,8 +41,9 @@ def _count(name: str, value: Any) -> int | None:
     if value is None:
         return None
     # bool is an int to Python, never to an operator writing a limit.
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidField(f"{name} must be a whole number of at least 1, not {value!r}.",
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= COUNT_MAX:
+        raise InvalidField(f"{name} must be a whole number from 1 to {COUNT_MAX}, not "
+                           f"{value!r}.",
                            param=f"limits.{name}",
                            hint="To remove the limit, clear it (--" +
                                 name.replace("_", "-") + " off; null in the admin API).")
@@ -58,8 +60,10 @@ def _budget(value: Any) -> Decimal | None:
         amount = Decimal(value) if isinstance(value, str | int | Decimal) else None
     except InvalidOperation:
         amount = None
-    if amount is None or not amount.is_finite() or amount < 0:
-        raise InvalidField(f"The budget must be an amount in USD of 0 or more, not {value!r}.",
+    if (amount is None or not amount.is_finite() or not 0 <= amount <= BUDGET_MAX
+            or -int(amount.as_tuple().exponent) > BUDGET_PLACES):
+        raise InvalidField(f"The budget must be an amount in USD of 0 or more (at most "
+                           f"{BUDGET_MAX}, {BUDGET_PLACES} decimals), not {value!r}.",
                            param="limits.budget_usd", hint="Write it like 25 or 12.50.")
     return amount
 

@@ -15,12 +15,11 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
+from keystead.control.bounds import BUDGET_MAX, BUDGET_PLACES, COUNT_MAX, INT32_MAX
+
 __all__ = ["BUDGET_MAX", "COUNT_MAX", "INT32_MAX", "Budget", "Count", "Duration", "Line",
            "LongLine", "MaxBodyBytes", "MaxTokens", "Name", "Text"]
 
-INT32_MAX = 2**31 - 1  # max_tokens and max_body_bytes are INTEGER columns
-COUNT_MAX = 10**12  # rate limits: far past any real limit, far below Redis' 2**63 counters
-BUDGET_MAX = Decimal(10**12)
 
 _LINE = r"^[^\x00-\x1f\x7f]*$"  # one line: no control character
 _TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"  # tabs and line breaks allowed
@@ -40,5 +39,6 @@ params.duration."""
 Count = Annotated[int, Field(ge=1, le=COUNT_MAX)]
 MaxTokens = Annotated[int, Field(ge=1, le=INT32_MAX)]
 MaxBodyBytes = Annotated[int, Field(ge=1024, le=INT32_MAX)]
-Budget = Annotated[Decimal, Field(ge=0, le=BUDGET_MAX, decimal_places=9, allow_inf_nan=False)]
+Budget = Annotated[Decimal, Field(ge=0, le=BUDGET_MAX, decimal_places=BUDGET_PLACES,
+                                  allow_inf_nan=False)]
 
