@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 
 import orjson
 
@@ -271,18 +272,21 @@ class RouteNotFound(NotFound):
 
 
 class MethodNotAllowed(GatewayError):
+    """`allow`: every method the path serves, for the `Allow` header a 405 must carry
+    (RFC 9110, 15.5.6)."""
+
     status = 405
     type = "invalid_request_error"
     code = "method_not_allowed"
     level = logging.INFO
 
-    def __init__(self, message: str, *, allow: str | None = None, param: str | None = None,
+    def __init__(self, message: str, *, allow: Sequence[str] = (), param: str | None = None,
                  hint: str | None = None):
         super().__init__(message, param=param, hint=hint)
-        self.allow = allow
+        self.allow = tuple(allow)
 
     def headers(self) -> list[tuple[bytes, bytes]]:
-        return [(b"allow", self.allow.encode())] if self.allow else []
+        return [(b"allow", ", ".join(self.allow).encode("ascii"))] if self.allow else []
 
 
 class UpstreamError(GatewayError):

@@ -103,12 +103,12 @@ class Remote:
         assert self.app.runtime is not None
         return self.app.runtime
 
-    def run(self, *args: str, token: str = ADMIN_TOKEN) -> Result:
+    def run(self, *args: str, token: str = ADMIN_TOKEN, input: str | None = None) -> Result:
         # No --config: the remote backend needs nothing from this machine but the token.
-        return invoke("--server", self.url, "--admin-token", token, *args)
+        return invoke("--server", self.url, "--admin-token", token, *args, input=input)
 
-    def ok(self, *args: str) -> Result:
-        result = self.run(*args)
+    def ok(self, *args: str, input: str | None = None) -> Result:
+        result = self.run(*args, input=input)
         assert result.exit_code == 0, f"{args}: {result.output}"
         return result
 

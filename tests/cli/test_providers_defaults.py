@@ -89,11 +89,12 @@ def test_the_same_through_the_admin_api(project: Project, remote: Remote) -> Non
     added = remote.run("providers", "add", "claude", "--type", "anthropic", "--api-key-stdin",
                        "--base-url", "http://127.0.0.1:9")
     assert added.exit_code == 2  # no key on stdin: refused before anything is stored
-    added = remote.ok("providers", "add", "claude", "--type", "anthropic", "--api-key-env",
-                      "CLAUDE_KEY_NOT_SET")
+    # Over the admin API a key is given by value (references need admin.secret_refs).
+    added = remote.ok("providers", "add", "claude", "--type", "anthropic", "--api-key-stdin",
+                      input="sk-ant-test-key\n")
     assert "serves: claude-* (type anthropic's defaults; --models chooses)" in added.stdout
     added = remote.ok("providers", "add", "openai", "--type", "openai", "--base-url",
-                      "http://127.0.0.1:9/v1", "--api-key-env", "PATH")
+                      "http://127.0.0.1:9/v1", "--api-key-stdin", input="sk-test-openai-key\n")
     assert "note: gpt-4o-mini, gpt-4o, text-embedding-3-small: openai answers" in added.stderr
     provider, upstream = remote.runtime.providers.resolve("gpt-4o-mini")
     assert (provider.name, upstream) == ("openai", "gpt-4o-mini")

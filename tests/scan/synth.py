@@ -26,12 +26,32 @@ def keystead_key(rng: random.Random) -> str:
     return body + key_format._base62(zlib.crc32(body.encode()), 6)
 
 
+def keystead_token(rng: random.Random) -> str:
+    from keystead.keys.tokens import TokenClaims, TokenSigner
+
+    issued = rng.randrange(1_700_000_000, 1_900_000_000)
+    claims = TokenClaims(token_id=_pick(rng, HEX, 12), key_id=_pick(rng, B32.lower(), 8),
+                         credential_id=_pick(rng, B32.lower(), 8), issued_at=issued,
+                         expires_at=issued + rng.randrange(60, 86_400),
+                         rpm=rng.choice([None, 60]), user=rng.choice([None, "user-42"]))
+    return TokenSigner(rng.randbytes(32)).mint(claims)
+
+
+def master_key(rng: random.Random) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(rng.randbytes(32)).decode()
+
+
 def synth(detector: str, rng: random.Random) -> str:
     def p(alphabet: str, n: int) -> str:
         return _pick(rng, alphabet, n)
 
     makers: dict[str, Callable[[], str]] = {
         "keystead": lambda: keystead_key(rng),
+        "keystead-admin-token": lambda: rng.choice(["ksa_", "kst_admin_"]) + p(URLSAFE, 43),
+        "keystead-token": lambda: keystead_token(rng),
+        "keystead-master-key": lambda: master_key(rng),
         "openai-project": lambda: (f"sk-{rng.choice(['proj', 'svcacct', 'admin'])}-"
                                    f"{p(URLSAFE, 74)}T3BlbkFJ{p(URLSAFE, 74)}"),
         "openai-legacy": lambda: f"sk-{p(B62, 20)}T3BlbkFJ{p(B62, 20)}",

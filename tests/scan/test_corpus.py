@@ -85,7 +85,8 @@ def test_each_detector_finds_random_keys_in_its_format() -> None:
 
     context = {"aws-secret-access-key": "aws_secret_access_key", "azure-openai": "AZURE_API_KEY",
                "deepseek": "DEEPSEEK_API_KEY", "together-legacy": "TOGETHER_API_KEY",
-               "mistral": "MISTRAL_API_KEY", "cohere": "COHERE_API_KEY"}
+               "mistral": "MISTRAL_API_KEY", "cohere": "COHERE_API_KEY",
+               "keystead-master-key": "KEYSTEAD_MASTER_KEY"}
     rng = random.Random(5)
     for detector in DETECTORS:
         lines = [f'{context.get(detector.id, "KEY")}="{synth(detector.id, rng)}"'

@@ -167,3 +167,25 @@ def test_scan_needs_no_config_or_master_key(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["--config", str(tmp_path / "keystead.yaml"), "scan",
                                       str(tmp_path)], env={"KEYSTEAD_MASTER_KEY": ""})
     assert result.exit_code == 0, result.output
+
+
+def test_the_report_and_the_baseline_are_written_0600(tree: tuple[Path, str, str],
+                                                      tmp_path: Path) -> None:
+    """They say where the leaks are and fingerprint them: the owner's to read, from creation
+    on, and an existing wider file is tightened before anything is written into it."""
+    import os
+    import stat
+
+    root, _, _ = tree
+    previous = os.umask(0o022)
+    try:
+        report, baseline = tmp_path / "report.json", tmp_path / "baseline.json"
+        baseline.write_text("{}")
+        os.chmod(baseline, 0o644)
+        assert scan("--format", "json", "--output", str(report), str(root)).exit_code == 1
+        assert scan("--write-baseline", str(baseline), str(root)).exit_code == 0
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(report.stat().st_mode) == 0o600
+    assert stat.S_IMODE(baseline.stat().st_mode) == 0o600
+    assert json.loads(baseline.read_text())["findings"]

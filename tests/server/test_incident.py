@@ -132,3 +132,81 @@ def test_a_webhook_url_must_be_a_reference_not_the_secret(tmp_path):
     with pytest.raises(ConfigError, match="raw secret"):
         parse_config({"incidents": {"webhook_url": "https://hooks.example/T0/B0/xyz"}}, {},
                      source="test")
+
+
+def test_a_secret_pasted_in_a_reason_is_masked_before_it_is_logged_stored_or_posted(
+        tmp_path, caplog):
+    """An operator quotes the leak in the reason: the webhook, the log line, the event log and
+    the key's revoked_reason get it masked as the scanner prints it, never whole."""
+    import logging
+    import random
+
+    from scan.synth import synth
+
+    rng = random.Random(4711)
+    provider_key, admin_token = synth("openai-project", rng), synth("keystead-admin-token", rng)
+    reason = f"pasted {provider_key} and {admin_token} in ticket 4711"
+    received: list[dict[str, Any]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(status=200)
+
+    async def test(client: AppClient) -> None:
+        await client.create_key("prod-support-bot-01")
+        await client.create_key("prod-support-bot-02")
+        with caplog.at_level(logging.INFO):
+            reply = await client.admin("POST", "/admin/incidents",
+                                       {"key": "prod-support-bot-01", "reason": reason,
+                                        "replace": False})
+        assert reply.status == 200, reply.body
+        revoked = await client.admin("POST", "/admin/keys/prod-support-bot-02/revoke",
+                                     {"reason": reason})
+        events = await client.admin("GET", "/admin/events?limit=50")
+        kept = json.dumps([reply.json(), revoked.json(), events.json(), received])
+        logged = "\n".join(r.getMessage() for r in caplog.records)
+        for text in (kept, logged):
+            assert provider_key not in text and admin_token not in text
+        masked = f"pasted {provider_key[:6]}…{provider_key[-4:]} and " \
+                 f"{admin_token[:6]}…{admin_token[-4:]} in ticket 4711"
+        assert reply.json()["key"]["revoked_reason"] == masked
+        assert revoked.json()["revoked_reason"] == masked
+        assert masked in received[0]["text"] and received[0]["reason"] == masked
+        reasons = [e["detail"].get("reason") for e in events.json()]
+        assert reasons.count(masked) == 3  # the incident, and the two revocations
+        assert f"reason: {masked}" in logged
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_post("/hook", hook)
+        async with serving_http(app) as base:
+            loaded = make_loaded(tmp_path, raw={"incidents": {"webhook_url": "${HOOK}"}},
+                                 env={"HOOK": f"{base}/hook"})
+            async with running_app(loaded) as client:
+                await asyncio.wait_for(test(client), 30)
+
+    asyncio.run(main())
+
+
+def test_a_secret_typed_into_a_description_or_a_key_lookup_is_never_echoed(tmp_path):
+    import random
+
+    from scan.synth import synth
+
+    leaked = synth("anthropic", random.Random(9))
+
+    async def test(client: AppClient) -> None:
+        created = await client.admin("POST", "/admin/keys", {
+            "name": "prod-support-bot-01", "description": f"uses {leaked}"})
+        assert created.status == 201, created.body
+        updated = await client.admin("PATCH", "/admin/keys/prod-support-bot-01",
+                                     {"description": f"was {leaked}", "owner": leaked})
+        team = await client.admin("POST", "/admin/teams",
+                                  {"name": "support", "description": f"key {leaked}"})
+        missing = await client.admin("GET", f"/admin/keys/{leaked}")
+        assert missing.status == 404
+        for reply in (created, updated, team, missing):
+            assert leaked not in reply.body.decode()
+        assert updated.json()["description"] == f"was {leaked[:6]}…{leaked[-4:]}"
+
+    run_app(tmp_path, test)

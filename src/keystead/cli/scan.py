@@ -13,6 +13,7 @@ import click
 
 from keystead.cli.context import State, friendly
 from keystead.keys.format import parse_key
+from keystead.private_files import write_private
 from keystead.scan.baseline import BaselineError, load_baseline, write_baseline
 from keystead.scan.git import GitError, scan_git
 from keystead.scan.report import FORMATS, render
@@ -62,7 +63,7 @@ def scan(state: State, paths: tuple[str, ...], git_repo: str | None, revisions: 
         suppressed, findings = len(findings) - len(kept), kept
     report = render(fmt, findings, stats, suppressed)
     if output is not None:
-        output.write_text(report + "\n")
+        write_private(output, report + "\n", exclusive=False)  # where the leaks are: 0600
         click.echo(f"{len(findings)} finding(s); report written to {output}", err=True)
     else:
         click.echo(report)

@@ -22,6 +22,7 @@ import orjson
 
 from keystead.control.keys import KeyService
 from keystead.errors import InvalidField
+from keystead.guard.detect import redact
 from keystead.keys.format import PREFIX, parse_key
 from keystead.runtime import Runtime
 from keystead.state.records import KeyRecord, UsageRecord
@@ -133,6 +134,8 @@ class IncidentService:
     async def respond(self, key_or_text: str, *, reason: str | None = None,
                       replace: bool = True) -> Incident:
         started = time.time()
+        # A reason often quotes the leak itself: masked before it is logged, stored or posted.
+        reason = redact(reason)
         record = await self.find(key_or_text)
         if record.revoked_at is not None:
             raise InvalidField(f"Key {record.id} ({record.name}) is revoked already.",

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from keystead.control.bounds import INT32_MAX
 from keystead.control.teams import (
     check_allowlist,
     check_limits,
@@ -16,6 +17,7 @@ from keystead.control.teams import (
 )
 from keystead.durations import parse_duration
 from keystead.errors import InvalidField, NotFound
+from keystead.guard.detect import redact
 from keystead.keys.format import generate_key
 from keystead.providers.base import Endpoint
 from keystead.runtime import KEYS_VERSION, Runtime
@@ -74,10 +76,11 @@ def _check_endpoints(endpoints: list[str] | None) -> None:
 
 
 def _check_caps(max_tokens: int | None, max_body_bytes: int | None) -> None:
-    if max_tokens is not None and max_tokens < 1:
-        raise InvalidField("max_tokens must be at least 1.", param="max_tokens")
-    if max_body_bytes is not None and max_body_bytes < 1024:
-        raise InvalidField("max_body_bytes must be at least 1024.", param="max_body_bytes")
+    if max_tokens is not None and not 1 <= max_tokens <= INT32_MAX:
+        raise InvalidField(f"max_tokens must be from 1 to {INT32_MAX}.", param="max_tokens")
+    if max_body_bytes is not None and not 1024 <= max_body_bytes <= INT32_MAX:
+        raise InvalidField(f"max_body_bytes must be from 1024 to {INT32_MAX}.",
+                           param="max_body_bytes")
 
 
 def _check_cache(cache: object) -> bool | None:
@@ -98,7 +101,10 @@ class KeyService:
         self.actor = actor  # who acts, for the audit entries: "cli", "admin-api"
 
     async def record(self, kind: str, key_id: str, **detail: Any) -> None:
-        """An audit entry. Never the key text: ids, names, reasons and changed field names."""
+        """An audit entry. Never the key text: ids, names, reasons and changed field names; a
+        secret quoted in a reason is masked."""
+        detail = {name: redact(value) if isinstance(value, str) else value
+                  for name, value in detail.items()}
         await self.rt.store.insert_event(EventRecord(kind=kind, ts=time.time(), key_id=key_id,
                                                      actor=self.actor, detail=detail))
 
@@ -126,7 +132,7 @@ class KeyService:
         generated = generate_key()
         record = KeyRecord(
             id=generated.key_id, name=name, key_hash=self.rt.hasher.hash(generated.text),
-            env=resolved_env, team=team, owner=owner, description=description,
+            env=resolved_env, team=team, owner=redact(owner), description=redact(description),
             models=tuple(models) if models else None,
             endpoints=tuple(endpoints) if endpoints is not None else None,
             max_tokens=max_tokens, max_body_bytes=max_body_bytes, created_at=now,
@@ -172,6 +178,9 @@ class KeyService:
         for field in ("team", "owner", "description"):
             if field in changes:
                 values[field] = changes[field] or None
+        for field in ("owner", "description"):  # typed text: a pasted secret is masked
+            if field in values:
+                values[field] = redact(values[field])
         check_text("owner", values.get("owner"))
         if "models" in changes:
             models = changes["models"]
@@ -212,7 +221,8 @@ class KeyService:
             record = next((k for k in await self.rt.store.list_keys()
                            if id_or_name in (k.credential_id, k.previous_credential_id)), None)
         if record is None:
-            raise NotFound(f"No key with id or name {id_or_name!r}.", param="key",
+            # The caller may have pasted a secret (a provider key) here: never echo it back.
+            raise NotFound(f"No key with id or name {redact(id_or_name)!r}.", param="key",
                            hint="`keystead keys list` shows the keys.")
         return record
 
@@ -279,6 +289,7 @@ class KeyService:
         record = await self.get(id_or_name)
         if record.revoked_at is not None:
             return record
+        reason = redact(reason)
         updated = await self.rt.store.update_key(record.id, revoked_at=time.time(),
                                                  revoked_reason=reason)
         await self.rt.changed(KEYS_VERSION)

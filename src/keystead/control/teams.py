@@ -16,7 +16,9 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from keystead.control.bounds import BUDGET_MAX, BUDGET_PLACES, COUNT_MAX
 from keystead.errors import InvalidField, NotFound
+from keystead.guard.detect import redact
 from keystead.runtime import KEYS_VERSION, Runtime
 from keystead.state.records import KeyRecord, Limits, TeamRecord
 from keystead.state.store import DuplicateName
@@ -39,8 +41,9 @@ def _count(name: str, value: Any) -> int | None:
     if value is None:
         return None
     # bool is an int to Python, never to an operator writing a limit.
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidField(f"{name} must be a whole number of at least 1, not {value!r}.",
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= COUNT_MAX:
+        raise InvalidField(f"{name} must be a whole number from 1 to {COUNT_MAX}, not "
+                           f"{value!r}.",
                            param=f"limits.{name}",
                            hint="To remove the limit, clear it (--" +
                                 name.replace("_", "-") + " off; null in the admin API).")
@@ -57,8 +60,10 @@ def _budget(value: Any) -> Decimal | None:
         amount = Decimal(value) if isinstance(value, str | int | Decimal) else None
     except InvalidOperation:
         amount = None
-    if amount is None or not amount.is_finite() or amount < 0:
-        raise InvalidField(f"The budget must be an amount in USD of 0 or more, not {value!r}.",
+    if (amount is None or not amount.is_finite() or not 0 <= amount <= BUDGET_MAX
+            or -int(amount.as_tuple().exponent) > BUDGET_PLACES):
+        raise InvalidField(f"The budget must be an amount in USD of 0 or more (at most "
+                           f"{BUDGET_MAX}, {BUDGET_PLACES} decimals), not {value!r}.",
                            param="limits.budget_usd", hint="Write it like 25 or 12.50.")
     return amount
 
@@ -173,7 +178,8 @@ class TeamService:
                                hint="Team names are 1 to 64 lowercase letters, digits or '-', "
                                     "e.g. payments or search-infra.")
         check_text("owner", owner)
-        record = TeamRecord(name=name, description=description or None, owner=owner or None,
+        record = TeamRecord(name=name, description=redact(description) or None,
+                            owner=redact(owner) or None,
                             limits=check_limits(limits or Limits()),
                             ip_allowlist=check_allowlist(ip_allowlist), created_at=time.time())
         try:
@@ -207,8 +213,8 @@ class TeamService:
         record = await self.get(name)
         values: dict[str, Any] = {}
         for field in ("description", "owner"):
-            if field in changes:
-                values[field] = changes[field] or None
+            if field in changes:  # typed text: a pasted secret is masked
+                values[field] = redact(changes[field]) or None
         check_text("owner", values.get("owner"))
         values = policy_changes(record, changes, values)
         if not values:

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from keystead.control.bounds import COUNT_MAX
 from keystead.durations import parse_duration
 from keystead.errors import InvalidField, ModelNotAllowed
 from keystead.keys.tokens import TokenClaims
@@ -34,8 +35,8 @@ class MintedToken:
 def _positive(name: str, value: int | None) -> int | None:
     # JSON from a client: bool is an int in Python, and "5" is not a number.
     if value is not None and (not isinstance(value, int) or isinstance(value, bool)
-                              or value < 1):
-        raise InvalidField(f"{name} must be an integer of at least 1.", param=name)
+                              or not 1 <= value <= COUNT_MAX):
+        raise InvalidField(f"{name} must be an integer from 1 to {COUNT_MAX}.", param=name)
     return value
 
 

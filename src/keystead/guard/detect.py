@@ -11,9 +11,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from keystead.scan.detectors import mask as mask_secret
 from keystead.scan.scanner import scan_text
 
-__all__ = ["PII_KINDS", "Span", "find_pii", "find_secrets", "mask"]
+__all__ = ["PII_KINDS", "Span", "find_pii", "find_secrets", "mask", "redact"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +107,24 @@ def mask(text: str, spans: list[Span]) -> str:
         if span.start < position:
             continue
         out += (text[position:span.start], f"[REDACTED:{span.kind}]")
+        position = span.end
+    out.append(text[position:])
+    return "".join(out)
+
+
+def redact(text: str | None) -> str | None:
+    """Free text an operator typed (an incident or revocation reason, a description), with each
+    secret the scanner knows shown masked as the scanner prints it (`sk-pro…AbCd`): enough to
+    tell which key it was, not to use it. Applied before the text is stored, logged or sent."""
+    if not text:
+        return text
+    spans = find_secrets(text)
+    out: list[str] = []
+    position = 0
+    for span in spans:
+        if span.start < position:
+            continue
+        out += (text[position:span.start], mask_secret(text[span.start:span.end]))
         position = span.end
     out.append(text[position:])
     return "".join(out)

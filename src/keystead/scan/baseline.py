@@ -11,6 +11,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from keystead.private_files import write_private
 from keystead.scan.scanner import Finding
 
 __all__ = ["BaselineError", "load_baseline", "write_baseline"]
@@ -45,5 +46,6 @@ def write_baseline(path: Path, findings: Sequence[Finding]) -> int:
                 "path": f.path, "line": f.line, **({"commit": f.commit} if f.commit else {})}
                for f in first.values()]
     document = {"version": VERSION, "tool": "keystead scan", "findings": entries}
-    path.write_text(json.dumps(document, indent=2) + "\n")
+    # Where the leaks are and their fingerprints: the owner's to read (0600), like the report.
+    write_private(path, json.dumps(document, indent=2) + "\n", exclusive=False)
     return len(entries)

@@ -15,6 +15,8 @@ finding only if:
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 import re
 from collections import Counter
@@ -122,12 +124,50 @@ def _keystead(secret: str) -> bool:
     return parse_key(secret) is not None
 
 
+def _keystead_token(secret: str) -> bool:
+    """A short-lived token's payload is base64url JSON with its token id, parent key and expiry:
+    checked offline, like a key's checksum (no signing secret needed)."""
+    payload = secret[len("kst_"):].split(".", 1)[0]
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (ValueError, RecursionError):  # RecursionError: a hostile prompt's nested payload
+        return False
+    return isinstance(claims, dict) and {"t", "k", "e"} <= claims.keys()
+
+
+def _master_key(secret: str) -> bool:
+    """32 bytes once decoded, with the mix of a random key (not `AAAA...`, not a word)."""
+    try:
+        raw = base64.urlsafe_b64decode(secret.replace("+", "-").replace("/", "_").rstrip("=")
+                                       + "=")
+    except ValueError:
+        return False
+    return len(raw) == 32 and _mixed_case(secret)
+
+
 _B62 = "A-Za-z0-9"
 _URLSAFE = "A-Za-z0-9_-"
+
+# `KEYSTEAD_MASTER_KEY=<key>` as .env, shell (`export`), YAML and docker-compose write it, quoted
+# or not, and keystead.yaml's `master_key:`; the secret is the 44-character base64 value (43 and
+# `=`, or 43 unpadded). `${KEYSTEAD_MASTER_KEY}` and an empty value have no such value.
+_MASTER_KEY_LINE = re.compile(
+    r"(?:KEYSTEAD_MASTER_KEY|(?<![\w.-])master_key)[\"']?\s*[:=]\s*[\"']?"
+    r"(?P<secret>[A-Za-z0-9_+/-]{43}=?)(?![A-Za-z0-9_+/=-])")
 
 DETECTORS: tuple[Detector, ...] = (
     Detector("keystead", "keystead", "ksk_ + 8 base32 id + 32 base62 + 6-char CRC32 checksum",
              _rx(r"ksk_[a-z2-7]{8}[A-Za-z0-9]{38}"), 4, 3.5, validate=_keystead),
+    Detector("keystead-admin-token", "keystead",
+             "ksa_ (or, written by older versions, kst_admin_) + 43 base64url characters",
+             _rx(rf"(?:ksa_|kst_admin_)[{_URLSAFE}]{{43}}"), 4, 4.0, validate=_mixed_case),
+    Detector("keystead-token", "keystead",
+             "kst_ + base64url JSON claims (t, k, e) + . + 43 base64url HMAC-SHA256 signature",
+             _rx(rf"kst_eyJ[{_URLSAFE}]{{16,4000}}\.[{_URLSAFE}]{{43}}"), 4, 3.5,
+             validate=_keystead_token),
+    Detector("keystead-master-key", "keystead",
+             "KEYSTEAD_MASTER_KEY= (or :) + 44 base64 characters decoding to 32 bytes",
+             _MASTER_KEY_LINE, 0, 4.0, validate=_master_key),
     Detector("openai-project", "OpenAI",
              "sk-proj- / sk-svcacct- / sk-admin- + 40 to 200 base64url characters",
              _rx(rf"sk-(?:proj|svcacct|admin)-[{_URLSAFE}]{{40,200}}"), 8, 4.0),

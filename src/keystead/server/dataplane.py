@@ -138,7 +138,7 @@ class DataPlane:
                 _unknown_path(ctx, scope["method"], path)
             if scope["method"] != spec.method:
                 raise MethodNotAllowed(f"{path} accepts {spec.method}, not {scope['method']}.",
-                                       allow=spec.method)
+                                       allow=(spec.method,))
             if spec.native:
                 x_api_key, native = messages.client_headers(scope["headers"])
                 api_key = api_key or x_api_key

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import stat
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -38,6 +41,8 @@ from keystead.state.store import (
 )
 
 __all__ = ["SCHEMA_HEAD", "SQLStore", "async_url"]
+
+log = logging.getLogger("keystead.store")
 
 # The newest migration. When the database is already there, Alembic (a fifth of the start-up
 # time) is not even imported; a test keeps this equal to the migrations' head.
@@ -142,6 +147,7 @@ class SQLStore:
             path = url.split(":///", 1)[1]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
+                _private_database(Path(path))
         else:
             # pre_ping: a server restart or a fail-over costs a reconnect, not a failed call.
             options = {"pool_size": self.pool_size, "max_overflow": self.pool_size,
@@ -542,6 +548,37 @@ def _refused_values(exc: DBAPIError) -> bool:
         return True
     code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
     return isinstance(code, str) and code[:2] in ("22", "23")
+
+
+def _private_database(path: Path) -> None:
+    """The database (sealed provider keys, key hashes, client IPs) readable by its owner only.
+
+    A new one is created empty (a valid SQLite database) with mode 0600 before SQLite opens it:
+    SQLite gives its `-wal` and `-shm` files the database file's mode, so they are private too.
+    An existing one with group or other access is tightened to 0600, with a warning.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        os.close(fd)
+        return
+    for each in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
+        try:
+            mode = stat.S_IMODE(each.stat().st_mode)
+        except FileNotFoundError:
+            continue
+        if not mode & 0o077:
+            continue
+        try:
+            os.chmod(each, mode & 0o700)
+        except OSError as exc:
+            log.warning("%s is readable by other local users (mode %o) and cannot be tightened "
+                        "(%s): run `chmod 600 %s*` as its owner", each, mode, exc.strerror, path)
+        else:
+            log.warning("%s was readable by other local users (mode %o); set to %o", each, mode,
+                        mode & 0o700)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

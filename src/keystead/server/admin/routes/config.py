@@ -1,23 +1,24 @@
-"""`POST /admin/reload`: this gateway re-reads its config file, then asks every other one to.
+"""/admin/reload: this gateway re-reads its config file, then asks every other one to.
 
-Thin, like every admin route: `Reloader.everywhere` does the work (reload.py). Kept in a module
-of its own so that it fits into the admin API however that is laid out.
+Thin, like every admin route: `Reloader.everywhere` does the work (reload.py).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter
 
 from keystead.errors import ConfigInvalid
 from keystead.runtime import Runtime
 
-__all__ = ["add_reload_route"]
+__all__ = ["router"]
 
 
-def add_reload_route(app: FastAPI, runtime: Runtime) -> None:
-    @app.post("/admin/reload", tags=["config"])
+def router(runtime: Runtime) -> APIRouter:
+    api = APIRouter(prefix="/admin")
+
+    @api.post("/reload", tags=["config"])
     async def reload_config() -> dict[str, Any]:
         """Re-read this gateway's config file and apply it (requests in flight finish on the
         old one); if it is valid, every other gateway on the store re-reads its own file too.
@@ -28,3 +29,5 @@ def add_reload_route(app: FastAPI, runtime: Runtime) -> None:
         if not result.ok:
             raise ConfigInvalid(f"Gateway {result.replica}: {result.error}")
         return {**result.as_dict(), "others": others}
+
+    return api
