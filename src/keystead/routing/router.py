@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from keystead.errors import GatewayError, UpstreamError, UpstreamTimeout
 from keystead.providers.base import Endpoint
 from keystead.providers.transport import UpstreamResponse
-from keystead.routing.backoff import Backoff, retry_after_s
+from keystead.routing.attempt import AttemptFailed, classify, falls_back, first_event, malformed
+from keystead.routing.backoff import Backoff
 from keystead.routing.balance import choose
 from keystead.routing.breaker import Breakers
 from keystead.routing.table import Deployment, Route
-from keystead.sse import FirstEvent, event_end, judge_first
 from keystead.state.counters import Counters, CountersUnavailable
 from keystead.usage.extract import read_answer
 from keystead.usage.prices import TokenUsage
@@ -40,11 +40,6 @@ from keystead.usage.prices import TokenUsage
 __all__ = ["AttemptLog", "Judge", "Router", "Served", "TierFailed"]
 
 log = logging.getLogger("keystead.routing")
-
-_RETRYABLE_4XX = frozenset((408, 409, 429))
-# Bytes a stream may send before its first event is whole (comments and pings included).
-_FIRST_EVENT_MAX = 1 << 20
-
 
 @dataclass(slots=True)
 class AttemptLog:
@@ -102,24 +97,6 @@ class Judge:
         return None
 
 
-class _Retry(Exception):
-    """An attempt that failed. `then` says what comes next: "retry" (this tier again),
-    "fallback" (the next tier; on context overflow or a schema failure) or "stop" (a 4xx a
-    retry cannot fix: the client gets it as it is)."""
-
-    def __init__(self, outcome: str, *, breaker: bool, then: str = "retry",
-                 retry_after: float | None = None,
-                 response: tuple[int, Mapping[str, str], bytes] | None = None,
-                 error: GatewayError | None = None):
-        super().__init__(outcome)
-        self.outcome = outcome
-        self.breaker = breaker
-        self.then = then
-        self.retry_after = retry_after
-        self.response = response
-        self.error = error
-
-
 class Router:
     def __init__(self, breakers: Breakers, *, counters: Counters | None = None,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -149,10 +126,10 @@ class Router:
         deadline = None
         if route.retry.total_timeout_s is not None:
             deadline = self._clock() + route.retry.total_timeout_s
-        last: _Retry | None = None
+        last: AttemptFailed | None = None
         tiers = route.tiers()
         for tier_index, tier in enumerate(tiers):
-            if tier_index and last is not None and not _falls_back(last, triggers):
+            if tier_index and last is not None and not falls_back(last, triggers):
                 break
             has_next_tier = tier_index + 1 < len(tiers)
             policy = tier.retry
@@ -193,7 +170,7 @@ class Router:
                 try:
                     served = await self._attempt(tier, deployment, endpoint, body, stream,
                                                  policy.attempt_timeout_s, deadline)
-                except _Retry as retry:
+                except AttemptFailed as retry:
                     deployment.in_flight -= 1
                     attempts.append(AttemptLog(deployment.id, retry.outcome,
                                                (self._clock() - started) * 1000, wait))
@@ -232,7 +209,7 @@ class Router:
                         previous = None  # no backoff: nothing failed
                         attempt -= 1  # a repair is not a retry
                         continue
-                    last = _Retry("schema", breaker=False, then="fallback")
+                    last = AttemptFailed("schema", breaker=False, then="fallback")
                     break
                 served.attempts = attempts
                 served.schema_error = error
@@ -253,7 +230,7 @@ class Router:
         try:
             served = await self._attempt(route, deployment, endpoint, body_for(deployment),
                                          stream, route.retry.attempt_timeout_s, None)
-        except _Retry as retry:
+        except AttemptFailed as retry:
             deployment.in_flight -= 1
             attempts = [AttemptLog(deployment.id, retry.outcome,
                                    (self._clock() - started) * 1000)]
@@ -302,7 +279,7 @@ class Router:
             return True
         return admission.allowed
 
-    async def _failed(self, deployment: Deployment, retry: _Retry, cap_s: float,
+    async def _failed(self, deployment: Deployment, retry: AttemptFailed, cap_s: float,
                       breakers: Breakers | None) -> None:
         if breakers is None:
             return
@@ -334,7 +311,7 @@ class Router:
             # A non-streamed body is read outside the first-byte deadline: the answer has
             # started, and a long one takes its time.
             payload = await upstream.read()
-        except _Retry:
+        except AttemptFailed:
             raise
         except asyncio.CancelledError:  # the client left: stop the provider's work too
             if upstream is not None:
@@ -343,22 +320,22 @@ class Router:
         except TimeoutError:
             if upstream is not None:
                 upstream.abort()
-            raise _Retry("timeout", breaker=True, error=UpstreamTimeout(
+            raise AttemptFailed("timeout", breaker=True, error=UpstreamTimeout(
                 f"Provider {deployment.provider.name} sent no first byte in time.",
                 hint="Raise retry.attempt_timeout_s for this route if its answers are slow "
                      "to start.")) from None
         except StopAsyncIteration:
             assert upstream is not None
             upstream.abort()
-            raise _Retry("malformed", breaker=True, error=_malformed(deployment)) from None
+            raise AttemptFailed("malformed", breaker=True, error=malformed(deployment)) from None
         except UpstreamError as exc:
             if upstream is not None:
                 upstream.abort()
-            raise _Retry("timeout" if isinstance(exc, UpstreamTimeout) else "unreachable",
+            raise AttemptFailed("timeout" if isinstance(exc, UpstreamTimeout) else "unreachable",
                          breaker=True, error=exc) from None
         answer = read_answer(payload)
         if answer is None:
-            raise _Retry("malformed", breaker=True, error=_malformed(deployment))
+            raise AttemptFailed("malformed", breaker=True, error=malformed(deployment))
         return Served(deployment, tier, upstream, body=payload, usage=answer[0], model=answer[1])
 
     @staticmethod
@@ -370,82 +347,15 @@ class Router:
         status = upstream.status
         if status >= 400:
             payload = await upstream.read()
-            raise _classify(status, upstream.headers, payload)
+            raise classify(status, upstream.headers, payload)
         if not stream:
             return None
         chunks = aiter(upstream.iter_chunks())
-        first = await _first_event(chunks, deployment, upstream)
+        first = await first_event(chunks, deployment, upstream)
         return Served(deployment, tier, upstream, chunks=chunks, first=first)
 
 
-async def _first_event(chunks: AsyncIterator[bytes], deployment: Deployment,
-                       upstream: UpstreamResponse) -> bytes:
-    """Everything up to and including the stream's first event that carries data (comments
-    and pings before it pass through too). A stream that ends first is StopAsyncIteration."""
-    buffer = b""
-    start = 0
-    while True:
-        buffer += await anext(chunks)
-        while True:
-            end, separator = event_end(buffer, start)
-            if end == -1:
-                break
-            verdict = judge_first(buffer[start:end])
-            start = end + separator
-            if verdict is FirstEvent.OK:
-                return buffer
-            if verdict is not FirstEvent.SKIP:
-                upstream.abort()
-                if verdict is FirstEvent.ERROR:
-                    raise _Retry("stream_error", breaker=True, error=_stream_error(deployment))
-                raise _Retry("malformed", breaker=True, error=_malformed(deployment))
-        if len(buffer) - start > _FIRST_EVENT_MAX:
-            upstream.abort()
-            raise _Retry("malformed", breaker=True, error=_malformed(deployment))
-
-
-def _classify(status: int, headers: Mapping[str, str], payload: bytes) -> _Retry:
-    response = (status, headers, payload)
-    if status == 429:
-        return _Retry("http_429", breaker=False, retry_after=retry_after_s(headers),
-                      response=response)
-    if status >= 500 or status in _RETRYABLE_4XX:
-        return _Retry(f"http_{status}", breaker=status >= 500,
-                      retry_after=retry_after_s(headers), response=response)
-    if status == 400 and (b"context_length_exceeded" in payload
-                          # Anthropic's own words, on the passed-through /v1/messages
-                          or b"prompt is too long" in payload):
-        return _Retry("context", breaker=False, then="fallback", response=response)
-    # Anything else (400, 401, 403, 404, 413, 422...) is the same on every retry.
-    return _Retry(f"http_{status}", breaker=False, then="stop", response=response)
-
-
-def _falls_back(last: _Retry, triggers: tuple[str, ...]) -> bool:
-    """Whether the failure that ended a tier moves on to the next one."""
-    if last.then == "stop":
-        return False
-    if last.outcome == "context":
-        return "context_window" in triggers
-    if last.outcome == "schema":
-        return "schema" in triggers
-    return "error" in triggers
-
-
-def _stream_error(deployment: Deployment) -> UpstreamError:
-    error = UpstreamError(f"Provider {deployment.provider.name} began its stream with an error.",
-                          hint="The gateway retried where it could; retry later.")
-    error.code = "upstream_stream_error"
-    return error
-
-
-def _malformed(deployment: Deployment) -> UpstreamError:
-    error = UpstreamError(f"Provider {deployment.provider.name} answered with malformed JSON.",
-                          hint="The gateway retried where it could; retry later.")
-    error.code = "upstream_malformed"
-    return error
-
-
-def _with_deployment(last: _Retry, attempts: list[AttemptLog], route: Route,
+def _with_deployment(last: AttemptFailed, attempts: list[AttemptLog], route: Route,
                      ) -> tuple[int, Mapping[str, str], bytes, Deployment] | None:
     if last.response is None:
         return None
