@@ -3,7 +3,8 @@
 Hypothesis writes requests to every data-plane path: bodies with the fields policy reads given
 values of every JSON type (huge and negative numbers, control characters, lone surrogates,
 nesting), random extra fields, raw bytes that are not JSON, and hostile header bytes. The app
-runs in process with the mock provider. Seeded (`derandomize`), bounded, so it runs in CI.
+runs in process with the mock provider. Seeded (FUZZ_SEED), bounded (FUZZ_EXAMPLES), so it runs
+in CI and a failure replays.
 
 Each answer is a non-500 status with OpenAI's error envelope (Anthropic's on its own paths);
 every request leaves exactly one ledger row.
@@ -14,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from support import AppClient, make_loaded, running_app
@@ -28,6 +30,8 @@ PATHS = ["/v1/chat/completions", "/v1/responses", "/v1/embeddings", "/v1/message
          "/v1/messages/count_tokens", "/v1/models", "/v1/models/gpt-4o-mini",
          "/v1/keystead/tokens", "/v1/completions", "/v1/v1/messages"]
 NATIVE = ("/v1/messages", "/v1/v1/messages")
+SEED = int(os.environ.get("FUZZ_SEED", "20261207"))  # another seed explores further
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "1000"))
 FIELDS = ["model", "messages", "max_tokens", "max_completion_tokens", "max_output_tokens", "n",
           "stream", "stream_options", "tools", "response_format", "input", "system", "ttl"]
 MODELS = ["gpt-4o-mini", "gpt-4o", "text-embedding-3-small", "claude-3-5-haiku-latest",
@@ -163,7 +167,8 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
         loop.close()
 
 
-@settings(max_examples=1000, derandomize=True, deadline=None, database=None,
+@seed(SEED)
+@settings(max_examples=EXAMPLES, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                  HealthCheck.data_too_large])
 @given(path_and_body=st.sampled_from(PATHS).flatmap(

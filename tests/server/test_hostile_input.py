@@ -409,3 +409,22 @@ def test_costs_stay_exact_decimal(tmp_path: Path) -> None:
         assert Decimal(reply.headers["x-keystead-cost-usd"]) == recorded[0].cost_usd
 
     run_app(tmp_path, test)
+
+
+@pytest.mark.parametrize("messages", [True, 1, "hi", None, {"role": "user"}, [[1, [2]]]])
+def test_the_guardrail_reads_any_json_shape_without_failing(tmp_path: Path,
+                                                            messages: Any) -> None:
+    """Found by the data plane's property test: `messages: true` with a guardrail on was a
+    500 (the guard iterated whatever `messages` held)."""
+    async def test(client: AppClient) -> None:
+        key = await client.create_key("dev-guard-test")
+        for path, extra in ((CHAT, {}), (MESSAGES, {"max_tokens": 5})):
+            model = "gpt-4o-mini" if path == CHAT else "claude-3-5-haiku-latest"
+            reply = await client.request("POST", path, key=key, json_body={
+                "model": model, "messages": messages, "system": messages, **extra})
+            assert reply.status < 500, reply.body
+
+    run_app(tmp_path, test, raw={
+        "guardrails": {"default": {"secrets": "mask", "pii": "block"}},
+        "providers": {"claude": {"type": "mock", "models": ["claude-*"],
+                                 "mock": {"flavor": "anthropic"}}}})

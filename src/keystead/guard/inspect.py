@@ -44,15 +44,18 @@ def _texts(endpoint: Endpoint, document: dict[str, Any],
                     if "content" in part:  # Responses input items, Anthropic tool results
                         content(part, "content")
 
+    # The body is the client's: any field may hold any JSON value, so only lists are walked.
+    messages = document.get("messages")
+    messages = messages if isinstance(messages, list) else ()
     if endpoint is Endpoint.CHAT:
-        for message in document.get("messages") or ():
+        for message in messages:
             if isinstance(message, dict):
                 content(message, "content")
     elif endpoint is Endpoint.MESSAGES or endpoint is Endpoint.COUNT_TOKENS:
         # Anthropic's shape: a top-level system (a string or text blocks), then messages whose
         # content is a string or blocks (text, tool_result with its own content, ...).
         content(document, "system")
-        for message in document.get("messages") or ():
+        for message in messages:
             if isinstance(message, dict):
                 content(message, "content")
     elif endpoint is Endpoint.RESPONSES:
