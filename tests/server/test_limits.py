@@ -364,6 +364,21 @@ def test_overlong_client_text_never_blocks_the_ledger(tmp_path, backend):
         rows = await ledger(client)
         assert [(r.status, len(r.model_requested or "")) for r in rows] == [(400, 0),
                                                                             (200, 11)]
+        # A path carries anything (uvicorn unquotes %00 and %0d%0a): refused, still recorded.
+        for model_id in ("gpt\x00x", "gpt\r\nx", "m" * 400):
+            reply = await client.request("GET", f"/v1/models/{model_id}", key=key)
+            assert reply.status == 404
+        rows = await ledger(client)
+        assert [r.status for r in rows[2:]] == [404, 404, 404]
         assert client.runtime.ledger.rejected == 0
 
     run_app(tmp_path, backend, test)
+
+
+def test_text_for_the_ledger_is_clipped_and_printable() -> None:
+    from keystead.pipeline.settle import _clip
+
+    assert _clip("gpt-4o\x00\r\n", 256) == "gpt-4o???"
+    assert _clip("m" * 300, 256) == "m" * 256
+    assert _clip(None, 5) is None
+    assert _clip("claude-3-5-sonnet", 256) == "claude-3-5-sonnet"

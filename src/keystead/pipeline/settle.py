@@ -117,7 +117,13 @@ def price(ctx: RequestContext, prices: PriceBook) -> None:
 
 
 def _clip(text: str | None, size: int) -> str | None:
-    return text if text is None or len(text) <= size else text[:size]
+    """Text from a client or a provider, fit for its column: cut to `size`, control characters
+    replaced (PostgreSQL refuses NUL in text; a log line should not carry CR/LF)."""
+    if text is None:
+        return None
+    if len(text) > size:
+        text = text[:size]
+    return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
 
 
 def settle(ctx: RequestContext, ledger: LedgerWriter, log_requests: bool) -> None:

@@ -7,6 +7,7 @@ scope and, for a short-lived token, by the token's.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ import orjson
 from keystead.errors import ModelNotFound
 from keystead.pipeline import admit
 from keystead.pipeline.context import RequestContext
+from keystead.providers.names import MODEL_PATTERN, shown
 
 if TYPE_CHECKING:
     from keystead.live import Live
@@ -26,6 +28,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 _JSON = (b"content-type", b"application/json")
 _ZERO_COST = (b"x-keystead-cost-usd", b"0")
 ROUTE_OWNER = "keystead"
+MODEL_NAME = re.compile(MODEL_PATTERN)
 
 
 async def list_models(live: Live, ctx: RequestContext, send: Send,
@@ -39,6 +42,9 @@ async def list_models(live: Live, ctx: RequestContext, send: Send,
                if admit.model_allowed(key, model)
                and (ctx.token is None or admit.token_model_allowed(ctx.token, model))]
     if model_id is not None:
+        if not MODEL_NAME.match(model_id):  # a path can carry anything (%00, %0d%0a)
+            raise ModelNotFound(f"{shown(model_id)} is not a model name.", param="model",
+                                hint="GET /v1/models lists the models and routes it may use.")
         ctx.model = model_id
         match = next(((m, o) for m, o in allowed if m == model_id), None)
         if match is None:
