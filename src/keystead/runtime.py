@@ -38,6 +38,7 @@ from keystead.routing.breaker import Breakers
 from keystead.routing.router import Router
 from keystead.routing.table import RouteTable
 from keystead.state.counters import Counters, MemoryCounters
+from keystead.state.outage import OutageLog
 from keystead.state.records import EventRecord, ProviderKeyState, TeamRecord
 from keystead.state.sql_store import SQLStore
 from keystead.state.store import Store
@@ -373,6 +374,9 @@ class Runtime:
             log.exception("reloading %s after a change notice failed; the poll retries", name)
 
     async def _watch(self, interval: float = 1.0) -> None:
+        # A database outage is logged once, then briefly, then when it is over: not a
+        # traceback every second for as long as it lasts.
+        outage = OutageLog(log, "reloading keys and providers")
         while True:
             await asyncio.sleep(interval)
             try:
@@ -382,8 +386,10 @@ class Runtime:
                         await reload()
                 # Breakers other replicas opened or closed (a dict read without Redis).
                 await self.breakers.refresh(self.routes.deployment_ids())
-            except Exception:
-                log.exception("reloading keys and providers failed; retrying")
+            except Exception as exc:
+                outage.failed(exc)
+            else:
+                outage.ok()
 
     async def close(self) -> None:
         for task in (self._watcher, self._refresher):
