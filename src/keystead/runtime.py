@@ -101,6 +101,7 @@ class Runtime:
         self.ledger = LedgerWriter(store, batch_size=usage.batch_size,
                                    flush_interval_s=usage.flush_interval_s,
                                    queue_max=usage.queue_max)
+        self.limiter.ledger_sync = self.ledger.sync  # a rejoin after Redis lost its data
         self._versions: dict[str, int] = {}
         self._watcher: asyncio.Task[None] | None = None
         # External provider keys: a keyed digest of the value each provider was built with, so
