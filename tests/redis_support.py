@@ -90,9 +90,10 @@ class RedisProxy:
     `freeze(replies=True)` a Redis that still runs the commands of open connections but whose
     answers never arrive (a command applied, and its caller timing out)."""
 
-    def __init__(self) -> None:
-        target = urlsplit(REDIS_URL)
-        self._target = (target.hostname or "127.0.0.1", target.port or 6379)
+    def __init__(self, target: tuple[str, int] | None = None) -> None:
+        """`target`: another TCP service to stand in front of (PostgreSQL), not Redis."""
+        parsed = urlsplit(REDIS_URL)
+        self._target = target or (parsed.hostname or "127.0.0.1", parsed.port or 6379)
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()

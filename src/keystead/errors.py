@@ -17,7 +17,8 @@
     ├── PermissionDenied            (403 permission_error)
     │   ├── ModelNotAllowed         code=model_not_allowed
     │   ├── EndpointNotAllowed      code=endpoint_not_allowed
-    │   └── AddressNotAllowed       code=ip_not_allowed
+    │   ├── AddressNotAllowed       code=ip_not_allowed
+    │   └── PriceUnknown            code=price_unknown
     ├── NotFound                    (404 invalid_request_error)
     │   ├── ModelNotFound           code=model_not_found
     │   └── RouteNotFound           code=unknown_url
@@ -66,6 +67,7 @@ __all__ = [
     "ModelNotFound",
     "NotFound",
     "PermissionDenied",
+    "PriceUnknown",
     "RateLimited",
     "RevokedKey",
     "RotatedKey",
@@ -182,6 +184,12 @@ class EndpointNotAllowed(PermissionDenied):
 
 class AddressNotAllowed(PermissionDenied):
     code = "ip_not_allowed"
+
+
+class PriceUnknown(PermissionDenied):
+    """Under a budget, a model without a known price: its cost could not be counted."""
+
+    code = "price_unknown"
 
 
 class RateLimited(GatewayError):

@@ -54,11 +54,11 @@ from keystead.pipeline.relay import (
 )
 from keystead.pipeline.rewrite import BodyFactory, BodyRewrite
 from keystead.pipeline.settle import (
+    budget_worst_cost,
     estimate_usage,
     price,
     prompt_tokens_bounds,
     settle,
-    worst_cost,
 )
 from keystead.pipeline.sse import MessagesRelay
 from keystead.providers.anthropic import CLIENT_HEADERS
@@ -492,9 +492,10 @@ class DataPlane:
             output = max_output if max_output is not None \
                 else self.rt.config.limits.default_max_tokens
             output *= max(1, getattr(ctx.view, "n", None) or 1)
-        # A route may be served by any of its deployments: reserve for the dearest one.
-        worst = max((worst_cost(ctx, self.rt.prices, bound, output, d.provider, d.model)
-                     for d in deployments), default=_ZERO) \
+        # A route may be served by any of its deployments: reserve for the dearest one (one
+        # without a price is refused under a budget, unless limits.unpriced_models allows it).
+        worst = budget_worst_cost(ctx, self.rt.prices, bound, output, deployments,
+                                  self.rt.config.limits.unpriced_models) \
             if limiter.has_budget(scopes) else _ZERO
         return await limiter.admit(hold_id, scopes, estimate + output, worst)
 
