@@ -82,9 +82,9 @@ class Switchable(MemoryCounters):
         return await super().epoch(replica, known, gate_s, join_s)
 
     async def rejoin(self, replica: str, epoch: str, holds: Mapping[str, Sequence[Hold]],
-                     lease_s: float) -> bool:
+                     lease_s: float, *, done: bool = True) -> bool:
         self._check()
-        return await super().rejoin(replica, epoch, holds, lease_s)
+        return await super().rejoin(replica, epoch, holds, lease_s, done=done)
 
     async def pools(self, prefix: str) -> dict[str, PoolReading]:
         self._check()
@@ -508,8 +508,8 @@ def test_a_settlement_never_credits_a_budget_or_a_rate(caplog):
         assert dict(lim.headers(third))[b"x-ratelimit-remaining-tokens"] == b"899"
 
     run(body())
-    assert "cost of request b (nano-dollars) is -5000000000: counted as 0" in caplog.text
-    assert "tokens used by request b is -1000000000: counted as 0" in caplog.text
+    assert "the cost of request b is -5 USD: counted as 0" in caplog.text
+    assert "the tokens used by request b are -1000000000: counted as 0" in caplog.text
 
 
 def test_huge_counts_are_refused_by_the_limits_not_by_an_overflow():
@@ -792,5 +792,30 @@ def test_a_replica_starting_on_empty_counters_does_not_wait():
         ledger.rows.append(400_000_000)
         assert await admitted(a, "r1", "0.60")
         assert not await admitted(a, "r2", "0.01")
+
+    run(body())
+
+
+def test_a_replica_that_cannot_write_its_ledger_keeps_budgets_closed_and_its_holds_counted():
+    clock, counters, ledger, a, b = cluster()
+
+    async def failing_sync() -> None:
+        raise ConnectionRefusedError("[Errno 111] Connect call failed ('127.0.0.1', 5432)")
+
+    async def body() -> None:
+        await a.lim._maintain_once()
+        await b.lim._maintain_once()
+        await a.admit("r1", "0.30")
+        counters.lose()
+        a.lim.ledger_sync = failing_sync  # a's database is out of reach
+        with pytest.raises(LimitsUnavailable, match="cannot write its usage ledger"):
+            await a.lim._maintain_once()
+        await b.lim._maintain_once()
+        # a's reservation is back although it could not join; nobody may seed yet.
+        assert await counters.pools("pool:budget:") == {
+            "pool:budget:key:k1:2026-11-23": PoolReading(0, 300_000_000, 1)}
+        clock.now += 2.9
+        state = await b.lim._rejoin.check()  # type: ignore[union-attr]
+        assert (state.joining, state.ready) == (1, False)  # a, for lease_s at most
 
     run(body())

@@ -489,7 +489,10 @@ def test_a_first_epoch_is_open_at_once_and_others_join_it(backend: Backend) -> N
         assert (late.id, late.join, late.joining) == (first.id, True, 1)
         assert not await c.rejoin("b", "another", {}, 30)
         assert (await c.epoch("a", first.id, 3, 30)).joining == 1
-        assert await c.rejoin("b", first.id, {}, 30)
+        assert await c.rejoin("b", first.id, {"r1": [Hold("slot", 5, 1)]}, 30, done=False)
+        assert (await c.epoch("a", first.id, 3, 30)).joining == 1  # holds back, not done yet
+        assert await c.pools("slot") == {"slot": PoolReading(0, 1, 1)}
+        assert await c.rejoin("b", first.id, {"r1": [Hold("slot", 5, 1)]}, 30)
         assert (await c.epoch("a", first.id, 3, 30)).ready
 
     run(backend, clock, body)

@@ -74,7 +74,7 @@ class Ticket:
     """What one admitted request holds, until `Limiter.settle`."""
 
     __slots__ = ("budget_rules", "budgets", "counters", "estimated_tokens", "hold_rules", "holds",
-                 "periods", "readings", "request_id", "reserved_nanousd", "token_rates")
+                 "readings", "request_id", "reserved_nanousd", "token_rates")
 
     def __init__(self, request_id: str, counters: Counters):
         self.request_id = request_id
@@ -83,11 +83,16 @@ class Ticket:
         self.hold_rules: tuple[Hold, ...] = ()  # to take them again after a loss of data
         self.budgets: tuple[str, ...] = ()
         self.budget_rules: tuple[BudgetRule, ...] = ()  # to seed them at settlement, if need be
-        self.periods: dict[str, float] = {}  # budget -> resets_at
         self.token_rates: tuple[Rate, ...] = ()
         self.estimated_tokens = 0
         self.reserved_nanousd = 0
         self.readings: tuple[RateReading, ...] = ()
+
+    @property
+    def periods(self) -> dict[str, float]:
+        """Budget -> the end of its period (what a settlement that lost its total needs)."""
+        return {b.hold.name: b.hold.resets_at for b in self.budget_rules
+                if b.hold.resets_at is not None}
 
 
 def period_bounds(now: float, period: Literal["day", "month"], zone: ZoneInfo

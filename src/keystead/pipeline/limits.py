@@ -171,7 +171,7 @@ class Limiter:
                     worst_cost_usd: Decimal) -> Ticket:
         """Admit the request or raise RateLimited / BudgetExceeded / LimitsUnavailable, or
         InvalidField for a negative count or cost (the request has no known worst case)."""
-        if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
+        if tokens < 0:
             raise InvalidField(
                 f"This request's size came to {tokens} tokens, which no limit can count.",
                 hint="max_tokens (max_completion_tokens, max_output_tokens) and n must be "
@@ -199,22 +199,23 @@ class Limiter:
         between: a rejoin relies on it (rows of settlements on their way are queued when the
         settlement returns). After a loss of Redis's data this may wait for the budget to be
         seeded again (up to `lease_s`; the response went out already)."""
-        spent = _clamped(cost_usd * NANO_PER_USD,
-                         f"cost of request {ticket.request_id} (nano-dollars)")
+        spent = _nano(cost_usd, ticket.request_id)
         used = dict.fromkeys(ticket.holds, 0)
         for name in ticket.budgets:
             used[name] = spent
         # No usage known (the request failed before the provider answered): nothing was used.
-        real = _clamped(Decimal(tokens_used if tokens_used is not None else 0),
-                        f"tokens used by request {ticket.request_id}")
+        real = _tokens(tokens_used, ticket.request_id) if tokens_used is not None else 0
         adjust = tuple(rate._replace(cost=real - ticket.estimated_tokens)
                        for rate in ticket.token_rates if real != ticket.estimated_tokens)
         shared = ticket.counters is self.counters and self._shared
         # Applied once: a replay after a timeout that Redis did apply must not count twice.
         once = shared and (bool(adjust) or (spent > 0 and bool(ticket.budgets)))
         try:
-            lost = await self._settle_on(ticket.counters, ticket.request_id, used, adjust,
-                                         ticket.periods, once)
+            if self._rejoin is None:  # in-process counters: they cannot lose their data
+                lost = await ticket.counters.settle(ticket.request_id, used, adjust)
+            else:
+                lost = await self._settle_on(ticket.counters, ticket.request_id, used, adjust,
+                                             ticket.periods, once)
             if lost:
                 await self._settle_lost(ticket, lost, used, adjust, once)
         except CountersUnavailable as exc:
@@ -288,12 +289,13 @@ class Limiter:
         now = self._clock()
         request_rates, token_rates, holds, budgets = self._rules(scopes, tokens, worst, now)
         lease = self.config.lease_s
-        deadline = time.monotonic() + _READY_WAIT_S
+        deadline = 0.0  # set when a budget must be seeded: how long to wait for that
         for _attempt in range(3):
             admission = await counters.admit(request_id, request_rates + token_rates, holds,
                                              lease)
             if not admission.unseeded:
                 break
+            deadline = deadline or time.monotonic() + _READY_WAIT_S
             await self._seed(counters, admission.unseeded, budgets, replicas, deadline)
         if not admission.allowed:
             if admission.unseeded:
@@ -307,8 +309,6 @@ class Limiter:
         ticket.hold_rules = tuple(holds)
         ticket.budgets = tuple(b.hold.name for b in budgets)
         ticket.budget_rules = tuple(budgets)
-        ticket.periods = {b.hold.name: b.hold.resets_at for b in budgets
-                          if b.hold.resets_at is not None}
         ticket.token_rates = tuple(token_rates)
         ticket.estimated_tokens = tokens
         ticket.reserved_nanousd = worst
@@ -478,9 +478,20 @@ class Limiter:
             await self._replay(limit=1000)
 
 
-def _clamped(value: Decimal, what: str) -> int:
-    """A settled count or cost in whole units, never negative (never a credit), capped."""
-    if not value.is_finite() or value < 0:
-        log.error("%s is %s: counted as 0", what, value)
-        return 0
-    return min(_MAX_COUNT, int(value.to_integral_value(rounding="ROUND_CEILING")))
+def _nano(cost_usd: Decimal, request_id: str) -> int:
+    """A settled cost in nano-dollars: never negative (never a credit), capped."""
+    if cost_usd.is_finite() and cost_usd >= 0:
+        nano = int((cost_usd * NANO_PER_USD).to_integral_value(rounding="ROUND_CEILING"))
+        return nano if nano <= _MAX_COUNT else _MAX_COUNT
+    log.error("the cost of request %s is %s USD: counted as 0", request_id, cost_usd)
+    return 0
+
+
+def _tokens(tokens: int, request_id: str) -> int:
+    """A settled token count: never negative (never a credit), capped."""
+    if 0 <= tokens <= _MAX_COUNT:
+        return tokens
+    if tokens > _MAX_COUNT:
+        return _MAX_COUNT
+    log.error("the tokens used by request %s are %s: counted as 0", request_id, tokens)
+    return 0

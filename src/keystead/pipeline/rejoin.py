@@ -6,11 +6,12 @@ seeded again from the ledger, and that seed is exact only if the ledger holds ev
 before it and every request still running holds its reservation again. The counters number the
 generations of their data (`Counters.epoch`); every replica that notices a new one joins it:
 
-1. it waits for its settlements already on their way to Redis, so that their ledger rows are
+1. it takes again the holds of its requests in flight (`Counters.rejoin`), at once;
+2. it waits for its settlements already on their way to Redis, so that their ledger rows are
    queued (the data plane queues a request's row right after its settlement returns);
-2. it writes its ledger queue (`LedgerWriter.sync`): every row settled before is in the ledger;
-3. it takes again the holds of its requests in flight (`Counters.rejoin`), and stops counting
-   as joining.
+3. it writes its ledger queue (`LedgerWriter.sync`): every row settled before is in the ledger;
+4. it takes the holds of the requests in flight now (the same ones, and any admitted since; a
+   hold still there is kept) and stops counting as joining.
 
 Seeding stays closed until the gate time is over (three maintenance intervals: every replica
 asks at least twice in it) and no replica is still joining. A settlement that finds its budget
@@ -32,7 +33,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 
 from keystead.errors import LimitsUnavailable
-from keystead.state.counters import Counters, CountersUnavailable, Epoch, Hold
+from keystead.state.counters import Counters, Epoch, Hold
 
 __all__ = ["Rejoin"]
 
@@ -81,7 +82,7 @@ class Rejoin:
 
     async def check(self, fresh_s: float = 0.0) -> Epoch:
         """The current generation; joined first if this replica has not joined it yet.
-        Raises CountersUnavailable, or what the ledger raises while it is written."""
+        Raises CountersUnavailable, or LimitsUnavailable when the ledger cannot be written."""
         async with self._lock:
             if self._last is not None and time.monotonic() - self._last[0] < fresh_s:
                 return self._last[1]
@@ -101,16 +102,7 @@ class Rejoin:
         """Wait until budgets may be seeded (monotonic `deadline`); LimitsUnavailable when
         they may not by then. Raises CountersUnavailable when Redis cannot be reached."""
         while True:
-            try:
-                state = await self.check(fresh_s=_FRESH_S)
-            except CountersUnavailable:
-                raise
-            except Exception as exc:  # the ledger could not be written: the database
-                raise LimitsUnavailable(
-                    "The budget counters are being rebuilt after Redis lost its data, and this "
-                    "gateway cannot write its usage ledger (the database is unreachable).",
-                    hint="Retry shortly. Operators: see 'What fails how' in "
-                         "docs/scaling.md.") from exc
+            state = await self.check(fresh_s=_FRESH_S)
             if state.ready:
                 return
             left = deadline - time.monotonic()
@@ -125,6 +117,11 @@ class Rejoin:
 
     async def _join(self, state: Epoch) -> bool:
         started = time.monotonic()
+        # The holds first: should writing the ledger fail, they still count.
+        first = self._holds()
+        if not await self._counters.rejoin(self.replica, state.id, first, self._lease_s,
+                                           done=False):
+            return False  # yet another generation: the next check joins that one
         generation = self._generation
         self._generation += 1
         while any(g <= generation for g in self._settling) \
@@ -134,11 +131,22 @@ class Rejoin:
                 await asyncio.wait_for(self._settled.wait(), 0.1)
         cutoff = self._cutoff()
         if self.ledger_sync is not None:
-            # Bounded: the maintenance loop renewing leases may be waiting for this join.
-            await asyncio.wait_for(self.ledger_sync(), self._lease_s / 2)
+            try:  # bounded: the maintenance loop renewing leases may be waiting for this join
+                await asyncio.wait_for(self.ledger_sync(), self._lease_s / 2)
+            except Exception as exc:
+                raise LimitsUnavailable(
+                    "The budget counters are being rebuilt after Redis lost its data, and this "
+                    "gateway cannot write its usage ledger (the database does not answer).",
+                    hint="Retry shortly. Operators: see 'What fails how' in "
+                         "docs/scaling.md.") from exc
         holds = self._holds()
         if not await self._counters.rejoin(self.replica, state.id, holds, self._lease_s):
             return False  # yet another generation: the next check joins that one
+        # Requests that ended meanwhile (settled in the lost data, or queued): give back the
+        # holds taken again for them (a release adds nothing; a second one changes nothing).
+        for request_id in first.keys() - holds.keys():
+            await self._counters.settle(request_id, dict.fromkeys(
+                (hold.name for hold in first[request_id]), 0), ())
         previous, self.known = self.known, state.id
         dropped = self._joined(cutoff)
         if previous:

@@ -169,10 +169,11 @@ class Counters(Protocol):
         not keep budgets closed)."""
 
     async def rejoin(self, replica: str, epoch: str, holds: Mapping[str, Sequence[Hold]],
-                     lease_s: float) -> bool:
+                     lease_s: float, *, done: bool = True) -> bool:
         """Join generation `epoch`: take again the holds of requests still running (request id
         -> its holds; admitted already, so without a capacity check; a hold still there is kept)
-        and stop counting as joining. False, and nothing changed, if `epoch` is not current."""
+        and, if `done`, stop counting as joining. False, and nothing changed, if `epoch` is not
+        current."""
 
     async def pools(self, prefix: str) -> dict[str, PoolReading]:
         """Pools whose name starts with `prefix` and that hold or used something."""
@@ -312,11 +313,15 @@ class MemoryCounters:
                      ) -> tuple[str, ...]:
         check_settle(used)
         now = self._clock()
-        lost = tuple(name for name, resets_at in (periods or {}).items()
-                     if used.get(name) and resets_at + PERIOD_GRACE_S > now
-                     and ((pool := self._pools.get(name)) is None or pool.used is None))
-        if lost:
-            return lost
+        if periods:
+            lost = []
+            for name, resets_at in periods.items():
+                if used.get(name) and resets_at + PERIOD_GRACE_S > now:
+                    pool = self._pools.get(name)
+                    if pool is None or pool.used is None:
+                        lost.append(name)
+            if lost:
+                return tuple(lost)
         if once:
             if self._settled.get(request_id, 0.0) > now:
                 return ()
@@ -382,7 +387,7 @@ class MemoryCounters:
         return Epoch(current, join, max(0.0, gate_until - now), len(self._joining))
 
     async def rejoin(self, replica: str, epoch: str, holds: Mapping[str, Sequence[Hold]],
-                     lease_s: float) -> bool:
+                     lease_s: float, *, done: bool = True) -> bool:
         if self._epoch is None or self._epoch[0] != epoch:
             return False
         now = self._clock()
@@ -393,7 +398,8 @@ class MemoryCounters:
                 if request_id not in pool.holds:
                     pool.hold(request_id, hold.amount, deadline)
                     pool.reserved += hold.amount
-        self._joining.pop(replica, None)
+        if done:
+            self._joining.pop(replica, None)
         return True
 
     def _drop_late_joiners(self, now: float) -> None:
@@ -483,9 +489,9 @@ def check_admit(rates: Sequence[Rate], holds: Sequence[Hold]) -> None:
 
 
 def check_settle(used: Mapping[str, int]) -> None:
-    for name, amount in used.items():
-        if amount < 0:
-            raise ValueError(f"pool {name}: negative use {amount}")
+    if any(amount < 0 for amount in used.values()):
+        name, amount = next((n, a) for n, a in used.items() if a < 0)
+        raise ValueError(f"pool {name}: negative use {amount}")
 
 
 def _fits(used: int, reserved: int, amount: int, capacity: int) -> bool:

@@ -235,15 +235,16 @@ class RedisCounters:
         return Epoch(reply[0].decode(), reply[1] == 1, float(reply[2]), int(reply[3]))
 
     async def rejoin(self, replica: str, epoch: str, holds: Mapping[str, Sequence[Hold]],
-                     lease_s: float) -> bool:
+                     lease_s: float, *, done: bool = True) -> bool:
         pairs = [(request_id, hold) for request_id, taken in holds.items() for hold in taken]
         # Batches keep each script short; the last one (maybe empty) marks the replica joined.
         starts = range(0, len(pairs), _BATCH) if pairs else range(1)
         for start in starts:
             batch = pairs[start:start + _BATCH]
             keys = list(self._epoch_keys)
+            last = start + _BATCH >= len(pairs)
             args: list[str | int] = [self._now(), replica, epoch, repr(float(lease_s)),
-                                     1 if start + _BATCH >= len(pairs) else 0]
+                                     1 if done and last else 0]
             for request_id, hold in batch:
                 keys += self._pool_keys(hold.name)[1:]
                 args += (request_id, hold.amount)

@@ -155,12 +155,14 @@ return {0, nowstr, unpack(tats)}
 SETTLE = LUA_COMMON + r"""
 local now = clock(ARGV[1])
 local rid, npools, nrates = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local lost = {}
+local lost, counted = {}, {}
 for i = 1, npools do
-  local resets = ARGV[6 + 2 * i]
-  if ARGV[5 + 2 * i] ~= '0' and resets ~= '' and tonumber(resets) + PERIOD_GRACE > now
-      and redis.call('HEXISTS', KEYS[4 * i - 3], 'used') == 0 then
-    lost[#lost + 1] = i - 1
+  if ARGV[5 + 2 * i] ~= '0' then  -- something to add: is there a total to add it to?
+    counted[i] = redis.call('HEXISTS', KEYS[4 * i - 3], 'used') == 1
+    local resets = ARGV[6 + 2 * i]
+    if not counted[i] and resets ~= '' and tonumber(resets) + PERIOD_GRACE > now then
+      lost[#lost + 1] = i - 1
+    end
   end
 end
 if #lost > 0 then return {1, unpack(lost)} end
@@ -181,9 +183,8 @@ for i = 1, npools do
       redis.call('DECRBY', rk, held)
     end
   end
-  local amount = ARGV[5 + 2 * i]
-  if amount ~= '0' and redis.call('HEXISTS', tk, 'used') == 1 then
-    redis.call('HINCRBY', tk, 'used', amount)
+  if counted[i] then
+    redis.call('HINCRBY', tk, 'used', ARGV[5 + 2 * i])
   end
 end
 for j = 1, nrates do
