@@ -86,14 +86,18 @@ async def redis_counters(clock: Callable[[], float] | None = None, *, prefix: st
 class RedisProxy:
     """A TCP proxy in front of the test Redis: `stop()` is Redis going away (connections cut,
     new ones refused), `start()` is Redis coming back on the same address, `freeze()` a peer
-    that vanished without a word (open connections carry nothing, new ones work)."""
+    that vanished without a word (open connections carry nothing, new ones work);
+    `freeze(replies=True)` a Redis that still runs the commands of open connections but whose
+    answers never arrive (a command applied, and its caller timing out)."""
 
-    def __init__(self) -> None:
-        target = urlsplit(REDIS_URL)
-        self._target = (target.hostname or "127.0.0.1", target.port or 6379)
+    def __init__(self, target: tuple[str, int] | None = None) -> None:
+        """`target`: another TCP service to stand in front of (PostgreSQL), not Redis."""
+        parsed = urlsplit(REDIS_URL)
+        self._target = target or (parsed.hostname or "127.0.0.1", parsed.port or 6379)
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._clients: set[asyncio.StreamWriter] = set()  # the ends that carry answers back
         self._frozen: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -121,8 +125,8 @@ class RedisProxy:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def freeze(self) -> None:
-        self._frozen |= self._writers
+    def freeze(self, *, replies: bool = False) -> None:
+        self._frozen |= self._clients if replies else self._writers
 
     async def __aenter__(self) -> RedisProxy:
         await self.start()
@@ -136,11 +140,13 @@ class RedisProxy:
         assert task is not None
         self._tasks.add(task)
         self._writers.add(writer)
+        self._clients.add(writer)
         try:
             up_reader, up_writer = await asyncio.open_connection(*self._target)
         except OSError:
             writer.transport.abort()
             self._writers.discard(writer)
+            self._clients.discard(writer)
             self._tasks.discard(task)
             return
         self._writers.add(up_writer)
@@ -150,6 +156,7 @@ class RedisProxy:
             for end in (writer, up_writer):
                 end.transport.abort()
                 self._writers.discard(end)
+                self._clients.discard(end)
                 self._frozen.discard(end)
             self._tasks.discard(task)
 

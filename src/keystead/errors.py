@@ -22,7 +22,8 @@
     │   ├── ModelNotAllowed         code=model_not_allowed
     │   ├── EndpointNotAllowed      code=endpoint_not_allowed
     │   ├── AddressNotAllowed       code=ip_not_allowed
-    │   └── SecretRefNotAllowed     code=secret_ref_not_allowed / keystead_secret_ref
+    │   ├── SecretRefNotAllowed     code=secret_ref_not_allowed / keystead_secret_ref
+    │   └── PriceUnknown            code=price_unknown
     ├── NotFound                    (404 invalid_request_error)
     │   ├── ModelNotFound           code=model_not_found
     │   └── RouteNotFound           code=unknown_url
@@ -74,6 +75,7 @@ __all__ = [
     "ModelNotFound",
     "NotFound",
     "PermissionDenied",
+    "PriceUnknown",
     "RateLimited",
     "RequestTimeout",
     "RevokedKey",
@@ -222,6 +224,12 @@ class SecretRefNotAllowed(PermissionDenied):
         super().__init__(message, param=param, hint=hint)
         if code is not None:
             self.code = code
+
+
+class PriceUnknown(PermissionDenied):
+    """Under a budget, a model without a known price: its cost could not be counted."""
+
+    code = "price_unknown"
 
 
 class RateLimited(GatewayError):

@@ -33,6 +33,7 @@ from keystead.routing.breaker import Breakers
 from keystead.routing.router import Router
 from keystead.routing.table import RouteTable
 from keystead.state.counters import Counters, MemoryCounters
+from keystead.state.outage import OutageLog
 from keystead.state.records import TeamRecord
 from keystead.state.sql_store import SQLStore
 from keystead.state.store import Store
@@ -83,6 +84,7 @@ class Runtime:
                                    flush_interval_s=usage.flush_interval_s,
                                    queue_max=usage.queue_max)
         self.reloader = Reloader(self)
+        self.limiter.ledger_sync = self.ledger.sync  # a rejoin after Redis lost its data
         self._versions: dict[str, int] = {}
         self._watcher: asyncio.Task[None] | None = None
         # One rebuild of `live` at a time: a providers reload that started on the old config
@@ -294,6 +296,9 @@ class Runtime:
             log.exception("reloading %s after a change notice failed; the poll retries", name)
 
     async def _watch(self, interval: float = 1.0) -> None:
+        # A database outage is logged once, then briefly, then when it is over: not a
+        # traceback every second for as long as it lasts.
+        outage = OutageLog(log, "reloading keys, providers or the config")
         while True:
             await asyncio.sleep(interval)
             try:
@@ -306,8 +311,10 @@ class Runtime:
                     await self._reload_config("poll")
                 # Breakers other replicas opened or closed (a dict read without Redis).
                 await self.breakers.refresh(self.routes.deployment_ids())
-            except Exception:
-                log.exception("reloading keys, providers or the config failed; retrying")
+            except Exception as exc:
+                outage.failed(exc)
+            else:
+                outage.ok()
 
     async def close(self) -> None:
         for task in (self._watcher, self._refresher):

@@ -13,17 +13,19 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from keystead.config.model import LimitsConfig
-from keystead.errors import BudgetExceeded, LimitsUnavailable, RateLimited
+from keystead.errors import BudgetExceeded, InvalidField, LimitsUnavailable, RateLimited
 from keystead.pipeline.limits import Limiter, format_reset, period_bounds
 from keystead.state.counters import (
     Admission,
     CountersUnavailable,
+    Epoch,
     Hold,
     MemoryCounters,
     PoolReading,
     Rate,
 )
 from keystead.state.records import KeyRecord, Limits, TeamRecord
+from redis_support import RedisProxy, redis_counters, require_redis
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=ZoneInfo("UTC")).timestamp()
 
@@ -64,10 +66,25 @@ class Switchable(MemoryCounters):
         self._check()
         return await super().admit(request_id, rates, holds, lease_s)
 
-    async def settle(self, request_id: str, used: Mapping[str, int],
-                     adjust: Sequence[Rate]) -> None:
+    async def settle(self, request_id: str, used: Mapping[str, int], adjust: Sequence[Rate],
+                     periods: Mapping[str, float] | None = None, *, once: bool = False,
+                     ) -> tuple[str, ...]:
         self._check()
-        await super().settle(request_id, used, adjust)
+        return await super().settle(request_id, used, adjust, periods, once=once)
+
+    async def seed(self, name: str, used: int, resets_at: float, epoch: str | None = None,
+                   ) -> bool:
+        self._check()
+        return await super().seed(name, used, resets_at, epoch)
+
+    async def epoch(self, replica: str, known: str, gate_s: float, join_s: float) -> Epoch:
+        self._check()
+        return await super().epoch(replica, known, gate_s, join_s)
+
+    async def rejoin(self, replica: str, epoch: str, holds: Mapping[str, Sequence[Hold]],
+                     lease_s: float, *, done: bool = True) -> bool:
+        self._check()
+        return await super().rejoin(replica, epoch, holds, lease_s, done=done)
 
     async def pools(self, prefix: str) -> dict[str, PoolReading]:
         self._check()
@@ -445,5 +462,360 @@ def test_only_budget_settlements_wait_for_redis():
         for i in range(5):
             await lim.settle(await lim.admit(f"r{i}", rated, 0, Decimal(0)), 1, Decimal(0))
         assert lim.status()["pending_settlements"] == 0
+
+    run(body())
+
+
+# --- counts and costs that no limit can count ----------------------------------------------
+
+
+def test_a_negative_token_count_or_cost_is_refused_and_charges_nothing():
+    """Regression (issue 13): `max_tokens: -1000000000` made the token charge negative (a
+    credit that later locked the team out for a week) and the budget hold negative."""
+    lim = limiter()
+    scopes = lim.scopes(key(tpm=1000, budget_usd=Decimal("0.10"), budget_period="day"), None)
+
+    async def body() -> None:
+        with pytest.raises(InvalidField) as refused:
+            await lim.admit("a", scopes, 20 - 1_000_000_000, Decimal("0.01"))
+        assert refused.value.status == 400 and refused.value.code == "invalid_value"
+        assert "must be positive" in refused.value.message
+        with pytest.raises(InvalidField):
+            await lim.admit("a", scopes, 20, Decimal("-150"))
+        with pytest.raises(InvalidField):
+            await lim.admit("a", scopes, 20, Decimal("NaN"))
+        assert await lim.counters.pools("") == {}
+        ticket = await lim.admit("b", scopes, 1000, Decimal("0.10"))  # all of both, intact
+        assert dict(lim.headers(ticket))[b"x-ratelimit-remaining-tokens"] == b"0"
+
+    run(body())
+
+
+def test_a_settlement_never_credits_a_budget_or_a_rate(caplog):
+    clock = Clock()
+    lim = limiter(clock=clock)
+    scopes = lim.scopes(key(tpm=1000, budget_usd=Decimal("1.00"), budget_period="day"), None)
+
+    async def body() -> None:
+        spent = await lim.admit("a", scopes, 100, Decimal("0.10"))
+        await lim.settle(spent, 100, Decimal("0.10"))
+        ticket = await lim.admit("b", scopes, 100, Decimal("0.10"))
+        await lim.settle(ticket, -1_000_000_000, Decimal("-5"))  # a provider's nonsense
+        pools = await lim.counters.pools("pool:budget:")
+        assert [p.used for p in pools.values()] == [100_000_000]  # not credited
+        # The rate gave back b's estimate and no more: 100 of the 1000 stay charged.
+        third = await lim.admit("c", scopes, 1, Decimal(0))
+        assert dict(lim.headers(third))[b"x-ratelimit-remaining-tokens"] == b"899"
+
+    run(body())
+    assert "the cost of request b is -5 USD: counted as 0" in caplog.text
+    assert "the tokens used by request b are -1000000000: counted as 0" in caplog.text
+
+
+def test_huge_counts_are_refused_by_the_limits_not_by_an_overflow():
+    lim = limiter()
+    rated = lim.scopes(key(tpm=1000), None)
+    budgeted = lim.scopes(key(budget_usd=Decimal("1.00"), budget_period="day"), None)
+
+    async def body() -> None:
+        with pytest.raises(RateLimited) as refused:
+            await lim.admit("a", rated, 10**30, Decimal(0))
+        assert (b"x-should-retry", b"false") in refused.value.headers()
+        with pytest.raises(BudgetExceeded):
+            await lim.admit("b", budgeted, 10, Decimal(10) ** 30)
+
+    run(body())
+
+
+# --- the ledger or the counters out of reach ----------------------------------------------
+
+
+class DownLedger(Ledger):
+    async def __call__(self, scope: Any, value: str, since: float) -> int:
+        raise ConnectionRefusedError("connect call failed ('127.0.0.1', 5432)")
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_budget_that_needs_its_seed_while_the_database_is_down_is_a_503(shared):
+    """Regression (issue 13): PostgreSQL down and a budget to seed answered 500."""
+    lim = limiter(ledger=DownLedger(), shared=shared)
+    budget = lim.scopes(key(budget_usd=Decimal("5")), None)
+    rated = lim.scopes(key(rpm=10), None)
+
+    async def body() -> None:
+        with pytest.raises(LimitsUnavailable) as refused:
+            await lim.admit("a", budget, 0, Decimal("0.1"))
+        error = refused.value
+        assert error.status == 503 and error.code == "limits_unavailable"
+        assert "budget of key prod-search-api (k1) cannot be counted now" in error.message
+        assert "docs/scaling.md" in error.message
+        assert (b"retry-after", b"1") in error.headers()
+        await lim.admit("b", rated, 0, Decimal(0))  # no budget, no ledger: unaffected
+
+    run(body())
+
+
+class LostReply(MemoryCounters):
+    """Applies a settlement, then its answer is lost (a timeout), once."""
+
+    def __init__(self, clock: Clock):
+        super().__init__(clock)
+        self.lose_next = False
+
+    async def settle(self, request_id: str, used: Mapping[str, int], adjust: Sequence[Rate],
+                     periods: Mapping[str, float] | None = None, *, once: bool = False,
+                     ) -> tuple[str, ...]:
+        result = await super().settle(request_id, used, adjust, periods, once=once)
+        if self.lose_next:
+            self.lose_next = False
+            raise CountersUnavailable("Redis: Timeout reading from socket")
+        return result
+
+
+def test_a_replayed_settlement_that_redis_applied_counts_once():
+    clock = Clock()
+    counters = LostReply(clock)
+    lim = limiter(counters, clock, shared=True)
+    scopes = lim.scopes(key(tpm=1000, budget_usd=Decimal("1.00")), None)
+
+    async def body() -> None:
+        ticket = await lim.admit("a", scopes, 500, Decimal("0.10"))
+        counters.lose_next = True
+        await lim.settle(ticket, 100, Decimal("0.07"))
+        assert lim.status()["pending_settlements"] == 1 and not lim.healthy
+        await lim._maintain_once()  # Redis answers again: the replay is applied once
+        assert lim.healthy and lim.status()["pending_settlements"] == 0
+        pools = await counters.pools("pool:budget:")
+        assert [p.used for p in pools.values()] == [70_000_000]
+        rate = await lim.admit("b", scopes, 1, Decimal(0))
+        assert dict(lim.headers(rate))[b"x-ratelimit-remaining-tokens"] == b"899"
+
+    run(body())
+
+
+def test_a_settlement_whose_answer_redis_lost_counts_once_and_the_counter_equals_the_ledger():
+    """Regression (issue 13): after a Redis freeze the budget counter drifted above the ledger
+    (a settlement applied, its answer lost, then replayed). Real Redis, through a proxy whose
+    answers stop while the commands still run."""
+    require_redis()
+    settled: list[Decimal] = []  # the ledger: what each request cost
+
+    async def body() -> None:
+        async with RedisProxy() as proxy, redis_counters(
+                url=proxy.url, timeout_s=0.3, connect_timeout_s=0.3) as counters:
+            lim = Limiter(counters, LimitsConfig(), Ledger(), shared=True)
+            scopes = lim.scopes(key(budget_usd=Decimal("1.00"), budget_period="day"), None)
+            for n, cost in enumerate((Decimal("0.07"), Decimal("0.05"), Decimal("0.11"))):
+                ticket = await lim.admit(f"r{n}", scopes, 0, Decimal("0.2"))
+                if n == 1:
+                    proxy.freeze(replies=True)  # Redis settles it; the answer never comes
+                await lim.settle(ticket, 10, cost)
+                settled.append(cost)
+                if n == 1:
+                    assert not lim.healthy and lim.status()["pending_settlements"] == 1
+                    await lim._maintain_once()  # a new connection answers: replayed
+                    assert lim.healthy and lim.status()["pending_settlements"] == 0
+            pools = await counters.pools("pool:budget:")
+            assert [p.used for p in pools.values()] == [int(sum(settled) * 10**9)]
+
+    run(body())
+
+
+# --- Redis losing its data --------------------------------------------------------------------
+
+
+class Lossy:
+    """Counters shared by the replicas that can lose all their data (FLUSHDB, a restart
+    without persistence) or be out of reach, as Redis can."""
+
+    def __init__(self, clock: Clock):
+        self.clock = clock
+        self.inner = MemoryCounters(clock)
+        self.down = False
+
+    def lose(self) -> None:
+        self.inner = MemoryCounters(self.clock)
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.inner, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            if self.down:
+                raise CountersUnavailable("connection refused")
+            return await method(*args, **kwargs)
+
+        return call
+
+
+class SharedLedger:
+    """The ledger of every replica: rows in it, and each replica's rows still queued."""
+
+    def __init__(self) -> None:
+        self.rows: list[int] = []
+
+    async def spend(self, scope: Any, value: str, since: float) -> int:
+        return sum(self.rows)
+
+
+class Replica:
+    """A limiter with its own ledger queue, as a gateway has: the data plane queues a row
+    right after the settlement returns, and the writer writes it later (`sync`)."""
+
+    def __init__(self, counters: Lossy, clock: Clock, ledger: SharedLedger):
+        self.lim = Limiter(counters, LimitsConfig(lease_s=3), ledger.spend,  # type: ignore
+                           shared=True, clock=clock)
+        self.lim.ledger_sync = self.sync
+        self.ledger = ledger
+        self.queue: list[int] = []
+        self.scopes = self.lim.scopes(key(budget_usd=Decimal("1.00"), budget_period="day"),
+                                      None)
+
+    async def admit(self, request_id: str, worst: str) -> Any:
+        return await self.lim.admit(request_id, self.scopes, 0, Decimal(worst))
+
+    async def settle(self, ticket: Any, cost: str) -> None:
+        await self.lim.settle(ticket, 1, Decimal(cost))
+        self.queue.append(int(Decimal(cost) * 10**9))
+
+    async def sync(self) -> None:
+        self.ledger.rows += self.queue
+        self.queue.clear()
+
+
+async def seconds_pass(clock: Clock, n: int, *replicas: Replica) -> None:
+    """`n` seconds of the replicas' maintenance: leases renewed, Redis checked."""
+    for _ in range(n):
+        clock.now += 1
+        for replica in replicas:
+            await replica.lim._maintain_once()
+
+
+def cluster() -> tuple[Clock, Lossy, SharedLedger, Replica, Replica]:
+    clock = Clock()
+    counters = Lossy(clock)
+    ledger = SharedLedger()
+    return clock, counters, ledger, Replica(counters, clock, ledger), \
+        Replica(counters, clock, ledger)
+
+
+async def used(counters: Lossy) -> int:
+    return sum(p.used for p in (await counters.pools("pool:budget:")).values())
+
+
+async def admitted(replica: Replica, request_id: str, worst: str) -> bool:
+    try:
+        await replica.admit(request_id, worst)
+    except BudgetExceeded:
+        return False
+    return True
+
+
+def test_after_a_loss_of_data_the_budget_counts_every_replicas_holds_and_unwritten_rows():
+    """Regression (issue 13): the seed after a FLUSHDB missed each replica's unwritten ledger
+    rows and every reservation in flight, and the budget was overspent."""
+    clock, counters, ledger, a, b = cluster()
+
+    async def body() -> None:
+        await a.lim._maintain_once()
+        await b.lim._maintain_once()
+        await a.settle(await a.admit("r0", "0.20"), "0.20")  # settled, its row not written
+        r1 = await a.admit("r1", "0.30")
+        r2 = await b.admit("r2", "0.30")
+        counters.lose()
+        await b.lim._maintain_once()  # b notices: a new generation, closed for 3 s
+        # a's next request waits for the seed; a rejoins on the way (its row, its hold r1).
+        waiting = asyncio.create_task(admitted(a, "r3", "0.30"))
+        await asyncio.sleep(0.3)
+        assert not waiting.done() and ledger.rows == [200_000_000]
+        await seconds_pass(clock, 3, a, b)
+        assert not await waiting  # 0.20 spent + 0.60 held + 0.30 > 1.00
+        assert await admitted(a, "r4", "0.19")
+        assert await counters.pools("pool:budget:") == {
+            "pool:budget:key:k1:2026-11-23": PoolReading(200_000_000, 790_000_000, 3)}
+        await a.settle(r1, "0.25")
+        await b.settle(r2, "0.30")
+        await a.sync()
+        await b.sync()
+        assert await used(counters) == sum(ledger.rows) == 750_000_000
+
+    run(body())
+
+
+def test_a_settlement_whose_budget_lost_its_total_lands_after_the_seed_exactly_once():
+    clock, counters, ledger, a, b = cluster()
+
+    async def body() -> None:
+        await a.lim._maintain_once()
+        await b.lim._maintain_once()
+        r1 = await b.admit("r1", "0.30")
+        counters.lose()
+        await a.lim._maintain_once()  # a notices first: closed for 3 s
+        settling = asyncio.create_task(b.settle(r1, "0.25"))  # b notices when it settles
+        await asyncio.sleep(0.3)
+        assert not settling.done()  # its money must land in a seeded total, not nowhere
+        assert await counters.pools("pool:budget:") == {
+            "pool:budget:key:k1:2026-11-23": PoolReading(0, 300_000_000, 1)}
+        await seconds_pass(clock, 3, a, b)
+        await settling
+        await b.sync()
+        assert await used(counters) == sum(ledger.rows) == 250_000_000
+
+    run(body())
+
+
+def test_settlements_queued_when_redis_lost_its_data_are_dropped_the_ledger_holds_them():
+    clock, counters, ledger, a, _b = cluster()
+
+    async def body() -> None:
+        await a.lim._maintain_once()
+        r1 = await a.admit("r1", "0.30")
+        counters.down = True  # Redis goes away with r1's settlement...
+        await a.settle(r1, "0.25")
+        assert a.lim.status()["pending_settlements"] == 1
+        counters.lose()  # ...and comes back empty
+        counters.down = False
+        await a.lim._maintain_once()  # rejoins: the row is written, the settlement dropped
+        assert a.lim.healthy and a.lim.status()["pending_settlements"] == 0
+        assert ledger.rows == [250_000_000]
+        await seconds_pass(clock, 3, a)
+        assert await admitted(a, "r2", "0.75")
+        assert not await admitted(a, "r3", "0.01")
+        assert await used(counters) == 250_000_000
+
+    run(body())
+
+
+def test_a_replica_starting_on_empty_counters_does_not_wait():
+    _clock, _counters, ledger, a, _b = cluster()
+
+    async def body() -> None:
+        ledger.rows.append(400_000_000)
+        assert await admitted(a, "r1", "0.60")
+        assert not await admitted(a, "r2", "0.01")
+
+    run(body())
+
+
+def test_a_replica_that_cannot_write_its_ledger_keeps_budgets_closed_and_its_holds_counted():
+    clock, counters, _ledger, a, b = cluster()
+
+    async def failing_sync() -> None:
+        raise ConnectionRefusedError("[Errno 111] Connect call failed ('127.0.0.1', 5432)")
+
+    async def body() -> None:
+        await a.lim._maintain_once()
+        await b.lim._maintain_once()
+        await a.admit("r1", "0.30")
+        counters.lose()
+        a.lim.ledger_sync = failing_sync  # a's database is out of reach
+        with pytest.raises(LimitsUnavailable, match="cannot write its usage ledger"):
+            await a.lim._maintain_once()
+        await b.lim._maintain_once()
+        # a's reservation is back although it could not join; nobody may seed yet.
+        assert await counters.pools("pool:budget:") == {
+            "pool:budget:key:k1:2026-11-23": PoolReading(0, 300_000_000, 1)}
+        clock.now += 2.9
+        state = await b.lim._rejoin.check()  # type: ignore[union-attr]
+        assert (state.joining, state.ready) == (1, False)  # a, for lease_s at most
 
     run(body())

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -382,3 +383,74 @@ def test_text_for_the_ledger_is_clipped_and_printable() -> None:
     assert _clip("m" * 300, 256) == "m" * 256
     assert _clip(None, 5) is None
     assert _clip("claude-3-5-sonnet", 256) == "claude-3-5-sonnet"
+
+
+UNPRICED = {"providers": {"mock": {"type": "mock",
+                                   "models": ["gpt-4o-mini", "house-llama", "house-mistral"]}},
+            "prices": {"house-mistral": {"input_per_mtok": "0.10", "output_per_mtok": "0.30"}}}
+
+
+def test_under_a_budget_a_model_without_a_price_is_refused_before_the_call(tmp_path):
+    """Regression (issue 13): a model with no price cost 0 against a budget, so an unscoped key
+    under a budget could call anything for free."""
+
+    async def test(client: AppClient) -> None:
+        budgeted = await limited_key(client, budget_usd=Decimal("5"))
+        plain = await limited_key(client, "prod-docs-api", rpm=100)
+        refused = await chat(client, budgeted, model="house-llama", max_tokens=10)
+        assert refused.status == 403
+        error = refused.json()["error"]
+        assert (error["code"], error["type"], error["param"]) == (
+            "price_unknown", "permission_error", "model")
+        assert "'house-llama' of provider mock has no known price" in error["message"]
+        assert "`prices:` in keystead.yaml" in error["message"]
+        # A price in the config is a known price; a key without a budget is not concerned.
+        priced = await chat(client, budgeted, model="house-mistral", max_tokens=10)
+        assert priced.status == 200 and Decimal(priced.headers["x-keystead-cost-usd"]) > 0
+        assert (await chat(client, plain, model="house-llama", max_tokens=10)).status == 200
+        rows = await ledger(client)
+        assert [(r.model_requested, r.status, r.error_code) for r in rows] == [
+            ("house-llama", 403, "price_unknown"), ("house-mistral", 200, None),
+            ("house-llama", 200, None)]
+
+    run_app(tmp_path, {}, test, UNPRICED)
+
+
+def test_unpriced_models_allow_lets_them_through_at_a_cost_of_zero(tmp_path):
+    async def test(client: AppClient) -> None:
+        budgeted = await limited_key(client, budget_usd=Decimal("5"))
+        reply = await chat(client, budgeted, model="house-llama", max_tokens=10)
+        assert reply.status == 200 and reply.headers["x-keystead-cost-usd"] == "0"
+
+    run_app(tmp_path, {}, test, {**UNPRICED, "limits": {"unpriced_models": "allow"}})
+
+
+def test_a_budget_to_seed_while_postgresql_is_down_is_a_503_not_a_500(tmp_path):
+    """Regression (issue 13): with PostgreSQL down, a budgeted key whose counter needed its
+    seed from the ledger got a 500. Real PostgreSQL behind a proxy that goes away."""
+    with backend_config("scaleout") as backend:
+        parsed = urlsplit(backend["database"]["url"])
+        proxy = RedisProxy(target=(parsed.hostname or "127.0.0.1", parsed.port or 5432))
+
+        async def main() -> None:
+            await proxy.start()
+            url = urlunsplit((parsed.scheme, f"{parsed.username}@127.0.0.1:{proxy.port}",
+                              parsed.path, "", ""))
+            loaded = make_loaded(tmp_path, raw={"database": {"url": url}})  # in-process counters
+            async with running_app(loaded) as client:
+                budgeted = await limited_key(client, budget_usd=Decimal("5"))
+                await proxy.stop()  # PostgreSQL is gone
+                try:
+                    refused = await chat(client, budgeted)
+                    assert refused.status == 503, refused.body
+                    error = refused.json()["error"]
+                    assert error["code"] == "limits_unavailable"
+                    assert "cannot be counted now" in error["message"]
+                    assert "docs/scaling.md" in error["message"]
+                    assert refused.headers["retry-after"] == "1"
+                finally:
+                    await proxy.start()  # back, so that the ledger can be written
+                assert (await chat(client, budgeted)).status == 200
+            await proxy.stop()
+
+        asyncio.run(main())

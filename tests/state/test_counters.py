@@ -15,6 +15,7 @@ import redis.exceptions
 
 from keystead.state.counters import (
     PERIOD_GRACE_S,
+    SETTLED_MEMORY_S,
     UNLIMITED,
     Admission,
     Counters,
@@ -29,6 +30,7 @@ from keystead.state.redis_counters import RedisCounters
 from redis_support import (
     RedisProxy,
     closed_port,
+    delete_prefix,
     fresh_prefix,
     raw_redis,
     redis_counters,
@@ -392,6 +394,167 @@ def test_pool_names_are_taken_literally(backend: Backend) -> None:
     run(backend, clock, body)
 
 
+# --- amounts, replays and the data's generation ----------------------------------------------
+
+def test_negative_charges_and_holds_are_refused_and_change_nothing(backend: Backend) -> None:
+    clock = Clock()
+
+    async def body(c: Counters) -> None:
+        await c.seed("b", 0, T0 + 3600)
+        with pytest.raises(ValueError, match="negative cost"):
+            await c.admit("r1", [Rate("tpm", 100, 60, -1_000_000_000)], [], 30)
+        with pytest.raises(ValueError, match="negative hold"):
+            await c.admit("r1", [], [Hold("b", 100, -50, T0 + 3600)], 30)
+        with pytest.raises(ValueError, match="negative use"):
+            await c.settle("r1", {"b": -50}, ())
+        assert remaining(await c.admit("r2", [Rate("tpm", 100, 60, 10)], [], 30)) == [90]
+        assert await c.pools("") == {}
+        # A settlement's adjustment may be negative: it gives back an estimate's excess.
+        await c.settle("r2", {}, [Rate("tpm", 100, 60, -10)])
+        assert remaining(await c.admit("r3", [Rate("tpm", 100, 60, 1)], [], 30)) == [99]
+
+    run(backend, clock, body)
+
+
+def test_a_budget_that_lost_its_total_refuses_the_settlement_whole(backend: Backend) -> None:
+    clock = Clock()
+    period = T0 + 3600
+
+    async def body(c: Counters) -> None:
+        # A request holds a slot and a budget; then the budget's total is gone (as after a
+        # FLUSHDB and the holds taken again by the replica's rejoin, seen from the counters).
+        epoch = await c.epoch("replica-a", "", 0, 30)
+        await c.rejoin("replica-a", epoch.id, {"r1": [Hold("slot", 5, 1),
+                                                      Hold("b", 1000, 300, period)]}, 30)
+        rate = Rate("tpm", 100, 60, 40)
+        assert await c.settle("r1", {"slot": 0, "b": 120}, [rate], {"b": period}) == ("b",)
+        assert await c.pools("") == {"slot": PoolReading(0, 1, 1), "b": PoolReading(0, 300, 1)}
+        assert remaining(await c.admit("q", [Rate("tpm", 100, 60, 1)], [], 30)) == [99]
+        # Nothing to add (a failed request) needs no total: its holds go.
+        assert await c.settle("r0", {"b": 0}, [], {"b": period}) == ()
+        assert await c.seed("b", 500, period, epoch.id)
+        assert await c.settle("r1", {"slot": 0, "b": 120}, [rate], {"b": period}) == ()
+        assert await c.pools("") == {"b": PoolReading(620, 0, 0)}
+
+    run(backend, clock, body)
+
+
+def test_a_budget_whose_period_is_over_settles_without_its_total(backend: Backend) -> None:
+    clock = Clock(T0 + 100 + PERIOD_GRACE_S)
+
+    async def body(c: Counters) -> None:
+        assert await c.settle("r1", {"b": 120}, [], {"b": T0 + 100}) == ()
+        assert await c.pools("") == {}
+
+    run(backend, clock, body)
+
+
+def test_a_settlement_applied_once_ignores_its_replay(backend: Backend) -> None:
+    clock = Clock()
+    budget = Hold("b", 1000, 300, T0 + 3600)
+
+    async def body(c: Counters) -> None:
+        await c.seed("b", 100, T0 + 3600)
+        assert (await c.admit("r1", [Rate("tpm", 100, 60, 50)], [budget], 30)).allowed
+        for _ in range(3):  # the first attempt, then two replays of it
+            assert await c.settle("r1", {"b": 120}, [Rate("tpm", 100, 60, -30)],
+                                  {"b": T0 + 3600}, once=True) == ()
+        assert await c.pools("b") == {"b": PoolReading(220, 0, 0)}
+        assert remaining(await c.admit("q", [Rate("tpm", 100, 60, 1)], [], 30)) == [79]
+        # Another request is its own settlement; without `once` nothing is remembered.
+        assert await c.settle("r2", {"b": 5}, [], {"b": T0 + 3600}, once=True) == ()
+        await c.settle("r3", {"b": 1}, [])
+        await c.settle("r3", {"b": 1}, [])
+        assert await c.pools("b") == {"b": PoolReading(227, 0, 0)}
+
+    run(backend, clock, body)
+
+
+def test_a_first_epoch_is_open_at_once_and_others_join_it(backend: Backend) -> None:
+    clock = Clock()
+
+    async def body(c: Counters) -> None:
+        first = await c.epoch("a", "", gate_s=3, join_s=30)  # nobody saw data before it
+        assert (first.join, first.wait_s, first.joining) == (True, 0.0, 1)
+        assert not first.ready
+        assert not await c.seed("b", 7, T0 + 3600, first.id)  # "a" has not joined yet
+        assert await c.rejoin("a", first.id, {}, 30)
+        again = await c.epoch("a", first.id, gate_s=3, join_s=30)
+        assert again == (first.id, False, 0.0, 0) and again.ready
+        assert await c.seed("b", 7, T0 + 3600, first.id)
+        assert await c.seed("b", 9, T0 + 3600, "another")  # seeded already: first writer won
+        assert await c.pools("b") == {"b": PoolReading(7, 0, 0)}
+        # A replica that starts later joins the same generation.
+        late = await c.epoch("b", "", gate_s=3, join_s=30)
+        assert (late.id, late.join, late.joining) == (first.id, True, 1)
+        assert not await c.rejoin("b", "another", {}, 30)
+        assert (await c.epoch("a", first.id, 3, 30)).joining == 1
+        assert await c.rejoin("b", first.id, {"r1": [Hold("slot", 5, 1)]}, 30, done=False)
+        assert (await c.epoch("a", first.id, 3, 30)).joining == 1  # holds back, not done yet
+        assert await c.pools("slot") == {"slot": PoolReading(0, 1, 1)}
+        assert await c.rejoin("b", first.id, {"r1": [Hold("slot", 5, 1)]}, 30)
+        assert (await c.epoch("a", first.id, 3, 30)).ready
+
+    run(backend, clock, body)
+
+
+def test_a_replica_that_saw_the_data_go_closes_seeding_for_the_gate_time(backend: Backend,
+                                                                          ) -> None:
+    clock = Clock()
+
+    async def body(c: Counters) -> None:
+        fresh = await c.epoch("a", "an-earlier-generation", gate_s=3, join_s=30)
+        assert (fresh.join, fresh.wait_s) == (True, 3.0)
+        assert await c.rejoin("a", fresh.id, {}, 30)
+        assert not await c.seed("b", 7, T0 + 3600, fresh.id)
+        clock.now = T0 + 2
+        assert (await c.epoch("a", fresh.id, 3, 30)).wait_s == pytest.approx(1.0)
+        assert not await c.seed("b", 7, T0 + 3600, fresh.id)
+        clock.now = T0 + 3
+        assert (await c.epoch("a", fresh.id, 3, 30)).ready
+        assert await c.seed("b", 7, T0 + 3600, fresh.id)
+
+    run(backend, clock, body)
+
+
+def test_a_replica_that_never_joins_holds_seeding_for_join_s_at_most(backend: Backend) -> None:
+    clock = Clock()
+
+    async def body(c: Counters) -> None:
+        state = await c.epoch("a", "", 0, join_s=10)
+        assert await c.rejoin("a", state.id, {}, 30)
+        await c.epoch("dies-joining", "", 0, join_s=10)
+        await c.epoch("dies-joining", "", 0, join_s=10)  # asking again does not extend it
+        clock.now = T0 + 9
+        assert not await c.seed("b", 7, T0 + 3600, state.id)
+        clock.now = T0 + 10
+        assert (await c.epoch("a", state.id, 0, 10)).ready
+        assert await c.seed("b", 7, T0 + 3600, state.id)
+
+    run(backend, clock, body)
+
+
+def test_rejoin_takes_holds_again_without_a_capacity_check(backend: Backend) -> None:
+    clock = Clock()
+    period = T0 + 3600
+
+    async def body(c: Counters) -> None:
+        state = await c.epoch("a", "", 0, 30)
+        assert (await c.admit("kept", [], [Hold("slot", 2, 1)], 30)).allowed
+        assert await c.rejoin("a", state.id, {
+            "kept": [Hold("slot", 2, 1)],  # still there: not taken twice
+            "r1": [Hold("slot", 2, 1), Hold("b", 100, 80, period)],
+            "r2": [Hold("slot", 2, 1), Hold("b", 100, 80, period)]}, 10)
+        assert await c.pools("") == {"slot": PoolReading(0, 3, 3), "b": PoolReading(0, 160, 2)}
+        assert await c.seed("b", 0, period, state.id)
+        refused = await c.admit("r3", [], [Hold("b", 100, 1, period)], 30)
+        assert refused.pool == PoolReading(0, 160, 2)
+        clock.now = T0 + 10  # retaken holds are leases like any other
+        assert await c.pools("") == {"slot": PoolReading(0, 1, 1)}
+
+    run(backend, clock, body)
+
+
 # --- Redis only -----------------------------------------------------------------------------
 
 @pytest.fixture
@@ -600,11 +763,68 @@ def test_every_key_is_under_the_prefix_and_expires() -> None:
             for key in ("lease", "held", "reserved"):
                 assert 100_000 < await ttl(f"pool:slot:{key}") <= 200_000
 
-            await c.settle("r1", {"budget": 4, "slot": 0}, [Rate("r", 10, 60, -1000)])
+            await c.settle("r1", {"budget": 4, "slot": 0}, [Rate("r", 10, 60, -1000)],
+                           {"budget": T0 + 3600}, once=True)
+            await c.epoch("replica", "", 3, 30)
             left = sorted([k.decode() async for k in raw.scan_iter(match=prefix + "*")])
-            assert left == [prefix + "pool:budget:total"]  # empty pools and full rates vanish
+            # Empty pools and full rates vanish; the marker of a settlement and the epoch stay.
+            assert left == sorted(prefix + k for k in (
+                "pool:budget:total", "settled:r1", "epoch", "epoch:joining"))
+            assert SETTLED_MEMORY_S * 1000 - 1000 < await ttl("settled:r1") \
+                <= SETTLED_MEMORY_S * 1000
+            assert 86_399_000 < await ttl("epoch") <= 86_400_000
+            assert 30_000 < await ttl("epoch:joining") <= 31_000
 
     asyncio.run(main())
+
+
+@pytest.mark.usefixtures("redis_up")
+def test_redis_losing_its_data_is_a_new_generation_every_replica_joins() -> None:
+    clock = Clock()
+    period = T0 + 3600
+
+    async def main() -> None:
+        async with redis_counters(clock) as a, \
+                redis_counters(clock, prefix=a._prefix, cleanup=False) as b:
+            first = await a.epoch("a", "", 3, 30)
+            assert await a.rejoin("a", first.id, {}, 30)
+            assert (await b.epoch("b", "", 3, 30)).id == first.id
+            assert await b.rejoin("b", first.id, {}, 30)
+            assert await a.seed("budget", 100, period, first.id)
+            assert (await a.admit("r1", [], [Hold("budget", 1000, 300, period)], 30)).allowed
+            await delete_prefix(a._prefix)  # what FLUSHDB does to this prefix
+            # Replica b settles first: its budget lost its total, nothing is counted nowhere.
+            assert await b.settle("r9", {"budget": 50}, [], {"budget": period}) == ("budget",)
+            assert not await b.seed("budget", 0, period, first.id)  # not this generation
+            # Replica a notices the loss: a new generation, closed for seeding for 3 s.
+            second = await a.epoch("a", first.id, 3, 30)
+            assert second.id != first.id and second.join and second.wait_s == 3.0
+            assert await a.rejoin("a", second.id, {"r1": [Hold("budget", 1000, 300, period)]},
+                                  30)
+            noticed = await b.epoch("b", first.id, 3, 30)
+            assert (noticed.id, noticed.join, noticed.joining) == (second.id, True, 1)
+            assert await b.rejoin("b", second.id, {}, 30)
+            clock.now = T0 + 3
+            assert await b.seed("budget", 150, period, second.id)
+            assert await b.settle("r9", {"budget": 50}, [], {"budget": period}) == ()
+            assert await a.pools("budget") == {"budget": PoolReading(200, 300, 1)}
+
+    asyncio.run(main())
+
+
+def test_memory_forgets_a_settlement_asked_once_after_settled_memory_s() -> None:
+    clock = Clock()
+
+    async def body(c: Counters) -> None:
+        await c.seed("b", 0, T0 + 3600)
+        await c.settle("r1", {"b": 1}, [], once=True)
+        clock.now = T0 + SETTLED_MEMORY_S - 1
+        await c.settle("r1", {"b": 1}, [], once=True)
+        clock.now = T0 + SETTLED_MEMORY_S
+        await c.settle("r1", {"b": 1}, [], once=True)
+        assert await c.pools("b") == {"b": PoolReading(2, 0, 0)}
+
+    run(_memory, clock, body)
 
 
 # --- breakers -------------------------------------------------------------------------------

@@ -175,7 +175,49 @@ def test_failed_write_is_retried_and_nothing_is_lost(tmp_path, caplog):
 
     with caplog.at_level(logging.ERROR, logger="keystead.ledger"):
         with_store(tmp_path, body)
-    assert "usage batch write failed; retrying" in caplog.text
+    assert "writing the usage ledger failed; retrying" in caplog.text
+
+
+def test_a_database_outage_is_logged_once_then_briefly_and_when_it_is_over(tmp_path, caplog):
+    """Regression (issue 13): a PostgreSQL outage logged a traceback every second."""
+
+    async def body(store: SQLStore) -> None:
+        recording = RecordingStore(store, failures=40)
+        writer = LedgerWriter(recording, batch_size=5, flush_interval_s=0.005)
+        writer.start()
+        writer.record(record(1))
+        await wait_until(lambda: writer.written == 1, limit_s=5)
+        await writer.close()
+        assert recording.attempts == 41
+
+    with caplog.at_level(logging.INFO, logger="keystead.ledger"):
+        with_store(tmp_path, body)
+    lines = [r for r in caplog.records if r.name == "keystead.ledger"]
+    assert [(r.levelname, r.exc_info is not None) for r in lines] == [
+        ("ERROR", True), ("WARNING", False)]
+    assert "database is restarting" in caplog.text  # the first one, with its traceback
+    assert "writing the usage ledger works again after" in lines[1].getMessage()
+    assert "(40 failed attempts)" in lines[1].getMessage()
+
+
+def test_sync_writes_what_was_queued_before_it_not_what_comes_after(tmp_path):
+    async def body(store: SQLStore) -> None:
+        recording = RecordingStore(store, delay=0.02)
+        writer = LedgerWriter(recording, batch_size=4, flush_interval_s=0.001)
+        writer.start()
+        for i in range(10):
+            writer.record(record(i))
+        await asyncio.sleep(0.005)  # the background writer holds a batch: not in the queue
+        syncing = asyncio.create_task(writer.sync())
+        await asyncio.sleep(0)
+        for i in range(10, 200):  # a steady stream while it syncs: never waited for
+            writer.record(record(i))
+        await syncing
+        assert {f"req-{i:05d}" for i in range(10)} <= set(await stored_ids(store))
+        assert writer.written < 200
+        await writer.close()
+
+    with_store(tmp_path, body)
 
 
 def test_flush_while_the_store_is_down_raises_and_keeps_the_records(tmp_path):

@@ -335,6 +335,10 @@ class LimitsConfig(_Strict):
     on_redis_outage_rates: Literal["open", "closed"] = "open"
     on_redis_outage_budgets: Literal["open", "closed"] = "closed"
     replicas: int = Field(1, ge=1)
+    # Under a budget, a model without a known price (neither genai-prices nor `prices:` knows
+    # it) would cost nothing: "refuse" answers 403 price_unknown before the call, "allow"
+    # lets it through at a recorded cost of 0.
+    unpriced_models: Literal["refuse", "allow"] = "refuse"
     environments: dict[str, LimitsValues] = Field(default_factory=dict)
 
     @field_validator("timezone")

@@ -8,7 +8,15 @@ never together spend past a budget.
 
 When the shared counters (Redis) cannot be reached, the configured choice applies: refuse
 (503 limits_unavailable) or fall back to this replica's own counters with every limit divided by
-the replica count. Settlements that could not reach Redis are replayed when it is back.
+the replica count. Settlements that could not reach Redis are replayed when it is back; each is
+applied once (a replay after a timeout that Redis did apply changes nothing). When Redis lost its
+data, budgets are seeded again only once every replica rejoined (`pipeline/rejoin.py`).
+
+Counts and costs are checked here too, whatever the data plane validated: a negative or
+non-finite token count or worst case refuses the request (400 invalid_value: it has no known
+worst case, and admitting it uncharged would open the wall); at settlement, where refusing is
+too late, a negative one counts as 0 and a huge one is capped. A charge never credits a budget
+or a rate.
 """
 
 from __future__ import annotations
@@ -16,29 +24,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Literal, cast
 from zoneinfo import ZoneInfo
 
 from keystead.config.model import LimitsConfig
-from keystead.errors import BudgetExceeded, LimitsUnavailable, RateLimited
+from keystead.errors import InvalidField, LimitsUnavailable
 from keystead.keys.tokens import TokenClaims
-from keystead.state.counters import (
-    UNLIMITED,
-    Admission,
-    Counters,
-    CountersUnavailable,
-    Hold,
-    MemoryCounters,
-    Rate,
-    RateReading,
+from keystead.pipeline.limit_refusals import format_reset, ratelimit_headers, refuse
+from keystead.pipeline.limit_rules import (
+    NANO_PER_USD,
+    BudgetRule,
+    Pending,
+    Scope,
+    Ticket,
+    period_bounds,
+    scaled,
 )
+from keystead.pipeline.rejoin import Rejoin
+from keystead.state.counters import Counters, CountersUnavailable, Hold, MemoryCounters, Rate
+from keystead.state.outage import OutageLog
 from keystead.state.records import KeyRecord, Limits, TeamRecord
 from keystead.state.store import SpendScope
 
@@ -46,109 +54,11 @@ __all__ = ["Limiter", "Scope", "Ticket", "format_reset", "period_bounds", "ratel
 
 log = logging.getLogger("keystead.limits")
 
-_NANO_PER_USD = Decimal(10) ** 9
-_MINUTE, _DAY = 60, 86_400
 _MAX_PENDING = 100_000
-_PERIOD_WORD = {"day": "daily", "month": "monthly"}
-# A token (P7) is a scope of its own for its rates; it never has a budget (its key's applies).
-ScopeKind = Literal["key", "team", "env", "token"]
-
-
-class Scope:
-    """One scope's limits, with everything about them that does not change per request
-    computed once (the scope is cached until its key or team changes)."""
-
-    __slots__ = ("budget_capacity", "budget_prefix", "inflight", "kind", "label", "limits",
-                 "needs_tokens", "request_rates", "token_rules", "value")
-
-    def __init__(self, kind: ScopeKind, value: str, label: str, limits: Limits):
-        self.kind = kind
-        self.value = value  # key id, team name or environment
-        self.label = label  # for people: "key prod-search-api (ab12cd34)", "team search"
-        self.limits = limits
-        prefix = f"{kind}:{value}"
-        self.request_rates = tuple(
-            Rate(f"rate:{prefix}:{unit}", limit, window, 1)
-            for limit, window, unit in ((limits.rpm, _MINUTE, "rpm"), (limits.rpd, _DAY, "rpd"))
-            if limit)
-        self.token_rules = tuple(
-            (f"rate:{prefix}:{unit}", limit, window)
-            for limit, window, unit in ((limits.tpm, _MINUTE, "tpm"), (limits.tpd, _DAY, "tpd"))
-            if limit)
-        # The key's in-flight pool is always held: it is the status page's gauge too.
-        self.inflight = (Hold(f"pool:inflight:{prefix}", limits.max_parallel or UNLIMITED, 1)
-                         if kind == "key" or limits.max_parallel else None)
-        self.budget_prefix = f"pool:budget:{prefix}:"
-        self.budget_capacity = (int(limits.budget_usd * _NANO_PER_USD)
-                                if limits.budget_usd is not None else None)
-        self.needs_tokens = bool(self.token_rules) or self.budget_capacity is not None
-
-
-@dataclass(frozen=True, slots=True)
-class _Budget:
-    scope: Scope
-    hold: Hold
-    period_start: float
-
-
-class Ticket:
-    """What one admitted request holds, until `Limiter.settle`."""
-
-    __slots__ = ("budgets", "counters", "estimated_tokens", "holds", "readings", "request_id",
-                 "reserved_nanousd", "token_rates")
-
-    def __init__(self, request_id: str, counters: Counters):
-        self.request_id = request_id
-        self.counters = counters  # the counters that admitted it (Redis, or the fallback)
-        self.holds: tuple[str, ...] = ()
-        self.budgets: tuple[str, ...] = ()
-        self.token_rates: tuple[Rate, ...] = ()
-        self.estimated_tokens = 0
-        self.reserved_nanousd = 0
-        self.readings: tuple[RateReading, ...] = ()
-
-
-def period_bounds(now: float, period: Literal["day", "month"], zone: ZoneInfo
-                  ) -> tuple[str, float, float]:
-    """(label, start, end) of the budget period containing `now`, in `zone`."""
-    local = datetime.fromtimestamp(now, zone)
-    if period == "day":
-        start = local.replace(hour=0, minute=0, second=0, microsecond=0)
-        end = (start + timedelta(days=1, hours=2)).replace(hour=0)  # safe across DST changes
-        return start.strftime("%Y-%m-%d"), start.timestamp(), end.timestamp()
-    start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    end = (start + timedelta(days=32)).replace(day=1)
-    return start.strftime("%Y-%m"), start.timestamp(), end.timestamp()
-
-
-def format_reset(seconds: float) -> str:
-    """OpenAI's reset format: 20ms, 1s, 6m0s, 1h2m3s."""
-    if seconds <= 0:
-        return "0s"
-    if seconds < 1:
-        return f"{max(1, math.ceil(seconds * 1000))}ms"
-    whole = math.ceil(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes}m{secs}s"
-    if minutes:
-        return f"{minutes}m{secs}s"
-    return f"{secs}s"
-
-
-def _usd(nanousd: int | Decimal) -> str:
-    return format((Decimal(nanousd) / _NANO_PER_USD).quantize(Decimal("0.000001")), "f")
-
-
-def _scaled(limits: Limits, replicas: int) -> Limits:
-    """This replica's share of each limit while the shared counters are down."""
-    if replicas <= 1:
-        return limits
-    share = {name: max(1, value // replicas) for name in ("rpm", "rpd", "tpm", "tpd",
-                                                            "max_parallel")
-             if (value := getattr(limits, name)) is not None}
-    return replace(limits, **share)
+# Counts and nano-dollars past this are capped: floats (and Lua's numbers) are exact below 2**53,
+# and nothing real comes near (2**53 nano-dollars is $9M; no limit counts that many tokens).
+_MAX_COUNT = 2**53
+_READY_WAIT_S = 5.0  # an admission waits this long for budgets to be seeded after a data loss
 
 
 class Limiter:
@@ -169,8 +79,16 @@ class Limiter:
         self._fallback = MemoryCounters(clock)
         self._down_since: float | None = None
         self._active: dict[str, Ticket] = {}
-        self._pending: deque[tuple[str, dict[str, int], tuple[Rate, ...]]] = deque()
+        self._pending: deque[Pending] = deque()
+        self._pending_seq = 0  # the sequence number of the next settlement queued
+        self._drop_below = 0  # queued settlements before this one were dropped by a rejoin
         self._task: asyncio.Task[None] | None = None
+        self._interval = min(1.0, config.lease_s / 3)  # of lease renewals and Redis checks
+        self._rejoin = Rejoin(counters, lease_s=config.lease_s, interval_s=self._interval,
+                              holds=self._holds_on_shared, joined=self._drop_queued,
+                              cutoff=lambda: self._pending_seq) if shared else None
+        self._ledger_outage = OutageLog(log, "reading a budget's spend from the ledger")
+        self._maintain_outage = OutageLog(log, "limit maintenance")
         self.fallback_admits = 0  # requests admitted by the fallback counters (a metric)
         self.refused_outage = 0  # requests refused because Redis was down (a metric)
 
@@ -184,6 +102,16 @@ class Limiter:
                             for env, values in config.environments.items()}
         self._scopes.clear()
         self._periods.clear()
+
+    @property
+    def ledger_sync(self) -> Callable[[], Awaitable[None]] | None:
+        """Writes the usage ledger's queue (LedgerWriter.sync): a rejoin needs it."""
+        return self._rejoin.ledger_sync if self._rejoin is not None else None
+
+    @ledger_sync.setter
+    def ledger_sync(self, sync: Callable[[], Awaitable[None]] | None) -> None:
+        if self._rejoin is not None:
+            self._rejoin.ledger_sync = sync
 
     # lifecycle
     def start(self) -> None:
@@ -252,8 +180,20 @@ class Limiter:
 
     async def admit(self, request_id: str, scopes: list[Scope], tokens: int,
                     worst_cost_usd: Decimal) -> Ticket:
-        """Admit the request or raise RateLimited / BudgetExceeded / LimitsUnavailable."""
-        worst = int((worst_cost_usd * _NANO_PER_USD).to_integral_value(rounding="ROUND_CEILING"))
+        """Admit the request or raise RateLimited / BudgetExceeded / LimitsUnavailable, or
+        InvalidField for a negative count or cost (the request has no known worst case)."""
+        if tokens < 0:
+            raise InvalidField(
+                f"This request's size came to {tokens} tokens, which no limit can count.",
+                hint="max_tokens (max_completion_tokens, max_output_tokens) and n must be "
+                     "positive.")
+        if not worst_cost_usd.is_finite() or worst_cost_usd < 0:
+            raise InvalidField(
+                f"This request's worst-case cost came to ${worst_cost_usd}, which no budget "
+                "can count.", hint="max_tokens and n must be positive.")
+        tokens = min(tokens, _MAX_COUNT)
+        worst = min(_MAX_COUNT, int((worst_cost_usd * NANO_PER_USD).to_integral_value(
+            rounding="ROUND_CEILING")))
         if self._down_since is not None:
             return await self._admit_fallback(request_id, scopes, tokens, worst)
         try:
@@ -264,25 +204,63 @@ class Limiter:
 
     async def settle(self, ticket: Ticket, tokens_used: int | None,
                      cost_usd: Decimal) -> None:
-        """Release the holds; settle budgets to the real cost and token rates to real usage."""
-        self._active.pop(ticket.request_id, None)
-        spent = int((cost_usd * _NANO_PER_USD).to_integral_value(rounding="ROUND_CEILING"))
+        """Release the holds; settle budgets to the real cost and token rates to real usage.
+
+        The caller queues the request's ledger row right after this returns, with no await in
+        between: a rejoin relies on it (rows of settlements on their way are queued when the
+        settlement returns). After a loss of Redis's data this may wait for the budget to be
+        seeded again (up to `lease_s`; the response went out already)."""
+        spent = _nano(cost_usd, ticket.request_id)
         used = dict.fromkeys(ticket.holds, 0)
         for name in ticket.budgets:
             used[name] = spent
         # No usage known (the request failed before the provider answered): nothing was used.
-        real = tokens_used if tokens_used is not None else 0
+        real = _tokens(tokens_used, ticket.request_id) if tokens_used is not None else 0
         adjust = tuple(rate._replace(cost=real - ticket.estimated_tokens)
                        for rate in ticket.token_rates if real != ticket.estimated_tokens)
+        shared = ticket.counters is self.counters and self._shared
+        # Applied once: a replay after a timeout that Redis did apply must not count twice.
+        once = shared and (bool(adjust) or (spent > 0 and bool(ticket.budgets)))
         try:
-            await ticket.counters.settle(ticket.request_id, used, adjust)
+            if self._rejoin is None:  # in-process counters: they cannot lose their data
+                lost = await ticket.counters.settle(ticket.request_id, used, adjust)
+            else:
+                lost = await self._settle_on(ticket.counters, ticket.request_id, used, adjust,
+                                             ticket.periods, once)
+            if lost:
+                await self._settle_lost(ticket, lost, used, adjust, once)
         except CountersUnavailable as exc:
             self._mark_down(exc)
-            self._queue(ticket.request_id, used, adjust)
+            self._queue(ticket.request_id, used, adjust, ticket.periods, once)
             return
+        finally:
+            self._active.pop(ticket.request_id, None)
         if ticket.counters is not self.counters and ticket.budgets:
             # Spent while Redis was down: the shared budgets must hear of it when it is back.
-            self._queue(ticket.request_id, {n: spent for n in ticket.budgets}, ())
+            self._queue(ticket.request_id, {n: spent for n in ticket.budgets}, (),
+                        ticket.periods, self._shared)
+
+    async def _settle_on(self, counters: Counters, request_id: str, used: dict[str, int],
+                         adjust: tuple[Rate, ...], periods: Mapping[str, float], once: bool,
+                         ) -> tuple[str, ...]:
+        if self._rejoin is None or counters is not self.counters:
+            return await counters.settle(request_id, used, adjust, periods, once=once)
+        with self._rejoin.settling():
+            return await counters.settle(request_id, used, adjust, periods, once=once)
+
+    async def _settle_lost(self, ticket: Ticket, lost: tuple[str, ...], used: dict[str, int],
+                           adjust: tuple[Rate, ...], once: bool) -> None:
+        """The budget lost its total (Redis lost its data): wait until it is seeded again, then
+        settle. Its holds stay and are renewed meanwhile; given up after a lease, queued."""
+        deadline = time.monotonic() + self.config.lease_s
+        try:
+            while lost:
+                await self._seed(ticket.counters, lost, list(ticket.budget_rules), 1, deadline)
+                lost = await self._settle_on(ticket.counters, ticket.request_id, used, adjust,
+                                             ticket.periods, once)
+        except LimitsUnavailable as exc:
+            log.error("settling request %s waits for Redis: %s", ticket.request_id, exc)
+            self._queue(ticket.request_id, used, adjust, ticket.periods, once)
 
     @staticmethod
     def headers(ticket: Ticket | None) -> list[tuple[bytes, bytes]]:
@@ -299,11 +277,11 @@ class Limiter:
         return bounds
 
     def _rules(self, scopes: list[Scope], tokens: int, worst: int, now: float,
-               ) -> tuple[list[Rate], list[Rate], list[Hold], list[_Budget]]:
+               ) -> tuple[list[Rate], list[Rate], list[Hold], list[BudgetRule]]:
         request_rates: list[Rate] = []
         token_rates: list[Rate] = []
         holds: list[Hold] = []
-        budgets: list[_Budget] = []
+        budgets: list[BudgetRule] = []
         for scope in scopes:
             request_rates.extend(scope.request_rates)
             for name, limit, window in scope.token_rules:
@@ -314,7 +292,7 @@ class Limiter:
                 label, start, end = self._period(scope.limits.budget_period, now)
                 hold = Hold(scope.budget_prefix + label, scope.budget_capacity, worst, end)
                 holds.append(hold)
-                budgets.append(_Budget(scope, hold, start))
+                budgets.append(BudgetRule(scope, hold, start))
         return request_rates, token_rates, holds, budgets
 
     async def _admit_on(self, counters: Counters, request_id: str, scopes: list[Scope],
@@ -322,21 +300,26 @@ class Limiter:
         now = self._clock()
         request_rates, token_rates, holds, budgets = self._rules(scopes, tokens, worst, now)
         lease = self.config.lease_s
+        deadline = 0.0  # set when a budget must be seeded: how long to wait for that
         for _attempt in range(3):
             admission = await counters.admit(request_id, request_rates + token_rates, holds,
                                              lease)
             if not admission.unseeded:
                 break
-            await self._seed(counters, admission.unseeded, budgets, replicas)
+            deadline = deadline or time.monotonic() + _READY_WAIT_S
+            await self._seed(counters, admission.unseeded, budgets, replicas, deadline)
         if not admission.allowed:
             if admission.unseeded:
                 raise LimitsUnavailable("The budget counters could not be prepared.",
                                         hint="Retry in a moment; if it persists, check the "
                                              "store and Redis (see docs/operations.md).")
-            self._refuse(admission, scopes, request_rates, token_rates, budgets, tokens)
+            refuse(admission, scopes, request_rates, token_rates, budgets, tokens,
+                   now=self._clock(), zone=self._zone)
         ticket = Ticket(request_id, counters)
         ticket.holds = tuple(h.name for h in holds)
+        ticket.hold_rules = tuple(holds)
         ticket.budgets = tuple(b.hold.name for b in budgets)
+        ticket.budget_rules = tuple(budgets)
         ticket.token_rates = tuple(token_rates)
         ticket.estimated_tokens = tokens
         ticket.reserved_nanousd = worst
@@ -344,19 +327,44 @@ class Limiter:
         self._active[request_id] = ticket
         return ticket
 
-    async def _seed(self, counters: Counters, names: tuple[str, ...], budgets: list[_Budget],
-                    replicas: int) -> None:
+    async def _seed(self, counters: Counters, names: tuple[str, ...], budgets: list[BudgetRule],
+                    replicas: int, deadline: float) -> None:
+        """Seed budgets from the ledger. On the shared counters, only once they may be (after
+        a loss of data, every replica rejoined first): waits until then, up to `deadline`."""
+        rejoin = self._rejoin if counters is self.counters else None
         for budget in budgets:
             if budget.hold.name not in names:
                 continue
-            kind = cast(SpendScope, budget.scope.kind)  # budgets are on keys, teams, envs only
-            used = await self._spend(kind, budget.scope.value, budget.period_start)
-            if replicas > 1:
-                # Fail-open: this replica may spend only its share of what is left.
-                left = max(0, budget.hold.capacity - used)
-                used = budget.hold.capacity - left // replicas
             assert budget.hold.resets_at is not None
-            await counters.seed(budget.hold.name, used, budget.hold.resets_at)
+            while True:
+                if rejoin is not None:
+                    await rejoin.ready(deadline)
+                used = await self._ledger_spend(budget)
+                if replicas > 1:
+                    # Fail-open: this replica may spend only its share of what is left.
+                    left = max(0, budget.hold.capacity - used)
+                    used = budget.hold.capacity - left // replicas
+                if await counters.seed(budget.hold.name, used, budget.hold.resets_at,
+                                       rejoin.known if rejoin is not None else None):
+                    break
+                assert rejoin is not None  # only a generation's gate refuses a seed
+                rejoin.forget()  # the data's generation changed meanwhile: ask again
+
+    async def _ledger_spend(self, budget: BudgetRule) -> int:
+        """The scope's exact spend this period, from the ledger; LimitsUnavailable (503, never
+        a 500) when the database cannot say."""
+        kind = cast(SpendScope, budget.scope.kind)  # budgets are on keys, teams, envs only
+        try:
+            used = await self._spend(kind, budget.scope.value, budget.period_start)
+        except Exception as exc:
+            self._ledger_outage.failed(exc)
+            raise LimitsUnavailable(
+                f"The budget of {budget.scope.label} cannot be counted now: its spend is read "
+                "from the usage ledger, and the database does not answer.",
+                hint="Retry shortly. Operators: see 'What fails how' in docs/scaling.md.",
+            ) from exc
+        self._ledger_outage.ok()
+        return used
 
     async def _admit_fallback(self, request_id: str, scopes: list[Scope], tokens: int,
                               worst: int) -> Ticket:
@@ -372,58 +380,8 @@ class Limiter:
                 hint="Retry shortly. Operators: see 'Redis is down' in docs/operations.md.")
         self.fallback_admits += 1
         replicas = self.config.replicas
-        local = [Scope(s.kind, s.value, s.label, _scaled(s.limits, replicas)) for s in scopes]
+        local = [Scope(s.kind, s.value, s.label, scaled(s.limits, replicas)) for s in scopes]
         return await self._admit_on(self._fallback, request_id, local, tokens, worst, replicas)
-
-    def _refuse(self, admission: Admission, scopes: list[Scope], request_rates: list[Rate],
-                token_rates: list[Rate], budgets: list[_Budget], tokens: int) -> None:
-        name = admission.refused_by or ""
-        ticket_headers = ratelimit_headers(admission.rates, {r.name for r in token_rates})
-        # Names are "rate:<kind>:<value>:<unit>" and "pool:<what>:<kind>:<value>[:<period>]".
-        parts = name.split(":")
-        where = parts[1:3] if parts[0] == "rate" else parts[2:4]
-        scope = next((s for s in scopes if where == [s.kind, s.value]), None)
-        label = scope.label if scope else "this key"
-        for budget in budgets:
-            if budget.hold.name == name:
-                pool = admission.pool
-                used = pool.used if pool else 0
-                reserved = pool.reserved if pool else 0
-                limits = budget.scope.limits
-                resets_at = budget.hold.resets_at or self._clock()
-                reset = datetime.fromtimestamp(resets_at, self._zone).isoformat(timespec="minutes")
-                period = _PERIOD_WORD[limits.budget_period]
-                raise BudgetExceeded(
-                    f"The {period} budget of ${_usd(budget.hold.capacity)} for "
-                    f"{label} does not cover this request: ${_usd(used)} spent, "
-                    f"${_usd(reserved)} held by requests in flight, this request may cost up to "
-                    f"${_usd(budget.hold.amount)}.",
-                    hint=f"The budget resets at {reset} ({self.config.timezone}). Ask your "
-                         "platform team to raise it, or lower max_tokens.",
-                    retry_after_s=max(1.0, resets_at - self._clock()), retry=False,
-                    headers=ticket_headers)
-        if name.startswith("pool:inflight:"):
-            limit = scope.limits.max_parallel if scope else None
-            raise RateLimited(
-                f"Concurrency limit reached for {label}: at most {limit} requests at once.",
-                code="concurrency_limit_exceeded", retry_after_s=1.0,
-                hint="Retry when one of the requests in flight has finished.",
-                headers=ticket_headers)
-        rate = next((r for r in (*request_rates, *token_rates) if r.name == name), None)
-        unit = "requests" if rate in request_rates else "tokens"
-        window = "minute" if rate is not None and rate.window_s == _MINUTE else "day"
-        limit_text = f"{rate.limit} {unit} per {window}" if rate else "its limit"
-        if math.isinf(admission.retry_after_s):
-            raise RateLimited(
-                f"This request needs about {tokens} tokens, more than the {limit_text} allowed "
-                f"for {label}.",
-                hint="Send a shorter prompt or a lower max_tokens.", retry=False,
-                headers=ticket_headers)
-        raise RateLimited(
-            f"Rate limit reached for {label}: {limit_text}.",
-            hint=f"Retry in {admission.retry_after_s:.2f}s; if this is steady traffic, ask your "
-                 "platform team to raise the limit.",
-            retry_after_s=admission.retry_after_s, headers=ticket_headers)
 
     # outages, leases and replays
     def _mark_down(self, exc: Exception) -> None:
@@ -437,34 +395,58 @@ class Limiter:
                       f"rates={self.config.on_redis_outage_rates}, "
                       f"budgets={self.config.on_redis_outage_budgets}")
 
-    def _queue(self, request_id: str, used: dict[str, int], adjust: tuple[Rate, ...]) -> None:
+    def _queue(self, request_id: str, used: dict[str, int], adjust: tuple[Rate, ...],
+               periods: Mapping[str, float], once: bool) -> None:
         if len(self._pending) >= _MAX_PENDING:
             log.error("dropping a settlement for request %s: %d are waiting for Redis",
                       request_id, len(self._pending))
             return
-        self._pending.append((request_id, used, adjust))
+        self._pending.append(Pending(self._pending_seq, request_id, used, adjust, periods,
+                                      once))
+        self._pending_seq += 1
+
+    def _drop_queued(self, cutoff: int) -> int:
+        """A rejoin wrote the ledger: settlements queued before `cutoff` are in it, and Redis
+        lost what they settle. Returns how many are dropped."""
+        self._drop_below = max(self._drop_below, cutoff)
+        before = len(self._pending)
+        while self._pending and self._pending[0].seq < self._drop_below:
+            self._pending.popleft()
+        return before - len(self._pending)
+
+    def _holds_on_shared(self) -> dict[str, Sequence[Hold]]:
+        return {t.request_id: t.hold_rules for t in list(self._active.values())
+                if t.counters is self.counters}
 
     async def _replay(self, limit: int = _MAX_PENDING) -> bool:
-        """Deliver queued settlements to Redis; False if it failed again."""
+        """Deliver queued settlements to Redis; False if it failed again. One whose budget
+        lost its total stays queued until the budget is seeded again."""
         for _ in range(min(limit, len(self._pending))):
-            request_id, used, adjust = self._pending[0]
-            try:
-                await self.counters.settle(request_id, used, adjust)
-            except CountersUnavailable as exc:
-                self._mark_down(exc)
-                return False
-            self._pending.popleft()
+            entry = self._pending[0]
+            if entry.seq >= self._drop_below:
+                try:
+                    lost = await self._settle_on(self.counters, entry.request_id, entry.used,
+                                                 entry.adjust, entry.periods, entry.once)
+                except CountersUnavailable as exc:
+                    self._mark_down(exc)
+                    return False
+                if lost:
+                    return True
+            if self._pending and self._pending[0] is entry:
+                self._pending.popleft()
         return True
 
     async def _maintain(self) -> None:
-        """Renew the leases of requests in flight; probe Redis while it is down."""
-        interval = min(1.0, self.config.lease_s / 3)
+        """Renew the leases of requests in flight; probe Redis while it is down; notice when
+        it lost its data and rejoin."""
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(self._interval)
             try:
                 await self._maintain_once()
-            except Exception:
-                log.exception("limit maintenance failed; retrying")
+            except Exception as exc:
+                self._maintain_outage.failed(exc)
+            else:
+                self._maintain_outage.ok()
 
     async def _maintain_once(self) -> None:
         # Leases first (a long replay must not let them run out), on every counters that hold
@@ -483,6 +465,10 @@ class Limiter:
         if self._down_since is not None:
             try:
                 await self.counters.ping()
+                # Did Redis lose its data meanwhile (restarted empty)? Rejoin first: what is
+                # queued from before is then in the ledger, and dropped.
+                if self._rejoin is not None:
+                    await self._rejoin.check()
             except CountersUnavailable:
                 return
             # Replay before admitting on Redis again, so that a budget seeded from the ledger
@@ -492,18 +478,31 @@ class Limiter:
             log.warning("shared counters reachable again after %.1fs",
                         self._clock() - self._down_since)
             self._down_since = None
-        elif self._pending:
+            return
+        if self._rejoin is not None:
+            try:
+                await self._rejoin.check()
+            except CountersUnavailable as exc:
+                self._mark_down(exc)
+                return
+        if self._pending:
             await self._replay(limit=1000)
 
-def ratelimit_headers(readings: tuple[RateReading, ...], token_names: set[str]
-                      ) -> list[tuple[bytes, bytes]]:
-    out: list[tuple[bytes, bytes]] = []
-    for kind, group in (("requests", [r for r in readings if r.name not in token_names]),
-                        ("tokens", [r for r in readings if r.name in token_names])):
-        if not group:
-            continue
-        tightest = min(group, key=lambda r: (r.remaining, -r.reset_s))
-        out += [(f"x-ratelimit-limit-{kind}".encode(), str(tightest.limit).encode()),
-                (f"x-ratelimit-remaining-{kind}".encode(), str(tightest.remaining).encode()),
-                (f"x-ratelimit-reset-{kind}".encode(), format_reset(tightest.reset_s).encode())]
-    return out
+
+def _nano(cost_usd: Decimal, request_id: str) -> int:
+    """A settled cost in nano-dollars: never negative (never a credit), capped."""
+    if cost_usd.is_finite() and cost_usd >= 0:
+        nano = int((cost_usd * NANO_PER_USD).to_integral_value(rounding="ROUND_CEILING"))
+        return nano if nano <= _MAX_COUNT else _MAX_COUNT
+    log.error("the cost of request %s is %s USD: counted as 0", request_id, cost_usd)
+    return 0
+
+
+def _tokens(tokens: int, request_id: str) -> int:
+    """A settled token count: never negative (never a credit), capped."""
+    if 0 <= tokens <= _MAX_COUNT:
+        return tokens
+    if tokens > _MAX_COUNT:
+        return _MAX_COUNT
+    log.error("the tokens used by request %s are %s: counted as 0", request_id, tokens)
+    return 0

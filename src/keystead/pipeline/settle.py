@@ -8,10 +8,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Sequence
 from decimal import Decimal
+from typing import TYPE_CHECKING, Literal
 
 import orjson
 
+from keystead.errors import PriceUnknown
 from keystead.logs import request_logger
 from keystead.pipeline.context import RequestContext
 from keystead.pipeline.messages import estimate as estimate_messages
@@ -26,7 +29,10 @@ from keystead.usage.estimate import (
 from keystead.usage.ledger import LedgerWriter
 from keystead.usage.prices import Cost, PriceBook, TokenUsage
 
-__all__ = ["estimate_usage", "price", "prompt_tokens_bounds", "settle", "worst_cost"]
+if TYPE_CHECKING:
+    from keystead.routing.table import Deployment
+
+__all__ = ["budget_worst_cost", "estimate_usage", "price", "prompt_tokens_bounds", "settle"]
 
 # Tokens an image may cost (a high-detail image of gpt-4o's largest tiling is ~1,500).
 _IMAGE_TOKENS = 1600
@@ -86,15 +92,37 @@ def prompt_tokens_bounds(body: bytes) -> tuple[int, int]:
     return -(-len(body) // 4) + allowance, len(body) + allowance
 
 
-def worst_cost(ctx: RequestContext, prices: PriceBook, prompt_tokens: int,
-               output_tokens: int, provider: Provider, model: str) -> Decimal:
+def _worst(ctx: RequestContext, prices: PriceBook, prompt_tokens: int, output_tokens: int,
+           provider: Provider, model: str) -> Cost:
     """The most this request can cost on `provider`'s `model`: its whole prompt and every
     token it may generate (priced as the asked-for model when the served one has no price)."""
     usage = TokenUsage(prompt_tokens=prompt_tokens, completion_tokens=output_tokens)
     cost = prices.cost(provider.type, model, usage)
     if not cost.known and ctx.model and ctx.model != model:
         cost = prices.cost(provider.type, ctx.model, usage)
-    return cost.usd
+    return cost
+
+
+def budget_worst_cost(ctx: RequestContext, prices: PriceBook, prompt_tokens: int,
+                      output_tokens: int, deployments: Sequence[Deployment],
+                      unpriced: Literal["refuse", "allow"]) -> Decimal:
+    """What a budget reserves for a request any of `deployments` may serve: the dearest one's
+    worst case. A deployment whose model has no known price would cost the budget nothing, so
+    it is refused before the call (PriceUnknown) unless `unpriced` (limits.unpriced_models)
+    allows it, at a cost of 0."""
+    worst = Decimal(0)
+    for deployment in deployments:
+        cost = _worst(ctx, prices, prompt_tokens, output_tokens, deployment.provider,
+                      deployment.model)
+        if not cost.known and unpriced != "allow":
+            raise PriceUnknown(
+                f"Model {deployment.model!r} of provider {deployment.provider.name} has no "
+                "known price, and this request is under a budget: what it costs could not be "
+                "counted against it.", param="model",
+                hint="Use a model with a price, or ask your platform team to add this one to "
+                     "`prices:` in keystead.yaml (docs/configuration.md).")
+        worst = max(worst, cost.usd)
+    return worst
 
 
 def _cost(ctx: RequestContext, prices: PriceBook, usage: TokenUsage) -> Cost:

@@ -39,7 +39,13 @@ from keystead.pipeline.parse import decode_view, read_body
 from keystead.pipeline.relay import ClientGone, ClientWatch
 from keystead.pipeline.request_id import CLIENT_REQUEST_ID, new_request_id
 from keystead.pipeline.rewrite import BodyFactory, BodyRewrite
-from keystead.pipeline.settle import estimate_usage, price, prompt_tokens_bounds, settle, worst_cost
+from keystead.pipeline.settle import (
+    budget_worst_cost,
+    estimate_usage,
+    price,
+    prompt_tokens_bounds,
+    settle,
+)
 from keystead.pipeline.validate import check_feature, printable
 from keystead.providers.anthropic import CLIENT_HEADERS
 from keystead.providers.base import Endpoint
@@ -393,9 +399,10 @@ class DataPlane:
             output = max_output if max_output is not None \
                 else self.live.config.limits.default_max_tokens
             output *= max(1, getattr(ctx.view, "n", None) or 1)
-        # A route may be served by any of its deployments: reserve for the dearest one.
-        worst = max((worst_cost(ctx, self.live.prices, bound, output, d.provider, d.model)
-                     for d in deployments), default=_ZERO) \
+        # A route may be served by any of its deployments: reserve for the dearest one (one
+        # without a price is refused under a budget, unless limits.unpriced_models allows it).
+        worst = budget_worst_cost(ctx, self.live.prices, bound, output, deployments,
+                                  self.live.config.limits.unpriced_models) \
             if limiter.has_budget(scopes) else _ZERO
         return await limiter.admit(hold_id, scopes, estimate + output, worst)
 

@@ -9,18 +9,32 @@ Counters hold the state that changes on every request and that replicas must agr
   hold and adds what it really used to the pool's settled total. Holds are leases: a replica that
   dies stops renewing them and they are reclaimed when the lease runs out.
 
+- **epochs**: the generation of the counters' data. Redis can lose everything it holds (FLUSHDB,
+  a restart without persistence); a budget's settled total can then be seeded again from the
+  ledger, but only once every replica has put back what the ledger does not know yet: the holds
+  of its requests in flight, and the ledger rows it has not written. So a new generation starts
+  closed for seeding; each replica that notices it *joins* (written ledger, holds re-taken) and
+  seeding opens when the gate time has passed and nobody is still joining.
+
 - **breakers**: a deployment's circuit breaker. Failures are counted in a window; enough of them
   open it until a time; after that time one caller at a time may claim the probe (half-open); a
   success resets it, a failure while probing opens it again. Replicas share it, so a deployment
   that fails on one replica is cooled down on all of them.
 
-`admit` is all or nothing: every rate is charged and every hold taken, or nothing changes. The
-in-process implementation here is the reference; the Redis one does the same in one Lua call.
+`admit` is all or nothing: every rate is charged and every hold taken, or nothing changes. So is
+`settle`: a budget that lost its settled total refuses the whole settlement (the request's money
+must land in a seeded total, never nowhere). The in-process implementation here is the
+reference; the Redis one does the same in one Lua call.
+
+Amounts are never negative (a negative hold or charge would credit a budget or a rate): `admit`
+and `settle` raise ValueError for one. Only `settle`'s rate adjustments may be negative: they
+give back what an estimate charged too much.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -29,14 +43,18 @@ from typing import NamedTuple, Protocol
 
 __all__ = [
     "BREAKER_MEMORY_S",
+    "SETTLED_MEMORY_S",
     "Admission",
     "Counters",
     "CountersUnavailable",
+    "Epoch",
     "Hold",
     "MemoryCounters",
     "PoolReading",
     "Rate",
     "RateReading",
+    "check_admit",
+    "check_settle",
     "gcra",
 ]
 
@@ -45,6 +63,9 @@ UNLIMITED = 2**62  # capacity of a pool that only counts (in-flight requests wit
 # clock is behind the counters' still names the old period for a while, and must not find an
 # empty (unseeded) pool there.
 PERIOD_GRACE_S = 300
+# A settlement asked to be applied once is remembered this long: a replay after a timeout (the
+# first attempt may have been applied, its answer lost) within it changes nothing.
+SETTLED_MEMORY_S = 600
 
 
 class CountersUnavailable(Exception):
@@ -82,6 +103,20 @@ class RateReading:
     reset_s: float  # seconds until the whole limit is available again
 
 
+class Epoch(NamedTuple):
+    """The generation of the counters' data, as one replica sees it."""
+
+    id: str
+    join: bool  # the replica knew another generation (or none): it must join this one
+    wait_s: float  # seconds until the gate time is over (0.0: over)
+    joining: int  # replicas that noticed this generation and have not joined it yet
+
+    @property
+    def ready(self) -> bool:
+        """Budgets may be seeded: the gate time is over and nobody is still joining."""
+        return self.wait_s <= 0 and self.joining == 0
+
+
 @dataclass(frozen=True, slots=True)
 class PoolReading:
     used: int  # settled total (0 for pools without one)
@@ -104,17 +139,41 @@ class Counters(Protocol):
                     lease_s: float) -> Admission:
         """Charge every rate and take every hold, or change nothing and say why not."""
 
-    async def settle(self, request_id: str, used: Mapping[str, int],
-                     adjust: Sequence[Rate]) -> None:
+    async def settle(self, request_id: str, used: Mapping[str, int], adjust: Sequence[Rate],
+                     periods: Mapping[str, float] | None = None, *, once: bool = False,
+                     ) -> tuple[str, ...]:
         """End the request: release its holds, add `used[pool]` to each pool's settled total
         (even when the lease was reclaimed meanwhile: the money was spent), and charge each
-        rate in `adjust` by its (possibly negative) cost, to settle estimates to real usage."""
+        rate in `adjust` by its (possibly negative) cost, to settle estimates to real usage.
+
+        `periods` names the budgets among `used` (pool -> resets_at). A budget with something
+        to add that has no settled total although its period is not over lost it (Redis lost
+        its data): then nothing changes and those pools are returned, to be seeded before the
+        settlement is tried again. `once`: remember the request for SETTLED_MEMORY_S and ignore
+        any later settlement of it (a replay whose first attempt was applied after all)."""
 
     async def renew(self, leases: Mapping[str, Sequence[str]], lease_s: float) -> None:
         """Extend the leases of requests still running (request id -> its pools)."""
 
-    async def seed(self, name: str, used: int, resets_at: float) -> None:
-        """Set a pool's settled total, unless it has one already (first writer wins)."""
+    async def seed(self, name: str, used: int, resets_at: float, epoch: str | None = None,
+                   ) -> bool:
+        """Set a pool's settled total, unless it has one already (first writer wins). True
+        when the pool has one now. With `epoch`, only in that generation and only once it is
+        ready (see `epoch`); False otherwise, and nothing changed."""
+
+    async def epoch(self, replica: str, known: str, gate_s: float, join_s: float) -> Epoch:
+        """The current generation of the data, started if there is none (Redis lost its data,
+        or is new): closed for seeding for `gate_s` if `known` names an earlier one (a replica
+        that saw the data go), open at once if not. A replica whose `known` is not the current
+        one is registered as joining, for `join_s` at most (a replica that dies joining must
+        not keep budgets closed)."""
+
+    async def rejoin(self, replica: str, epoch: str, holds: Mapping[str, Sequence[Hold]],
+                     lease_s: float, *, done: bool = True) -> bool:
+        """Join generation `epoch`: take again the holds of requests still running (request id
+        -> its holds; admitted already, so without a capacity check; a hold still there is kept)
+        and, if `done`, stop counting as joining. False, and nothing changed, if `epoch` is not
+        current."""
 
     async def pools(self, prefix: str) -> dict[str, PoolReading]:
         """Pools whose name starts with `prefix` and that hold or used something."""
@@ -202,6 +261,9 @@ class MemoryCounters:
         self._tats: dict[str, float] = {}
         self._pools: dict[str, _Pool] = {}
         self._breakers: dict[str, _Breaker] = {}
+        self._settled: dict[str, float] = {}  # request id -> until when a settlement is ignored
+        self._epoch: tuple[str, float] | None = None  # (id, gate over at)
+        self._joining: dict[str, float] = {}  # replica -> deadline
 
     def _pool(self, hold: Hold, now: float) -> _Pool:
         pool = self._pools.get(hold.name)
@@ -217,6 +279,7 @@ class MemoryCounters:
 
     async def admit(self, request_id: str, rates: Sequence[Rate], holds: Sequence[Hold],
                     lease_s: float) -> Admission:
+        check_admit(rates, holds)
         now = self._clock()
         pools = [self._pool(hold, now) for hold in holds]
         unseeded = tuple(h.name for h, p in zip(holds, pools, strict=True) if p.used is None)
@@ -245,9 +308,27 @@ class MemoryCounters:
         self._forget_old(now)
         return Admission(True, readings)
 
-    async def settle(self, request_id: str, used: Mapping[str, int],
-                     adjust: Sequence[Rate]) -> None:
+    async def settle(self, request_id: str, used: Mapping[str, int], adjust: Sequence[Rate],
+                     periods: Mapping[str, float] | None = None, *, once: bool = False,
+                     ) -> tuple[str, ...]:
+        check_settle(used)
         now = self._clock()
+        if periods:
+            lost = []
+            for name, resets_at in periods.items():
+                if used.get(name) and resets_at + PERIOD_GRACE_S > now:
+                    pool = self._pools.get(name)
+                    if pool is None or pool.used is None:
+                        lost.append(name)
+            if lost:
+                return tuple(lost)
+        if once:
+            if self._settled.get(request_id, 0.0) > now:
+                return ()
+            if len(self._settled) > 10_000:
+                self._settled = {rid: until for rid, until in self._settled.items()
+                                 if until > now}
+            self._settled[request_id] = now + SETTLED_MEMORY_S
         for name, amount in used.items():
             pool = self._pools.get(name)
             if pool is None:
@@ -264,6 +345,7 @@ class MemoryCounters:
             tat = self._tats.get(rate.name, 0.0)
             self._tats[rate.name] = max(max(tat, now) + rate.cost * rate.window_s / rate.limit,
                                         now)
+        return ()
 
     async def renew(self, leases: Mapping[str, Sequence[str]], lease_s: float) -> None:
         now = self._clock()
@@ -276,12 +358,53 @@ class MemoryCounters:
                 if pool is not None and held is not None and held[1] > now:
                     pool.holds[request_id] = (held[0], deadline)
 
-    async def seed(self, name: str, used: int, resets_at: float) -> None:
+    async def seed(self, name: str, used: int, resets_at: float, epoch: str | None = None,
+                   ) -> bool:
         pool = self._pools.get(name)
+        if pool is not None and pool.used is not None:
+            return True
+        if epoch is not None:
+            now = self._clock()
+            self._drop_late_joiners(now)
+            if self._epoch is None or self._epoch[0] != epoch or self._epoch[1] > now \
+                    or self._joining:
+                return False
         if pool is None:
             self._pools[name] = pool = _Pool(None, resets_at)
-        if pool.used is None:
-            pool.used = used
+        pool.used = used
+        return True
+
+    async def epoch(self, replica: str, known: str, gate_s: float, join_s: float) -> Epoch:
+        now = self._clock()
+        if self._epoch is None:
+            self._epoch = (os.urandom(8).hex(), now + (gate_s if known else 0.0))
+            self._joining.clear()
+        current, gate_until = self._epoch
+        join = current != known
+        if join:
+            self._joining.setdefault(replica, now + join_s)
+        self._drop_late_joiners(now)
+        return Epoch(current, join, max(0.0, gate_until - now), len(self._joining))
+
+    async def rejoin(self, replica: str, epoch: str, holds: Mapping[str, Sequence[Hold]],
+                     lease_s: float, *, done: bool = True) -> bool:
+        if self._epoch is None or self._epoch[0] != epoch:
+            return False
+        now = self._clock()
+        deadline = now + lease_s
+        for request_id, taken in holds.items():
+            for hold in taken:
+                pool = self._pool(hold, now)
+                if request_id not in pool.holds:
+                    pool.hold(request_id, hold.amount, deadline)
+                    pool.reserved += hold.amount
+        if done:
+            self._joining.pop(replica, None)
+        return True
+
+    def _drop_late_joiners(self, now: float) -> None:
+        for replica in [r for r, deadline in self._joining.items() if deadline <= now]:
+            del self._joining[replica]
 
     async def pools(self, prefix: str) -> dict[str, PoolReading]:
         now = self._clock()
@@ -352,6 +475,23 @@ class MemoryCounters:
         self._tats.clear()
         self._pools.clear()
         self._breakers.clear()
+        self._settled.clear()
+
+
+def check_admit(rates: Sequence[Rate], holds: Sequence[Hold]) -> None:
+    """A negative charge would credit a rate, a negative hold a pool: never."""
+    for rate in rates:
+        if rate.cost < 0:
+            raise ValueError(f"rate {rate.name}: negative cost {rate.cost}")
+    for hold in holds:
+        if hold.amount < 0:
+            raise ValueError(f"pool {hold.name}: negative hold {hold.amount}")
+
+
+def check_settle(used: Mapping[str, int]) -> None:
+    if any(amount < 0 for amount in used.values()):
+        name, amount = next((n, a) for n, a in used.items() if a < 0)
+        raise ValueError(f"pool {name}: negative use {amount}")
 
 
 def _fits(used: int, reserved: int, amount: int, capacity: int) -> bool:

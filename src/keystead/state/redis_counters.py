@@ -16,18 +16,24 @@ Key layout, everything under `prefix` (default "keystead:"):
     {prefix}pool:{name}:lease      ZSET    request id -> lease deadline
     {prefix}pool:{name}:held       HASH    request id -> amount held
     {prefix}pool:{name}:reserved   STRING  sum of the amounts held
+    {prefix}settled:{request id}   STRING  a settlement asked to apply once was applied
+                                           TTL: SETTLED_MEMORY_S
+    {prefix}epoch                  HASH    id, open_at: the data's generation (Counters.epoch)
+                                           TTL: a day, renewed by every replica every second
+    {prefix}epoch:joining          ZSET    replica -> deadline: noticed it, not joined yet
 
-The last three are a pool's in-flight state: they share a TTL that outlives every lease in them
-(by up to one lease, so that most admits need not extend it), so a pool whose replicas all died
-disappears by itself; and they are deleted as soon as the pool has no holder.
+Lease, held and reserved are a pool's in-flight state: they share a TTL that outlives every
+lease in them (by up to one lease, so that most admits need not extend it), so a pool whose
+replicas all died disappears by itself; and they are deleted as soon as the pool has no holder.
 The period of a budget ends at its stored resets_at: the next admit drops the pool, the TTL only
-collects what nobody touches again. For Redis Cluster, put a hash tag in the prefix
-("{keystead}:") so that all of a call's keys share a slot. Needs Redis >= 5 (scripts replicated
-by effects, so `TIME` may precede writes).
+collects what nobody touches again. The scripts are in `redis_lua.py`. For Redis Cluster, put a
+hash tag in the prefix ("{keystead}:") so that all of a call's keys share a slot. Needs Redis >= 5
+(scripts replicated by effects, so `TIME` may precede writes).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -48,14 +54,19 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from keystead.state.counters import (
     BREAKER_MEMORY_S,
+    SETTLED_MEMORY_S,
     Admission,
     CountersUnavailable,
+    Epoch,
     Hold,
     PoolReading,
     Rate,
     RateReading,
+    check_admit,
+    check_settle,
     gcra,
 )
+from keystead.state.redis_lua import ADMIT, EPOCH, READ, REJOIN, RENEW, SEED, SETTLE, TRIP
 
 __all__ = ["RedisCounters"]
 
@@ -68,251 +79,6 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 _SUFFIXES = (":total", ":lease", ":held", ":reserved")
 _BATCH = 500  # pools or leases per script call outside the request path
-
-_LUA_COMMON = r"""
-local function clock(arg)
-  if arg == '' then
-    local t = redis.call('TIME')
-    return tonumber(t[1]) + tonumber(t[2]) / 1000000
-  end
-  return tonumber(arg)
-end
-
-local function f17(x) return string.format('%.17g', x) end
-
--- A rate's key lives exactly as long as its tat is in the future.
-local function set_tat(key, tat, now)
-  local ms = math.ceil((tat - now) * 1000)
-  if ms > 0 then
-    redis.call('SET', key, f17(tat), 'PX', string.format('%d', ms))
-  else
-    redis.call('DEL', key)
-  end
-end
-
--- The in-flight keys outlive every lease in them: a lease of `ms` from now extends their TTL
--- when needed, to twice that so that most admits need no more than the PTTL.
-local function outlive_lease(lk, hk, rk, ms)
-  if redis.call('PTTL', lk) < ms then
-    local ttl = string.format('%d', 2 * ms)
-    redis.call('PEXPIRE', lk, ttl)
-    redis.call('PEXPIRE', hk, ttl)
-    redis.call('PEXPIRE', rk, ttl)
-  end
-end
-
--- Release the holds whose lease ran out (deadline <= now), in batches small enough to unpack.
-local function reclaim(lk, hk, rk, nowstr)
-  while true do
-    local gone = redis.call('ZRANGEBYSCORE', lk, '-inf', nowstr, 'LIMIT', 0, 500)
-    if #gone == 0 then return end
-    local freed = 0
-    for _, amount in ipairs(redis.call('HMGET', hk, unpack(gone))) do
-      if amount then freed = freed + tonumber(amount) end
-    end
-    redis.call('ZREM', lk, unpack(gone))
-    redis.call('HDEL', hk, unpack(gone))
-    if redis.call('ZCARD', lk) == 0 then
-      redis.call('DEL', lk, hk, rk)
-      return
-    end
-    redis.call('DECRBY', rk, string.format('%d', freed))
-  end
-end
-
--- A budget whose period is over is forgotten, holds included (MemoryCounters._pool), after a
--- grace time: a gateway whose clock is behind still names the old period for a little while.
-local PERIOD_GRACE = 300
-local function period_over(tk, lk, hk, rk, now)
-  local resets = redis.call('HGET', tk, 'resets_at')
-  if resets and tonumber(resets) + PERIOD_GRACE <= now then
-    redis.call('DEL', tk, lk, hk, rk)
-    return true
-  end
-  return false
-end
-"""
-
-# KEYS: one per rate, then four per hold (total, lease, held, reserved).
-# ARGV: now|'', lease_s, request id, #rates, #holds, (limit, window, cost) per rate,
-#       (capacity, amount, resets_at|'') per hold.
-# Reply: {code, now, ...}: 1 unseeded hold indexes; 2 refusing rate index, tats;
-#        3 refusing hold index, used, reserved, holders, tats; 0 admitted, tats (before the charge).
-_ADMIT = _LUA_COMMON + r"""
-local now = clock(ARGV[1])
-local nowstr = f17(now)
-local lease_s, rid = tonumber(ARGV[2]), ARGV[3]
-local nrates, nholds = tonumber(ARGV[4]), tonumber(ARGV[5])
-local h0 = 5 + 3 * nrates
-
-local used, reserved, unseeded = {}, {}, {}
-for i = 1, nholds do
-  local k = nrates + 4 * (i - 1)
-  local tk, lk, hk, rk = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
-  used[i] = 0
-  if ARGV[h0 + 3 * i] ~= '' then  -- a budget: it has a settled total and a period
-    local total = redis.call('HMGET', tk, 'used', 'resets_at')
-    if total[2] and tonumber(total[2]) + PERIOD_GRACE <= now then
-      redis.call('DEL', tk, lk, hk, rk)  -- the period is over: forget the pool, holds included
-      total[1] = false
-    end
-    if total[1] then used[i] = tonumber(total[1]) else unseeded[#unseeded + 1] = i - 1 end
-  end
-  reclaim(lk, hk, rk, nowstr)
-  reserved[i] = tonumber(redis.call('GET', rk) or '0')
-end
-if #unseeded > 0 then return {1, nowstr, unpack(unseeded)} end
-
-local tats, new_tats, refused = {}, {}, 0
-local stored = {}
-if nrates > 0 then stored = redis.call('MGET', unpack(KEYS, 1, nrates)) end
-for j = 1, nrates do
-  local tat = stored[j] and tonumber(stored[j]) or 0
-  tats[j] = f17(tat)
-  local b = 5 + 3 * (j - 1)
-  local limit, window, cost = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
-  local interval = window / limit
-  local new_tat = math.max(tat, now) + cost * interval
-  if new_tat - now <= window + 1e-9 then
-    new_tats[j] = new_tat
-  elseif refused == 0 then
-    refused = j
-  end
-end
-if refused > 0 then return {2, nowstr, refused - 1, unpack(tats)} end
-
-for i = 1, nholds do
-  local capacity, amount = tonumber(ARGV[h0 + 3 * i - 2]), tonumber(ARGV[h0 + 3 * i - 1])
-  local total = used[i] + reserved[i] + amount
-  local fits
-  if amount > 0 then fits = total <= capacity else fits = total < capacity end
-  if not fits then
-    local holders = redis.call('ZCARD', KEYS[nrates + 4 * i - 2])
-    return {3, nowstr, i - 1, used[i], reserved[i], holders, unpack(tats)}
-  end
-end
-
-for j = 1, nrates do set_tat(KEYS[j], new_tats[j], now) end
-local deadline, lease_ms = f17(now + lease_s), math.ceil(lease_s * 1000)
-for i = 1, nholds do
-  local k = nrates + 4 * (i - 1)
-  local lk, hk, rk = KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
-  local amount = ARGV[h0 + 3 * i - 1]
-  if redis.call('HSETNX', hk, rid, amount) == 0 then  -- the same request again: replace
-    redis.call('DECRBY', rk, redis.call('HGET', hk, rid))
-    redis.call('HSET', hk, rid, amount)
-  end
-  redis.call('ZADD', lk, deadline, rid)
-  redis.call('INCRBY', rk, amount)
-  outlive_lease(lk, hk, rk, lease_ms)
-end
-return {0, nowstr, unpack(tats)}
-"""
-
-# KEYS: four per pool (total, lease, held, reserved), then one per rate to adjust.
-# ARGV: now|'', request id, #pools, #rates, used per pool, (limit, window, cost) per rate.
-_SETTLE = _LUA_COMMON + r"""
-local now = clock(ARGV[1])
-local rid, npools, nrates = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-for i = 1, npools do
-  local k = 4 * (i - 1)
-  local tk, lk, hk, rk = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
-  local held = redis.call('HGET', hk, rid)
-  if held then  -- absent when the lease was reclaimed: nothing to release twice
-    redis.call('ZREM', lk, rid)
-    redis.call('HDEL', hk, rid)
-    if redis.call('ZCARD', lk) == 0 then
-      redis.call('DEL', lk, hk, rk)
-    else
-      redis.call('DECRBY', rk, held)
-    end
-  end
-  local amount = ARGV[4 + i]
-  if amount ~= '0' and redis.call('HEXISTS', tk, 'used') == 1 then
-    redis.call('HINCRBY', tk, 'used', amount)
-  end
-end
-for j = 1, nrates do
-  local b = 4 + npools + 3 * (j - 1)
-  local limit, window, cost = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
-  local key = KEYS[4 * npools + j]
-  local v = redis.call('GET', key)
-  local tat = v and tonumber(v) or 0
-  set_tat(key, math.max(math.max(tat, now) + cost * window / limit, now), now)
-end
-return 0
-"""
-
-# KEYS: three per lease (lease, held, reserved). ARGV: now|'', lease_s, request id per lease.
-_RENEW = _LUA_COMMON + r"""
-local now = clock(ARGV[1])
-local deadline = f17(now + tonumber(ARGV[2]))
-local lease_ms = math.ceil(tonumber(ARGV[2]) * 1000)
-for i = 1, #KEYS / 3 do
-  local lk, hk, rk = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
-  local rid = ARGV[2 + i]
-  local score = redis.call('ZSCORE', lk, rid)
-  if score and tonumber(score) > now then  -- a lease that ran out stays out
-    redis.call('ZADD', lk, deadline, rid)
-    outlive_lease(lk, hk, rk, lease_ms)
-  end
-end
-return 0
-"""
-
-# KEYS: the pool's total. ARGV: now|'', used, resets_at.
-_SEED = _LUA_COMMON + r"""
-local now = clock(ARGV[1])
-if redis.call('HSETNX', KEYS[1], 'used', ARGV[2]) == 1 then
-  redis.call('HSET', KEYS[1], 'resets_at', ARGV[3])
-  local ms = math.ceil((tonumber(ARGV[3]) + 86400 - now) * 1000)
-  if ms > 0 then
-    redis.call('PEXPIRE', KEYS[1], string.format('%d', ms))
-  else
-    redis.call('DEL', KEYS[1])
-  end
-end
-return 0
-"""
-
-# KEYS: four per pool. ARGV: now|''. Reply: used, reserved, holders per pool (zeros when over).
-_READ = _LUA_COMMON + r"""
-local now = clock(ARGV[1])
-local nowstr = f17(now)
-local out = {}
-for i = 1, #KEYS / 4 do
-  local k, o = 4 * (i - 1), 3 * (i - 1)
-  local tk, lk, hk, rk = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
-  out[o + 1], out[o + 2], out[o + 3] = 0, 0, 0
-  if not period_over(tk, lk, hk, rk, now) then
-    reclaim(lk, hk, rk, nowstr)
-    out[o + 1] = tonumber(redis.call('HGET', tk, 'used') or '0')
-    out[o + 2] = tonumber(redis.call('GET', rk) or '0')
-    out[o + 3] = redis.call('ZCARD', lk)
-  end
-end
-return out
-"""
-
-
-# Breakers: KEYS = failures, open-until, probe. Failures count in a window that starts at the
-# first one (a fixed window: close enough for "N failures in 30 s", and one key).
-_TRIP = _LUA_COMMON + r"""
-local now = clock(ARGV[1])
-local probing = redis.call('DEL', KEYS[3])
-local failures = redis.call('INCR', KEYS[1])
-if failures == 1 then
-  redis.call('PEXPIRE', KEYS[1], math.max(1, math.floor(tonumber(ARGV[3]) * 1000)))
-end
-if failures >= tonumber(ARGV[2]) or probing == 1 then
-  local open_until = now + tonumber(ARGV[4])
-  redis.call('SET', KEYS[2], string.format('%.6f', open_until), 'PX',
-             math.floor((tonumber(ARGV[4]) + tonumber(ARGV[5])) * 1000))
-  redis.call('DEL', KEYS[1])
-  return string.format('%.6f', open_until)
-end
-return redis.call('GET', KEYS[2]) or '0'
-"""
 
 
 def _glob_escape(text: str) -> str:
@@ -342,13 +108,17 @@ class RedisCounters:
             retry=Retry(NoBackoff(), 0), health_check_interval=0)
         self._redis: aioredis.Redis = aioredis.Redis(connection_pool=pool)
         # register_script reloads a script on NOSCRIPT (after a Redis restart or SCRIPT FLUSH).
-        self._admit = self._redis.register_script(_ADMIT)
-        self._settle = self._redis.register_script(_SETTLE)
-        self._renew = self._redis.register_script(_RENEW)
-        self._seed = self._redis.register_script(_SEED)
-        self._read = self._redis.register_script(_READ)
-        self._trip = self._redis.register_script(_TRIP)
+        self._admit = self._redis.register_script(ADMIT)
+        self._settle = self._redis.register_script(SETTLE)
+        self._renew = self._redis.register_script(RENEW)
+        self._seed = self._redis.register_script(SEED)
+        self._read = self._redis.register_script(READ)
+        self._trip = self._redis.register_script(TRIP)
+        self._epoch = self._redis.register_script(EPOCH)
+        self._rejoin = self._redis.register_script(REJOIN)
         self._breaker_prefix = prefix + "breaker:"
+        self._settled_prefix = prefix + "settled:"
+        self._epoch_keys = [prefix + "epoch", prefix + "epoch:joining"]
 
     def _now(self) -> str:
         return "" if self._clock is None else repr(float(self._clock()))
@@ -363,9 +133,9 @@ class RedisCounters:
         A connection that died while idle in the pool (Redis restarted, a proxy or CLIENT KILL
         dropped it) fails the first command sent on it, so that one is tried once more on a
         fresh connection. If the connection died instead after the command reached Redis, the
-        command runs twice: as when the limiter replays a settlement, it errs towards counting
-        more (a hold is replaced, not doubled), and it beats treating every dropped connection
-        as an outage. Timeouts are not retried: that would double the wait.
+        command runs twice: a hold is replaced, not doubled, and a settlement the limiter asks
+        to apply once is applied once; it beats treating every dropped connection as an outage.
+        Timeouts are not retried: that would double the wait.
         """
         try:
             try:
@@ -389,6 +159,7 @@ class RedisCounters:
 
     async def admit(self, request_id: str, rates: Sequence[Rate], holds: Sequence[Hold],
                     lease_s: float) -> Admission:
+        check_admit(rates, holds)
         keys = [self._rate_prefix + rate.name for rate in rates]
         args: list[str | int] = [self._now(), repr(float(lease_s)), request_id, len(rates),
                                  len(holds)]
@@ -418,17 +189,26 @@ class RedisCounters:
         return Admission(False, readings, refused_by=holds[index].name,
                          pool=PoolReading(used, reserved, holders))
 
-    async def settle(self, request_id: str, used: Mapping[str, int],
-                     adjust: Sequence[Rate]) -> None:
+    async def settle(self, request_id: str, used: Mapping[str, int], adjust: Sequence[Rate],
+                     periods: Mapping[str, float] | None = None, *, once: bool = False,
+                     ) -> tuple[str, ...]:
+        check_settle(used)
+        periods = periods or {}
         keys: list[str] = []
-        args: list[str | int] = [self._now(), request_id, len(used), len(adjust)]
-        for name, amount in used.items():
+        args: list[str | int] = [self._now(), request_id, len(used), len(adjust),
+                                 1 if once else 0, SETTLED_MEMORY_S * 1000]
+        names = list(used)
+        for name in names:
             keys += self._pool_keys(name)
-            args.append(amount)
+            resets_at = periods.get(name)
+            args += (used[name], "" if resets_at is None else repr(float(resets_at)))
         for rate in adjust:
             keys.append(self._rate_prefix + rate.name)
             args += (rate.limit, rate.window_s, rate.cost)
-        await self._call(self._settle, keys, args)
+        if once:
+            keys.append(self._settled_prefix + request_id)
+        reply = await self._call(self._settle, keys, args)
+        return tuple(names[i] for i in reply[1:]) if reply[0] == 1 else ()
 
     async def renew(self, leases: Mapping[str, Sequence[str]], lease_s: float) -> None:
         pairs = [(request_id, name) for request_id, names in leases.items() for name in names]
@@ -441,9 +221,36 @@ class RedisCounters:
                 args.append(request_id)
             await self._call(self._renew, keys, args)
 
-    async def seed(self, name: str, used: int, resets_at: float) -> None:
-        await self._call(self._seed, [self._pool_keys(name)[0]],
-                         [self._now(), used, repr(float(resets_at))])
+    async def seed(self, name: str, used: int, resets_at: float, epoch: str | None = None,
+                   ) -> bool:
+        reply = await self._call(self._seed, [self._pool_keys(name)[0], *self._epoch_keys],
+                                 [self._now(), used, repr(float(resets_at)),
+                                  0 if epoch is None else 1, epoch or ""])
+        return bool(reply)
+
+    async def epoch(self, replica: str, known: str, gate_s: float, join_s: float) -> Epoch:
+        reply = await self._call(self._epoch, self._epoch_keys, [
+            self._now(), replica, known, repr(float(gate_s)), repr(float(join_s)),
+            os.urandom(8).hex()])
+        return Epoch(reply[0].decode(), reply[1] == 1, float(reply[2]), int(reply[3]))
+
+    async def rejoin(self, replica: str, epoch: str, holds: Mapping[str, Sequence[Hold]],
+                     lease_s: float, *, done: bool = True) -> bool:
+        pairs = [(request_id, hold) for request_id, taken in holds.items() for hold in taken]
+        # Batches keep each script short; the last one (maybe empty) marks the replica joined.
+        starts = range(0, len(pairs), _BATCH) if pairs else range(1)
+        for start in starts:
+            batch = pairs[start:start + _BATCH]
+            keys = list(self._epoch_keys)
+            last = start + _BATCH >= len(pairs)
+            args: list[str | int] = [self._now(), replica, epoch, repr(float(lease_s)),
+                                     1 if done and last else 0]
+            for request_id, hold in batch:
+                keys += self._pool_keys(hold.name)[1:]
+                args += (request_id, hold.amount)
+            if not await self._call(self._rejoin, keys, args):
+                return False
+        return True
 
     async def ping(self) -> None:
         await self._do(self._redis.ping)

@@ -3,7 +3,12 @@
 A background task takes records off the queue and writes them in batches: when the batch is full
 or the flush interval has passed. `close()` drains everything still queued, so a SIGTERM that
 reaches the lifespan shutdown loses no record. A failed write is retried; records are dropped only
-when the queue overflows, and then a log line says how many.
+when the queue overflows, and then a log line says how many. A database outage is logged once
+with its traceback, then briefly at most every 30 s, then when writes work again.
+
+Records leave the queue in the order they came (a failed batch goes back to the front), so
+`sync()` can wait for exactly the records queued before it: the limiter's rejoin needs every
+row settled before a loss of Redis's data in the ledger, not a queue that never empties.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 
+from keystead.state.outage import OutageLog
 from keystead.state.records import UsageRecord
 from keystead.state.store import InvalidRecord, Store
 
@@ -37,6 +43,8 @@ class LedgerWriter:
         self.dropped = 0
         self.rejected = 0  # records the database refused (values out of range)
         self.written = 0
+        self._queued_total = 0  # records ever queued; written + rejected catch up with it
+        self._outage = OutageLog(log, "writing the usage ledger")
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="keystead-ledger")
@@ -49,6 +57,7 @@ class LedgerWriter:
                 log.error("usage queue full: %d records dropped so far", self.dropped)
             return
         self._pending.append(record)
+        self._queued_total += 1
         if len(self._pending) >= self._batch_size:
             self._wakeup.set()
 
@@ -59,6 +68,13 @@ class LedgerWriter:
     async def flush(self) -> None:
         """Write everything queued now (tests, reports that must see the latest requests)."""
         while self._pending:
+            await self._write_batch()
+
+    async def sync(self) -> None:
+        """Return once every record queued before this call is written (or set aside as
+        refused); raises what the database raises. Records queued meanwhile may wait."""
+        mark = self._queued_total  # (a batch being written is no longer in `_pending`)
+        while self.written + self.rejected < mark:
             await self._write_batch()
 
     async def close(self) -> None:
@@ -106,9 +122,11 @@ class LedgerWriter:
             if self._pending:
                 try:
                     await self._write_batch()
-                except Exception:  # the writer must outlive a database hiccup
-                    log.exception("usage batch write failed; retrying")
+                except Exception as exc:  # the writer must outlive a database hiccup
+                    self._outage.failed(exc)
                     await asyncio.sleep(min(self._interval, 1.0))
+                else:
+                    self._outage.ok()
 
     async def _write_batch(self) -> None:
         # One writer at a time: `flush()` and the background task must not write a batch twice.
