@@ -26,13 +26,15 @@ from keystead.usage.estimate import (
     estimate_responses,
     streamed_text,
 )
+from keystead.usage.extract import usage_from_body
 from keystead.usage.ledger import LedgerWriter
 from keystead.usage.prices import Cost, PriceBook, TokenUsage
 
 if TYPE_CHECKING:
     from keystead.routing.table import Deployment
 
-__all__ = ["budget_worst_cost", "estimate_usage", "price", "prompt_tokens_bounds", "settle"]
+__all__ = ["budget_worst_cost", "count_discarded", "estimate_usage", "price",
+           "prompt_tokens_bounds", "settle"]
 
 # Tokens an image may cost (a high-detail image of gpt-4o's largest tiling is ~1,500).
 _IMAGE_TOKENS = 1600
@@ -142,6 +144,21 @@ def price(ctx: RequestContext, prices: PriceBook) -> None:
     cost = _cost(ctx, prices, ctx.usage)
     ctx.cost = cost.usd
     ctx.cost_known = cost.known
+
+
+def count_discarded(ctx: RequestContext, prices: PriceBook, deployment: Deployment,
+                    body: bytes) -> None:
+    """An answer the provider billed that the client will not get (it broke its schema): its
+    tokens and cost still count."""
+    usage, _model = usage_from_body(body)
+    if usage is None:
+        return
+    cost = prices.cost(deployment.provider.type, deployment.model, usage)
+    ctx.discarded_cost += cost.usd
+    before = ctx.discarded_usage or TokenUsage()
+    ctx.discarded_usage = TokenUsage(before.prompt_tokens + usage.prompt_tokens,
+                                     before.completion_tokens + usage.completion_tokens,
+                                     before.cached_tokens + usage.cached_tokens)
 
 
 def _clip(text: str | None, size: int) -> str | None:

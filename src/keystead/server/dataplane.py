@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from decimal import Decimal
 from functools import partial
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -33,32 +32,29 @@ from keystead.pipeline import admit, messages
 from keystead.pipeline.cache_stage import Lookup, static_completion
 from keystead.pipeline.context import RequestContext
 from keystead.pipeline.endpoints import EndpointSpec, find_endpoint
-from keystead.pipeline.limits import Scope as LimitScope
-from keystead.pipeline.limits import Ticket
 from keystead.pipeline.parse import decode_view, read_body
 from keystead.pipeline.relay import ClientGone, ClientWatch
 from keystead.pipeline.request_id import CLIENT_REQUEST_ID, new_request_id
+from keystead.pipeline.reserve import reserve
 from keystead.pipeline.rewrite import BodyFactory, BodyRewrite
 from keystead.pipeline.settle import (
-    budget_worst_cost,
+    count_discarded,
     estimate_usage,
     price,
     prompt_tokens_bounds,
     settle,
 )
 from keystead.pipeline.validate import check_feature, printable
+from keystead.pipeline.window import context_tokens as window_tokens
 from keystead.providers.anthropic import CLIENT_HEADERS
 from keystead.providers.base import Endpoint
 from keystead.routing.router import AttemptLog, Judge, TierFailed
-from keystead.routing.table import Deployment, Route
+from keystead.routing.table import Route
 from keystead.server.answers import NATIVE, Answers, send_error, stream_error
 from keystead.server.catalog import list_models
 from keystead.server.cors import preflight, with_cors
 from keystead.server.mint import mint_token
 from keystead.state.records import TeamRecord
-from keystead.usage.estimate import estimate_chat
-from keystead.usage.extract import usage_from_body
-from keystead.usage.prices import TokenUsage
 
 if TYPE_CHECKING:
     from keystead.live import Live
@@ -72,7 +68,6 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-_ZERO = Decimal(0)
 
 
 class DataPlane:
@@ -286,7 +281,7 @@ class DataPlane:
                                    param="stream_options")
         body_for = BodyFactory(body, rewrite, had_options, view.model)
         output = requested if requested is not None else fill
-        ctx.ticket = await self._admit(ctx, scopes, output, deployments)
+        ctx.ticket = await reserve(self.rt.limiter, self.live, ctx, scopes, output, deployments)
         lookup = None
         if route.config is not None and route.config.cache is not None:
             lookup = self.rt.cache.plan(ctx, route.name, route.config, body, rewrite.cap_value,
@@ -308,7 +303,7 @@ class DataPlane:
             prompt_tokens = prompt_tokens_bounds(body)[0]
             output_tokens = output if output is not None \
                 else self.live.config.limits.default_max_tokens
-            context_tokens = await self._context_tokens(ctx, route, prompt_tokens, requested)
+            context_tokens = await window_tokens(ctx, route, prompt_tokens, requested)
         watch = ClientWatch(receive)
         try:
             try:
@@ -318,7 +313,7 @@ class DataPlane:
                     judge=judge,
                     on_invalid=route.config.structured_output.on_invalid
                     if route.config is not None else "pass",
-                    on_discarded=partial(self._discarded, ctx))
+                    on_discarded=partial(count_discarded, ctx, self.live.prices))
             except asyncio.CancelledError:
                 if watch.was_cancelled_by_us():
                     raise ClientGone from None
@@ -346,65 +341,8 @@ class DataPlane:
             await watch.close()
 
     @staticmethod
-    async def _context_tokens(ctx: RequestContext, route: Route, estimate: int,
-                              requested: int | None) -> int:
-        """What the request needs of a context window (prompt + the output it asks for), for
-        skipping deployments too small for it. Counted with the offline tokenizer, off the
-        event loop, only when the byte estimate comes near the route's smallest window: an
-        estimate alone must not send a request to a dearer model."""
-        smallest = route.smallest_window()
-        if smallest is None or estimate < smallest // 2 or ctx.endpoint is not Endpoint.CHAT:
-            return 0
-        view = ctx.view
-        try:
-            usage = await asyncio.to_thread(
-                estimate_chat, ctx.upstream_model or ctx.model or "",
-                view.messages, view.tools)  # type: ignore[attr-defined]
-        except Exception:  # a count that fails must not fail the request: no pre-check
-            log.exception("counting the prompt of request %s failed", ctx.request_id)
-            return 0
-        return usage.prompt_tokens + (requested or 0)
-
-    @staticmethod
     def _note_attempts(ctx: RequestContext, attempts: list[AttemptLog]) -> None:
         ctx.attempts = max(1, len(attempts))
-
-    def _discarded(self, ctx: RequestContext, deployment: Deployment, body: bytes) -> None:
-        """An answer the provider billed that the client will not get (it broke its schema):
-        its tokens and cost still count."""
-        usage, _model = usage_from_body(body)
-        if usage is None:
-            return
-        cost = self.live.prices.cost(deployment.provider.type, deployment.model, usage)
-        ctx.discarded_cost += cost.usd
-        before = ctx.discarded_usage or TokenUsage()
-        ctx.discarded_usage = TokenUsage(before.prompt_tokens + usage.prompt_tokens,
-                                         before.completion_tokens + usage.completion_tokens,
-                                         before.cached_tokens + usage.cached_tokens)
-
-    async def _admit(self, ctx: RequestContext, scopes: list[LimitScope], max_output: int | None,
-                     deployments: list[Deployment]) -> Ticket:
-        """Charge rate limits and reserve budgets, with the request's estimated and worst-case
-        tokens (prompt bounded by its size, plus what it may generate)."""
-        limiter = self.rt.limiter
-        # The counters key holds by an id of ours: a client's x-request-id may repeat, and two
-        # requests sharing one hold would share one budget reservation.
-        hold_id = new_request_id()
-        if not limiter.needs_tokens(scopes) or ctx.endpoint is Endpoint.COUNT_TOKENS:
-            return await limiter.admit(hold_id, scopes, 0, _ZERO)  # (counting tokens is free)
-        estimate, bound = prompt_tokens_bounds(ctx.body)
-        if ctx.endpoint is Endpoint.EMBEDDINGS:
-            output = 0
-        else:
-            output = max_output if max_output is not None \
-                else self.live.config.limits.default_max_tokens
-            output *= max(1, getattr(ctx.view, "n", None) or 1)
-        # A route may be served by any of its deployments: reserve for the dearest one (one
-        # without a price is refused under a budget, unless limits.unpriced_models allows it).
-        worst = budget_worst_cost(ctx, self.live.prices, bound, output, deployments,
-                                  self.live.config.limits.unpriced_models) \
-            if limiter.has_budget(scopes) else _ZERO
-        return await limiter.admit(hold_id, scopes, estimate + output, worst)
 
     async def _degraded(self, ctx: RequestContext, route: Route, lookup: Lookup | None,
                         send: Send) -> bool:
