@@ -9,7 +9,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from keystead.config.model import MockConfig
+from keystead.config.providers import MockConfig
 from keystead.mocks.anthropic_upstream import AnthropicMock
 from keystead.providers.anthropic import AnthropicProvider
 from keystead.providers.base import Endpoint

@@ -21,7 +21,7 @@ import jsonschema
 import pytest
 from pydantic import ValidationError
 
-from keystead.config.model import MockConfig
+from keystead.config.providers import MockConfig
 from keystead.errors import UpstreamUnreachable
 from keystead.mocks.faults import (
     OK,

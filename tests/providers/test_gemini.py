@@ -15,7 +15,7 @@ import pytest
 from genai_prices import Usage
 from pydantic import ValidationError
 
-from keystead.config.model import ProviderConfig
+from keystead.config.providers import ProviderConfig
 from keystead.mocks.openai_upstream import MockSettings, create_mock_app
 from keystead.providers.base import Endpoint
 from keystead.providers.gemini import GeminiProvider

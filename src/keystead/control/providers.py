@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from keystead.config.model import DEFAULT_BASE_URLS
 from keystead.config.provider_values import check_base_url, check_deployment, check_model_entry
+from keystead.config.providers import DEFAULT_BASE_URLS
 from keystead.control.probe import probe
 from keystead.errors import InvalidField, NotFound, SecretRefNotAllowed
 from keystead.providers.base import Provider

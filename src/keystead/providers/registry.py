@@ -13,8 +13,8 @@ import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from keystead.config.model import DEFAULT_BASE_URLS, MockConfig, ProviderConfig
 from keystead.config.provider_values import DEFAULT_MODELS, default_models
+from keystead.config.providers import DEFAULT_BASE_URLS, MockConfig, ProviderConfig
 from keystead.errors import ModelNotFound
 from keystead.mocks import anthropic_upstream
 from keystead.mocks.openai_upstream import MockSettings, create_mock_app
