@@ -41,6 +41,8 @@ from keystead.state.counters import Counters, MemoryCounters
 from keystead.state.records import EventRecord, ProviderKeyState, TeamRecord
 from keystead.state.sql_store import SQLStore
 from keystead.state.store import Store
+from keystead.state.versions import KEYS_VERSION as KEYS_VERSION
+from keystead.state.versions import PROVIDERS_VERSION as PROVIDERS_VERSION
 from keystead.usage.ledger import LedgerWriter
 from keystead.usage.prices import PriceBook
 from keystead.vault.envelope import MasterKey, VaultError
@@ -53,8 +55,6 @@ __all__ = ["KEY_DISABLED", "KEY_ENABLED", "ProviderStatus", "Runtime"]
 
 log = logging.getLogger("keystead.runtime")
 
-KEYS_VERSION = "keys"  # keys and teams: both shape the policy of a request
-PROVIDERS_VERSION = "providers"
 # Audit events of provider keys (a pool's key taken out on a 401/403, or back).
 KEY_DISABLED = "provider.key_disabled"
 KEY_ENABLED = "provider.key_enabled"
@@ -122,11 +122,7 @@ class Runtime:
                 config.vault.master_key.get_secret_value() if config.vault.master_key else None,
                 loaded.resolve_path(key_file) if key_file else None,
             )
-        url = config.database.url
-        if url.startswith("sqlite:///") and not url.startswith("sqlite:////") \
-                and url != "sqlite:///:memory:":
-            url = "sqlite:///" + str(loaded.resolve_path(url[len("sqlite:///"):]))
-        store = SQLStore(url)
+        store = SQLStore(loaded.store_url())
         await store.open()
         redis = config.redis
         counters: Counters

@@ -7,7 +7,6 @@ import sys
 import click
 
 from keystead.cli.context import State, friendly
-from keystead.vault.envelope import MasterKey
 
 
 @click.group("vault")
@@ -26,11 +25,11 @@ def rotate_master(state: State, new_key_stdin: bool) -> None:
     Runs on the local store with the current master key from the environment. Prints the new
     key once: put it in place of KEYSTEAD_MASTER_KEY, then restart the gateways.
     """
-    from keystead.cli.backend import EmbeddedBackend
+    from keystead.vault.envelope import MasterKey
 
     new_key = sys.stdin.readline().strip() if new_key_stdin else MasterKey.generate_text()
     MasterKey.from_text(new_key)  # refuse a malformed key before touching anything
-    count = EmbeddedBackend(state.loaded()).rotate_master(new_key)
+    count = state.embedded().rotate_master(new_key)
     click.echo(f"re-sealed {count} secrets under the new master key", err=True)
     if not new_key_stdin:
         click.echo(f"KEYSTEAD_MASTER_KEY={new_key}")

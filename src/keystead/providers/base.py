@@ -19,8 +19,8 @@ import contextlib
 import fnmatch
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from enum import StrEnum
 
+from keystead.providers.endpoints import Endpoint
 from keystead.providers.key_pool import DISABLED, KeyPool, PoolKey
 from keystead.providers.transport import Transport, UpstreamResponse
 
@@ -28,17 +28,6 @@ __all__ = ["Capabilities", "Endpoint", "Provider"]
 
 # Answers about the key rather than the request: the pool acts on them (see key_pool).
 _KEY_STATUSES = frozenset((401, 403, 429))
-
-
-class Endpoint(StrEnum):
-    CHAT = "chat.completions"
-    EMBEDDINGS = "embeddings"
-    RESPONSES = "responses"
-    MODELS = "models"
-    TOKENS = "tokens"  # keystead's own: minting short-lived tokens; never reaches a provider
-    # Anthropic's own API, passed through (docs/providers.md): only Anthropic adapters serve it.
-    MESSAGES = "messages"
-    COUNT_TOKENS = "messages.count_tokens"
 
 
 @dataclass(frozen=True, slots=True)
