@@ -26,6 +26,8 @@ DATA_PLANE = ("aiohttp", "uvicorn", "uvloop", "httptools", "tiktoken", "genai_pr
               "keystead.runtime", "keystead.routing", "keystead.cache", "keystead.mocks",
               "keystead.providers.base", "keystead.providers.registry", "keystead.usage",
               "keystead.guard")
+# PostgreSQL's driver and dialect: a store on SQLite never needs them.
+POSTGRES = ("asyncpg", "sqlalchemy.dialects.postgresql")
 # What neither `--help` nor a --server call needs either: the config's models and the store.
 LOCAL_STACK = ("pydantic", "sqlalchemy", "aiosqlite", "asyncpg", "yaml", "cryptography",
                "keystead.config.model", "keystead.state.sql_store", "keystead.control",
@@ -81,7 +83,7 @@ def test_embedded_commands_leave_the_data_plane_alone(project: Project, tmp_path
     project.create_key("prod-pay-api", "--team", "payments")
     modules = _modules(tmp_path, "--config", str(project.config), *command,
                        env={"KEYSTEAD_MASTER_KEY": project.master_key})
-    assert _loaded(modules, DATA_PLANE) == []
+    assert _loaded(modules, DATA_PLANE + POSTGRES) == []
 
 
 @pytest.mark.parametrize("command", [
