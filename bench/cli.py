@@ -7,10 +7,13 @@ on that project. Wall time is measured around the process; CPU time (user + syst
 operating system's account of the finished child, steadier than wall time on a shared machine.
 A table on stdout (median, min and max in ms), JSON in bench/results/cli.json.
 
-    python -m bench cli [--runs 9] [--warmup 2] [--src DIR] [--only embedded,server,floor]
+    python -m bench cli [--runs 9] [--warmup 2] [--vs DIR] [--only floor,embedded,server]
 
-`--src DIR` measures another checkout's source (its `src/`) with this virtualenv: the before
-figures of docs/performance.md are `--src` of the commit before the change.
+`--vs DIR` also runs another checkout's source (DIR is its `src/`, put first on PYTHONPATH,
+with this virtualenv), alternating with this one run by run so that a machine whose load drifts
+slows both alike; the table gains its figures and the ratio. The before figures of
+docs/performance.md are `--vs` a checkout of the commit before the change. The server for the
+--server rows is always this checkout's.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from bench.procs import Proc, free_port, wait_http
@@ -48,23 +50,11 @@ FLOORS = {
     "aiohttp": "import aiohttp",
     "keystead.runtime (the whole serving runtime)": "import keystead.runtime",
 }
+THIS = "this"
+OTHER = "vs"
 
-
-@dataclass
-class Timing:
-    wall_ms: list[float]
-    cpu_ms: list[float]
-
-    def row(self, name: str, mode: str) -> dict[str, object]:
-        return {"command": name, "mode": mode,
-                "median_ms": _ms(statistics.median(self.wall_ms)),
-                "min_ms": _ms(min(self.wall_ms)), "max_ms": _ms(max(self.wall_ms)),
-                "cpu_median_ms": _ms(statistics.median(self.cpu_ms)),
-                "runs": len(self.wall_ms)}
-
-
-def _ms(value: float) -> float:
-    return round(value, 1)
+# (run number, build) -> the arguments of one run.
+Argv = Callable[[int, str], list[str]]
 
 
 def _children_cpu() -> float:
@@ -72,25 +62,27 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def time_command(args: Callable[[int], list[str]], *, runs: int, warmup: int,
-                 env: dict[str, str], cwd: Path, stdin: str = "") -> Timing:
-    """Run `args(i)` (a fresh argument list for run i) warmup + runs times; time the runs."""
-    wall: list[float] = []
-    cpu: list[float] = []
+def time_command(argv: Argv, builds: dict[str, dict[str, str]], *, runs: int, warmup: int,
+                 cwd: Path) -> dict[str, tuple[list[float], list[float]]]:
+    """Run `argv` warmup + runs times for each build, the builds in turn; per build the wall
+    and CPU milliseconds of the timed runs."""
+    times: dict[str, tuple[list[float], list[float]]] = {b: ([], []) for b in builds}
     for i in range(warmup + runs):
-        cpu_before = _children_cpu()
-        started = time.perf_counter()
-        done = subprocess.run(args(i), cwd=cwd, env=env, input=stdin, capture_output=True,
-                              text=True, check=False)
-        elapsed = time.perf_counter() - started
-        spent = _children_cpu() - cpu_before
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(args(i))} exited {done.returncode}: "
-                               f"{done.stderr.strip()[-400:]}")
-        if i >= warmup:
-            wall.append(elapsed * 1000)
-            cpu.append(spent * 1000)
-    return Timing(wall, cpu)
+        for build, env in builds.items():
+            args = argv(i, build)
+            cpu_before = _children_cpu()
+            started = time.perf_counter()
+            done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True,
+                                  check=False)
+            elapsed = time.perf_counter() - started
+            spent = _children_cpu() - cpu_before
+            if done.returncode != 0:
+                raise RuntimeError(f"{build}: {' '.join(args)} exited {done.returncode}: "
+                                   f"{done.stderr.strip()[-400:]}")
+            if i >= warmup:
+                times[build][0].append(elapsed * 1000)
+                times[build][1].append(spent * 1000)
+    return times
 
 
 def _keystead(*args: str) -> list[str]:
@@ -120,47 +112,70 @@ class Project:
                        capture_output=True)
 
 
-def commands(project: Project, tag: str) -> dict[str, Callable[[int], list[str]]]:
-    """Each listed command, as a function of the run number (create and revoke need a new key
-    each time; `tag` keeps the embedded and --server runs apart)."""
-    spare = project.spare
-    half = len(spare) // 2
-    offset = 0 if tag == "embedded" else half
+def commands(project: Project, mode: str, builds: list[str],
+             per_build: int) -> dict[str, Argv]:
+    """Each listed command. Create and revoke need a key of their own each run: the names
+    depend on the mode, the build and the run number."""
+    first = {(m, b): (i * len(builds) + j) * per_build
+             for i, m in enumerate(("embedded", "server")) for j, b in enumerate(builds)}
+
+    def spare(i: int, build: str) -> str:
+        return project.spare[first[(mode, build)] + i]
+
     return {
-        "keys list": lambda i: ["keys", "list"],
-        "keys show": lambda i: ["keys", "show", "prod-pay-api"],
-        "keys create": lambda i: ["keys", "create", f"prod-{tag}-new{i:03d}", "--json"],
-        "keys revoke": lambda i: ["keys", "revoke", spare[offset + i]],
-        "teams list": lambda i: ["teams", "list"],
-        "teams show": lambda i: ["teams", "show", "payments"],
-        "usage": lambda i: ["usage", "--by", "model"],
-        "events": lambda i: ["events", "--limit", "20"],
-        "incident": lambda i: ["incident", "prod-pay-api", "--json"],
+        "keys list": lambda i, b: ["keys", "list"],
+        "keys show": lambda i, b: ["keys", "show", "prod-pay-api"],
+        "keys create": lambda i, b: ["keys", "create", f"prod-{mode}{b}-new{i:03d}", "--json"],
+        "keys revoke": lambda i, b: ["keys", "revoke", spare(i, b)],
+        "teams list": lambda i, b: ["teams", "list"],
+        "teams show": lambda i, b: ["teams", "show", "payments"],
+        "usage": lambda i, b: ["usage", "--by", "model"],
+        "events": lambda i, b: ["events", "--limit", "20"],
+        "incident": lambda i, b: ["incident", "prod-pay-api", "--json"],
     }
 
 
-def _fixed(argv: list[str]) -> Callable[[int], list[str]]:
-    return lambda _i: argv
+def _row(name: str, mode: str, times: dict[str, tuple[list[float], list[float]]]
+         ) -> dict[str, object]:
+    wall, cpu = times[THIS]
+    row: dict[str, object] = {
+        "command": name, "mode": mode, "median_ms": _ms(statistics.median(wall)),
+        "min_ms": _ms(min(wall)), "max_ms": _ms(max(wall)),
+        "cpu_median_ms": _ms(statistics.median(cpu)), "runs": len(wall)}
+    if OTHER in times:
+        other_wall, other_cpu = times[OTHER]
+        row.update({"vs_median_ms": _ms(statistics.median(other_wall)),
+                    "vs_cpu_median_ms": _ms(statistics.median(other_cpu)),
+                    "ratio": round(statistics.median(wall) / statistics.median(other_wall), 2)})
+    return row
 
 
-def _cli(argv: Callable[[int], list[str]], *before: str) -> Callable[[int], list[str]]:
-    return lambda i: _keystead(*before, *argv(i))
+def _ms(value: float) -> float:
+    return round(value, 1)
+
+
+def _fixed(argv: list[str]) -> Argv:
+    return lambda _i, _b: argv
+
+
+def _cli(argv: Argv, *before: str) -> Argv:
+    return lambda i, b: _keystead(*before, *argv(i, b))
 
 
 def run(args: argparse.Namespace) -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYSTEAD_")}
-    if args.src:
-        env["PYTHONPATH"] = str(Path(args.src).resolve())
+    builds = {THIS: env}
+    if args.vs:
+        builds[OTHER] = {**env, "PYTHONPATH": str(Path(args.vs).resolve())}
     only = set(args.only.split(",")) if args.only else {"floor", "embedded", "server"}
-    per_mode = args.runs + args.warmup
-    project = Project(env, spare_keys=2 * per_mode)
+    per_build = args.runs + args.warmup
+    project = Project(env, spare_keys=2 * len(builds) * per_build)
     rows: list[dict[str, object]] = []
 
-    def record(name: str, mode: str, argv: Callable[[int], list[str]],
-               extra_env: dict[str, str] | None = None) -> None:
-        timing = time_command(argv, runs=args.runs, warmup=args.warmup,
-                              env={**env, **(extra_env or {})}, cwd=project.dir)
-        rows.append(timing.row(name, mode))
+    def record(name: str, mode: str, argv: Argv, extra: dict[str, str] | None = None) -> None:
+        envs = {build: {**build_env, **(extra or {})} for build, build_env in builds.items()}
+        times = time_command(argv, envs, runs=args.runs, warmup=args.warmup, cwd=project.dir)
+        rows.append(_row(name, mode, times))
         print(_line(rows[-1]), file=sys.stderr)
 
     if "floor" in only:
@@ -168,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
             record(name, "import", _fixed([sys.executable, "-c", code]))
         record("keystead --help", "-", _fixed(_keystead("--help")))
     if "embedded" in only:
-        for name, argv in commands(project, "embedded").items():
+        for name, argv in commands(project, "embedded", list(builds), per_build).items():
             record(name, "embedded", _cli(argv))
     if "server" in only:
         port = free_port()
@@ -178,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             wait_http(url + "/admin/keys",
                       headers={"authorization": f"Bearer {project.admin_token}"})
-            for name, argv in commands(project, "server").items():
+            for name, argv in commands(project, "server", list(builds), per_build).items():
                 record(name, "--server", _cli(argv, "--server", url),
                        {"KEYSTEAD_ADMIN_TOKEN": project.admin_token})
         finally:
@@ -186,26 +201,28 @@ def run(args: argparse.Namespace) -> int:
     report = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "platform": platform.platform(),
-                          "load_average": os.getloadavg()},
-              "src": args.src, "runs": args.runs, "warmup": args.warmup, "rows": rows}
+                          "load_average_at_end": os.getloadavg()},
+              "vs": args.vs, "runs": args.runs, "warmup": args.warmup, "rows": rows}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "cli.json").write_text(json.dumps(report, indent=2))
-    print(table(rows))
-    print(f"(load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs at the end; "
-          "wall times grow with it, CPU times much less)")
+    print(table(rows, vs=bool(args.vs)))
+    print(f"(load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs at the end: wall "
+          "times grow with it, CPU times much less)")
     return 0
 
 
 COLUMNS = ("command", "mode", "median_ms", "min_ms", "max_ms", "cpu_median_ms")
+VS_COLUMNS = ("vs_median_ms", "vs_cpu_median_ms", "ratio")
 
 
 def _line(row: dict[str, object]) -> str:
-    return "  ".join(f"{c}={row[c]}" for c in COLUMNS)
+    return "  ".join(f"{c}={row[c]}" for c in (*COLUMNS, *VS_COLUMNS) if c in row)
 
 
-def table(rows: list[dict[str, object]]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(str(row[c]) for c in COLUMNS) + " |" for row in rows]
+def table(rows: list[dict[str, object]], *, vs: bool = False) -> str:
+    columns = (*COLUMNS, *VS_COLUMNS) if vs else COLUMNS
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(row.get(c, "-")) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -214,6 +231,6 @@ def main(argv: list[str]) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=9, help="timed runs per command")
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs first")
-    parser.add_argument("--src", help="another checkout's src/ to measure (PYTHONPATH)")
+    parser.add_argument("--vs", metavar="DIR", help="another checkout's src/ to compare with")
     parser.add_argument("--only", help="comma-separated: floor, embedded, server")
     return run(parser.parse_args(argv))

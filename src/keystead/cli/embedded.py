@@ -10,6 +10,7 @@ those imports stay inside their methods so the other commands never load them.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -49,7 +50,7 @@ class EmbeddedBackend:
             finally:
                 await session.close()
 
-        return _run(main())
+        return _run(main(), self.loaded)
 
     def _runtime(self, action: Callable[[Runtime], Awaitable[T]]) -> T:
         from keystead.runtime import Runtime
@@ -61,7 +62,7 @@ class EmbeddedBackend:
             finally:
                 await runtime.close()
 
-        return _run(main())
+        return _run(main(), self.loaded)
 
     def _providers(self, call: Callable[[ProviderService], Awaitable[T]]) -> T:
         from keystead.control.providers import ProviderService
@@ -222,11 +223,27 @@ class EmbeddedBackend:
         return self._providers(lambda service: service.enable_key(name, label))
 
 
-def _run(main: Coroutine[Any, Any, T]) -> T:
+def _run(main: Coroutine[Any, Any, T], loaded: LoadedConfig) -> T:
+    from sqlalchemy.exc import OperationalError  # loaded with the store already
+
     try:
         return asyncio.run(main)
     except GatewayError as exc:
         raise BackendError(exc.message, exc.status) from None
+    except (OSError, OperationalError) as exc:  # the database is unreachable, locked, or gone
+        raise BackendError(f"cannot use the store at {_shown_url(loaded.store_url())}: "
+                           f"{_reason(exc)}") from None
+
+
+def _shown_url(url: str) -> str:
+    """The database URL without its password."""
+    return re.sub(r"(//[^/:@]*:)[^/@]*@", r"\1***@", url)
+
+
+def _reason(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)  # SQLAlchemy's wrapper: the driver's own words
+    text = str(orig if orig is not None else exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 def _with_limits(fields: dict[str, Any]) -> dict[str, Any]:
