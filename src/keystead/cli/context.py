@@ -33,6 +33,7 @@ class State:
         self.server = server
         self.admin_token = admin_token
         self._loaded: LoadedConfig | None = None
+        self._embedded: EmbeddedBackend | None = None
 
     def loaded(self) -> LoadedConfig:
         """The config of this invocation. Without a file it is refused (ConfigError) unless
@@ -64,10 +65,14 @@ class State:
         return self.embedded()
 
     def embedded(self) -> EmbeddedBackend:
-        """This machine's store, whatever --server says (`vault rotate-master`)."""
-        from keystead.cli.embedded import EmbeddedBackend
+        """This machine's store, whatever --server says (`vault rotate-master`): one for the
+        command, closed with it."""
+        if self._embedded is None:
+            from keystead.cli.embedded import EmbeddedBackend
 
-        return EmbeddedBackend(self.loaded())
+            self._embedded = EmbeddedBackend(self.loaded())
+            click.get_current_context().call_on_close(self._embedded.close)
+        return self._embedded
 
 
 def exit_code(exc: BaseException) -> int | None:

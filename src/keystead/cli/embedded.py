@@ -39,18 +39,22 @@ T = TypeVar("T")
 
 
 class EmbeddedBackend:
+    """One store session for the whole command, opened by its first call and closed by
+    `close()` (State registers it with click's context), on one event loop: a command that
+    makes several calls (create, then the scope check; scan --revoke) opens the store once."""
+
     def __init__(self, loaded: LoadedConfig):
         self.loaded = loaded
+        self._loop: asyncio.Runner | None = None
+        self._store: StoreSession | None = None
 
     def _session(self, action: Callable[[ControlPlane], Awaitable[T]]) -> T:
         async def main() -> T:
-            session = await StoreSession.open(self.loaded)
-            try:
-                return await action(session)
-            finally:
-                await session.close()
+            if self._store is None:
+                self._store = await StoreSession.open(self.loaded)
+            return await action(self._store)
 
-        return _run(main(), self.loaded)
+        return self._run(main())
 
     def _runtime(self, action: Callable[[Runtime], Awaitable[T]]) -> T:
         from keystead.runtime import Runtime
@@ -62,7 +66,31 @@ class EmbeddedBackend:
             finally:
                 await runtime.close()
 
-        return _run(main(), self.loaded)
+        return self._run(main())
+
+    def _run(self, main: Coroutine[Any, Any, T]) -> T:
+        from sqlalchemy.exc import OperationalError  # loaded with the store already
+
+        if self._loop is None:
+            self._loop = asyncio.Runner()
+        try:
+            return self._loop.run(main)
+        except GatewayError as exc:
+            raise BackendError(exc.message, exc.status) from None
+        except (OSError, OperationalError) as exc:  # the database is unreachable, locked, gone
+            raise BackendError(f"cannot use the store at {_shown_url(self.loaded.store_url())}: "
+                               f"{_reason(exc)}") from None
+
+    def close(self) -> None:
+        if self._loop is None:
+            return
+        try:
+            if self._store is not None:
+                self._loop.run(self._store.close())
+        finally:
+            self._store = None
+            self._loop.close()
+            self._loop = None
 
     def _providers(self, call: Callable[[ProviderService], Awaitable[T]]) -> T:
         from keystead.control.providers import ProviderService
@@ -221,18 +249,6 @@ class EmbeddedBackend:
 
     def enable_provider_key(self, name: str, label: str) -> dict[str, Any]:
         return self._providers(lambda service: service.enable_key(name, label))
-
-
-def _run(main: Coroutine[Any, Any, T], loaded: LoadedConfig) -> T:
-    from sqlalchemy.exc import OperationalError  # loaded with the store already
-
-    try:
-        return asyncio.run(main)
-    except GatewayError as exc:
-        raise BackendError(exc.message, exc.status) from None
-    except (OSError, OperationalError) as exc:  # the database is unreachable, locked, or gone
-        raise BackendError(f"cannot use the store at {_shown_url(loaded.store_url())}: "
-                           f"{_reason(exc)}") from None
 
 
 def _shown_url(url: str) -> str:

@@ -199,8 +199,7 @@ def _unset_hint(name: str, path: tuple[str, ...]) -> str:
     # A secret has no default: one written into the file would end up in a repository.
     hint = "set it, or put it in the .env beside the config, never in the config itself"
     if path[-1] == "master_key":
-        hint += ("; `keystead init DIR` writes a new one for a new install (a new key cannot "
-                 "open a vault sealed by another)")
+        hint += "; for a new install, `keystead init DIR` writes one into its .env"
     return hint
 
 
