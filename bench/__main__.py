@@ -7,6 +7,7 @@ started alone, warmed up, then loaded with 32 connections (throughput) and 1 con
 
     python -m bench [--seconds 10] [--quick] [--only keystead,floor-httpx,...]
     python -m bench soak [--minutes 10]
+    python -m bench cli [--runs 9] [--src DIR]   (CLI start-up: bench/cli.py)
 """
 
 from __future__ import annotations
@@ -228,6 +229,10 @@ def soak(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["cli"]:  # its own options; needs no wrk
+        from bench.cli import main as cli_main
+
+        return cli_main(sys.argv[2:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", nargs="?", choices=("run", "soak"), default="run")

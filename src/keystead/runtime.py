@@ -37,6 +37,8 @@ from keystead.state.outage import OutageLog
 from keystead.state.records import TeamRecord
 from keystead.state.sql_store import SQLStore
 from keystead.state.store import Store
+from keystead.state.versions import KEYS_VERSION as KEYS_VERSION
+from keystead.state.versions import PROVIDERS_VERSION as PROVIDERS_VERSION
 from keystead.usage.ledger import LedgerWriter
 from keystead.usage.prices import PriceBook
 from keystead.vault.envelope import MasterKey
@@ -49,8 +51,6 @@ __all__ = ["CONFIG_VERSION", "KEY_DISABLED", "KEY_ENABLED", "ProviderStatus", "R
 
 log = logging.getLogger("keystead.runtime")
 
-KEYS_VERSION = "keys"  # keys and teams: both shape the policy of a request
-PROVIDERS_VERSION = "providers"
 
 
 class Runtime:
@@ -138,11 +138,7 @@ class Runtime:
                 config.vault.master_key.get_secret_value() if config.vault.master_key else None,
                 loaded.resolve_path(key_file) if key_file else None,
             )
-        url = config.database.url
-        if url.startswith("sqlite:///") and not url.startswith("sqlite:////") \
-                and url != "sqlite:///:memory:":
-            url = "sqlite:///" + str(loaded.resolve_path(url[len("sqlite:///"):]))
-        store = SQLStore(url)
+        store = SQLStore(loaded.store_url())
         await store.open()
         redis = config.redis
         counters: Counters

@@ -432,9 +432,9 @@ def test_vault_rotate_master(project: Project) -> None:
 
     asyncio.run(check())
 
-    # The old key fails, saying which key to use.
+    # The old key fails, saying which key to use: a configuration error (exit 2).
     stale = project.run("keys", "list", master_key=old)
-    assert stale.exit_code == 1
+    assert stale.exit_code == 2
     assert stale.stderr.startswith("error: ")
     assert "sealed by master key" in stale.stderr
     assert "use the matching KEYSTEAD_MASTER_KEY" in stale.stderr
@@ -449,14 +449,14 @@ def test_vault_rotate_master_from_stdin_and_malformed(project: Project) -> None:
     project.ok("keys", "list", master_key=chosen)
     bad = project.run("vault", "rotate-master", "--new-key-stdin", input="too-short\n",
                       master_key=chosen)
-    assert bad.exit_code == 1
+    assert bad.exit_code == 2  # bad input
     assert "32 random bytes" in bad.stderr
     project.ok("keys", "list", master_key=chosen)  # nothing changed
 
 
 def test_malformed_master_key_is_explained(project: Project) -> None:
     result = project.run("keys", "list", master_key="not-a-key")
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a configuration error, as cli.md says
     assert "master key must be 32 random bytes" in result.stderr
 
 

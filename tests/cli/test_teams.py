@@ -75,11 +75,12 @@ def test_list(project: Project, fmt: str) -> None:
         assert table[2].split()[:4] == ["search", "-", "-", "-"]
 
 
-def test_list_without_teams(project: Project) -> None:
+def test_list_without_teams_says_so(project: Project) -> None:
     assert json.loads(project.ok("teams", "list", "--format", "json").stdout) == []
-    assert project.ok("teams", "list").stdout.split() == ["NAME", "OWNER", "LIMITS",
-                                                          "IP_ALLOWLIST", "DESCRIPTION",
-                                                          "CREATED_AT"]
+    assert project.ok("teams", "list", "--format", "csv").stdout.strip() == \
+        "name,owner,limits,ip_allowlist,description,created_at"
+    assert project.ok("teams", "list").stdout.strip() == \
+        "no teams yet; create one with `keystead teams create NAME`"
 
 
 def test_update_sets_and_clears_only_what_is_given(project: Project) -> None:

@@ -22,7 +22,10 @@ def events(state: State, key: str | None, kind: str | None, since: str | None, l
            fmt: str) -> None:
     """The audit trail, newest first."""
     rows = state.backend().events({"key": key, "kind": kind, "since": since, "limit": limit})
-    click.echo(table(rows, ("ts", "kind", "key_id", "actor", "detail"), fmt))
+    narrowed = "".join(f", {name} {value}" for name, value in
+                       (("key", key), ("kind", kind), ("in the last", since)) if value)
+    click.echo(table(rows, ("ts", "kind", "key_id", "actor", "detail"), fmt,
+                     empty=f"no events{narrowed}"))
 
 
 COMMANDS = [events]

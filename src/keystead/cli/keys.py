@@ -30,6 +30,33 @@ def _csv(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+def _models(value: str, *, update: bool) -> list[str]:
+    """A `--models` list. Empty is refused: it would read as no scope, i.e. every model."""
+    models = _csv(value) or []
+    if not models:
+        every = "write `--models off`" if update else "leave --models out"
+        raise click.BadParameter(f"names no model; to allow every model, {every}",
+                                 param_hint="--models")
+    return models
+
+
+def _warn_unserved(state: State, models: list[str] | None) -> None:
+    """Say so when a key is scoped to a model no provider or route serves (a typo, or a
+    provider not added yet): its requests would be refused with model_not_found."""
+    if not models:
+        return
+    from keystead.cli.backend import BackendError
+
+    try:
+        missing = state.backend().unserved_models(models)
+    except BackendError:  # an older gateway, or gone meanwhile: the key is made, say nothing
+        return
+    for model in missing:
+        click.echo(f"warning: no provider or route serves {model!r}: requests for it get "
+                   "model_not_found until one does (keystead providers list shows what is "
+                   "served)", err=True)
+
+
 def _people(record: dict[str, Any]) -> dict[str, Any]:
     """A key for people: its cache setting in the words of `--cache`."""
     if "cache" not in record:
@@ -73,13 +100,15 @@ def create(state: State, /, name: str, team: str | None, env: str | None, owner:
     A --team must exist (keystead teams create NAME); its limits apply on top of the key's.
     """
     expires_in = _expires(expires) if expires else None
+    scope = _models(models, update=False) if models is not None else None
     limits, extra = limits_from_options(options, update=False)
     created = state.backend().create_key(
         name=name, env=env, team=team, owner=owner, description=description,
-        models=_csv(models), endpoints=_csv(endpoints), max_tokens=max_tokens,
+        models=scope, endpoints=_csv(endpoints), max_tokens=max_tokens,
         max_body_bytes=max_body_bytes, expires_in_s=expires_in, limits=limits,
         ip_allowlist=extra.get("ip_allowlist"),
         cache=_CACHE[cache.lower()] if cache is not None else None)
+    _warn_unserved(state, scope)
     if as_json:
         echo_json(created)
         return
@@ -101,11 +130,14 @@ def list_(state: State, fmt: str, due: str | None) -> None:
     """List keys (never their text)."""
     if due is not None:
         records = state.backend().due_keys(due)
-        click.echo(table(records, (*_LIST_COLUMNS[:4], "rotated_at", "rotation_due_at"), fmt))
+        within = "" if due == "0s" else f" within {due}"
+        click.echo(table(records, (*_LIST_COLUMNS[:4], "rotated_at", "rotation_due_at"), fmt,
+                         empty=f"no key's rotation is due{within} (keys.rotate_every)"))
         return
     records = state.backend().list_keys()
     click.echo(table([_people(r) for r in records] if fmt == "table" else records,
-                     _LIST_COLUMNS, fmt))
+                     _LIST_COLUMNS, fmt,
+                     empty="no keys yet; create one with `keystead keys create NAME`"))
 
 
 @keys.command("show")
@@ -158,9 +190,10 @@ def update(state: State, /, key: str, team: str | None, owner: str | None,
     for field, text in (("owner", owner), ("description", description)):
         if text is not None:
             changes[field] = text or None
-    for field, listed in (("models", models), ("endpoints", endpoints)):
-        if listed is not None:
-            changes[field] = None if listed is OFF else _csv(listed)
+    if models is not None:
+        changes["models"] = None if models is OFF else _models(models, update=True)
+    if endpoints is not None:
+        changes["endpoints"] = None if endpoints is OFF else _csv(endpoints)
     for field, number in (("max_tokens", max_tokens), ("max_body_bytes", max_body_bytes)):
         if number is not None:
             changes[field] = None if number is OFF else number
@@ -172,6 +205,7 @@ def update(state: State, /, key: str, team: str | None, owner: str | None,
         raise click.UsageError("nothing to change: give at least one option "
                                "(see keystead keys update --help)")
     record = state.backend().update_key(key, changes)
+    _warn_unserved(state, changes.get("models"))
     echo_json(record) if as_json else show_record(_people(record))
 
 

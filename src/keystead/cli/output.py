@@ -19,7 +19,11 @@ def echo_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, default=str))
 
 
-def table(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: str = "table") -> str:
+def table(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: str = "table",
+          empty: str | None = None) -> str:
+    """`rows` as an aligned table for people, or JSON or CSV for scripts. With no rows, the
+    table is `empty` (a sentence that says so and what to do) when given; JSON stays `[]` and
+    CSV its header line."""
     if fmt == "json":
         return json.dumps([{c: r.get(c) for c in columns} for r in rows], indent=2, default=str)
     if fmt == "csv":
@@ -27,8 +31,11 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: str = "ta
         writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore",
                                 lineterminator="\n")
         writer.writeheader()
-        writer.writerows(rows)
+        # Nested values as JSON (a script can parse them), never as Python's repr.
+        writer.writerows({c: _csv_cell(v) for c, v in r.items()} for r in rows)
         return buffer.getvalue().rstrip("\n")
+    if not rows and empty is not None:
+        return empty
     cells = [[_cell(r.get(c)) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
     lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
@@ -37,11 +44,29 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: str = "ta
 
 
 def _cell(value: Any) -> str:
+    """A value as people read it: None `-`, lists comma separated, a mapping `name=value ...`,
+    true/false; never Python's repr."""
     if value is None:
         return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, list | tuple):
-        return ",".join(str(v) for v in value) or "-"
+        return ",".join(_cell(v) for v in value) or "-"
+    if isinstance(value, dict):
+        return " ".join(f"{k}={_nested(v)}" for k, v in value.items()) or "-"
     return str(value)
+
+
+def _nested(value: Any) -> str:
+    if isinstance(value, dict):  # one level deeper: compact JSON keeps it on one line
+        return json.dumps(value, separators=(",", ":"), default=str)
+    return _cell(value)
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value, separators=(",", ":"), default=str)
+    return value
 
 
 def limits_text(limits: Mapping[str, Any] | None) -> str:

@@ -156,7 +156,8 @@ def list_(state: State, fmt: str) -> None:
     rows = state.backend().list_teams()
     if fmt != "json":  # one cell per team for people and spreadsheets; JSON keeps the structure
         rows = [{**row, "limits": limits_text(row["limits"])} for row in rows]
-    click.echo(table(rows, _LIST_COLUMNS, fmt))
+    click.echo(table(rows, _LIST_COLUMNS, fmt,
+                     empty="no teams yet; create one with `keystead teams create NAME`"))
 
 
 @teams.command("show")

@@ -37,8 +37,11 @@ def _filter_options(func: Any) -> Any:
 @click.pass_obj
 @friendly
 def usage(state: State, /, by: str, since: str, fmt: str, **filters: str | None) -> None:
-    """Requests, tokens and cost from the usage ledger, optionally filtered
-    (e.g. --by model --team payments --env prod)."""
+    """Requests, tokens and cost from the usage ledger, grouped one way and filtered by the
+    others.
+
+    For example: --by model --team payments --env prod.
+    """
     try:
         parse_duration(since)
     except ValueError as exc:
@@ -49,7 +52,9 @@ def usage(state: State, /, by: str, since: str, fmt: str, **filters: str | None)
     if by == "route":  # how the reliability moves did, per route
         columns += _ROUTE_COLUMNS
     shaped = [{by: r["group"], **r} for r in rows]
-    click.echo(table(shaped, columns, fmt))
+    narrowed = "".join(f", {name} {value}" for name, value in chosen.items())
+    click.echo(table(shaped, columns, fmt,
+                     empty=f"no requests in the last {since}{narrowed}"))
 
 
 COMMANDS = [usage]

@@ -4,6 +4,10 @@ Order: `--config FILE`, else `$KEYSTEAD_CONFIG`, else `./keystead.yaml`, else th
 defaults. A `.env` beside the file is loaded first (never overriding the real environment).
 `${VAR}` and `${VAR:-default}` are resolved in every string. Secret fields must be references:
 a raw secret written into the file is refused, because config files end up in repositories.
+
+Importing this module is cheap: pydantic and the typed tree (about a third of a CLI command's
+start-up) are imported by `parse_config` only, so `keystead --help` and `--server` calls that
+read just the admin token (`read_admin_token`) never pay for them.
 """
 
 from __future__ import annotations
@@ -13,15 +17,15 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-from dotenv import dotenv_values
-from pydantic import ValidationError
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
-from keystead.config.model import Config
+    from keystead.config.model import Config
 
-__all__ = ["ConfigError", "LoadedConfig", "find_config_file", "load_config", "parse_config"]
+__all__ = ["ConfigError", "LoadedConfig", "find_config_file", "load_config", "parse_config",
+           "read_admin_token"]
 
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SECRET_FIELDS = {"api_key", "token", "master_key", "webhook_url"}
@@ -58,6 +62,14 @@ class LoadedConfig:
         path = Path(value).expanduser()
         return path if path.is_absolute() else self.base_dir / path
 
+    def store_url(self) -> str:
+        """`database.url` with a relative SQLite path resolved against `base_dir`."""
+        url = self.config.database.url
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////") \
+                and url != "sqlite:///:memory:":
+            url = "sqlite:///" + str(self.resolve_path(url[len("sqlite:///"):]))
+        return url
+
 
 def find_config_file(explicit: str | os.PathLike[str] | None = None,
                      environ: Mapping[str, str] | None = None) -> Path | None:
@@ -82,26 +94,62 @@ def load_config(explicit: str | os.PathLike[str] | None = None,
     env = dict(os.environ if environ is None else environ)
     if path is None:
         return LoadedConfig(parse_config({}, env, source="embedded defaults"), None, Path.cwd())
+    raw = _read_file(path, env, export=environ is None)
+    return LoadedConfig(parse_config(raw, env, source=str(path)), path, path.parent.resolve(),
+                        notes=_overruled(raw, env, str(path)))
+
+
+def read_admin_token(explicit: str | os.PathLike[str] | None = None,
+                     environ: Mapping[str, str] | None = None) -> str | None:
+    """`admin.token` as `load_config` would resolve it, without validating the rest of the file
+    (`--server` needs nothing else from this machine). None when there is no file, no token, or
+    the file or the token's reference cannot be read: the caller then asks for one."""
+    env = dict(os.environ if environ is None else environ)
+    try:
+        path = find_config_file(explicit, environ)
+        admin = _read_file(path, env, export=False).get("admin") if path is not None else None
+        if isinstance(admin, dict) and admin.get("token"):
+            _check_secret_references(admin, ("admin",), str(path))
+            token = _resolve(admin["token"], ("admin", "token"), env, str(path))
+            if isinstance(token, str) and token:
+                return token
+    except ConfigError:
+        return None
+    return env.get("KEYSTEAD_ADMIN_TOKEN") or None
+
+
+def _read_file(path: Path, env: dict[str, str], *, export: bool) -> dict[str, Any]:
+    """The file's top-level mapping; the `.env` beside it fills `env` (and, with `export`, the
+    process environment) where a variable is not set already."""
+    import yaml  # here: `keystead --help` reads no file
+
     dotenv = path.parent / ".env"
     if dotenv.is_file():
-        for name, value in dotenv_values(dotenv).items():
+        from dotenv import dotenv_values
+
+        try:
+            values = dotenv_values(dotenv)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{dotenv}: cannot be read: {_reason(exc)}") from None
+        for name, value in values.items():
             if value is not None:
                 env.setdefault(name, value)
-                if environ is None:
+                if export:
                     os.environ.setdefault(name, value)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
+    except (OSError, UnicodeDecodeError) as exc:  # a directory, no permission, not UTF-8
+        raise ConfigError(f"{path}: cannot be read: {_reason(exc)}") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections (server, ...)")
-    return LoadedConfig(parse_config(raw, env, source=str(path)), path, path.parent.resolve(),
-                        notes=_overruled(raw, env, str(path)))
+    return raw
 
 
-def _yaml_problem(exc: yaml.YAMLError) -> str:
+def _yaml_problem(exc: Any) -> str:
     """What is wrong and where (line, column), never the text there: it may hold a secret."""
     parts = []
     for what, mark in ((getattr(exc, "context", None), getattr(exc, "context_mark", None)),
@@ -112,7 +160,19 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return ": ".join(parts) or type(exc).__name__
 
 
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {exc.start})"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return type(exc).__name__
+
+
 def parse_config(raw: dict[str, Any], env: Mapping[str, str], *, source: str) -> Config:
+    from pydantic import ValidationError
+
+    from keystead.config.model import Config
+
     _check_secret_references(raw, (), source)
     resolved = _resolve(raw, (), env, source)
     for var, (section, field) in _ENV_OVERRIDES:
@@ -156,13 +216,21 @@ def _resolve(node: Any, path: tuple[str, ...], env: Mapping[str, str], source: s
                 return env[name]
             if default is not None:
                 return default
-            raise ConfigError(
-                f"{source}: {'.'.join(path)}: environment variable {name} is not set "
-                f"(set it, put it in the .env beside the config, or write ${{{name}:-default}})"
-            )
+            raise ConfigError(f"{source}: {'.'.join(path)}: environment variable {name} is not "
+                              f"set ({_unset_hint(name, path)})")
 
         return _REF.sub(substitute, node)
     return node
+
+
+def _unset_hint(name: str, path: tuple[str, ...]) -> str:
+    if not (path and (path[-1] in _SECRET_FIELDS or path[-2:-1] == ("api_keys",))):
+        return f"set it, put it in the .env beside the config, or write ${{{name}:-default}}"
+    # A secret has no default: one written into the file would end up in a repository.
+    hint = "set it, or put it in the .env beside the config, never in the config itself"
+    if path[-1] == "master_key":
+        hint += "; for a new install, `keystead init DIR` writes one into its .env"
+    return hint
 
 
 def _check_secret_references(node: Any, path: tuple[str, ...], source: str) -> None:

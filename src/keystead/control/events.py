@@ -5,12 +5,14 @@ from __future__ import annotations
 import builtins
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keystead.control.keys import KeyService
 from keystead.durations import parse_duration
-from keystead.runtime import Runtime
 from keystead.state.records import EventRecord
+
+if TYPE_CHECKING:
+    from keystead.control.plane import ControlPlane
 
 __all__ = ["EventService", "event_view"]
 
@@ -24,7 +26,7 @@ def event_view(event: EventRecord) -> dict[str, Any]:
 
 
 class EventService:
-    def __init__(self, runtime: Runtime):
+    def __init__(self, runtime: ControlPlane):
         self.rt = runtime
 
     async def list(self, *, key: str | None = None, kind: str | None = None,

@@ -15,17 +15,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
 
 from keystead.control.keys import KeyService
+from keystead.control.typed_text import redact
 from keystead.errors import InvalidField
-from keystead.guard.detect import redact
 from keystead.keys.format import PREFIX, parse_key
-from keystead.runtime import Runtime
 from keystead.state.records import KeyRecord, UsageRecord
+
+if TYPE_CHECKING:
+    from keystead.control.plane import ControlPlane
 
 __all__ = ["Incident", "IncidentService", "forensics"]
 
@@ -106,7 +107,7 @@ def forensics(records: Iterable[UsageRecord], now: float, days: float) -> dict[s
 
 
 class IncidentService:
-    def __init__(self, runtime: Runtime, actor: str = "cli"):
+    def __init__(self, runtime: ControlPlane, actor: str = "cli"):
         self.rt = runtime
         self.keys = KeyService(runtime, actor)
 
@@ -180,6 +181,8 @@ class IncidentService:
         payload = {"text": text, "key_id": record.id, "key_name": record.name,
                    "owner": record.owner, "team": record.team, "action": incident.action,
                    "reason": reason}
+        import aiohttp  # here: a CLI incident without a webhook never loads the HTTP client
+
         try:
             timeout = aiohttp.ClientTimeout(total=10)
             async with aiohttp.ClientSession(timeout=timeout) as session, session.post(

@@ -6,7 +6,7 @@ import builtins
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keystead.control.bounds import INT32_MAX
 from keystead.control.teams import (
@@ -15,14 +15,17 @@ from keystead.control.teams import (
     check_text,
     policy_changes,
 )
+from keystead.control.typed_text import redact
 from keystead.durations import parse_duration
 from keystead.errors import InvalidField, NotFound
-from keystead.guard.detect import redact
 from keystead.keys.format import generate_key
-from keystead.providers.base import Endpoint
-from keystead.runtime import KEYS_VERSION, Runtime
+from keystead.providers.endpoints import Endpoint
 from keystead.state.records import EventRecord, KeyRecord, Limits
 from keystead.state.store import DuplicateName
+from keystead.state.versions import KEYS_VERSION
+
+if TYPE_CHECKING:
+    from keystead.control.plane import ControlPlane
 
 __all__ = ["CreatedKey", "KeyService", "key_view"]
 
@@ -75,6 +78,18 @@ def _check_endpoints(endpoints: list[str] | None) -> None:
                                hint=f"Choose from {', '.join(sorted(_ENDPOINTS))}.")
 
 
+def _check_models(models: list[str] | None) -> tuple[str, ...] | None:
+    """A model scope as stored: None allows every model; a list must name at least one."""
+    if models is None:
+        return None
+    if not models or any(not isinstance(m, str) or not m.strip() for m in models):
+        raise InvalidField("A model scope must name at least one model or pattern: an empty "
+                           "one would read as no scope at all.", param="models",
+                           hint="Leave models out (null; `--models off` in `keys update`) to "
+                                "allow every model, or list them: gpt-4o-mini,gpt-4o*.")
+    return tuple(m.strip() for m in models)
+
+
 def _check_caps(max_tokens: int | None, max_body_bytes: int | None) -> None:
     if max_tokens is not None and not 1 <= max_tokens <= INT32_MAX:
         raise InvalidField(f"max_tokens must be from 1 to {INT32_MAX}.", param="max_tokens")
@@ -96,7 +111,7 @@ def _check_expiry(expires_in_s: float | None) -> None:
 
 
 class KeyService:
-    def __init__(self, runtime: Runtime, actor: str = "cli"):
+    def __init__(self, runtime: ControlPlane, actor: str = "cli"):
         self.rt = runtime
         self.actor = actor  # who acts, for the audit entries: "cli", "admin-api"
 
@@ -120,6 +135,7 @@ class KeyService:
         check_text("name", name)
         check_text("owner", owner)
         resolved_env = self.rt.naming.check(name, env)
+        scope = _check_models(models)
         _check_endpoints(endpoints)
         _check_caps(max_tokens, max_body_bytes)
         _check_expiry(expires_in_s)
@@ -133,7 +149,7 @@ class KeyService:
         record = KeyRecord(
             id=generated.key_id, name=name, key_hash=self.rt.hasher.hash(generated.text),
             env=resolved_env, team=team, owner=redact(owner), description=redact(description),
-            models=tuple(models) if models else None,
+            models=scope,
             endpoints=tuple(endpoints) if endpoints is not None else None,
             max_tokens=max_tokens, max_body_bytes=max_body_bytes, created_at=now,
             expires_at=now + expires_in_s if expires_in_s is not None else None,
@@ -183,8 +199,7 @@ class KeyService:
                 values[field] = redact(values[field])
         check_text("owner", values.get("owner"))
         if "models" in changes:
-            models = changes["models"]
-            values["models"] = tuple(models) if models else None  # empty: every model, as create
+            values["models"] = _check_models(changes["models"])
         if "endpoints" in changes:
             endpoints = changes["endpoints"]
             _check_endpoints(endpoints)

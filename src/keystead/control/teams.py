@@ -14,14 +14,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import fields
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keystead.control.bounds import BUDGET_MAX, BUDGET_PLACES, COUNT_MAX
+from keystead.control.typed_text import redact
 from keystead.errors import InvalidField, NotFound
-from keystead.guard.detect import redact
-from keystead.runtime import KEYS_VERSION, Runtime
 from keystead.state.records import KeyRecord, Limits, TeamRecord
 from keystead.state.store import DuplicateName
+from keystead.state.versions import KEYS_VERSION
+
+if TYPE_CHECKING:
+    from keystead.control.plane import ControlPlane
 
 __all__ = ["LIMIT_FIELDS", "TeamService", "apply_limit_changes", "check_allowlist",
            "check_limits", "team_view"]
@@ -167,7 +170,7 @@ def team_view(record: TeamRecord) -> dict[str, Any]:
 
 
 class TeamService:
-    def __init__(self, runtime: Runtime):
+    def __init__(self, runtime: ControlPlane):
         self.rt = runtime
 
     async def create(self, name: str, *, description: str | None = None,

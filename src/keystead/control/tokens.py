@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keystead.control.bounds import COUNT_MAX
 from keystead.durations import parse_duration
 from keystead.errors import InvalidField, ModelNotAllowed
 from keystead.keys.tokens import TokenClaims
 from keystead.pipeline.admit import model_allowed
-from keystead.runtime import Runtime
 from keystead.state.records import KeyRecord
+
+if TYPE_CHECKING:
+    from keystead.control.plane import ControlPlane
 
 __all__ = ["MintedToken", "TokenService"]
 
@@ -41,7 +43,7 @@ def _positive(name: str, value: int | None) -> int | None:
 
 
 class TokenService:
-    def __init__(self, runtime: Runtime):
+    def __init__(self, runtime: ControlPlane):
         self.rt = runtime
 
     def mint(self, key: KeyRecord, *, ttl: str | None = None,

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from keystead.errors import InvalidField
-from keystead.runtime import Runtime
 from keystead.state.store import DIMENSIONS, GROUPS, Dimension, GroupBy, UsageRow
+
+if TYPE_CHECKING:
+    from keystead.control.plane import ControlPlane
 
 __all__ = ["DIMENSIONS", "GROUPS", "UsageService"]
 
 
 class UsageService:
-    def __init__(self, runtime: Runtime):
+    def __init__(self, runtime: ControlPlane):
         self.rt = runtime
 
     async def report(self, group_by: GroupBy, since_s: float,

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from keystead.runtime import Runtime
+from typing import TYPE_CHECKING
+
 from keystead.vault.envelope import MasterKey
+
+if TYPE_CHECKING:
+    from keystead.control.plane import ControlPlane
 
 __all__ = ["VaultService"]
 
 
 class VaultService:
-    def __init__(self, runtime: Runtime):
+    def __init__(self, runtime: ControlPlane):
         self.rt = runtime
 
     async def rotate_master(self, new_key_text: str) -> int:

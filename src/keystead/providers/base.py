@@ -23,8 +23,8 @@ from __future__ import annotations
 import fnmatch
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from enum import StrEnum
 
+from keystead.providers.endpoints import Endpoint
 from keystead.providers.key_pool import (
     DISABLED,
     FORBIDDEN_KEY,
@@ -39,16 +39,6 @@ from keystead.providers.transport import Transport, UpstreamResponse
 
 __all__ = ["Capabilities", "Endpoint", "Provider"]
 
-class Endpoint(StrEnum):
-    CHAT = "chat.completions"
-    EMBEDDINGS = "embeddings"
-    RESPONSES = "responses"
-    MODELS = "models"
-    TOKENS = "tokens"  # keystead's own: minting short-lived tokens; never reaches a provider
-    # Anthropic's own API, passed through (docs/providers.md): only Anthropic adapters serve it.
-    MESSAGES = "messages"
-    COUNT_TOKENS = "messages.count_tokens"
-    UNKNOWN = "unknown"  # a path the gateway does not serve: recorded, never sent anywhere
 
 
 @dataclass(frozen=True, slots=True)

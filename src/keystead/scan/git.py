@@ -94,7 +94,13 @@ def scan_git(repo: Path, revisions: str | None = None,
     # Each blob is scanned once as it streams in (its path only labels the findings).
     by_blob: dict[str, list[Finding] | None] = {}
     for blob, data in _read_blobs(repo, unique):
-        by_blob[blob] = None if data is None else scan_bytes(data, "", stats)
+        if data is not None:
+            by_blob[blob] = scan_bytes(data, "", stats)
+            continue
+        by_blob[blob] = None  # too large (or missing): counted once, like a large file
+        if stats is not None:
+            stats.files += 1
+            stats.skipped_large += 1
     if stats is not None:
         stats.commits += len(commits)
         stats.blobs += len(unique)
@@ -103,8 +109,6 @@ def scan_git(repo: Path, revisions: str | None = None,
     for commit, path, blob in order:
         found = by_blob.get(blob)
         if found is None:
-            if stats is not None:
-                stats.skipped_large += 1
             continue
         for finding in found:
             if (finding.fingerprint, path) in seen:

@@ -36,6 +36,8 @@ def render_text(findings: Sequence[Finding], stats: ScanStats, suppressed: int =
     skipped = stats.skipped_binary + stats.skipped_large
     if skipped:
         summary += f"; skipped {stats.skipped_binary} binary and {stats.skipped_large} large"
+    if stats.skipped_unreadable:
+        summary += f"; {stats.skipped_unreadable} could not be read"
     if suppressed:
         summary += f"; {suppressed} accepted in the baseline"
     return "\n".join([*lines, summary])
@@ -48,7 +50,8 @@ def render_json(findings: Sequence[Finding], stats: ScanStats, suppressed: int =
         "suppressed": suppressed,
         "scanned": {"files": stats.files, "commits": stats.commits, "blobs": stats.blobs,
                     "skipped_binary": stats.skipped_binary,
-                    "skipped_large": stats.skipped_large},
+                    "skipped_large": stats.skipped_large,
+                    "skipped_unreadable": stats.skipped_unreadable},
     }, indent=2)
 
 

@@ -3,12 +3,18 @@
 Files are read as bytes: binary files (a NUL byte in the first 8 KiB) and files over 2 MB are
 skipped, as are `.git/`, `node_modules/` and virtualenv directories. A finding carries the
 secret in memory (for `--revoke` and the fingerprint) and only its masked form is ever printed.
+
+Each file is scanned and counted once, however many times it is reached: named twice, inside
+two of the directories given, or through a symbolic link. `ScanStats.files` counts the files
+looked at, the skipped ones included (`skipped_*` say how many and why); sockets, pipes and
+devices are not files to scan and are passed over.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +69,7 @@ class ScanStats:
     files: int = 0
     skipped_binary: int = 0
     skipped_large: int = 0
+    skipped_unreadable: int = 0  # permission denied, or gone while the scan ran
     blobs: int = 0  # with --git
     commits: int = 0  # with --git
 
@@ -135,26 +142,47 @@ def _walk(root: Path) -> Iterator[Path]:
             yield Path(dirpath) / name
 
 
-def _files(paths: Iterable[Path]) -> Iterator[Path]:
-    for path in paths:
-        if path.is_dir():
-            yield from _walk(path)
-        elif path.is_file() and not (set(path.parts) & SKIP_DIRS):
-            yield path
+def _files(paths: Iterable[Path]) -> Iterator[tuple[Path, os.stat_result | None]]:
+    """Each file once (by device and inode, so a link or an overlapping argument does not
+    repeat it), with its status; None: it cannot be looked at."""
+    seen: set[tuple[int, int]] = set()
+    for given in paths:
+        if given.is_dir():
+            found: Iterable[Path] = _walk(given)
+        elif not (set(given.parts) & SKIP_DIRS):
+            found = (given,)
+        else:
+            continue
+        for path in found:
+            try:
+                status = path.stat()
+            except OSError:  # a dangling link, no permission on the way
+                yield path, None
+                continue
+            if not stat.S_ISREG(status.st_mode):
+                continue
+            if (status.st_dev, status.st_ino) in seen:
+                continue
+            seen.add((status.st_dev, status.st_ino))
+            yield path, status
 
 
 def scan_paths(paths: Iterable[Path], stats: ScanStats | None = None) -> list[Finding]:
     """Findings in files and, recursively, directories. Paths are reported as given."""
     findings: list[Finding] = []
-    for path in _files(paths):
-        try:
-            if path.stat().st_size > MAX_BYTES:
-                if stats is not None:
-                    stats.files += 1
-                    stats.skipped_large += 1
-                continue
-            data = path.read_bytes()
-        except OSError:
-            continue
-        findings += scan_bytes(data, path.as_posix(), stats)
+    for path, status in _files(paths):
+        data = None
+        if status is not None and status.st_size <= MAX_BYTES:
+            try:
+                data = path.read_bytes()
+            except OSError:
+                status = None
+        if data is not None:
+            findings += scan_bytes(data, path.as_posix(), stats)
+        elif stats is not None:
+            stats.files += 1
+            if status is None:
+                stats.skipped_unreadable += 1
+            else:
+                stats.skipped_large += 1
     return findings

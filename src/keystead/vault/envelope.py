@@ -16,13 +16,19 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-__all__ = ["MasterKey", "SealedSecret", "VaultError", "open_secret", "rewrap", "seal_secret"]
+__all__ = ["MasterKey", "MasterKeyError", "SealedSecret", "VaultError", "open_secret", "rewrap",
+           "seal_secret"]
 
 _NONCE = 12
 
 
 class VaultError(Exception):
     """The vault cannot open a secret (wrong master key, tampered or moved record)."""
+
+
+class MasterKeyError(VaultError):
+    """The configured master key is missing, malformed or not the vault's: a configuration
+    error (the CLI exits 2), fixed where the key is configured."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +46,7 @@ class MasterKey:
         except ValueError:
             key = b""
         if len(key) != 32:
-            raise VaultError(
+            raise MasterKeyError(
                 "the master key must be 32 random bytes in base64 (44 characters); "
                 "generate one with `keystead init` or `python -c \"import secrets, base64; "
                 "print(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())\"`"
@@ -70,7 +76,7 @@ def seal_secret(master: MasterKey, record_id: str, secret: bytes) -> SealedSecre
 
 def _unwrap(master: MasterKey, record_id: str, sealed: SealedSecret) -> bytes:
     if sealed.master_key_id != master.key_id:
-        raise VaultError(
+        raise MasterKeyError(
             f"secret {record_id!r} is sealed by master key {sealed.master_key_id}, but the "
             f"configured master key is {master.key_id}; use the matching KEYSTEAD_MASTER_KEY"
         )

@@ -13,6 +13,7 @@ from keystead.state.records import SealedRecord
 from keystead.state.store import Store
 from keystead.vault.envelope import (
     MasterKey,
+    MasterKeyError,
     SealedSecret,
     VaultError,
     open_secret,
@@ -30,9 +31,14 @@ def load_master_key(text: str | None, file: Path | None) -> MasterKey:
         return MasterKey.from_text(text)
     if file is not None:
         if not file.is_file():
-            raise VaultError(f"master key file {file} does not exist")
-        return MasterKey.from_text(file.read_text(encoding="ascii"))
-    raise VaultError(
+            raise MasterKeyError(f"master key file {file} does not exist")
+        try:
+            text = file.read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as exc:  # no permission; not base64 text at all
+            raise MasterKeyError(f"master key file {file} cannot be read: "
+                                 f"{getattr(exc, 'strerror', None) or 'not ASCII text'}") from None
+        return MasterKey.from_text(text)
+    raise MasterKeyError(
         "no master key: set KEYSTEAD_MASTER_KEY (or vault.master_key_file in the config); "
         "`keystead init` writes one into .env"
     )
