@@ -74,7 +74,7 @@ def test_served_names_get_no_warning(project: Project) -> None:
     project.ok("providers", "add", "added", "--type", "openai-compatible", "--base-url",
                "http://127.0.0.1:1/v1", "--models", "qwen-7b")
     result = project.ok("keys", "create", "dev-app-chat", "--models",
-                        "gpt-4o-mini,llama3-8b,support-default,mock/anything,qwen-7b,gpt-4o*")
+                        "gpt-4o-mini,llama3-8b,support-default,mock/gpt-4o-mini,qwen-7b,gpt-4o*")
     assert "warning" not in result.stderr, result.stderr
 
 
