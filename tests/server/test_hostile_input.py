@@ -329,17 +329,48 @@ def test_a_content_length_above_the_limit_is_413_before_any_byte_is_read(
     run_app(tmp_path, test)
 
 
-def test_a_body_that_does_not_arrive_in_time_is_408_and_recorded(tmp_path: Path) -> None:
+def test_a_body_cut_off_by_the_protocol_is_a_recorded_408(tmp_path: Path) -> None:
+    """The HTTP protocol (server/protocol.py) cuts a body that does not arrive within
+    server.body_timeout_s: it marks the request's scope, then closes the connection. The data
+    plane records that disconnect as the 408 it is; any other disconnect is a client that left.
+    (tests/e2e/test_hostile_clients.py proves the deadline itself on a real server.)"""
+    from keystead.pipeline.parse import BODY_TIMED_OUT
+
+    async def request(client: AppClient, key: str, timed_out: bool) -> Reply:
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                 "method": "POST", "scheme": "http", "path": CHAT, "raw_path": CHAT.encode(),
+                 "query_string": b"", "root_path": "", "client": ("127.0.0.1", 50000),
+                 "server": ("testserver", 80),
+                 "headers": [(b"authorization", f"Bearer {key}".encode())]}
+        messages = [{"type": "http.request", "body": b'{"model":', "more_body": True}]
+        status = 0
+        body: list[bytes] = []
+
+        async def receive() -> dict[str, Any]:
+            if messages:
+                return messages.pop()
+            if timed_out:
+                scope[BODY_TIMED_OUT] = True
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message.get("body"):
+                body.append(message["body"])
+
+        await client.app(scope, receive, send)
+        return Reply(status, {}, b"".join(body))
+
     async def test(client: AppClient) -> None:
         key = await client.create_key("dev-slow-test")
-        reply = await raw_request(client, "POST", CHAT, [
-            (b"authorization", f"Bearer {key}".encode())], [b'{"model":', b'"gpt-4o-mini"'],
-            delay_s=1.0)
-        assert_error(reply, 408, "request_timeout")
+        assert_error(await request(client, key, timed_out=True), 408, "request_timeout")
+        assert_error(await request(client, key, timed_out=False), 400, "invalid_json")
         assert [(r.status, r.error_code) for r in await rows(client)] == [
-            (408, "request_timeout")]
+            (408, "request_timeout"), (400, "invalid_json")]
 
-    run_app(tmp_path, test, raw={"server": {"body_timeout_s": 0.5}})
+    run_app(tmp_path, test)
 
 
 # --- paths and methods --------------------------------------------------------------------------

@@ -1,5 +1,4 @@
-"""Parse: read the body once, under a size limit and a deadline, and decode only the fields
-policy needs.
+"""Parse: read the body once, under a size limit, and decode only the fields policy needs.
 
 msgspec decodes straight into small structs and skips every other field without building it;
 the original bytes are what goes upstream. The structs declare the ranges and the character set
@@ -9,7 +8,6 @@ msgspec enforces them while it decodes; `pipeline/validate.py` adds depth and du
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -21,8 +19,11 @@ from keystead.pipeline.validate import MAX_OUTPUT_TOKENS, check_body
 from keystead.providers.base import Endpoint
 from keystead.providers.names import MAX_MODEL_CHARS, MODEL_CHARS, MODEL_PATTERN
 
-__all__ = ["ChatView", "CountTokensView", "EmbeddingsView", "MessagesView", "ResponsesView",
-           "decode_view", "read_body"]
+# Set in a request's scope by the HTTP protocol when it cut the body off (server/protocol.py).
+BODY_TIMED_OUT = "keystead.body_timed_out"
+
+__all__ = ["BODY_TIMED_OUT", "ChatView", "CountTokensView", "EmbeddingsView", "MessagesView",
+           "ResponsesView", "decode_view", "read_body"]
 
 
 # msgspec.Raw cannot sit in a union with None; a raw JSON null is the "absent" value.
@@ -88,27 +89,26 @@ _DECODERS: dict[Endpoint, msgspec.json.Decoder[Any]] = {
 
 
 async def read_body(receive: Callable[[], Awaitable[dict[str, Any]]], limit: int,
-                    declared: int | None = None, timeout_s: float | None = None) -> bytes:
-    """The whole body, at most `limit` bytes, within `timeout_s` (a slow client must not hold a
-    request open). `declared`: the Content-Length header; one above the limit is refused before
-    a byte is read."""
+                    declared: int | None = None, scope: dict[str, Any] | None = None,
+                    ) -> bytes:
+    """The whole body, at most `limit` bytes. `declared`: the Content-Length header; one above
+    the limit is refused before a byte is read.
+
+    A body that does not arrive in time is cut off by the HTTP protocol (server/protocol.py:
+    `server.body_timeout_s`), which marks the request's `scope` before it closes the connection:
+    the disconnect that follows is then a 408, recorded as such, not a client that left. (No
+    timer of the request's own: most bodies are whole in the first message.)"""
     if declared is not None and declared > limit:
         raise _too_large(limit)
-    try:
-        async with asyncio.timeout(timeout_s):
-            return await _read_all(receive, limit)
-    except TimeoutError:
-        raise RequestTimeout(f"The request body did not arrive within {timeout_s:g} seconds.",
-                             hint="Send the whole body at once; a proxy in front of keystead "
-                                  "should buffer it.") from None
-
-
-async def _read_all(receive: Callable[[], Awaitable[dict[str, Any]]], limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
+            if scope is not None and scope.get(BODY_TIMED_OUT):
+                raise RequestTimeout("The request body did not arrive in time.",
+                                     hint="Send the whole body at once; a proxy in front of "
+                                          "keystead should buffer it.")
             raise InvalidJSON("The client closed the connection before sending the whole body.")
         chunk = message.get("body", b"")
         if chunk:

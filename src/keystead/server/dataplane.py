@@ -81,7 +81,6 @@ class DataPlane:
         self.answers = Answers(runtime, live)
         server = config.server
         self.max_body = server.max_body_bytes
-        self.body_timeout = server.body_timeout_s
         self.log_requests = config.logging.requests
         guard = config.guardrails
         self.guard_default = guard.default if guard.default != GuardPolicy() else None
@@ -155,7 +154,7 @@ class DataPlane:
                 await mint_token(self.rt, ctx, receive, send)
                 return
             body = ctx.body = await read_body(receive, self._body_limit(ctx), _length(length),
-                                              self.body_timeout)
+                                              scope)
             if native is not None:
                 # The provider adapter reads them for this request (a context variable is
                 # per task, as requests are); the OpenAI routes never set it.

@@ -31,7 +31,7 @@ async def mint_token(rt: Runtime, ctx: RequestContext, receive: Receive, send: S
     if ctx.token is not None:
         raise EndpointNotAllowed("A token cannot mint tokens.",
                                  hint="Mint from your backend, with the key itself.")
-    body = await read_body(receive, 64 * 1024, timeout_s=rt.config.server.body_timeout_s)
+    body = await read_body(receive, 64 * 1024)
     try:
         request = orjson.loads(body) if body.strip() else {}
     except orjson.JSONDecodeError:

@@ -5,11 +5,12 @@ a client that connects and sends nothing, or trickles its headers a byte every f
 (slowloris), or announces a body it never sends, holds a connection and its memory for as long
 as it likes. Here every request must finish its headers within `header_timeout_s` of its first
 byte (of the connection, for the first request) and its body within `body_timeout_s` of its
-headers; otherwise the connection gets a 408 and is closed.
+headers; otherwise the connection gets a 408 and is closed. (Measured from the end of the read
+that left them incomplete: a read is at most a few KB, so that is within a few ms of it.)
 
-The data plane reads its bodies under the same `body_timeout_s` and answers a late one with a
-proper 408 `request_timeout` and a ledger row (pipeline/parse.py); the deadline here is one
-second later, the wall for every other path (the admin API, unknown routes).
+A request whose body is cut off gets `keystead.body_timed_out` set in its ASGI scope before the
+connection closes, so the data plane records the disconnect that follows as the 408
+`request_timeout` it is (pipeline/parse.py), with no timer of its own per request.
 
 The deadlines come from the app (`KeysteadApp.slow_client_limits`), read for each new
 connection, so they follow the configuration whether uvicorn runs one process or several.
@@ -22,14 +23,16 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from keystead.pipeline.parse import BODY_TIMED_OUT
+
 __all__ = ["GuardedHttpToolsProtocol", "SlowClientLimits"]
+
+_IDLE, _HEADERS, _BODY = "idle", "headers", "body"
 
 _TIMEOUT_408 = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
                 b"connection: close\r\ncontent-length: %d\r\n\r\n%s")
-_BODY = (b'{"error":{"message":"The request did not arrive in time.","type":'
+_TIMEOUT_BODY = (b'{"error":{"message":"The request did not arrive in time.","type":'
          b'"invalid_request_error","param":null,"code":"request_timeout"}}')
-# The data plane's own body deadline answers first; this one is the wall behind it.
-_BODY_GRACE_S = 1.0
 
 
 class SlowClientLimits:
@@ -41,33 +44,45 @@ class SlowClientLimits:
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """Timers only where a client is slow: a request that arrives whole in one read (nearly
+    all of them, on a kept-alive connection) arms none. A deadline is armed at the end of a read
+    that left a request's headers or body incomplete, and runs from that read."""
+
     def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any],
                  _loop: asyncio.AbstractEventLoop | None = None) -> None:
         super().__init__(config, server_state, app_state, _loop)
         limits = getattr(self.app, "slow_client_limits", None)
         self._limits = limits if isinstance(limits, SlowClientLimits) else SlowClientLimits()
         self._deadline: asyncio.TimerHandle | None = None
+        self._reading = _IDLE  # what part of a request the parser is in
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm(self._limits.header_timeout_s)  # the first request's line and headers
+        self._arm(self._limits.header_timeout_s)  # a connection that sends nothing at all
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
 
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._deadline is None and self._reading is not _IDLE \
+                and not self.transport.is_closing():
+            self._arm(self._limits.header_timeout_s if self._reading is _HEADERS
+                      else self._limits.body_timeout_s)
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if self._deadline is None:  # a later request on a kept-alive connection
-            self._arm(self._limits.header_timeout_s)
+        self._reading = _HEADERS
 
     def on_headers_complete(self) -> None:
         self._disarm()
+        self._reading = _BODY
         super().on_headers_complete()
-        self._arm(self._limits.body_timeout_s + _BODY_GRACE_S)
 
     def on_message_complete(self) -> None:
         self._disarm()
+        self._reading = _IDLE
         super().on_message_complete()
 
     def _arm(self, seconds: float) -> None:
@@ -83,6 +98,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._deadline = None
         if self.transport is None or self.transport.is_closing():
             return
-        if self.cycle is None or self.cycle.response_complete or not self.cycle.response_started:
-            self.transport.write(_TIMEOUT_408 % (len(_BODY), _BODY))
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            cycle.scope[BODY_TIMED_OUT] = True  # type: ignore[literal-required]
+        if cycle is None or cycle.response_complete or not cycle.response_started:
+            self.transport.write(_TIMEOUT_408 % (len(_TIMEOUT_BODY), _TIMEOUT_BODY))
         self.transport.close()
