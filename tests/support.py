@@ -155,6 +155,19 @@ async def running_app(loaded: LoadedConfig) -> AsyncIterator[AppClient]:
         await app.shutdown()
 
 
+def run_in_app(tmp_path: Path, test: Callable[[AppClient], Awaitable[None]],
+               raw: dict[str, Any] | None = None, env: dict[str, str] | None = None,
+               timeout_s: float = 60) -> None:
+    """`test(client)` against a fresh app on `make_loaded(tmp_path, raw, env)`."""
+    loaded = make_loaded(tmp_path, raw=raw, env=env)
+
+    async def main() -> None:
+        async with running_app(loaded) as client:
+            await asyncio.wait_for(test(client), timeout_s)
+
+    asyncio.run(main())
+
+
 @asynccontextmanager
 async def serving_http(app: Any) -> AsyncIterator[str]:
     """An aiohttp `web.Application` served on a free loopback port; yields its base URL."""

@@ -35,7 +35,7 @@ from keystead.usage.estimate import estimate_chat
 from keystead.usage.prices import PriceBook, TokenUsage
 from keystead.usage.tokens import count_text
 from openapi_schemas import request_schema, validate
-from support import AppClient, Reply, make_loaded, running_app
+from support import AppClient, Reply, make_loaded, run_in_app, running_app
 
 CHAT = "/v1/chat/completions"
 PROVIDER_KEY = "sk-gateway-own-provider-key-0123456789abcdef"
@@ -50,13 +50,7 @@ AppTest = Callable[[AppClient], Awaitable[None]]
 
 def run_app(tmp_path: Path, test: AppTest, raw: dict[str, Any] | None = None,
             env: dict[str, str] | None = None) -> None:
-    loaded = make_loaded(tmp_path, raw=raw, env=env)
-
-    async def main() -> None:
-        async with running_app(loaded) as client:
-            await asyncio.wait_for(test(client), 30)
-
-    asyncio.run(main())
+    run_in_app(tmp_path, test, raw, env, timeout_s=30)
 
 
 def in_app(raw: dict[str, Any] | None = None, env: dict[str, str] | None = None):

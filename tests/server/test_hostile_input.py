@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from openapi_schemas import validate
-from support import AppClient, Reply, make_loaded, running_app
+from support import AppClient, Reply, run_in_app
 
 CHAT = "/v1/chat/completions"
 RESPONSES = "/v1/responses"
@@ -27,13 +27,7 @@ AppTest = Callable[[AppClient], Awaitable[None]]
 
 def run_app(tmp_path: Path, test: AppTest, raw: dict[str, Any] | None = None,
             env: dict[str, str] | None = None) -> None:
-    loaded = make_loaded(tmp_path, raw=raw, env=env)
-
-    async def main() -> None:
-        async with running_app(loaded) as client:
-            await asyncio.wait_for(test(client), 60)
-
-    asyncio.run(main())
+    run_in_app(tmp_path, test, raw, env)
 
 
 def received(client: AppClient, provider: str = "mock") -> list[Any]:

@@ -49,7 +49,7 @@ from typing import Any
 
 import orjson
 
-from keystead.mocks.asgi import lifespan, read_body, serve_app
+from keystead.mocks.asgi import ReceivedRequest, lifespan, read_body, received, serve_app
 from keystead.mocks.content import (
     DEFAULT_COMPLETION_TOKENS,
     count_tokens,
@@ -110,17 +110,6 @@ class AnthropicMockSettings:
     status: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ReceivedRequest:
-    method: str
-    path: str
-    headers: dict[str, str]  # lowercased names
-    body: bytes
-
-    def json(self) -> Any:
-        return orjson.loads(self.body)
-
-
 class _Refused(Exception):
     def __init__(self, status: int, message: str | None = None, kind: str | None = None):
         default_kind, default_message = _ERRORS.get(
@@ -159,8 +148,7 @@ class AnthropicMock:
         if scope["type"] != "http":
             return
         body = await read_body(receive)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        request = ReceivedRequest(scope["method"], scope["path"], headers, body)
+        request = received(scope, body)
         self.received.append(request)
         gone = asyncio.Event()
         watch = asyncio.get_running_loop().create_task(_watch_disconnect(receive, gone))

@@ -8,11 +8,34 @@ import asyncio
 import logging
 import socket
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from keystead.mocks.stream import MockDisconnect
 
-__all__ = ["lifespan", "read_body", "serve_app"]
+__all__ = ["ReceivedRequest", "lifespan", "read_body", "received", "serve_app"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedRequest:
+    """A request a mock upstream was sent, as tests read it back."""
+
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]  # lowercased names
+    body: bytes
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+def received(scope: dict[str, Any], body: bytes) -> ReceivedRequest:
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    return ReceivedRequest(scope["method"], scope["path"],
+                           scope.get("query_string", b"").decode("latin-1"), headers, body)
 
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]

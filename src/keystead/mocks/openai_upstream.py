@@ -54,7 +54,7 @@ from typing import Any
 
 import orjson
 
-from keystead.mocks.asgi import lifespan, read_body, serve_app
+from keystead.mocks.asgi import ReceivedRequest, lifespan, read_body, received, serve_app
 from keystead.mocks.content import (
     Directives,
     chat_message,
@@ -134,18 +134,6 @@ class MockSettings:
             parse_faults(self.faults)  # a bad script fails here, not on the first request
 
 
-@dataclass(frozen=True, slots=True)
-class ReceivedRequest:
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]  # lowercased names
-    body: bytes
-
-    def json(self) -> Any:
-        return orjson.loads(self.body)
-
-
 class _MockError(Exception):
     """Becomes an OpenAI-format error response (only raised before the response starts)."""
 
@@ -194,9 +182,7 @@ class MockUpstream:
         if scope["type"] != "http":
             return
         body = await read_body(receive)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        query = scope.get("query_string", b"").decode("latin-1")
-        request = ReceivedRequest(scope["method"], scope["path"], query, headers, body)
+        request = received(scope, body)
         self.received.append(request)
         try:
             await self._handle(request, send)
