@@ -52,9 +52,16 @@ def received(client: AppClient, provider: str) -> int:
 
 
 async def row(client: AppClient, request_id: str) -> UsageRecord:
-    await client.runtime.ledger.flush()
-    rows = [r for r in await client.runtime.store.recent_usage(200)
-            if r.request_id == request_id]
+    """The request's ledger row. A client has its answer a moment before the gateway queues
+    the row (the request's last step runs after the response is sent): wait for it."""
+    deadline = asyncio.get_running_loop().time() + 5
+    while True:
+        await client.runtime.ledger.flush()
+        rows = [r for r in await client.runtime.store.recent_usage(200)
+                if r.request_id == request_id]
+        if rows or asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.01)
     assert len(rows) == 1
     return rows[0]
 
