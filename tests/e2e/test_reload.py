@@ -348,9 +348,9 @@ def workers_of(parent: int) -> set[int]:
 def test_sighup_with_two_workers_reloads_both_in_place(tmp_path: Path) -> None:
     config = prepare_config(tmp_path)
     token = read_env_file(tmp_path / ".env")["KEYSTEAD_ADMIN_TOKEN"]
-    # The store exists before the workers start: two workers creating a fresh SQLite store at
-    # once race its migrations (a start-up problem of its own, not this test's).
-    run_cli("keys", "list", config=config, cwd=tmp_path)
+    # No store yet: `serve --workers 2` migrates it before the workers start (two workers
+    # creating a fresh SQLite store at once raced its migrations).
+    assert not (tmp_path / "keystead.db").exists()
     log = tmp_path / "server.log"
     proc, base_url = start_server(config, log, "--workers", "2")
     key_id, key = create_key(base_url, token, "dev-workers-traffic")

@@ -16,7 +16,8 @@ from keystead.vault.store import load_master_key
 if TYPE_CHECKING:
     from keystead.server.signals import HangupReload
 
-__all__ = ["COMMANDS", "catch_sighup", "run_until_stopped", "run_workers", "uvicorn_config"]
+__all__ = ["COMMANDS", "catch_sighup", "migrate_store", "run_until_stopped", "run_workers",
+           "uvicorn_config"]
 
 
 def uvicorn_options(grace: int, idle_timeout_s: float) -> dict[str, object]:
@@ -92,6 +93,7 @@ def serve(state: State, config_path: str | None, host: str | None, port: int | N
     if workers > 1:
         if loaded.path is not None:
             os.environ["KEYSTEAD_CONFIG"] = str(loaded.path.resolve())
+        migrate_store(loaded.store_url())
         run_workers(uvicorn_config("keystead.server.app:app_from_env", host, port, grace,
                                    config.server.idle_timeout_s, factory=True, workers=workers))
         return
@@ -114,6 +116,23 @@ def catch_sighup() -> HangupReload:
     hangup = HangupReload()
     hangup.catch_early()
     return hangup
+
+
+def migrate_store(url: str) -> None:
+    """Bring the store's schema up to date before workers start: they all open the store at
+    once, and SQLite has no lock for its migrations (two workers raced "table keys already
+    exists", and one failing start-up stopped them all). PostgreSQL's migrations take an
+    advisory lock; this costs it one connection."""
+    import asyncio
+
+    from keystead.state.sql_store import SQLStore
+
+    async def migrate() -> None:
+        store = SQLStore(url)
+        await store.open()
+        await store.close()
+
+    asyncio.run(migrate())
 
 
 def run_workers(config: object) -> None:
