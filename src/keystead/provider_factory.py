@@ -88,9 +88,11 @@ class ProviderFactory:
         unchanged = previous is not None and previous.spec == spec and previous.error is None \
             and spec.name in old.providers \
             and old.providers[spec.name].read_timeout == read_timeout
-        if failed and unchanged and any(is_external(spec.keys[i - 1].ref) for i in failed):
+        if failed and unchanged and any(_rereadable(spec.keys[i - 1].ref) for i in failed):
             assert previous is not None
-            # The external store is out of reach: the keys it gave last keep working.
+            # The external store is out of reach, or the vault's master key was rotated under
+            # this process (it holds the old one until a restart): the keys read last keep
+            # working rather than the provider going dark on a reload.
             log.error("provider %s: re-reading its key failed, still using the previous one: "
                       "%s", spec.name, "; ".join(str(exc) for exc in failed.values()))
             return old.providers[spec.name], previous
@@ -224,3 +226,9 @@ class ProviderFactory:
     async def close(self) -> None:
         if self._key_tasks:  # provider keys taken out just now: their events must be written
             await asyncio.gather(*self._key_tasks, return_exceptions=True)
+
+
+def _rereadable(ref: str | None) -> bool:
+    """A key read again on every rebuild that worked before: an external store's, or the
+    vault's (which a running process reads with the master key it started with)."""
+    return ref is not None and (is_external(ref) or ref.startswith("vault:"))

@@ -48,11 +48,13 @@ RELOAD_EVENT = "config.reload"
 
 # Settings a running process cannot take over: section -> its fields (None: all of them).
 RESTART_ONLY: dict[str, tuple[str, ...] | None] = {
-    "server": ("host", "port", "workers", "shutdown_grace_s", "connect_timeout_s"),
+    # (idle_timeout_s is uvicorn's keep-alive timeout, given to it at start)
+    "server": ("host", "port", "workers", "shutdown_grace_s", "connect_timeout_s",
+               "idle_timeout_s"),
     "database": None,  # the store is open
     "redis": None,  # the counters and the change notices are connected
     "vault": None,  # the master key opened the vault
-    "admin": None,  # the admin API checks the token it was built with
+    "admin": ("token",),  # the admin API checks the token it was built with
     "usage": None,  # the ledger writer runs with its batch size and queue
     "limits": ("lease_s",),  # the lease renewer runs on it
     "routing": ("cache_backend", "cache_max_mb"),  # the response cache is built
@@ -199,19 +201,19 @@ class Reloader:
         applied, restart = changes(running.config, loaded.config)
         effective = LoadedConfig(keep_running(running.config, loaded.config), loaded.path,
                                  loaded.base_dir)
+        # The `.env`'s new values before the providers are rebuilt: a provider added at run
+        # time reads its `env:VAR` key from the process environment (as a fresh start would).
+        before = {name: os.environ.get(name) for name in owned}
+        _set_environ(owned)
         try:
             await self.rt.apply_config(effective, digest)
         except Exception as exc:
+            _set_environ(before)
             log.exception("applying the reloaded config failed")
             # The exception's text stays in the log: the result is stored and answered.
             return ReloadResult(self.replica, trigger, False, running.digest,
                                 error=f"applying it failed ({type(exc).__name__}, see this "
                                       f"gateway's log); the running config is kept")
-        for name, value in owned.items():  # as a fresh start would have found them
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
         self._dotenv = fresh
         if "logging.level" in applied:
             logging.getLogger().setLevel(loaded.config.logging.level.upper())
@@ -229,3 +231,11 @@ class Reloader:
             if name not in fresh and os.environ.get(name) == value:
                 owned[name] = None
         return owned
+
+
+def _set_environ(values: dict[str, str | None]) -> None:
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

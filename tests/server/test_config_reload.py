@@ -428,3 +428,65 @@ def test_a_provider_key_changed_in_the_env_file_is_used_after_a_reload(
         assert seen == [old, new]
 
     asyncio.run(main())
+
+
+def test_a_run_time_providers_env_key_changed_in_the_env_file_is_used_after_a_reload(
+        write_config: Write, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A provider added at run time keeps `env:VAR`, read from the process environment: the
+    reload must put the .env's new value there before it rebuilds the providers (it did so
+    after, and the old key served for up to secret_stores.refresh_s)."""
+    from keystead.control.providers import ProviderService
+
+    old, new = "sk-old-upstream-key-0123456789", "sk-new-upstream-key-9876543210"
+    seen: list[str] = []
+
+    async def upstream(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("authorization", "").removeprefix("Bearer "))
+        return web.Response(body=ANSWER, content_type="application/json")
+
+    monkeypatch.setenv("UPSTREAM_KEY2", old)
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(f"UPSTREAM_KEY2={old}\n")
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", upstream)
+        async with serving_http(app) as base, \
+                running_app(load_config(write_config())) as client:
+            await ProviderService(client.runtime).add(
+                "up2", type="openai-compatible", base_url=f"{base}/v1",
+                api_key_env="UPSTREAM_KEY2", models=["m1"])
+            key = await client.create_key("dev-reload-upstream")
+            assert (await client.request("POST", "/v1/chat/completions", key=key,
+                                         json_body=chat("m1"))).status == 200
+            dotenv.write_text(f"UPSTREAM_KEY2={new}\n")
+            assert (await client.runtime.reloader.reload("test")).ok
+            assert (await client.request("POST", "/v1/chat/completions", key=key,
+                                         json_body=chat("m1"))).status == 200
+        assert seen == [old, new]
+
+    asyncio.run(main())
+
+
+def test_a_reload_after_the_master_key_was_rotated_elsewhere_keeps_vault_keys_serving(
+        write_config: Write) -> None:
+    """`keystead vault rotate-master` in another process re-seals the vault; this gateway
+    still holds the old master key. A reload (nothing changed in the file) used to re-read the
+    vault, fail to open its keys and take every vault-backed provider out."""
+    from keystead.control.providers import ProviderService
+    from keystead.vault.store import Vault
+
+    async def main() -> None:
+        async with running_app(load_config(write_config())) as client:
+            rt = client.runtime
+            await ProviderService(rt).add(
+                "up3", type="openai-compatible", base_url="http://127.0.0.1:9/v1",
+                api_key="sk-abc-0123456789", models=["m1"])
+            assert rt.provider_status["up3"].error is None
+            elsewhere = Vault(rt.store, rt.vault._master)  # what rotate-master does
+            await elsewhere.rotate_master(MasterKey.from_text(MasterKey.generate_text()))
+            assert (await rt.reloader.reload("test")).ok
+            assert rt.provider_status["up3"].error is None
+            assert "up3" in rt.providers.providers
+
+    asyncio.run(main())
