@@ -34,6 +34,7 @@ from pydantic import BaseModel
 from keystead.config.load import ConfigError, LoadedConfig, load_config
 from keystead.config.model import Config
 from keystead.state.records import EventRecord
+from keystead.state.versions import CONFIG_VERSION, reload_asked
 
 if TYPE_CHECKING:
     from keystead.runtime import Runtime
@@ -43,7 +44,6 @@ __all__ = ["CONFIG_VERSION", "RELOAD_EVENT", "RESTART_ONLY", "ReloadResult", "Re
 
 log = logging.getLogger("keystead.reload")
 
-CONFIG_VERSION = "config"  # the store's change counter that makes every replica re-read
 RELOAD_EVENT = "config.reload"
 
 # Settings a running process cannot take over: section -> its fields (None: all of them).
@@ -134,9 +134,7 @@ def _dotenv(config_path: Path | None) -> dict[str, str]:
 
 async def ask_everyone(runtime: Runtime) -> str:
     """Make every gateway on the store re-read its own config file; says how it was asked."""
-    if await runtime.announce(CONFIG_VERSION):
-        return "asked at once (Redis notice)"
-    return "asked through the store (they re-read within a second)"
+    return reload_asked(await runtime.announce(CONFIG_VERSION))
 
 
 class Reloader:

@@ -50,7 +50,7 @@ with open(sys.argv[1], "w") as out:
 
 
 def _modules(tmp_path: Path, *args: str, env: dict[str, str] | None = None,
-             stdin: str = "") -> list[str]:
+             stdin: str = "", codes: tuple[int | None, ...] = (0, None)) -> list[str]:
     report = tmp_path / "modules.json"
     environ = {k: v for k, v in os.environ.items() if not k.startswith("KEYSTEAD_")}
     done = subprocess.run([sys.executable, "-c", _PROBE, str(report), *args], input=stdin,
@@ -58,7 +58,7 @@ def _modules(tmp_path: Path, *args: str, env: dict[str, str] | None = None,
                           cwd=tmp_path, timeout=60, check=False)
     assert report.exists(), done.stderr
     result = json.loads(report.read_text())
-    assert result["code"] in (0, None), f"{args}: {done.stdout}{done.stderr}"
+    assert result["code"] in codes, f"{args}: {done.stdout}{done.stderr}"
     return list(result["modules"])
 
 
@@ -89,6 +89,16 @@ def test_embedded_commands_leave_the_data_plane_alone(project: Project, tmp_path
     if command[-1] in ("list", "show") or command[0] in ("usage", "events") \
             or command[:2] == ["keys", "show"] or command[:2] == ["teams", "show"]:
         assert _loaded(modules, DETECTORS) == []
+
+
+def test_embedded_reload_asks_through_the_store_without_the_data_plane(
+        project: Project, tmp_path: Path) -> None:
+    # No gateway runs here: it asks, waits, finds no answer and exits 1, having loaded nothing
+    # of the data plane (it bumps a counter; it reads no provider key).
+    project.create_team("payments")  # the store exists (a new one is migrated: alembic)
+    modules = _modules(tmp_path, "--config", str(project.config), "reload", "--wait", "0s",
+                       env={"KEYSTEAD_MASTER_KEY": project.master_key}, codes=(1,))
+    assert _loaded(modules, DATA_PLANE + POSTGRES) == []
 
 
 @pytest.mark.parametrize("command", [

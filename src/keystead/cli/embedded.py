@@ -218,12 +218,14 @@ class EmbeddedBackend:
 
     def reload_config(self) -> dict[str, Any]:
         """Ask every gateway on this store to re-read its config file (this one was read and
-        validated when the command started)."""
-        from keystead.reload import ask_everyone
+        validated when the command started). A store session is enough: no provider keys
+        read, no data plane loaded."""
+        from keystead.state.versions import CONFIG_VERSION, reload_asked
 
-        async def action(rt: Runtime) -> dict[str, Any]:
-            return {"others": await ask_everyone(rt)}
-        return self._runtime(action)
+        async def action(cp: ControlPlane) -> dict[str, Any]:
+            assert isinstance(cp, StoreSession)
+            return {"others": reload_asked(await cp.announce(CONFIG_VERSION))}
+        return self._session(action)
 
     def add_provider(self, **fields: Any) -> dict[str, Any]:
         return self._providers(lambda service: service.add(**fields))

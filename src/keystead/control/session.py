@@ -70,9 +70,15 @@ class StoreSession:
         return cls(loaded, store, vault, pepper, notifier)
 
     async def changed(self, name: str) -> None:
+        await self.announce(name)
+
+    async def announce(self, name: str) -> bool:
+        """Bump `name`'s change counter (every gateway polls it) and publish a notice; True
+        when the notice went out at once (Redis)."""
         await self.store.bump_version(name)
-        if self._notifier is not None:
-            await self._notifier.publish(name)  # False (logged) when Redis is out of reach
+        if self._notifier is None:
+            return False
+        return await self._notifier.publish(name)  # False (logged) when Redis is out of reach
 
     async def close(self) -> None:
         try:
