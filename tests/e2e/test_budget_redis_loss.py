@@ -187,11 +187,25 @@ async def budget_pool(cluster: Cluster, key_id: str) -> PoolReading:
     return next(iter(found.values()), PoolReading(0, 0, 0))
 
 
+async def known_everywhere(urls: list[str], key: str, within_s: float = 10) -> None:
+    """Until every replica knows `key` (each reloads its key table on a notice, or within a
+    second by its poll): GET /v1/models spends nothing."""
+    deadline = time.monotonic() + within_s
+    for url in urls:
+        while True:
+            status, _, _ = await asyncio.to_thread(
+                http, "GET", url + "/v1/models", headers={"authorization": f"Bearer {key}"})
+            if status == 200:
+                break
+            assert time.monotonic() < deadline, f"{url} never knew the key"
+            await asyncio.sleep(0.05)
+
+
 def test_a_budget_is_not_overspent_when_redis_is_flushed_and_restarted_under_load(
         cluster: Cluster) -> None:
     async def main() -> None:
         probe = cluster.admin("POST", "/admin/keys", {"name": "dev-loss-probe"})
-        await asyncio.sleep(1.5)  # every replica reloads its key table within a second
+        await known_everywhere(cluster.urls, probe["key"])
         async with openai.AsyncOpenAI(base_url=cluster.urls[0] + "/v1", api_key=probe["key"],
                                       max_retries=0) as client:
             raw = await client.chat.completions.with_raw_response.create(
@@ -200,7 +214,7 @@ def test_a_budget_is_not_overspent_when_redis_is_flushed_and_restarted_under_loa
         budget = cost * AFFORDS
         created = cluster.admin("POST", "/admin/keys", {"name": "dev-loss-budget", "limits": {
             "budget_usd": format(budget, "f"), "budget_period": "day"}})
-        await asyncio.sleep(1.5)
+        await known_everywhere(cluster.urls, created["key"])
         clients = [openai.AsyncOpenAI(base_url=url + "/v1", api_key=created["key"],
                                       max_retries=0, timeout=60) for url in cluster.urls]
         load = Load()

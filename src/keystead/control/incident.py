@@ -152,6 +152,7 @@ class IncidentService:
         log.warning("incident: key %s (%s) %s; reason: %s", record.id, record.name, action,
                     reason or "-")
         days = self.rt.config.incidents.forensics_days
+        await self.rt.ledger.flush()  # this gateway's last second of the key's use counts too
         report = forensics(await self.rt.store.recent_usage(_MAX_ROWS, key_id=record.id),
                            stopped, days)
         incident = Incident(self.keys.view(record), action, new_key, started, stopped, None,

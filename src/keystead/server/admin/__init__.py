@@ -6,14 +6,14 @@ constant time. Described by the OpenAPI document at /admin/openapi.json, browsab
 /admin/docs (Swagger UI served from a Python package, no CDN). Errors use the same OpenAI-style
 envelope as the data plane.
 
-    app.py          the factory: routers, token, error handlers, body limit, OpenAPI, docs
+    app.py          the factory: routers, token, error handlers, body limit (1 MiB: 413),
+                    OpenAPI, docs
     auth.py         the admin token check
     errors.py       every refusal in the envelope; 405 with a correct Allow header
-    limits.py       the request body limit (413)
     params.py       path and query parameter types; durations and limits into service values
     schemas/        request and response models, one module per area; fields.py: value types
     routes/         one router per area: keys, events (+ incidents, tokens), teams, providers,
-                    usage, status (+ routes)
+                    usage, status (+ routes), config (reload)
 
 Adding an endpoint: its models in schemas/<area>.py (every int with a range, every str with
 a length and a character set, from schemas/fields.py), its route in routes/<area>.py calling a
