@@ -196,7 +196,7 @@ class Runtime:
                                                          live.provider_status)
             self._swap(replace(live, providers=providers, provider_status=status,
                                routes=RouteTable(live.config.routes, live.config.routing,
-                                                 providers)))
+                                                 providers, previous=live.routes)))
 
     async def apply_config(self, loaded: LoadedConfig, digest: str) -> None:
         """Swap in a new config (already read and validated): providers, routes, prices, limits,
@@ -205,7 +205,9 @@ class Runtime:
         async with self._rebuilding:
             providers, status = await self.factory.build(loaded.config, self.providers,
                                                          self.provider_status)
-            live = build_live(loaded, digest, providers, status)
+            live = build_live(loaded, digest, providers, status,
+                              routes=RouteTable(loaded.config.routes, loaded.config.routing,
+                                                providers, previous=self.live.routes))
             # From here to the end: no await, so no request sees half of it.
             self.limiter.reconfigure(loaded.config.limits)
             self.breakers.policy = loaded.config.routing.breaker

@@ -28,15 +28,27 @@ _PROVIDER_IDS = {"openai": "openai", "azure": "azure", "mock": "openai",
                  "anthropic": "anthropic", "gemini": "google"}
 
 
-class Deployment:
-    """One provider + model that can serve a route; live counters for balancing."""
+class Load:
+    """A deployment's live counters for balancing. Shared by the `Deployment` objects of one id
+    across rebuilds of the route table (a reload, a provider change): a request that started on
+    the old table still counts, and ends its count, where the new table reads it."""
 
-    __slots__ = ("context_window", "id", "in_flight", "latency_ms", "max_parallel", "model",
-                 "provider", "rpm", "tpm", "weight")
+    __slots__ = ("in_flight", "latency_ms")
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.latency_ms: float | None = None  # moving average of time to first byte
+
+
+class Deployment:
+    """One provider + model that can serve a route, and its live `Load`."""
+
+    __slots__ = ("context_window", "id", "load", "max_parallel", "model", "provider", "rpm",
+                 "tpm", "weight")
 
     def __init__(self, provider: Provider, model: str, *, weight: int = 1,
                  context_window: int | None = None, max_parallel: int | None = None,
-                 rpm: int | None = None, tpm: int | None = None):
+                 rpm: int | None = None, tpm: int | None = None, load: Load | None = None):
         self.provider = provider
         self.model = model
         self.id = f"{provider.name}/{model}"
@@ -45,14 +57,26 @@ class Deployment:
         self.max_parallel = max_parallel
         self.rpm = rpm
         self.tpm = tpm
-        self.in_flight = 0
-        self.latency_ms: float | None = None  # moving average of time to first byte
+        self.load = load or Load()
+
+    @property
+    def in_flight(self) -> int:
+        return self.load.in_flight
+
+    @in_flight.setter
+    def in_flight(self, value: int) -> None:
+        self.load.in_flight = value
+
+    @property
+    def latency_ms(self) -> float | None:
+        return self.load.latency_ms
 
     def __repr__(self) -> str:
         return f"Deployment({self.id!r})"
 
     def observe_latency(self, ms: float) -> None:
-        self.latency_ms = ms if self.latency_ms is None else 0.8 * self.latency_ms + 0.2 * ms
+        load = self.load
+        load.latency_ms = ms if load.latency_ms is None else 0.8 * load.latency_ms + 0.2 * ms
 
     def quota(self, tokens: int) -> list[Rate]:
         """The deployment's own rates this request would charge (none without a quota)."""
@@ -138,7 +162,8 @@ def known_context_window(provider_type: str, model: str) -> int | None:
 class RouteTable:
     def __init__(self, routes: dict[str, RouteConfig], routing: RoutingConfig,
                  providers: ProviderRegistry,
-                 context_window: Callable[[str, str], int | None] = known_context_window):
+                 context_window: Callable[[str, str], int | None] = known_context_window,
+                 previous: RouteTable | None = None):
         self._providers = providers
         self._routing = routing
         self._direct_retry = routing.retry.model_copy(
@@ -146,6 +171,7 @@ class RouteTable:
         self._implicit: dict[str, Route] = {}
         self.problems: dict[str, str] = {}  # route -> why some of it cannot be served
         self.routes: dict[str, Route] = {}
+        loads = previous.loads() if previous is not None else {}
         for name, config in routes.items():
             deployments = []
             for item in config.deployments:
@@ -159,7 +185,8 @@ class RouteTable:
                 deployments.append(Deployment(provider, item.model, weight=item.weight,
                                               context_window=window,
                                               max_parallel=item.max_parallel,
-                                              rpm=item.rpm, tpm=item.tpm))
+                                              rpm=item.rpm, tpm=item.tpm,
+                                              load=loads.get(f"{provider.name}/{item.model}")))
             self.routes[name] = Route(name, deployments, config.strategy,
                                       config.retry or routing.retry, config)
         for name, config in routes.items():
@@ -195,6 +222,10 @@ class RouteTable:
             return None
         # A model named as a fallback is tried like a route of its own, with the routing retry.
         return Route(route.name, route.deployments, "ordered", self._routing.retry, None)
+
+    def loads(self) -> dict[str, Load]:
+        """Each configured deployment's live counters, by id (a rebuilt table takes them on)."""
+        return {d.id: d.load for route in self.routes.values() for d in route.deployments}
 
     def deployment_ids(self) -> list[str]:
         """The deployments that have circuit breakers: those of configured routes (a call that
