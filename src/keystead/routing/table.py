@@ -71,6 +71,10 @@ class Deployment:
     def latency_ms(self) -> float | None:
         return self.load.latency_ms
 
+    @latency_ms.setter
+    def latency_ms(self, value: float | None) -> None:
+        self.load.latency_ms = value
+
     def __repr__(self) -> str:
         return f"Deployment({self.id!r})"
 
