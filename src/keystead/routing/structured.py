@@ -4,19 +4,31 @@
 jsonschema (the reference validator) checks, with the draft the schema names (2020-12 when it
 names none). Validators are compiled once per distinct schema. A refusal (`message.refusal`)
 and a tool call are valid answers: the model did what OpenAI documents it may do.
+
+The schema is the client's, so it is handled as hostile: it is checked against its draft's
+metaschema when the request arrives (an invalid one is a 400), a `$ref` resolves only inside
+the schema (jsonschema would otherwise fetch a URL of the client's choosing from the gateway's
+network), and `pattern` / `patternProperties` run on RE2, which takes linear time (Python's
+`re` backtracks: `^(a+)+$` against 30 characters takes seconds of the event loop). A pattern
+RE2 cannot run (backreferences, lookaround) is not checked. A schema that fails while checking
+an answer lets the answer through, logged: never a 500.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from functools import lru_cache
 from typing import Any
 
 import orjson
 
+from keystead.errors import InvalidField
 from keystead.routing.router import Judge
 
 __all__ = ["SchemaJudge", "judge_for"]
+
+log = logging.getLogger("keystead.routing")
 
 _REPAIR = ("Your previous answer was not valid: {error} Answer again with only the JSON, "
            "valid for the requested format, and nothing else.")
@@ -52,8 +64,12 @@ class SchemaJudge(Judge):
             return "the content is not JSON."
         if self.kind == "json_object" or self._schema is None:
             return None if isinstance(value, dict) else "the content is not a JSON object."
-        error = _best_error(_validator(_schema_key(self._schema)), value)
-        return error
+        try:
+            return _best_error(_validator(_schema_key(self._schema)), value)
+        except Exception:  # a $ref to nowhere, a keyword its value breaks: cannot be judged
+            log.warning("the answer could not be checked against its schema; passed on",
+                        exc_info=True)
+            return None
 
     def repair(self, sent: bytes, body: bytes, error: str) -> bytes | None:
         try:
@@ -83,7 +99,10 @@ def judge_for(response_format: bytes) -> SchemaJudge | None:
     if kind == "json_schema":
         spec = value.get("json_schema")
         schema = spec.get("schema") if isinstance(spec, dict) else None
-        return SchemaJudge("json_schema", schema if isinstance(schema, dict) else None)
+        if not isinstance(schema, dict):
+            return SchemaJudge("json_schema", None)
+        _validator(_schema_key(schema))  # an invalid schema is refused before any call
+        return SchemaJudge("json_schema", schema)
     return None
 
 
@@ -103,11 +122,71 @@ def _schema_key(schema: dict[str, Any]) -> str:
 
 @lru_cache(maxsize=256)
 def _validator(key: str) -> Any:
+    """The compiled validator of a schema; InvalidField (400) when it is not a valid schema."""
     from jsonschema import validators  # loaded on the first structured request only
+    from jsonschema.exceptions import SchemaError
 
     schema = _SCHEMAS[key]
-    cls = validators.validator_for(schema, default=validators.Draft202012Validator)
-    return cls(schema)
+    base = validators.validator_for(schema, default=validators.Draft202012Validator)
+    try:
+        base.check_schema(schema)
+    except SchemaError as exc:
+        raise InvalidField(f"response_format.json_schema.schema is not a valid JSON Schema: "
+                           f"{exc.message[:200]}.", param="response_format",
+                           hint="Fix the schema; https://json-schema.org/draft/2020-12 "
+                                "describes it.") from None
+    cls = validators.extend(base, {"pattern": _pattern,  # type: ignore[no-untyped-call]
+                                   "patternProperties": _pattern_properties})
+    return cls(schema, registry=_local_only())
+
+
+def _local_only() -> Any:
+    """A registry that resolves no URL: a `$ref` reaches only the schema itself."""
+    from referencing import Registry
+    from referencing.exceptions import NoSuchResource
+
+    def refuse(uri: str) -> Any:
+        raise NoSuchResource(uri)
+
+    return Registry(retrieve=refuse)  # type: ignore[call-arg]
+
+
+def _re2(pattern: str) -> Any:
+    import re2
+
+    return _compiled(pattern, re2)
+
+
+@lru_cache(maxsize=1024)
+def _compiled(pattern: str, re2: Any) -> Any:
+    options = re2.Options()
+    options.log_errors = False
+    try:
+        return re2.compile(pattern, options=options)
+    except re2.error:
+        return None  # RE2 cannot run it (a backreference, lookaround): not checked
+
+
+def _pattern(validator: Any, pattern: Any, instance: Any, schema: Any) -> Any:
+    from jsonschema.exceptions import ValidationError
+
+    if not validator.is_type(instance, "string") or not isinstance(pattern, str):
+        return
+    compiled = _re2(pattern)
+    if compiled is not None and compiled.search(instance) is None:
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _pattern_properties(validator: Any, patterns: Any, instance: Any, schema: Any) -> Any:
+    if not validator.is_type(instance, "object") or not isinstance(patterns, dict):
+        return
+    for pattern, subschema in patterns.items():
+        compiled = _re2(pattern) if isinstance(pattern, str) else None
+        if compiled is None:
+            continue
+        for name, value in instance.items():
+            if compiled.search(name):
+                yield from validator.descend(value, subschema, path=name, schema_path=pattern)
 
 
 def _best_error(validator: Any, value: Any) -> str | None:
