@@ -4,7 +4,9 @@ a dropped connection."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -203,3 +205,47 @@ def test_hostile_tokens_get_a_401_never_a_drop(server: Server, token: bytes) -> 
     status, reply = exchange(server, post("/v1/chat/completions", b"{}",
                                           b"authorization: Bearer " + token))
     assert status == 401, reply
+
+
+# --- found in review ----------------------------------------------------------------------------
+
+def test_a_pipelined_request_waits_without_its_deadline_running(server: Server) -> None:
+    """The second request's body arrives with it, but uvicorn stops reading while the first
+    (slower than the body deadline) runs: its deadline must start when it does, not kill the
+    first with a 408."""
+    key = server.key("dev-pipeline-test")
+    slow = json.dumps({"model": "gpt-4o-mini", "messages": [
+        {"role": "user", "content": "[[mock:latency=2500]] hi"}]}).encode()
+    big = json.dumps({"model": "gpt-4o-mini", "messages": [
+        {"role": "user", "content": "x" * 1_000_000}]}).encode()
+    auth = f"authorization: Bearer {key}".encode()
+    first = post("/v1/chat/completions", slow, auth).replace(b"connection: close",
+                                                            b"connection: keep-alive")
+    with connect(server) as sock:
+        sock.sendall(first + post("/v1/chat/completions", big, auth))
+        reply = read_all(sock)
+    statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", reply)
+    assert statuses == [b"200", b"200"], reply[:300]
+
+
+@pytest.mark.parametrize(("request_head", "status"), [
+    (b"GET /v1/models HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * 100_000 + b"\r\n\r\n", b"431"),
+    (b"GET /v1/models HTTP/1.1\r\nhost: x\r\n" + b"x-h: 1\r\n" * 300 + b"\r\n", b"431"),
+    (b"GET /v1/models?" + b"q" * 20_000 + b" HTTP/1.1\r\nhost: x\r\n\r\n", b"414"),
+])
+def test_oversized_request_heads_are_refused_before_the_app(server: Server,
+                                                            request_head: bytes,
+                                                            status: bytes) -> None:
+    with connect(server) as sock:
+        with contextlib.suppress(OSError):  # the server may close while we still write
+            sock.sendall(request_head)
+        reply = read_all(sock)
+    assert reply.split(b" ", 2)[1] == status, reply[:200]
+    assert json.loads(reply.partition(b"\r\n\r\n")[2])["error"]["code"] == "request_too_large"
+
+
+def test_a_websocket_upgrade_is_plain_http_not_a_500(server: Server) -> None:
+    status, reply = exchange(server, b"GET /v1/models HTTP/1.1\r\nhost: x\r\nconnection: "
+                             b"Upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\n"
+                             b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+    assert status == 401, reply  # answered as HTTP: no key given

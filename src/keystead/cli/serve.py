@@ -26,6 +26,7 @@ def uvicorn_options(grace: int, idle_timeout_s: float) -> dict[str, object]:
         "loop": "uvloop" if sys.platform != "win32" else "asyncio",
         # httptools with deadlines for slow clients (headers, body; server/protocol.py).
         "http": "keystead.server.protocol:GuardedHttpToolsProtocol",
+        "ws": "none",  # keystead serves no WebSocket: an Upgrade is plain HTTP, not a 500
         "lifespan": "on", "log_config": None, "access_log": False, "server_header": False,
         "timeout_graceful_shutdown": grace, "timeout_keep_alive": idle_timeout_s,
         # uvicorn rewrites the client address from X-Forwarded-For for requests from

@@ -28,11 +28,25 @@ from keystead.pipeline.parse import BODY_TIMED_OUT
 __all__ = ["GuardedHttpToolsProtocol", "SlowClientLimits"]
 
 _IDLE, _HEADERS, _BODY = "idle", "headers", "body"
+# How much a request line and its headers may weigh before the app sees them: uvicorn and
+# httptools keep all of it in memory, with no limit of their own (an unauthenticated client
+# sent 40 MiB of headers in a second). nginx's defaults are smaller still.
+MAX_TARGET_BYTES = 16 * 1024
+MAX_HEADER_BYTES = 64 * 1024
+MAX_HEADERS = 256
 
-_TIMEOUT_408 = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
-                b"connection: close\r\ncontent-length: %d\r\n\r\n%s")
-_TIMEOUT_BODY = (b'{"error":{"message":"The request did not arrive in time.","type":'
-         b'"invalid_request_error","param":null,"code":"request_timeout"}}')
+_REFUSAL = (b"HTTP/1.1 %s\r\ncontent-type: application/json\r\n"
+            b"connection: close\r\ncontent-length: %d\r\n\r\n%s")
+_TIMEOUT = (b"408 Request Timeout",
+            b'{"error":{"message":"The request did not arrive in time.","type":'
+            b'"invalid_request_error","param":null,"code":"request_timeout"}}')
+_TARGET_TOO_LONG = (b"414 URI Too Long",
+                    b'{"error":{"message":"The request line is longer than 16 KiB.","type":'
+                    b'"invalid_request_error","param":null,"code":"request_too_large"}}')
+_HEADERS_TOO_LARGE = (b"431 Request Header Fields Too Large",
+                      b'{"error":{"message":"The request headers are larger than 64 KiB or '
+                      b'more than 256.","type":"invalid_request_error","param":null,'
+                      b'"code":"request_too_large"}}')
 
 
 class SlowClientLimits:
@@ -55,6 +69,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._limits = limits if isinstance(limits, SlowClientLimits) else SlowClientLimits()
         self._deadline: asyncio.TimerHandle | None = None
         self._reading = _IDLE  # what part of a request the parser is in
+        self._header_bytes = self._header_count = 0
+        self._refused = False  # answered already (too large): the parser's callbacks stop
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -65,8 +81,19 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
         super().data_received(data)
-        if self._deadline is None and self._reading is not _IDLE \
+        self._arm_if_incomplete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm_if_incomplete()  # a pipelined request starts now: its deadline runs
+
+    def _arm_if_incomplete(self) -> None:
+        # A request queued behind one in flight (pipelined) waits with reading paused: its
+        # deadline starts when it does, not while the one in front takes its time.
+        if self._deadline is None and self._reading is not _IDLE and not self.pipeline \
                 and not self.transport.is_closing():
             self._arm(self._limits.header_timeout_s if self._reading is _HEADERS
                       else self._limits.body_timeout_s)
@@ -74,16 +101,54 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._reading = _HEADERS
+        self._header_bytes = self._header_count = 0
+
+    def on_url(self, url: bytes) -> None:
+        if self._refused:
+            return
+        self._header_bytes += len(url)
+        if self._header_bytes > MAX_TARGET_BYTES:
+            self._refuse(_TARGET_TOO_LONG)
+            return
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._refused:
+            return
+        self._header_bytes += len(name) + len(value)
+        self._header_count += 1
+        if self._header_bytes > MAX_HEADER_BYTES or self._header_count > MAX_HEADERS:
+            self._refuse(_HEADERS_TOO_LARGE)
+            return
+        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
+        if self._refused:
+            return
         self._disarm()
         self._reading = _BODY
         super().on_headers_complete()
 
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
     def on_message_complete(self) -> None:
+        if self._refused:
+            return
         self._disarm()
         self._reading = _IDLE
         super().on_message_complete()
+
+    def _refuse(self, answer: tuple[bytes, bytes]) -> None:
+        """Answer a request too large to read, and close: its headers never reach the app."""
+        self._refused = True
+        self._disarm()
+        self._reading = _IDLE
+        if self.cycle is None or self.cycle.response_complete:
+            status, body = answer
+            self.transport.write(_REFUSAL % (status, len(body), body))
+        self.transport.close()
 
     def _arm(self, seconds: float) -> None:
         self._disarm()
@@ -102,5 +167,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if cycle is not None and not cycle.response_complete:
             cycle.scope[BODY_TIMED_OUT] = True  # type: ignore[literal-required]
         if cycle is None or cycle.response_complete or not cycle.response_started:
-            self.transport.write(_TIMEOUT_408 % (len(_TIMEOUT_BODY), _TIMEOUT_BODY))
+            status, body = _TIMEOUT
+            self.transport.write(_REFUSAL % (status, len(body), body))
         self.transport.close()
