@@ -13,6 +13,8 @@ import orjson
 
 __all__ = ["FirstEvent", "event_end", "judge_first"]
 
+_BOM = b"\xef\xbb\xbf"  # a stream may start with one (the SSE spec drops it)
+
 
 def event_end(buffer: bytes, start: int) -> tuple[int, int]:
     """(index, separator length) of the blank line that ends the event starting at `start`;
@@ -32,10 +34,13 @@ class FirstEvent(Enum):
 
 
 def judge_first(event: bytes) -> FirstEvent:
-    """What one whole event (its separator excluded) at the start of a stream says."""
+    """What one whole event (its separator excluded) at the start of a stream says. Fields
+    other than `data` and `event` are ignored, as the SSE spec says; a non-SSE answer (a JSON
+    body, an HTML page) carries no data field, so the stream ends or overflows without one and
+    is malformed there."""
     name = b""
     data: list[bytes] = []
-    for line in event.splitlines():
+    for line in event.removeprefix(_BOM).splitlines():
         if not line or line.startswith(b":"):
             continue
         field, _, value = line.partition(b":")
@@ -44,8 +49,6 @@ def judge_first(event: bytes) -> FirstEvent:
             data.append(value)
         elif field == b"event":
             name = value.strip()
-        elif field not in (b"id", b"retry"):
-            return FirstEvent.MALFORMED  # not SSE at all (a JSON body, an HTML page)
     if not data:  # an event without data is never dispatched (comments, retry, a bare name)
         return FirstEvent.SKIP
     payload = b"\n".join(data)
@@ -57,7 +60,10 @@ def judge_first(event: bytes) -> FirstEvent:
         return FirstEvent.MALFORMED
     if not isinstance(document, dict):
         return FirstEvent.MALFORMED
-    if name == b"error" or ("error" in document and document.get("object") is None) \
+    # OpenAI's {"error": {...}} (some proxies add it to a chunk that has choices), vLLM's
+    # {"object": "error"}, Anthropic's event: error, Responses' type: error / response.failed.
+    if name == b"error" or document.get("error") is not None \
+            or document.get("object") == "error" \
             or document.get("type") in ("error", "response.failed"):
         return FirstEvent.ERROR
     return FirstEvent.OK

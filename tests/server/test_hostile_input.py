@@ -453,3 +453,90 @@ def test_the_guardrail_reads_any_json_shape_without_failing(tmp_path: Path,
         "guardrails": {"default": {"secrets": "mask", "pii": "block"}},
         "providers": {"claude": {"type": "mock", "models": ["claude-*"],
                                  "mock": {"flavor": "anthropic"}}}})
+
+
+# --- found in review --------------------------------------------------------------------------
+
+CLAUDE = {"providers": {"claude": {"type": "mock", "models": ["claude-*"],
+                                   "mock": {"flavor": "anthropic"}}}}
+
+
+@pytest.mark.parametrize("body", [
+    b'{"model":"gpt-4o-mini","messages":[],"max\\u005ftokens":5000,"max_tokens":50}',
+    b'{"model":"gpt-4o-mini","messages":[],"max_tokens":50,"max\\u005Ftokens":5000}',
+    b'{"mod\\u0065l":"gpt-4o","messages":[],"model":"gpt-4o-mini"}',
+])
+def test_a_policed_field_written_with_an_escape_is_a_duplicate(tmp_path: Path,
+                                                               body: bytes) -> None:
+    async def test(client: AppClient) -> None:
+        key = await client.create_key("dev-escape-test", max_tokens=100)
+        assert_error(await client.request("POST", CHAT, body=body, key=key), 400,
+                     "duplicate_field")
+        assert received(client) == []
+
+    run_app(tmp_path, test)
+
+
+@pytest.mark.parametrize("field", ["n_predict", "max_new_tokens"])
+def test_llama_cpp_and_tgi_caps_are_caps_too(tmp_path: Path, field: str) -> None:
+    async def test(client: AppClient) -> None:
+        key = await client.create_key("dev-npredict-test", max_tokens=100)
+        reply = await client.request("POST", CHAT, key=key,
+                                     json_body=chat_body(max_tokens=50, **{field: 100_000}))
+        assert_error(reply, 400, "max_tokens_exceeded", field)
+        assert_error(await client.request("POST", CHAT, key=key, json_body=chat_body(
+            **{field: -1})), 400, "invalid_value", field)
+        assert received(client) == []
+
+    run_app(tmp_path, test)
+
+
+def test_a_background_response_is_refused(tmp_path: Path) -> None:
+    async def test(client: AppClient) -> None:
+        key = await client.create_key("dev-bg-test")
+        reply = await client.request("POST", RESPONSES, key=key, json_body={
+            "model": "gpt-4o-mini", "input": "hi", "background": True})
+        assert_error(reply, 400, "unsupported_parameter", "background")
+        ok = await client.request("POST", RESPONSES, key=key, json_body={
+            "model": "gpt-4o-mini", "input": "hi", "background": False})
+        assert ok.status == 200, ok.body
+
+    run_app(tmp_path, test)
+
+
+def test_an_integer_past_4300_digits_is_a_400_not_a_500(tmp_path: Path) -> None:
+    huge = b"9" * 5000
+    async def test(client: AppClient) -> None:
+        capped = await client.create_key("dev-bigint-test", max_tokens=100)  # a rewrite
+        body = b'{"model":"gpt-4o-mini","messages":[],"seed":' + huge + b"}"
+        assert_error(await client.request("POST", CHAT, body=body, key=capped), 400,
+                     "invalid_value")
+        # ... and when a policed name appears twice (the duplicate check reads the body)
+        body = (b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"model"}],'
+                b'"x":' + huge + b',"tools":[{"type":"function","function":{"name":"model"}}]}')
+        reply = await client.request("POST", CHAT, body=body, key=capped)
+        assert reply.status == 400, reply.body
+
+    run_app(tmp_path, test)
+
+
+def test_a_model_name_with_a_trailing_newline_is_refused_where_it_enters(
+        tmp_path: Path) -> None:
+    async def test(client: AppClient) -> None:
+        key = await client.create_key("dev-newline-test")
+        assert_error(await client.request("POST", CHAT, key=key, json_body=chat_body(
+            model="gpt-4o-mini\n")), 400, "invalid_model_name")
+        assert (await client.request("GET", "/v1/models/gpt-4o-mini\n", key=key)).status == 404
+
+    run_app(tmp_path, test)
+
+
+@pytest.mark.parametrize("tools", [5, True, -1e308, "a", {"type": "function"}])
+def test_tools_that_are_not_a_list_are_a_400_for_claude(tmp_path: Path, tools: Any) -> None:
+    async def test(client: AppClient) -> None:
+        key = await client.create_key("dev-tools-test")
+        reply = await client.request("POST", CHAT, key=key, json_body=chat_body(
+            model="claude-3-5-haiku-latest", tools=tools))
+        assert_error(reply, 400, "invalid_value", "tools")
+
+    run_app(tmp_path, test, raw=CLAUDE)

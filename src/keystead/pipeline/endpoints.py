@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from keystead.providers.base import Endpoint
+from keystead.errors import InvalidField
+from keystead.providers.endpoints import Endpoint
 
 __all__ = ["PATHS", "EndpointSpec", "find_endpoint"]
 
@@ -28,6 +29,14 @@ class EndpointSpec:
     # None where the API requires one (Anthropic's max_tokens) or has none.
     cap_write: str | None = None
     native: bool = False  # Anthropic's own API, answered in its own envelope
+    # Fields this gateway does not serve when set (truthy): (field, why), a 400 naming it.
+    refused: tuple[tuple[str, str], ...] = ()
+
+    def check_refused(self, view: object) -> None:
+        for name, why in self.refused:
+            if getattr(view, name, None):
+                raise InvalidField(f"'{name}' is not supported here.", param=name,
+                                   code="unsupported_parameter", hint=why)
 
     def requested_output(self, view: object) -> tuple[int | None, str | None]:
         """The largest output cap the request asks for, and the field that holds it."""
@@ -41,12 +50,19 @@ class EndpointSpec:
 
 
 PATHS: dict[str, EndpointSpec] = {
-    "/v1/chat/completions": EndpointSpec(Endpoint.CHAT, "POST",
-                                  cap_fields=("max_completion_tokens", "max_tokens"),
-                                  cap_write="max_tokens"),
+    "/v1/chat/completions": EndpointSpec(
+        Endpoint.CHAT, "POST",
+        # n_predict, max_new_tokens: what llama.cpp's and Hugging Face's servers read first
+        cap_fields=("max_completion_tokens", "max_tokens", "n_predict", "max_new_tokens"),
+        cap_write="max_tokens"),
     "/v1/embeddings": EndpointSpec(Endpoint.EMBEDDINGS, "POST"),
-    "/v1/responses": EndpointSpec(Endpoint.RESPONSES, "POST", cap_fields=("max_output_tokens",),
-                           cap_write="max_output_tokens"),
+    "/v1/responses": EndpointSpec(
+        Endpoint.RESPONSES, "POST", cap_fields=("max_output_tokens",),
+        cap_write="max_output_tokens",
+        # A background response goes on generating after its first answer, where keystead
+        # cannot count it (and GET /v1/responses/{id} is not served).
+        refused=(("background", "Background responses cannot be counted against limits and "
+                                "budgets through keystead; send the request without it."),)),
     "/v1/models": EndpointSpec(Endpoint.MODELS, "GET"),
     "/v1/keystead/tokens": EndpointSpec(Endpoint.TOKENS, "POST"),
     "/v1/messages": EndpointSpec(Endpoint.MESSAGES, "POST", cap_fields=("max_tokens",),

@@ -46,6 +46,10 @@ class ChatView(msgspec.Struct):
     stream_options: StreamOptions | None = None
     max_tokens: OutputCap | None = None
     max_completion_tokens: OutputCap | None = None
+    # What llama.cpp's and Hugging Face's OpenAI-compatible servers read before max_tokens:
+    # caps too, or a key's cap could be walked around through them.
+    n_predict: OutputCap | None = None
+    max_new_tokens: OutputCap | None = None
     n: Choices | None = None
     tools: msgspec.Raw = _NULL
     response_format: msgspec.Raw = _NULL
@@ -61,6 +65,7 @@ class ResponsesView(msgspec.Struct):
     input: msgspec.Raw = _NULL
     stream: bool | None = None
     max_output_tokens: OutputCap | None = None
+    background: bool | None = None
 
 
 class MessagesView(msgspec.Struct):

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from keystead.errors import InvalidField
+
 if TYPE_CHECKING:
     from keystead.routing.table import Deployment
 
@@ -49,7 +51,11 @@ def apply(body: bytes, rewrite: BodyRewrite, had_stream_options: bool) -> bytes:
         start = body.index(b"{") + 1
         return body[:start] + _INCLUDE_USAGE + body[start:]
     exact = _LONG_NUMBER.search(body) is not None
-    document: dict[str, Any] = json.loads(body) if exact else orjson.loads(body)
+    try:
+        document: dict[str, Any] = json.loads(body) if exact else orjson.loads(body)
+    except ValueError:  # an integer past Python's 4,300 digits (orjson reads it as a float)
+        raise InvalidField("A number in the request body has more than 4,300 digits.",
+                           hint="Send numbers of a sensible size.") from None
     if rewrite.model is not None:
         document["model"] = rewrite.model
     if rewrite.cap_field is not None:

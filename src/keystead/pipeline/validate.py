@@ -16,6 +16,7 @@ again before a name goes into a URL). This module adds what a schema cannot say:
 from __future__ import annotations
 
 import json
+import re
 from itertools import accumulate
 from typing import Any
 
@@ -32,7 +33,8 @@ MAX_FEATURE = 128
 
 # Fields whose value decides a policy: a second copy in one body is refused.
 _POLICED_NAMES = frozenset(("model", "max_tokens", "max_completion_tokens", "max_output_tokens",
-                           "stream", "n"))
+                           "n_predict", "max_new_tokens", "stream", "n", "background"))
+_ESCAPED_LETTER = re.compile(rb"\\u00[4-7][0-9a-fA-F]")  # \u0040 to \u007f: letters, _
 _POLICED = tuple(f'"{name}"'.encode() for name in sorted(_POLICED_NAMES))
 _STRUCTURE = bytes(c for c in range(256) if c not in b'"[]{}')
 _STEP = [0] * 256
@@ -45,10 +47,12 @@ def check_body(body: bytes) -> None:
     if body.count(b"[") + body.count(b"{") > MAX_DEPTH and _depth(body) > MAX_DEPTH:
         raise InvalidJSON(f"The request body is nested more than {MAX_DEPTH} levels deep.",
                           hint="Real requests nest a few levels; flatten the structure.")
-    for name in _POLICED:
-        if body.count(name) > 1:  # rare: the name also appears as a string value somewhere
-            _check_duplicates(body)
-            return
+    # A policed name twice (rare: it also appears as a string value somewhere), or written with
+    # an escape of an ASCII letter (no JSON encoder writes one: "max\u005ftokens" is written
+    # to be read as a second max_tokens by one parser and missed by another).
+    if _ESCAPED_LETTER.search(body) is not None \
+            or any(body.count(name) > 1 for name in _POLICED):
+        _check_duplicates(body)
 
 
 def _depth(body: bytes) -> int:
@@ -66,8 +70,10 @@ def _depth(body: bytes) -> int:
 
 
 def _check_duplicates(body: bytes) -> None:
-    # Every object as its list of (name, value) pairs: the top level's names, repeats kept.
-    items = json.loads(body, object_pairs_hook=_as_pairs)
+    # Every object as its list of (name, value) pairs: the top level's names, repeats kept
+    # (escapes decoded: "max\u005ftokens" is max_tokens). Numbers stay text: an integer past
+    # Python's 4,300 digits must not fail a check that does not need its value.
+    items = json.loads(body, object_pairs_hook=_as_pairs, parse_int=str, parse_float=str)
     seen: set[str] = set()
     for name, _ in items if isinstance(items, list) else ():
         if name in seen and name in _POLICED_NAMES:

@@ -99,6 +99,9 @@ def _translate_options(body: dict[str, Any], out: dict[str, Any]) -> None:
         elif name == "response_format":
             _response_format(value, out)
         elif name == "tools":
+            if value and not isinstance(value, list):
+                raise InvalidField("tools must be an array of tool definitions.", param=name,
+                                   hint='Send e.g. [{"type": "function", "function": {...}}].')
             if value:
                 out["tools"] = [_tool(tool, i) for i, tool in enumerate(value)]
         elif name in ("tool_choice", "parallel_tool_calls"):

@@ -27,7 +27,8 @@ MAX_MODEL_CHARS = 256
 MODEL_CHARS = "A-Z a-z 0-9 . _ - : / @ + ~"
 # One pass: the character set and length, and no `.`/`..` segment anywhere (the lookahead).
 # Anchored, so the data plane's request views can declare it as is (msgspec searches).
-MODEL_PATTERN = rf"^(?!(?:.*/)?\.{{1,2}}(?:/|$))[A-Za-z0-9._:/@+~-]{{1,{MAX_MODEL_CHARS}}}$"
+# `\Z`, not `$`: `$` also matches before a final newline ("gpt-4o\n" would pass).
+MODEL_PATTERN = rf"^(?!(?:.*/)?\.{{1,2}}(?:/|\Z))[A-Za-z0-9._:/@+~-]{{1,{MAX_MODEL_CHARS}}}\Z"
 _MODEL = re.compile(MODEL_PATTERN)
 _SHOWN = 64  # characters of a refused name quoted back in the message
 

@@ -226,9 +226,10 @@ class Router:
         backoff; the same outcomes as the loop's first attempt."""
         deployment = route.deployments[0]
         started = self._clock()
+        body = body_for(deployment)  # (a body it refuses raises before anything is counted)
         deployment.in_flight += 1
         try:
-            served = await self._attempt(route, deployment, endpoint, body_for(deployment),
+            served = await self._attempt(route, deployment, endpoint, body,
                                          stream, route.retry.attempt_timeout_s, None)
         except AttemptFailed as retry:
             deployment.in_flight -= 1

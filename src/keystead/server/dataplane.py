@@ -151,7 +151,7 @@ class DataPlane:
                 await list_models(self.live, ctx, send, model_id)
                 return
             if endpoint is Endpoint.TOKENS:
-                await mint_token(self.rt, ctx, receive, send)
+                await mint_token(self.rt, ctx, receive, send, scope)
                 return
             body = ctx.body = await read_body(receive, self._body_limit(ctx), _length(length),
                                               scope)
@@ -219,6 +219,7 @@ class DataPlane:
         assert key is not None
         view = ctx.view = decode_view(ctx.endpoint, body)
         ctx.model = view.model
+        spec.check_refused(view)
         admit.check_model(key, view.model)
         token = ctx.token
         if token is not None:

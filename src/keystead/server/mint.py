@@ -23,7 +23,8 @@ _JSON = (b"content-type", b"application/json")
 _ZERO_COST = (b"x-keystead-cost-usd", b"0")
 
 
-async def mint_token(rt: Runtime, ctx: RequestContext, receive: Receive, send: Send) -> None:
+async def mint_token(rt: Runtime, ctx: RequestContext, receive: Receive, send: Send,
+                     scope: dict[str, Any] | None = None) -> None:
     """POST /v1/keystead/tokens: a backend holding a key mints a short-lived token for a
     browser or a job. A token cannot mint tokens."""
     key = ctx.key
@@ -31,7 +32,7 @@ async def mint_token(rt: Runtime, ctx: RequestContext, receive: Receive, send: S
     if ctx.token is not None:
         raise EndpointNotAllowed("A token cannot mint tokens.",
                                  hint="Mint from your backend, with the key itself.")
-    body = await read_body(receive, 64 * 1024)
+    body = await read_body(receive, 64 * 1024, scope=scope)
     try:
         request = orjson.loads(body) if body.strip() else {}
     except orjson.JSONDecodeError:
