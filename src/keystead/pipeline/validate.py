@@ -34,6 +34,7 @@ MAX_FEATURE = 128
 # Fields whose value decides a policy: a second copy in one body is refused.
 _POLICED_NAMES = frozenset(("model", "max_tokens", "max_completion_tokens", "max_output_tokens",
                            "n_predict", "max_new_tokens", "stream", "n", "background"))
+_PRINTABLE_ASCII = re.compile(rb"[\x20-\x7e]*")
 _ESCAPED_LETTER = re.compile(rb"\\u00[4-7][0-9a-fA-F]")  # \u0040 to \u007f: letters, _
 _POLICED = tuple(f'"{name}"'.encode() for name in sorted(_POLICED_NAMES))
 _STRUCTURE = bytes(c for c in range(256) if c not in b'"[]{}')
@@ -100,11 +101,12 @@ def check_feature(raw: bytes) -> str | None:
 
 def printable(raw: bytes, limit: int) -> str:
     """A recorded header value (user agent): kept, with anything unprintable replaced."""
-    text = raw[:limit].decode("latin-1")
-    if raw.isascii() and _printable(raw[:limit]):
+    raw = raw[:limit]
+    text = raw.decode("latin-1")
+    if _PRINTABLE_ASCII.fullmatch(raw) is not None:  # nearly always: one C pass
         return text
     return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def _printable(raw: bytes) -> bool:
-    return bool(raw) and raw.isascii() and all(0x20 <= c < 0x7F for c in raw)
+    return _PRINTABLE_ASCII.fullmatch(raw) is not None and bool(raw)
