@@ -101,7 +101,7 @@ async def _redis_figures(url: str, requests: int) -> dict[str, float]:
 async def _memory_figures(requests: int) -> dict[str, float]:
     from keystead.config.model import LimitsConfig
     from keystead.pipeline.limits import Limiter
-    from keystead.state.counters import MemoryCounters
+    from keystead.state.memory_counters import MemoryCounters
     from keystead.state.records import KeyRecord, Limits
 
     async def spend(*_: Any) -> int:

@@ -32,7 +32,8 @@ from keystead.reload import CONFIG_VERSION, Reloader, file_digest
 from keystead.routing.breaker import Breakers
 from keystead.routing.router import Router
 from keystead.routing.table import RouteTable
-from keystead.state.counters import Counters, MemoryCounters
+from keystead.state.counters import Counters
+from keystead.state.memory_counters import MemoryCounters
 from keystead.state.outage import OutageLog
 from keystead.state.records import TeamRecord
 from keystead.state.sql_store import SQLStore

@@ -20,10 +20,10 @@ from keystead.state.counters import (
     CountersUnavailable,
     Epoch,
     Hold,
-    MemoryCounters,
     PoolReading,
     Rate,
 )
+from keystead.state.memory_counters import MemoryCounters
 from keystead.state.records import KeyRecord, Limits, TeamRecord
 from redis_support import RedisProxy, redis_counters, require_redis
 

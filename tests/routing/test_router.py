@@ -16,7 +16,7 @@ from keystead.routing.breaker import Breakers
 from keystead.routing.router import Router, TierFailed
 from keystead.routing.structured import judge_for
 from keystead.routing.table import Deployment, Route
-from keystead.state.counters import MemoryCounters
+from keystead.state.memory_counters import MemoryCounters
 
 from .fakes import OK_BODY, Clock, FakeResponse, ScriptedProvider, reset
 

@@ -21,11 +21,11 @@ from keystead.state.counters import (
     Counters,
     CountersUnavailable,
     Hold,
-    MemoryCounters,
     PoolReading,
     Rate,
     RateReading,
 )
+from keystead.state.memory_counters import MemoryCounters
 from keystead.state.redis_counters import RedisCounters
 from redis_support import (
     RedisProxy,

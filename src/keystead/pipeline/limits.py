@@ -45,7 +45,8 @@ from keystead.pipeline.limit_rules import (
     scaled,
 )
 from keystead.pipeline.rejoin import Rejoin
-from keystead.state.counters import Counters, CountersUnavailable, Hold, MemoryCounters, Rate
+from keystead.state.counters import Counters, CountersUnavailable, Hold, Rate
+from keystead.state.memory_counters import MemoryCounters
 from keystead.state.outage import OutageLog
 from keystead.state.records import KeyRecord, Limits, TeamRecord
 from keystead.state.store import SpendScope

@@ -16,7 +16,8 @@ from collections.abc import Callable, Sequence
 from enum import StrEnum
 
 from keystead.config.routing import BreakerPolicy
-from keystead.state.counters import Counters, CountersUnavailable, MemoryCounters
+from keystead.state.counters import Counters, CountersUnavailable
+from keystead.state.memory_counters import MemoryCounters
 
 __all__ = ["BreakerState", "Breakers"]
 
