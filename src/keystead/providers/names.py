@@ -20,8 +20,8 @@ from urllib.parse import quote
 
 from keystead.errors import InvalidField
 
-__all__ = ["MAX_MODEL_CHARS", "MODEL_CHARS", "MODEL_PATTERN", "check_model", "path_segment",
-           "shown"]
+__all__ = ["MAX_MODEL_CHARS", "MODEL_CHARS", "MODEL_PATTERN", "check_model", "is_model_name",
+           "path_segment", "shown"]
 
 MAX_MODEL_CHARS = 256
 MODEL_CHARS = "A-Z a-z 0-9 . _ - : / @ + ~"
@@ -33,9 +33,13 @@ _MODEL = re.compile(MODEL_PATTERN)
 _SHOWN = 64  # characters of a refused name quoted back in the message
 
 
+def is_model_name(name: str) -> bool:
+    return _MODEL.fullmatch(name) is not None
+
+
 def check_model(model: str, provider: str) -> str:
     """`model` if it can be a model name; else a 400 `invalid_model_name` naming `provider`."""
-    if _MODEL.fullmatch(model) is None:
+    if not is_model_name(model):
         raise InvalidField(
             f"{shown(model)} is not a model name provider {provider} can be asked for.",
             param="model", code="invalid_model_name",

@@ -7,7 +7,6 @@ scope and, for a short-lived token, by the token's.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +15,8 @@ import orjson
 from keystead.errors import ModelNotFound
 from keystead.pipeline import admit
 from keystead.pipeline.context import RequestContext
-from keystead.providers.names import MODEL_PATTERN, shown
+from keystead.providers.names import is_model_name, shown
+from keystead.server.answers import JSON, ZERO_COST
 
 if TYPE_CHECKING:
     from keystead.live import Live
@@ -25,10 +25,7 @@ __all__ = ["list_models"]
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-_JSON = (b"content-type", b"application/json")
-_ZERO_COST = (b"x-keystead-cost-usd", b"0")
 ROUTE_OWNER = "keystead"
-MODEL_NAME = re.compile(MODEL_PATTERN)
 
 
 async def list_models(live: Live, ctx: RequestContext, send: Send,
@@ -42,7 +39,7 @@ async def list_models(live: Live, ctx: RequestContext, send: Send,
                if admit.model_allowed(key, model)
                and (ctx.token is None or admit.token_model_allowed(ctx.token, model))]
     if model_id is not None:
-        if not MODEL_NAME.match(model_id):  # a path can carry anything (%00, %0d%0a)
+        if not is_model_name(model_id):  # a path can carry anything (%00, %0d%0a)
             raise ModelNotFound(f"{shown(model_id)} is not a model name.", param="model",
                                 hint="GET /v1/models lists the models and routes it may use.")
         ctx.model = model_id
@@ -57,8 +54,8 @@ async def list_models(live: Live, ctx: RequestContext, send: Send,
     ctx.status = 200
     body = orjson.dumps(document)
     await send({"type": "http.response.start", "status": 200,
-                "headers": [_JSON, (b"content-length", str(len(body)).encode()),
-                            (b"x-request-id", ctx.request_id.encode()), _ZERO_COST]})
+                "headers": [JSON, (b"content-length", str(len(body)).encode()),
+                            (b"x-request-id", ctx.request_id.encode()), ZERO_COST]})
     await send({"type": "http.response.body", "body": body})
 
 

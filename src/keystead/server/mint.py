@@ -10,6 +10,7 @@ import orjson
 from keystead.errors import EndpointNotAllowed, InvalidField, InvalidJSON
 from keystead.pipeline.context import RequestContext
 from keystead.pipeline.parse import read_body
+from keystead.server.answers import JSON, ZERO_COST
 
 if TYPE_CHECKING:
     from keystead.runtime import Runtime
@@ -19,8 +20,6 @@ __all__ = ["mint_token"]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-_JSON = (b"content-type", b"application/json")
-_ZERO_COST = (b"x-keystead-cost-usd", b"0")
 
 
 async def mint_token(rt: Runtime, ctx: RequestContext, receive: Receive, send: Send,
@@ -56,7 +55,7 @@ async def mint_token(rt: Runtime, ctx: RequestContext, receive: Receive, send: S
     ctx.status = 201
     document = orjson.dumps(minted.as_dict())
     await send({"type": "http.response.start", "status": 201,
-                "headers": [_JSON, (b"content-length", str(len(document)).encode()),
-                            (b"x-request-id", ctx.request_id.encode()), _ZERO_COST,
+                "headers": [JSON, (b"content-length", str(len(document)).encode()),
+                            (b"x-request-id", ctx.request_id.encode()), ZERO_COST,
                             (b"cache-control", b"no-store")]})
     await send({"type": "http.response.body", "body": document})
