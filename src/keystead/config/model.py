@@ -14,9 +14,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
 
+from keystead.config.alerts import AlertsConfig
+from keystead.config.checks import ChecksConfig
+from keystead.config.metrics import MetricsConfig
 from keystead.config.providers import ProviderConfig
 from keystead.config.routing import RouteConfig, RoutingConfig, check_routes
 from keystead.config.strict import Strict as _Strict
+from keystead.config.tracing import TracingConfig
 
 __all__ = [
     "AdminConfig",
@@ -327,6 +331,11 @@ class Config(_Strict):
     secret_stores: SecretStoresConfig = SecretStoresConfig()
     routes: dict[str, RouteConfig] = Field(default_factory=dict)
     routing: RoutingConfig = RoutingConfig()
+    # signals (docs/monitoring.md)
+    metrics: MetricsConfig = MetricsConfig()
+    tracing: TracingConfig = TracingConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    checks: ChecksConfig = ChecksConfig()
 
     @field_validator("routes")
     @classmethod
