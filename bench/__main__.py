@@ -24,7 +24,7 @@ from pathlib import Path
 
 from bench.load import run_wrk, wrk_available
 from bench.procs import Proc
-from bench.targets import Target, start_floor, start_keystead
+from bench.targets import SIGNALS, Target, start_floor, start_keystead
 from bench.upstream import start_upstream
 
 RESULTS = Path(__file__).parent / "results"
@@ -111,6 +111,12 @@ def run(args: argparse.Namespace) -> int:
         "keystead-cache": lambda: start_keystead(upstream_url, cpu=server_cpu,
                                                  name="keystead (route, cache hits)",
                                                  routes="cache"),
+        "keystead-nometrics": lambda: start_keystead(upstream_url, cpu=server_cpu,
+                                                     name="keystead (metrics off)",
+                                                     signals=SIGNALS["nometrics"]),
+        "keystead-traced": lambda: start_keystead(upstream_url, cpu=server_cpu,
+                                                  name="keystead (tracing on, 100 %)",
+                                                  signals=SIGNALS["traced"]),
     }
     redis_url = _redis_url()
     if redis_url:
@@ -240,6 +246,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="3 s per measurement")
     parser.add_argument("--only", help="comma-separated targets: direct, floor-httpx, "
                                        "floor-aiohttp, keystead, keystead-route, keystead-cache, "
+                                       "keystead-nometrics, keystead-traced, "
                                        "keystead-redis, litellm")
     parser.add_argument("--minutes", type=float, default=10.0, help="soak duration")
     parser.add_argument("--no-stream", action="store_true", help="skip the streaming figures")

@@ -67,15 +67,26 @@ ROUTES = {
 }
 
 
+# The signals variants: Prometheus metrics are on by default; `nometrics` turns them off, `traced`
+# adds OpenTelemetry tracing of every request (sampled 100 %) to the fake upstream's OTLP sink.
+SIGNALS = {
+    "nometrics": "metrics:\n  enabled: false\n\n",
+    "traced": ("tracing:\n  enabled: true\n  endpoint: {upstream}/v1/traces\n"
+               "  sample_ratio: 1.0\n\n"),
+}
+
+
 def start_keystead(upstream: str, *, cpu: str | None, workers: int = 1,
                    name: str = "keystead", redis_url: str | None = None,
-                   routes: str | None = None, probe_body: str | None = None) -> Target:
+                   routes: str | None = None, probe_body: str | None = None,
+                   signals: str = "") -> Target:
     """`keystead serve` with its default policy on, proxying to `upstream`.
 
     The policy a platform team would set: the key belongs to a team, and both carry a rate
     limit and a monthly budget (high enough never to refuse), so every request pays for the key
     check, scopes, two GCRA rates, two budget reservations (its prompt counted offline), the
     cost, the usage record and the log line. With `redis_url` the counters live in Redis.
+    `signals` is YAML for the metrics and tracing sections (SIGNALS).
     """
     root = Path(tempfile.mkdtemp(prefix="keystead-bench-"))
     _keystead("init", str(root), cwd=root)
@@ -95,7 +106,7 @@ def start_keystead(upstream: str, *, cpu: str | None, workers: int = 1,
     base_url: {upstream}/v1
     models: [gpt-4o-mini-2]
 
-{redis}{ROUTES[routes] if routes else ""}""" + text[end:])
+{redis}{ROUTES[routes] if routes else ""}{signals.format(upstream=upstream)}""" + text[end:])
     policy = ["--rpm", "100000000", "--budget", "1000000000"]
     _keystead("teams", "create", "bench", *policy, cwd=root)
     created = json.loads(_keystead("keys", "create", "dev-bench-load", "--team", "bench",

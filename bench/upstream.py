@@ -85,6 +85,12 @@ http {{
       default_type text/event-stream;
       return 200 '{stream}';
     }}
+    # An OTLP/HTTP traces sink for the tracing target: an empty body is an empty
+    # ExportTraceServiceResponse (the exporter reads only the status).
+    location = /v1/traces {{
+      default_type application/x-protobuf;
+      return 200 '';
+    }}
   }}
 }}
 """)
