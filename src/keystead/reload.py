@@ -145,10 +145,12 @@ class Reloader:
         self.replica = replica or f"{socket.gethostname()}:{os.getpid()}"
         self._dotenv = _dotenv(runtime.loaded.path)  # the .env as last read
         self._lock = asyncio.Lock()
+        self.last: ReloadResult | None = None  # the latest reload's result (/readyz reads it)
 
     async def reload(self, trigger: str) -> ReloadResult:
         async with self._lock:
             result = await self._reload(trigger)
+        self.last = result
         if not result.ok:
             log.error("config reload (%s) refused: %s", trigger, result.error)
         elif result.changed or result.restart_needed:

@@ -46,6 +46,7 @@ from keystead.vault.envelope import MasterKey
 from keystead.vault.store import Vault, load_master_key
 
 if TYPE_CHECKING:
+    from keystead.checks.result import CheckResult
     from keystead.state.notify import ChangeNotifier
 
 __all__ = ["CONFIG_VERSION", "KEY_DISABLED", "KEY_ENABLED", "ProviderStatus", "Runtime"]
@@ -95,6 +96,9 @@ class Runtime:
         # once the requests that use them are surely done.
         self._retiring: dict[asyncio.Task[None], list[Transport]] = {}
         self._refresher: asyncio.Task[None] | None = None
+        # The latest synthetic check of each target ("provider:openai#1", "route:chat"),
+        # written by keystead.checks; the metrics read it.
+        self.checks: dict[str, CheckResult] = {}
 
     # What the config made, as it is now (a request reads its data plane's `live` instead).
     @property

@@ -216,6 +216,14 @@ class EmbeddedBackend:
 
         return self._runtime(route_status)
 
+    def check(self, providers: list[str], routes: list[str]) -> dict[str, Any]:
+        from keystead.checks.run import CheckRunner
+
+        async def action(rt: Runtime) -> dict[str, Any]:
+            results = await CheckRunner(rt).run(providers, routes)
+            return {"ok": all(r.ok for r in results), "results": [r.as_dict() for r in results]}
+        return self._runtime(action)
+
     def reload_config(self) -> dict[str, Any]:
         """Ask every gateway on this store to re-read its config file (this one was read and
         validated when the command started). A store session is enough: no provider keys

@@ -93,6 +93,10 @@ class RemoteBackend:
     def routes(self) -> list[dict[str, Any]]:
         return self._call("GET", "/admin/routes")  # type: ignore[no-any-return]
 
+    def check(self, providers: list[str], routes: list[str]) -> dict[str, Any]:
+        return self._call("POST", "/admin/checks",  # type: ignore[no-any-return]
+                          {"providers": providers, "routes": routes})
+
     def reload_config(self) -> dict[str, Any]:
         return self._call("POST", "/admin/reload")  # type: ignore[no-any-return]
 

@@ -252,7 +252,7 @@ class AnthropicMock:
                    "model": body["model"], "content": blocks, "stop_reason": stop_reason,
                    "stop_sequence": stop_sequence, "usage": usage}
         if not body.get("stream"):
-            await _send_json(send, 200, message)
+            await _send_json(send, 200, message, RATE_LIMIT_HEADERS)
             return
         events = _Events(send, self.settings.chunk_delay_ms, directives.disconnect_after,
                          extra.get("stream_error"), gone)
@@ -535,6 +535,17 @@ def _model_info(model: str) -> dict[str, Any]:
 
 
 # --- ASGI plumbing --------------------------------------------------------------------------
+
+# What Anthropic says of the caller's limits on every message (fixed values: the mock keeps no
+# account); `keystead check` prints them.
+RATE_LIMIT_HEADERS = [
+    (b"anthropic-ratelimit-requests-limit", b"4000"),
+    (b"anthropic-ratelimit-requests-remaining", b"3999"),
+    (b"anthropic-ratelimit-requests-reset", b"2026-01-01T00:00:01Z"),
+    (b"anthropic-ratelimit-tokens-limit", b"400000"),
+    (b"anthropic-ratelimit-tokens-remaining", b"399990"),
+    (b"anthropic-ratelimit-tokens-reset", b"2026-01-01T00:00:01Z"),
+]
 
 
 async def _send_json(send: Send, status: int, obj: Any,

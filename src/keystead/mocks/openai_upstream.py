@@ -457,12 +457,24 @@ def _parse_body(raw: bytes, deployment: str | None) -> dict[str, Any]:
     return body
 
 
+# What OpenAI says of the caller's limits on every answer (fixed values: the mock keeps no
+# account); `keystead check` prints them.
+RATE_LIMIT_HEADERS = [
+    (b"x-ratelimit-limit-requests", b"10000"),
+    (b"x-ratelimit-remaining-requests", b"9999"),
+    (b"x-ratelimit-reset-requests", b"6ms"),
+    (b"x-ratelimit-limit-tokens", b"200000"),
+    (b"x-ratelimit-remaining-tokens", b"199990"),
+    (b"x-ratelimit-reset-tokens", b"3ms"),
+]
+
+
 async def _answer(send: Send, obj: Any, fault: FaultStep) -> None:
     """A 200 JSON answer, or (the `badjson` fault) the same cut off halfway."""
     if fault.kind == "badjson":
-        await _send_payload(send, 200, malformed_json(obj))
+        await _send_payload(send, 200, malformed_json(obj), RATE_LIMIT_HEADERS)
     else:
-        await _send_json(send, 200, obj)
+        await _send_json(send, 200, obj, RATE_LIMIT_HEADERS)
 
 
 async def _send_json(

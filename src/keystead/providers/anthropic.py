@@ -121,6 +121,11 @@ class TranslatedResponse:
             headers["x-request-id"] = request_id
         self.headers: Mapping[str, str] = headers
 
+    @property
+    def upstream_headers(self) -> Mapping[str, str]:
+        """Anthropic's own headers, untranslated (its anthropic-ratelimit-*, for checks)."""
+        return self._inner.headers
+
     async def read(self) -> bytes:
         body = await self._inner.read()
         if self._inner.status >= 400:

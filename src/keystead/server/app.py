@@ -18,6 +18,8 @@ from typing import Any
 
 import orjson
 
+from keystead.checks.readiness import Readiness
+from keystead.checks.schedule import CheckSchedule
 from keystead.config.load import LoadedConfig, load_config
 from keystead.errors import RouteNotFound, Unavailable, render
 from keystead.runtime import Runtime
@@ -49,6 +51,8 @@ class KeysteadApp:
         self._data: DataPlane | None = None
         self._admin: Any = None
         self._reminders: asyncio.Task[None] | None = None
+        self._checks: CheckSchedule | None = None
+        self._readiness: Readiness | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -71,16 +75,27 @@ class KeysteadApp:
                     await admin(scope, receive, send)
                 return
             if path in ("/healthz", "/readyz"):
-                ready = self._data is not None
-                status = 200 if ready or path == "/healthz" else 503
-                body = orjson.dumps({"status": "ok" if ready else "starting"})
-                await send({"type": "http.response.start", "status": status, "headers": [_JSON]})
-                await send({"type": "http.response.body", "body": body})
+                await self._health(path, send)
                 return
             await _plain(send, RouteNotFound(
                 f"Unknown route {path}.", hint="The OpenAI-compatible API lives under /v1/."))
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+
+    async def _health(self, path: str, send: Send) -> None:
+        """/healthz: alive (200 while the process serves); /readyz: able to serve, or which
+        dependency is down (checks/readiness.py)."""
+        readiness = self._readiness
+        if readiness is None or self._data is None:
+            status = 200 if path == "/healthz" else 503
+            body = orjson.dumps({"status": "starting"})
+        elif path == "/healthz":
+            status, body = 200, orjson.dumps({"status": "ok"})
+        else:
+            status, body = await readiness.answer()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [_JSON, (b"cache-control", b"no-store")]})
+        await send({"type": "http.response.body", "body": body})
 
     @property
     def slow_client_limits(self) -> SlowClientLimits:
@@ -109,6 +124,10 @@ class KeysteadApp:
             await self._on_ready(runtime)
         # Always: a reload may set keys.rotate_every (with none set it records nothing).
         self._reminders = asyncio.get_running_loop().create_task(self._remind(runtime))
+        # Always, like the reminders: a reload may set checks.every.
+        self._checks = CheckSchedule(runtime)
+        self._checks.start()
+        self._readiness = Readiness(runtime)
         if self._hangup is not None:
             self._hangup.attach(lambda: runtime.reloader.reload("sighup"))
         # Everything built so far lives as long as the process: move it out of the collector's
@@ -137,6 +156,12 @@ class KeysteadApp:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reminders
             self._reminders = None
+        if self._checks is not None:
+            await self._checks.stop()
+            self._checks = None
+        if self._readiness is not None:
+            await self._readiness.close()
+            self._readiness = None
         self._data = None
         if self.runtime is not None:
             await self.runtime.close()

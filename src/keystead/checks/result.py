@@ -1,0 +1,54 @@
+"""What one check found (`CheckResult`), and the names of its targets.
+
+A target is named `provider:<provider>#<label>` (one key of a provider's pool: its label, never
+the key), `provider:<provider>` (a provider without a key) or `route:<route>`. The metrics
+(`keystead_check_up{target}`), the events (`check.failed`, `check.recovered`) and the alert
+rules all use these names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+__all__ = ["CheckResult", "provider_target", "route_target"]
+
+
+def provider_target(provider: str, label: str | None) -> str:
+    return f"provider:{provider}{label or ''}"
+
+
+def route_target(route: str) -> str:
+    return f"route:{route}"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    target: str  # provider:<name>#<n> or route:<name>
+    kind: str  # "provider" or "route"
+    ok: bool
+    status: int | None  # the provider's HTTP status; None: no answer came
+    # A short class of the failure: "http_401", "timeout", "unreachable", "malformed", ...
+    error: str | None
+    detail: str  # one line for a person: "ok", or what failed and the fix
+    latency_s: float
+    checked_at: float  # unix time
+    model: str | None = None  # the model that answered (as the provider names it)
+    deployment: str | None = None  # a route's: the deployment that answered, provider/model
+    # The provider's rate-limit headers (x-ratelimit-*, retry-after, anthropic-ratelimit-*).
+    rate_limits: Mapping[str, str] = field(default_factory=dict)
+    cost_usd: Decimal = Decimal(0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target, "kind": self.kind, "ok": self.ok, "status": self.status,
+            "error": self.error, "detail": self.detail,
+            "latency_ms": round(self.latency_s * 1000, 1),
+            "checked_at": datetime.fromtimestamp(self.checked_at, UTC).isoformat(
+                timespec="seconds"),
+            "model": self.model, "deployment": self.deployment,
+            "rate_limits": dict(self.rate_limits), "cost_usd": format(self.cost_usd, "f"),
+        }
