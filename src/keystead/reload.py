@@ -58,6 +58,7 @@ RESTART_ONLY: dict[str, tuple[str, ...] | None] = {
     "usage": None,  # the ledger writer runs with its batch size and queue
     "limits": ("lease_s",),  # the lease renewer runs on it
     "routing": ("cache_backend", "cache_max_mb"),  # the response cache is built
+    "tracing": None,  # the tracer provider and its exporter are built at start
 }
 
 

@@ -48,6 +48,7 @@ from keystead.vault.store import Vault, load_master_key
 if TYPE_CHECKING:
     from keystead.checks.result import CheckResult
     from keystead.state.notify import ChangeNotifier
+    from keystead.tracing.setup import Tracing
 
 __all__ = ["CONFIG_VERSION", "KEY_DISABLED", "KEY_ENABLED", "ProviderStatus", "Runtime"]
 
@@ -78,6 +79,7 @@ class Runtime:
         self.http = HttpTransport(connect_timeout=config.server.connect_timeout_s)
         self.breakers = Breakers(counters, config.routing.breaker)
         self.router = Router(self.breakers, counters=counters)
+        self.tracing: Tracing | None = None  # `tracing.enabled`: spans per request and attempt
         self.factory = ProviderFactory(store, vault, self.http,
                                        lambda: self.changed(PROVIDERS_VERSION))
         self.cache = CacheStage(_cache_store(config))
@@ -178,6 +180,10 @@ class Runtime:
             await runtime.close()
             raise
         if serving:
+            if config.tracing.enabled:
+                from keystead.tracing.setup import Tracing  # OpenTelemetry only when on
+
+                runtime.trace_with(Tracing(config.tracing))
             runtime.ledger.start()
             runtime.limiter.start()
             loop = asyncio.get_running_loop()
@@ -186,6 +192,11 @@ class Runtime:
             if runtime.notifier is not None:
                 runtime.notifier.listen(runtime._heard)  # a task the notifier owns
         return runtime
+
+    def trace_with(self, tracing: Tracing) -> None:
+        """Spans from now on: the data plane's per request, the router's per attempt."""
+        self.tracing = tracing
+        self.router.tracer = tracing.attempts
 
     async def reload_keys(self) -> None:
         self._versions[KEYS_VERSION] = await self.store.get_version(KEYS_VERSION)
@@ -338,6 +349,8 @@ class Runtime:
         except Exception:  # the ledger below must still be written
             log.exception("closing the limits or change notices failed")
         await self.ledger.close()
+        if self.tracing is not None:
+            await self.tracing.close()  # within tracing.timeout_s, whatever the collector does
         await self.providers.close()
         await self.cache.store.close()
         await self.http.close()

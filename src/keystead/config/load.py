@@ -29,6 +29,8 @@ __all__ = ["ConfigError", "LoadedConfig", "find_config_file", "load_config", "pa
 
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SECRET_FIELDS = {"api_key", "token", "master_key", "webhook_url"}
+# Mappings whose every value is a secret (a collector's API key among export headers).
+_SECRET_MAPS = {("tracing", "headers")}
 _PURE_REF = re.compile(r"^(\$\{[A-Za-z_][A-Za-z0-9_]*\}|env:[A-Za-z_][A-Za-z0-9_]*|vault:[\w.-]+)$")
 # External secret stores, read by the gateway itself: only a provider's api_key may name one
 # (elsewhere, e.g. admin.token, the text would be taken literally).
@@ -206,8 +208,7 @@ def _resolve(node: Any, path: tuple[str, ...], env: Mapping[str, str], source: s
     if isinstance(node, list):
         return [_resolve(value, (*path, str(i)), env, source) for i, value in enumerate(node)]
     if isinstance(node, str):
-        if node.startswith("env:") and path and (path[-1] in _SECRET_FIELDS
-                                                 or path[-2:-1] == ("api_keys",)):
+        if node.startswith("env:") and path and _is_secret(path):
             node = "${" + node[4:] + "}"
 
         def substitute(match: re.Match[str]) -> str:
@@ -224,7 +225,7 @@ def _resolve(node: Any, path: tuple[str, ...], env: Mapping[str, str], source: s
 
 
 def _unset_hint(name: str, path: tuple[str, ...]) -> str:
-    if not (path and (path[-1] in _SECRET_FIELDS or path[-2:-1] == ("api_keys",))):
+    if not (path and _is_secret(path)):
         return f"set it, put it in the .env beside the config, or write ${{{name}:-default}}"
     # A secret has no default: one written into the file would end up in a repository.
     hint = "set it, or put it in the .env beside the config, never in the config itself"
@@ -233,9 +234,19 @@ def _unset_hint(name: str, path: tuple[str, ...]) -> str:
     return hint
 
 
+def _is_secret(path: tuple[str, ...]) -> bool:
+    return path[-1] in _SECRET_FIELDS or path[-2:-1] == ("api_keys",) \
+        or path[:-1] in _SECRET_MAPS
+
+
 def _check_secret_references(node: Any, path: tuple[str, ...], source: str) -> None:
     if isinstance(node, dict):
         for key, value in node.items():
+            if (*path, key) in _SECRET_MAPS and isinstance(value, dict):
+                for name, entry in value.items():
+                    _refuse_raw_secret(entry, (*path, key, str(name)), source,
+                                       provider_key=False)
+                continue
             provider_key = key in ("api_key", "api_keys") and path[:1] == ("providers",)
             if key == "api_keys" and provider_key and isinstance(value, list):
                 # A pool of provider keys: each entry follows api_key's rule.

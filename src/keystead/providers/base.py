@@ -36,6 +36,7 @@ from keystead.providers.key_pool import (
 from keystead.providers.names import check_model
 from keystead.providers.redact import ErrorResponse
 from keystead.providers.transport import Transport, UpstreamResponse
+from keystead.tracing.upstream import TRACE_HEADERS
 
 __all__ = ["Capabilities", "Endpoint", "Provider"]
 
@@ -142,6 +143,9 @@ class Provider(ABC):
         url, headers = self.request_target(endpoint, model,
                                            key.secret if key is not None else None)
         headers["accept"] = "text/event-stream" if stream else "application/json"
+        trace = TRACE_HEADERS.get()  # tracing on: the attempt span's traceparent
+        if trace is not None:
+            headers.update(trace)
         return url, headers
 
     async def _settle_key(self, endpoint: Endpoint, model: str, body: bytes | None,

@@ -24,6 +24,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from keystead.errors import GatewayError, UpstreamError, UpstreamTimeout
 from keystead.providers.base import Endpoint
@@ -36,6 +37,9 @@ from keystead.routing.table import Deployment, Route
 from keystead.state.counters import Counters, CountersUnavailable
 from keystead.usage.extract import read_answer
 from keystead.usage.prices import TokenUsage
+
+if TYPE_CHECKING:
+    from keystead.tracing.attempt_span import AttemptTracer
 
 __all__ = ["AttemptLog", "Judge", "Router", "Served", "TierFailed"]
 
@@ -107,6 +111,7 @@ class Router:
         self._clock = clock
         self._rng = rng or random.Random()
         self._cool_until: dict[str, float] = {}  # deployment -> monotonic time (after a 429)
+        self.tracer: AttemptTracer | None = None  # tracing on: a span per attempt
 
     async def call(self, route: Route, endpoint: Endpoint,
                    body_for: Callable[[Deployment], bytes], *, stream: bool, prompt_tokens: int,
@@ -168,8 +173,12 @@ class Router:
                 override = None
                 deployment.in_flight += 1
                 try:
-                    served = await self._attempt(tier, deployment, endpoint, body, stream,
-                                                 policy.attempt_timeout_s, deadline)
+                    call = self._attempt(tier, deployment, endpoint, body, stream,
+                                         policy.attempt_timeout_s, deadline)
+                    if self.tracer is not None:
+                        call = self.tracer.attempt(call, endpoint, deployment,
+                                                   len(attempts) + 1, wait)
+                    served = await call
                 except AttemptFailed as retry:
                     deployment.in_flight -= 1
                     attempts.append(AttemptLog(deployment.id, retry.outcome,
@@ -229,8 +238,11 @@ class Router:
         body = body_for(deployment)  # (a body it refuses raises before anything is counted)
         deployment.in_flight += 1
         try:
-            served = await self._attempt(route, deployment, endpoint, body,
-                                         stream, route.retry.attempt_timeout_s, None)
+            call = self._attempt(route, deployment, endpoint, body, stream,
+                                 route.retry.attempt_timeout_s, None)
+            if self.tracer is not None:
+                call = self.tracer.attempt(call, endpoint, deployment, 1, 0.0)
+            served = await call
         except AttemptFailed as retry:
             deployment.in_flight -= 1
             attempts = [AttemptLog(deployment.id, retry.outcome,

@@ -132,6 +132,8 @@ class DataPlane:
         endpoint = spec.endpoint if spec is not None else _unknown_endpoint(path)
         ctx = RequestContext(request_id, endpoint, client_ip, user_agent, None)
         ctx.cache_control = cache_control
+        tracing = self.rt.tracing
+        traced = tracing.requests.start(scope, ctx) if tracing is not None else None
         native: dict[str, str] | None = None  # Anthropic's route: its anthropic-* headers
         try:
             if feature is not None:
@@ -194,6 +196,8 @@ class DataPlane:
             # Every path that learned usage is priced, including a stream that broke (or a client
             # that left) after its usage arrived; usage priced on the way out is not priced again.
             price(ctx, self.live.prices)
+            if traced is not None:  # (all it reads is known: never raises)
+                traced.end(ctx)
             try:
                 if ctx.ticket is not None:
                     usage, extra = ctx.usage, ctx.discarded_usage
