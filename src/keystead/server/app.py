@@ -70,6 +70,15 @@ class KeysteadApp:
                 else:
                     await admin(scope, receive, send)
                 return
+            if path == "/metrics":
+                runtime = self.runtime
+                if runtime is None:
+                    await _plain(send, _NOT_SERVING)
+                    return
+                from keystead.metrics.endpoint import serve_metrics
+
+                await serve_metrics(runtime, scope, send)
+                return
             if path in ("/healthz", "/readyz"):
                 ready = self._data is not None
                 status = 200 if ready or path == "/healthz" else 503
