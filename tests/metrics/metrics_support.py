@@ -18,10 +18,10 @@ def parse(text: str) -> Samples:
     return samples
 
 
-def total(samples: Samples, name: str, **labels: str) -> float:
-    """The sum of `name`'s samples whose labels include `labels`."""
+def total(samples: Samples, metric: str, /, **labels: str) -> float:
+    """The sum of `metric`'s samples whose labels include `labels`."""
     return sum(value for (sample, have), value in samples.items()
-               if sample == name and set(labels.items()) <= set(have))
+               if sample == metric and set(labels.items()) <= set(have))
 
 
 def names(samples: Samples) -> set[str]:

@@ -102,7 +102,10 @@ class Metrics:
         self.registry.register(_Added(collect))
 
     def publish(self) -> None:
-        """This process's own gauges (the ledger writer), as they are now."""
+        """What this process counted since the last time, and its own gauges (requests in
+        flight, the ledger writer), into prometheus-client."""
+        self.recorder.flush()
+        self.families.in_flight.set(self.recorder.in_flight)
         ledger = self._rt.ledger
         self.families.ledger_queue.set(ledger.queued)
         self.families.ledger_dropped.set(ledger.dropped)
@@ -135,6 +138,7 @@ class Metrics:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._publisher
             self._publisher = None
+            self.publish()  # the last requests of a worker that stops still count
 
 
 def open_metrics(runtime: Runtime) -> Metrics | NoMetrics:

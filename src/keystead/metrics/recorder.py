@@ -1,17 +1,21 @@
 """One call per request (`observe`, from the data plane's settle): the request's counters.
 
-The hot path is a dict lookup by the request's raw label tuple, which finds the label
-children made for it before (prometheus-client's `.labels()` costs microseconds; a cached
-child's `inc` a fraction of one). Label values are folded once, when a tuple is first seen:
-unknown models to `other`, and each label capped (labels.py).
+The hot path is a dict lookup by the request's raw label tuple, which finds the series made
+for it before (prometheus-client's `.labels()` costs microseconds), and a few additions to
+plain numbers there: each `inc` or `observe` of prometheus-client takes a lock (~0.5 us, ~1 us
+for a histogram, more in multiprocess mode), so they are made once per series at `flush`
+(before a scrape; every second with several workers), not once per request. Label values are
+folded once, when a tuple is first seen: unknown models to `other`, each label capped.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from keystead.metrics.families import RequestFamilies
+from keystead.metrics.families import LATENCY_BUCKETS, TTFT_BUCKETS, RequestFamilies
 from keystead.metrics.labels import OTHER, LabelCap, known_models
 
 if TYPE_CHECKING:
@@ -23,6 +27,7 @@ __all__ = ["Recorder", "attempt_class"]
 
 # Raw tuples remembered; past this the memory is dropped and rebuilt (a new config, keys).
 _MAX_SERIES = 20_000
+_ZERO = Decimal(0)
 _REFUSALS = {"rate_limit_exceeded": "rate", "concurrency_limit_exceeded": "concurrency",
              "budget_exceeded": "budget"}
 
@@ -42,9 +47,12 @@ def attempt_class(outcome: str) -> str:
 
 
 class _Series:
-    """The children of one label tuple."""
+    """The children of one label tuple, and what the requests since the last flush added to
+    them: plain numbers on the request path, moved into prometheus-client by `flush`."""
 
-    __slots__ = ("completion", "cost", "latency", "prompt", "requests", "ttft")
+    __slots__ = ("completion", "completion_n", "cost", "cost_n", "dirty", "latency",
+                 "latency_n", "latency_sum", "prompt", "prompt_n", "requests", "requests_n",
+                 "ttft", "ttft_n", "ttft_sum")
 
     def __init__(self, families: RequestFamilies, request: tuple[str, ...]):
         attribution = request[2:]
@@ -55,6 +63,39 @@ class _Series:
         self.cost = families.cost.labels(*attribution)
         self.latency = families.latency.labels(*latency)
         self.ttft = families.ttft.labels(*latency)
+        self.dirty = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self.requests_n = self.prompt_n = self.completion_n = 0
+        self.cost_n = _ZERO
+        self.latency_sum = self.ttft_sum = 0.0
+        self.latency_n = [0] * (len(LATENCY_BUCKETS) + 1)  # the last: +Inf
+        self.ttft_n = [0] * (len(TTFT_BUCKETS) + 1)
+
+    def flush(self) -> None:
+        self.requests.inc(self.requests_n)
+        if self.prompt_n:
+            self.prompt.inc(self.prompt_n)
+        if self.completion_n:
+            self.completion.inc(self.completion_n)
+        if self.cost_n:
+            self.cost.inc(float(self.cost_n))
+        _add(self.latency, self.latency_sum, self.latency_n)
+        _add(self.ttft, self.ttft_sum, self.ttft_n)
+        self.dirty = False
+        self._reset()
+
+
+def _add(histogram: Any, total: float, counts: list[int]) -> None:
+    """Observations counted per bucket, added to a histogram child at once. prometheus-client
+    (pinned) has no public call for it: its buckets are per-bucket (not cumulative) values."""
+    if not any(counts):
+        return
+    histogram._sum.inc(total)
+    for bucket, count in zip(histogram._buckets, counts, strict=True):
+        if count:
+            bucket.inc(count)
 
 
 class Recorder:
@@ -66,16 +107,18 @@ class Recorder:
         self._cap = {name: LabelCap(cap) for name in
                      ("status", "route", "model", "provider", "key", "team", "env", "kind")}
         self._series: dict[tuple[Any, ...], _Series] = {}
+        self._dirty: list[_Series] = []  # series with requests not flushed yet
         self._children: dict[tuple[Any, ...], Any] = {}  # the rarer families' children
-        self._in_flight = families.in_flight
+        self.in_flight = 0
 
     def started(self) -> None:
-        self._in_flight.inc()
+        self.in_flight += 1
 
     def observe(self, record: UsageRecord, ctx: RequestContext) -> None:
-        self._in_flight.dec()
+        self.in_flight -= 1
         live = self._live()
         if live is not self._seen_live:  # a reload: other models may be known now
+            self.flush()
             self._seen_live, self._models = live, known_models(live)
             self._series.clear()
         model = record.model_served or record.model_requested
@@ -86,16 +129,20 @@ class Recorder:
         series = self._series.get(raw)
         if series is None:
             series = self._new_series(raw)
-        series.requests.inc()
-        if record.prompt_tokens:
-            series.prompt.inc(record.prompt_tokens)
-        if record.completion_tokens:
-            series.completion.inc(record.completion_tokens)
-        if record.cost_usd:
-            series.cost.inc(float(record.cost_usd))
-        series.latency.observe(record.latency_ms / 1000.0)
+        series.requests_n += 1
+        series.prompt_n += record.prompt_tokens
+        series.completion_n += record.completion_tokens
+        series.cost_n += record.cost_usd
+        seconds = record.latency_ms / 1000.0
+        series.latency_sum += seconds
+        series.latency_n[bisect_left(LATENCY_BUCKETS, seconds)] += 1
         if record.ttft_ms is not None:
-            series.ttft.observe(record.ttft_ms / 1000.0)
+            seconds = record.ttft_ms / 1000.0
+            series.ttft_sum += seconds
+            series.ttft_n[bisect_left(TTFT_BUCKETS, seconds)] += 1
+        if not series.dirty:
+            series.dirty = True
+            self._dirty.append(series)
         # The rarer facts: one test each when absent.
         if record.attempts > 1 or ctx.attempt_log:
             self._attempts(record, ctx)
@@ -103,13 +150,20 @@ class Recorder:
             self._child(self.families.cache, "cache", record.route, record.cache).inc()
         if record.degraded is not None:
             self._child(self.families.degraded, "degraded", record.route, record.degraded).inc()
-        if record.status == 429 or ctx.refused_scope is not None:
+        if ctx.refused_scope is not None:
             reason = _REFUSALS.get(record.error_code or "")
-            if reason is not None and ctx.refused_scope is not None:
+            if reason is not None:
                 self._child(self.families.refusals, "refusals", ctx.refused_scope, reason).inc()
         if ctx.guard and record.error_code == "content_blocked":
             for kind in ctx.guard:
                 self._child(self.families.guard_blocks, "guard", record.env, kind).inc()
+
+    def flush(self) -> None:
+        """Move what requests added since the last flush into prometheus-client: before a
+        scrape, and every second in multiprocess mode (the other workers' scrapes read it)."""
+        dirty, self._dirty = self._dirty, []
+        for series in dirty:
+            series.flush()
 
     def _attempts(self, record: UsageRecord, ctx: RequestContext) -> None:
         families = self.families
@@ -126,6 +180,7 @@ class Recorder:
 
     def _new_series(self, raw: tuple[Any, ...]) -> _Series:
         if len(self._series) >= _MAX_SERIES:
+            self.flush()
             self._series.clear()
         cap = self._cap
         labels = (raw[0], cap["status"](str(raw[1])), cap["route"](raw[2]), cap["model"](raw[3]),
