@@ -58,6 +58,8 @@ RESTART_ONLY: dict[str, tuple[str, ...] | None] = {
     "usage": None,  # the ledger writer runs with its batch size and queue
     "limits": ("lease_s",),  # the lease renewer runs on it
     "routing": ("cache_backend", "cache_max_mb"),  # the response cache is built
+    # the workers' metric files (or none) and the label caps are set up at start
+    "metrics": ("enabled", "max_label_values"),
 }
 
 

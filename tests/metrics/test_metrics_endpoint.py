@@ -5,8 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from keystead.keys.format import parse_key
 from metrics_support import parse, scrape, total
+
+from keystead.keys.format import parse_key
 from support import AppClient, run_in_app
 
 CHAT = "/v1/chat/completions"

@@ -7,13 +7,13 @@ from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
 
+from metrics_support import names, parse, total
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from keystead.metrics.families import LATENCY_BUCKETS, RequestFamilies
 from keystead.metrics.recorder import Recorder, attempt_class
 from keystead.routing.router import AttemptLog
 from keystead.state.records import UsageRecord
-from metrics_support import names, parse, total
 
 
 def live(*models: str, routes: tuple[str, ...] = ()) -> Any:

@@ -9,13 +9,13 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from metrics_support import scrape, total
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from keystead.keys.format import parse_key
 from keystead.metrics.health import CachedPing
 from keystead.runtime import KEYS_VERSION
 from keystead.state.records import Limits, TeamRecord
-from metrics_support import scrape, total
 from support import AppClient, run_in_app
 
 CHAT = "/v1/chat/completions"
