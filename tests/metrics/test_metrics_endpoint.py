@@ -5,10 +5,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
 from metrics_support import parse, scrape, total
 
+from keystead.config.load import ConfigError
 from keystead.keys.format import parse_key
-from support import AppClient, run_in_app
+from support import AppClient, make_loaded, run_in_app
 
 CHAT = "/v1/chat/completions"
 
@@ -105,3 +107,31 @@ def test_disabled_metrics_are_a_404_and_load_no_prometheus_client(tmp_path: Path
     run_in_app(tmp_path, test, raw={"metrics": {"enabled": False}})
     if not loaded_before:
         assert "prometheus_client" not in sys.modules
+
+
+def test_a_reload_changes_the_token(tmp_path: Path) -> None:
+    old, new = "metrics-token-old-0123456789", "metrics-token-new-0123456789"
+
+    async def test(client: AppClient) -> None:
+        bearer = {"authorization": f"Bearer {old}"}
+        assert (await client.request("GET", "/metrics", headers=bearer)).status == 200
+        fresh = make_loaded(tmp_path, raw={"metrics": {"token": "${METRICS_TOKEN}"}},
+                            env={"METRICS_TOKEN": new})
+        await client.runtime.apply_config(fresh, "digest2")
+        assert (await client.request("GET", "/metrics", headers=bearer)).status == 401
+        reply = await client.request("GET", "/metrics",
+                                     headers={"authorization": f"Bearer {new}"})
+        assert reply.status == 200
+        assert 'keystead_config_info{digest="digest2"} 1.0' in reply.body.decode()
+
+    run_in_app(tmp_path, test, raw={"metrics": {"token": "${METRICS_TOKEN}"}},
+               env={"METRICS_TOKEN": old})
+
+
+def test_a_bad_token_is_refused_at_load_without_being_quoted(tmp_path: Path) -> None:
+    for bad in ("short", "has spaces in the token 0123456789", "é" * 20, "x" * 600):
+        with pytest.raises(ConfigError) as caught:
+            make_loaded(tmp_path, raw={"metrics": {"token": "${METRICS_TOKEN}"}},
+                        env={"METRICS_TOKEN": bad})
+        assert bad not in str(caught.value)
+        assert "metrics" in str(caught.value)

@@ -10,6 +10,7 @@ folded once, when a tuple is first seen: unknown models to `other`, each label c
 
 from __future__ import annotations
 
+import logging
 from bisect import bisect_left
 from collections.abc import Callable
 from decimal import Decimal
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from keystead.state.records import UsageRecord
 
 __all__ = ["Recorder", "attempt_class"]
+
+log = logging.getLogger("keystead.metrics")
 
 # Raw tuples remembered; past this the memory is dropped and rebuilt (a new config, keys).
 _MAX_SERIES = 20_000
@@ -116,6 +119,12 @@ class Recorder:
 
     def observe(self, record: UsageRecord, ctx: RequestContext) -> None:
         self.in_flight -= 1
+        try:
+            self._observe(record, ctx)
+        except Exception:  # a metrics fault never touches the request (it is answered)
+            log.exception("counting request %s in the metrics failed", record.request_id)
+
+    def _observe(self, record: UsageRecord, ctx: RequestContext) -> None:
         live = self._live()
         if live is not self._seen_live:  # a reload: other models may be known now
             self.flush()

@@ -73,6 +73,7 @@ class ScrapeState(Collector):
         self._budgets_at = -float("inf")
         self._database = CachedPing(lambda: runtime.store.get_version(CONFIG_VERSION))
         self._redis = CachedPing(runtime.counters.ping)
+        self._reading = asyncio.Lock()  # concurrent scrapes share one read of the budgets
 
     async def refresh(self) -> None:
         """Read the shared state, within `timeout_s` altogether; what could not be read in
@@ -82,9 +83,13 @@ class ScrapeState(Collector):
             snapshot.database_up = await self._database.up()
             if self._rt.config.redis.url:
                 snapshot.redis_up = await self._redis.up()
-            if time.monotonic() - self._budgets_at >= self._keep_s:
-                snapshot.budgets = await asyncio.wait_for(self._read_budgets(), self._timeout_s)
-                self._budgets_at = time.monotonic()
+            async with self._reading:
+                if time.monotonic() - self._budgets_at >= self._keep_s:
+                    # A failed read is not retried before `keep_s` either: a scrape storm
+                    # while Redis is slow must not become a storm of SCANs.
+                    self._budgets_at = time.monotonic()
+                    snapshot.budgets = await asyncio.wait_for(self._read_budgets(),
+                                                              self._timeout_s)
         except Exception as exc:  # a scrape must answer: the gauges keep their last values
             log.warning("reading budgets for /metrics failed: %s", type(exc).__name__)
 
