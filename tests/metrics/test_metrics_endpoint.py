@@ -135,3 +135,25 @@ def test_a_bad_token_is_refused_at_load_without_being_quoted(tmp_path: Path) -> 
                         env={"METRICS_TOKEN": bad})
         assert bad not in str(caught.value)
         assert "metrics" in str(caught.value)
+
+
+def test_a_retried_request_counts_its_upstream_error_and_retry(tmp_path: Path) -> None:
+    fast = {"attempts": 3, "base_ms": 1, "cap_ms": 5, "max_retry_after_s": 2,
+            "attempt_timeout_s": 2}
+
+    async def test(client: AppClient) -> None:
+        key = await client.create_key("dev-test-app")
+        reply = await client.request("POST", CHAT, key=key, json_body=ask(
+            "[[mock:faults=503,ok]] hi", model="support"))
+        assert reply.status == 200, reply.body
+        samples = await scrape(client)
+        assert total(samples, "keystead_upstream_errors_total", provider="mock",
+                     route="support", **{"class": "5xx"}) == 1
+        assert total(samples, "keystead_retries_total", route="support") == 1
+        assert total(samples, "keystead_requests_total", route="support", model="support",
+                     status="200") == 0  # the model label is the served model
+        assert total(samples, "keystead_requests_total", route="support",
+                     model="gpt-4o-mini", status="200") == 1
+
+    run_in_app(tmp_path, test, raw={"routes": {"support": {"retry": fast, "deployments": [
+        {"provider": "mock", "model": "gpt-4o-mini"}]}}})
