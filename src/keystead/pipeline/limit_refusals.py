@@ -64,9 +64,7 @@ def _refuse(admission: Admission, scopes: list[Scope], request_rates: list[Rate]
             zone: ZoneInfo) -> NoReturn:
     name = admission.refused_by or ""
     ticket_headers = ratelimit_headers(admission.rates, {r.name for r in token_rates})
-    # Names are "rate:<kind>:<value>:<unit>" and "pool:<what>:<kind>:<value>[:<period>]".
-    parts = name.split(":")
-    where = parts[1:3] if parts[0] == "rate" else parts[2:4]
+    where = _where(name)
     scope = next((s for s in scopes if where == [s.kind, s.value]), None)
     label = scope.label if scope else "this key"
     for budget in budgets:
