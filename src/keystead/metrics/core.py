@@ -54,16 +54,22 @@ class NoMetrics:
 
 
 class _Added:
-    """A callable as a prometheus-client collector (`add_collector`)."""
+    """A callable as a prometheus-client collector (`add_collector`): called on the event loop
+    before the scrape is rendered (in a thread), so it may read the runtime's state freely."""
 
     def __init__(self, collect: CollectFn):
         self._collect = collect
+        self._families: list[Metric] = []
 
-    def collect(self) -> Iterable[Metric]:
+    def prepare(self) -> None:
         try:
-            yield from self._collect()
+            self._families = list(self._collect())
         except Exception:  # one broken source must not take the whole scrape down
             log.exception("a metrics collector failed; its families are left out")
+            self._families = []
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families
 
 
 class Metrics:
@@ -94,12 +100,15 @@ class Metrics:
         self.started = self.recorder.started
         self.observe = self.recorder.observe
         self._publisher: asyncio.Task[None] | None = None
+        self._added: list[_Added] = []
 
     def add_collector(self, collect: CollectFn) -> None:
         """Add scrape-time families: `collect()` is called at each scrape of /metrics (by the
         worker that answers it) and yields prometheus-client Metric families whose names start
         with `keystead_`. It must be quick: read what is in memory, never wait on I/O."""
-        self.registry.register(_Added(collect))
+        added = _Added(collect)
+        self._added.append(added)
+        self.registry.register(added)
 
     def publish(self) -> None:
         """What this process counted since the last time, and its own gauges (requests in
@@ -116,7 +125,12 @@ class Metrics:
 
         self.publish()
         await self.state.refresh()
-        return generate_latest(self.registry)
+        for added in self._added:
+            added.prepare()
+        # Formatting costs ~15 us per sample (47 ms for 3,000): in a thread, so the event loop
+        # keeps serving requests meanwhile. prometheus-client's metrics are thread-safe, and
+        # every family of ours was built above, on the loop.
+        return await asyncio.to_thread(generate_latest, self.registry)
 
     def start(self) -> None:
         """With several workers, each publishes its own gauges every second: the scrape is
