@@ -239,6 +239,7 @@ class RateLimited(GatewayError):
     type = "rate_limit_exceeded"
     code = "rate_limit_exceeded"
     level = logging.INFO
+    scope_kind: str | None = None  # the limit's scope (key, team, env, token), for metrics
 
     def __init__(self, message: str, *, hint: str | None = None, code: str | None = None,
                  retry_after_s: float | None = None, retry: bool = True,

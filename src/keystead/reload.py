@@ -59,6 +59,8 @@ RESTART_ONLY: dict[str, tuple[str, ...] | None] = {
     "limits": ("lease_s",),  # the lease renewer runs on it
     "routing": ("cache_backend", "cache_max_mb"),  # the response cache is built
     "tracing": None,  # the tracer provider and its exporter are built at start
+    # the workers' metric files (or none) and the label caps are set up at start
+    "metrics": ("enabled", "max_label_values"),
 }
 
 

@@ -21,6 +21,7 @@ from keystead.keys.hashing import KeyHasher
 from keystead.keys.naming import NamingRule
 from keystead.keys.tokens import TokenSigner
 from keystead.live import Live, ProviderStatus, build_live
+from keystead.metrics import open_metrics
 from keystead.pipeline.cache_stage import CacheStage
 from keystead.pipeline.client_ip import AddressResolver
 from keystead.pipeline.identify import KeyTable
@@ -101,6 +102,8 @@ class Runtime:
         # The latest synthetic check of each target ("provider:openai#1", "route:chat"),
         # written by keystead.checks; the metrics read it.
         self.checks: dict[str, CheckResult] = {}
+        self.generation = 0  # rebuilds of `live` (reloads, provider changes): a metric
+        self.metrics = open_metrics(self)  # NoMetrics when off (prometheus-client not loaded)
 
     # What the config made, as it is now (a request reads its data plane's `live` instead).
     @property
@@ -186,6 +189,7 @@ class Runtime:
                 runtime.trace_with(Tracing(config.tracing))
             runtime.ledger.start()
             runtime.limiter.start()
+            runtime.metrics.start()
             loop = asyncio.get_running_loop()
             runtime._watcher = loop.create_task(runtime._watch())
             runtime._refresher = loop.create_task(runtime._refresh_secrets_loop())
@@ -231,6 +235,7 @@ class Runtime:
 
     def _swap(self, live: Live) -> None:
         old, self.live = self.live, live
+        self.generation += 1
         # Mock transports are per-provider; the shared HTTP transport stays open. A replaced
         # one may still carry requests that started before the swap: it is closed later.
         kept = {id(provider.transport) for provider in live.providers.providers.values()}
@@ -331,6 +336,7 @@ class Runtime:
                 outage.ok()
 
     async def close(self) -> None:
+        await self.metrics.close()
         for task in (self._watcher, self._refresher):
             if task is not None:
                 task.cancel()

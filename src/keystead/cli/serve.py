@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -95,9 +96,16 @@ def serve(state: State, config_path: str | None, host: str | None, port: int | N
         if loaded.path is not None:
             os.environ["KEYSTEAD_CONFIG"] = str(loaded.path.resolve())
         migrate_store(loaded.store_url())
-        run_workers(uvicorn_config("keystead.server.app:app_from_env", host, port, grace,
-                                   config.server.idle_timeout_s, factory=True, workers=workers))
+        from keystead.metrics.multiproc import multiprocess_dir
+
+        with multiprocess_dir() if config.metrics.enabled else contextlib.nullcontext():
+            run_workers(uvicorn_config("keystead.server.app:app_from_env", host, port, grace,
+                                       config.server.idle_timeout_s, factory=True,
+                                       workers=workers))
         return
+    from keystead.metrics.multiproc import single_process
+
+    single_process()  # metrics in memory, whatever the environment says
     import uvicorn
 
     from keystead.cli.summary import on_ready

@@ -13,6 +13,7 @@ from keystead.usage.prices import TokenUsage
 if TYPE_CHECKING:
     from keystead.keys.tokens import TokenClaims
     from keystead.pipeline.limits import Ticket
+    from keystead.routing.router import AttemptLog
     from keystead.routing.table import Deployment
 
 __all__ = ["RequestContext"]
@@ -20,12 +21,12 @@ __all__ = ["RequestContext"]
 
 class RequestContext:
     __slots__ = (
-        "attempts", "body", "cache", "cache_control", "client_asked_usage", "client_ip",
-        "completion_text", "cost", "cost_known", "degraded", "deployment", "discarded_cost",
-        "discarded_usage", "endpoint", "error_code", "fallback", "feature", "guard", "key",
-        "model", "priced_usage", "provider", "request_id", "route", "saved_cost", "schema_valid",
-        "started", "status", "stream", "ticket", "token", "ts", "ttft", "upstream_model", "usage",
-        "usage_estimated", "user_agent", "view",
+        "attempt_log", "attempts", "body", "cache", "cache_control", "client_asked_usage",
+        "client_ip", "completion_text", "cost", "cost_known", "degraded", "deployment",
+        "discarded_cost", "discarded_usage", "endpoint", "error_code", "fallback", "feature",
+        "guard", "key", "model", "priced_usage", "provider", "refused_scope", "request_id",
+        "route", "saved_cost", "schema_valid", "started", "status", "stream", "ticket", "token",
+        "ts", "ttft", "upstream_model", "usage", "usage_estimated", "user_agent", "view",
     )
 
     def __init__(self, request_id: str, endpoint: Endpoint, client_ip: str | None,
@@ -55,12 +56,14 @@ class RequestContext:
         self.error_code: str | None = None
         self.ttft: float | None = None
         self.ticket: Ticket | None = None  # what the limiter holds for this request
+        self.refused_scope: str | None = None  # a limit's refusal: key, team, env or token
         self.token: TokenClaims | None = None  # when a short-lived token was used
         self.guard: tuple[str, ...] | None = None  # what a guardrail found (kinds, no values)
         # Routing: the alias asked for (None for a plain model), what served it, how.
         self.route: str | None = None
         self.deployment: Deployment | None = None
         self.attempts = 1
+        self.attempt_log: list[AttemptLog] | None = None  # the router's, when it was called
         self.fallback = False  # served by a fallback tier
         self.cache: str | None = None  # "hit", "miss" (looked up, stored), None (not cached)
         self.cache_control: str | None = None  # the request's Cache-Control header

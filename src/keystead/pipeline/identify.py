@@ -55,6 +55,10 @@ class KeyTable:
     def __len__(self) -> int:
         return len(self._by_id)
 
+    def records(self) -> Iterable[KeyRecord]:
+        """Every key (a view of the table as it is now; /metrics reads the budgets)."""
+        return self._by_id.values()
+
     def identify(self, authorization: bytes | None, api_key: bytes | None = None) -> KeyRecord:
         return self.identify_any(authorization, api_key)[0]
 

@@ -42,12 +42,29 @@ def refuse(admission: Admission, scopes: list[Scope], request_rates: list[Rate],
            token_rates: list[Rate], budgets: list[BudgetRule], tokens: int, *, now: float,
            zone: ZoneInfo) -> NoReturn:
     """Raise the refusal `admission` stands for: BudgetExceeded or RateLimited, with the
-    x-ratelimit-* headers and Retry-After."""
-    name = admission.refused_by or ""
-    ticket_headers = ratelimit_headers(admission.rates, {r.name for r in token_rates})
+    x-ratelimit-* headers and Retry-After, naming the kind of scope that refused (metrics)."""
+    try:
+        _refuse(admission, scopes, request_rates, token_rates, budgets, tokens, now=now,
+                zone=zone)
+    except RateLimited as refusal:
+        where = _where(admission.refused_by or "")
+        refusal.scope_kind = next((s.kind for s in scopes if where == [s.kind, s.value]),
+                                  "key")
+        raise
+
+
+def _where(name: str) -> list[str]:
     # Names are "rate:<kind>:<value>:<unit>" and "pool:<what>:<kind>:<value>[:<period>]".
     parts = name.split(":")
-    where = parts[1:3] if parts[0] == "rate" else parts[2:4]
+    return parts[1:3] if parts[0] == "rate" else parts[2:4]
+
+
+def _refuse(admission: Admission, scopes: list[Scope], request_rates: list[Rate],
+            token_rates: list[Rate], budgets: list[BudgetRule], tokens: int, *, now: float,
+            zone: ZoneInfo) -> NoReturn:
+    name = admission.refused_by or ""
+    ticket_headers = ratelimit_headers(admission.rates, {r.name for r in token_rates})
+    where = _where(name)
     scope = next((s for s in scopes if where == [s.kind, s.value]), None)
     label = scope.label if scope else "this key"
     for budget in budgets:

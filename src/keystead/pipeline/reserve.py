@@ -12,6 +12,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from keystead.errors import RateLimited
 from keystead.pipeline.context import RequestContext
 from keystead.pipeline.limits import Limiter, Ticket
 from keystead.pipeline.limits import Scope as LimitScope
@@ -32,6 +33,15 @@ async def reserve(limiter: Limiter, live: Live, ctx: RequestContext, scopes: lis
                   max_output: int | None, deployments: list[Deployment]) -> Ticket:
     """Charge rate limits and reserve budgets, with the request's estimated and worst-case
     tokens (prompt bounded by its size, plus what it may generate)."""
+    try:
+        return await _reserve(limiter, live, ctx, scopes, max_output, deployments)
+    except RateLimited as refusal:
+        ctx.refused_scope = refusal.scope_kind  # which scope refused (metrics)
+        raise
+
+
+async def _reserve(limiter: Limiter, live: Live, ctx: RequestContext, scopes: list[LimitScope],
+                   max_output: int | None, deployments: list[Deployment]) -> Ticket:
     # The counters key holds by an id of ours: a client's x-request-id may repeat, and two
     # requests sharing one hold would share one budget reservation.
     hold_id = new_request_id()

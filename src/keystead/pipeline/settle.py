@@ -171,7 +171,8 @@ def _clip(text: str | None, size: int) -> str | None:
     return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
 
 
-def settle(ctx: RequestContext, ledger: LedgerWriter, log_requests: bool) -> None:
+def settle(ctx: RequestContext, ledger: LedgerWriter, log_requests: bool) -> UsageRecord:
+    """Queue the request's ledger record (and its log line); returns the record."""
     key = ctx.key
     usage = ctx.usage
     extra = ctx.discarded_usage
@@ -221,3 +222,4 @@ def settle(ctx: RequestContext, ledger: LedgerWriter, log_requests: bool) -> Non
             "attempts": record.attempts, "fallback": record.fallback, "cache": record.cache,
             "schema_valid": record.schema_valid, "degraded": record.degraded,
         }))
+    return record

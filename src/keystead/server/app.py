@@ -74,6 +74,15 @@ class KeysteadApp:
                 else:
                     await admin(scope, receive, send)
                 return
+            if path == "/metrics":
+                runtime = self.runtime
+                if runtime is None:
+                    await _plain(send, _NOT_SERVING)
+                    return
+                from keystead.metrics.endpoint import serve_metrics
+
+                await serve_metrics(runtime, scope, send)
+                return
             if path in ("/healthz", "/readyz"):
                 await self._health(path, send)
                 return

@@ -134,6 +134,8 @@ class DataPlane:
         ctx.cache_control = cache_control
         tracing = self.rt.tracing
         traced = tracing.requests.start(scope, ctx) if tracing is not None else None
+        metrics = self.rt.metrics
+        metrics.started()  # in flight until observed, below
         native: dict[str, str] | None = None  # Anthropic's route: its anthropic-* headers
         try:
             if feature is not None:
@@ -209,7 +211,7 @@ class DataPlane:
             except Exception:  # the ledger row is the record of truth: never lose it for this
                 log.exception("settling the limits of request %s failed", ctx.request_id)
             finally:
-                settle(ctx, self.rt.ledger, self.log_requests)
+                metrics.observe(settle(ctx, self.rt.ledger, self.log_requests), ctx)
 
     def _body_limit(self, ctx: RequestContext) -> int:
         key = ctx.key
@@ -352,6 +354,7 @@ class DataPlane:
     @staticmethod
     def _note_attempts(ctx: RequestContext, attempts: list[AttemptLog]) -> None:
         ctx.attempts = max(1, len(attempts))
+        ctx.attempt_log = attempts  # upstream errors by class (metrics)
 
     async def _degraded(self, ctx: RequestContext, route: Route, lookup: Lookup | None,
                         send: Send) -> bool:

@@ -34,6 +34,17 @@ class ReloadingSupervisor(Multiprocess):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGHUP)
 
+    def keep_subprocess_alive(self) -> None:
+        """A worker that died is replaced (uvicorn); its live metrics gauges stop counting."""
+        before = {process.pid for process in self.processes}
+        super().keep_subprocess_alive()
+        gone = before - {process.pid for process in self.processes}
+        for pid in gone:
+            if pid is not None:
+                from keystead.metrics.multiproc import mark_dead
+
+                mark_dead(pid)
+
 
 def run_workers(config: Config) -> None:
     """What `uvicorn.run(..., workers=N)` does, with our supervisor."""
