@@ -104,6 +104,10 @@ class Runtime:
         self.checks: dict[str, CheckResult] = {}
         self.generation = 0  # rebuilds of `live` (reloads, provider changes): a metric
         self.metrics = open_metrics(self)  # NoMetrics when off (prometheus-client not loaded)
+        if self.metrics.enabled:
+            from keystead.checks.gauges import check_families  # prometheus-client: metrics on
+
+            self.metrics.add_collector(check_families(lambda: self.checks))
 
     # What the config made, as it is now (a request reads its data plane's `live` instead).
     @property

@@ -81,7 +81,8 @@ def test_the_dashboard_is_an_importable_grafana_dashboard() -> None:
     assert len(ids) == len(set(ids))
     titles = " ".join(panel["title"] for panel in dashboard["panels"]).lower()
     for topic in ("requests/s", "429", "p95", "first byte", "tokens/s", "spend per hour by team",
-                  "by model", "budget used", "breakers", "provider keys", "ledger"):
+                  "by model", "budget used", "breakers", "provider keys", "ledger",
+                  "synthetic check"):
         assert topic in titles, topic
     for query in _dashboard_queries():
         assert _balanced(query), query
@@ -105,6 +106,9 @@ def test_every_metric_the_dashboard_and_rules_name_exists_in_a_scrape(tmp_path: 
                                          json_body={**body, "stream": stream}, key=text)
             assert reply.status == 200
         await client.request("POST", "/v1/chat/completions", json_body=body, key="sk-nope")
+        from keystead.checks.run import CheckRunner  # the check gauges, after a run
+
+        assert all(result.ok for result in await CheckRunner(rt).run())
         scraped = await client.request("GET", "/metrics")
         for family in text_string_to_metric_families(scraped.body.decode()):
             exposed.update(family.name + suffix for suffix in _SUFFIXES.get(family.type, ("",)))

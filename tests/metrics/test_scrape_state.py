@@ -4,6 +4,7 @@ hook other parts add families with."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -115,7 +116,7 @@ def test_provider_key_states_by_label_never_the_key(tmp_path: Path) -> None:
 def test_other_parts_add_scrape_time_families(tmp_path: Path) -> None:
     async def test(client: AppClient) -> None:
         def checks() -> Iterator[Metric]:
-            family = GaugeMetricFamily("keystead_check_up", "A check's last result.",
+            family = GaugeMetricFamily("keystead_example_up", "A part's own gauge.",
                                        labels=("check",))
             family.add_metric(("route/support",), 1.0)
             yield family
@@ -127,10 +128,38 @@ def test_other_parts_add_scrape_time_families(tmp_path: Path) -> None:
         client.runtime.metrics.add_collector(checks)
         client.runtime.metrics.add_collector(broken)
         samples = await scrape(client)
-        assert total(samples, "keystead_check_up", check="route/support") == 1
+        assert total(samples, "keystead_example_up", check="route/support") == 1
         assert total(samples, "keystead_build_info") == 1  # the rest still answers
 
     run_in_app(tmp_path, test)
+
+
+def test_the_latest_synthetic_checks_are_gauges_per_target(tmp_path: Path) -> None:
+    raw = {"providers": {
+        "broken": {"type": "mock", "models": ["gpt-4o-mini"], "mock": {"faults": "500*"}},
+        "mock": {"type": "mock", "models": ["gpt-4o"]}},
+        "routes": {"chat": {"deployments": [{"provider": "mock", "model": "gpt-4o"}]},
+                   "dead": {"deployments": [{"provider": "broken", "model": "gpt-4o-mini"}]}}}
+
+    async def test(client: AppClient) -> None:
+        from keystead.checks.run import CheckRunner
+
+        assert total(await scrape(client), "keystead_check_up") == 0  # none ran yet
+        before = time.time()
+        await CheckRunner(client.runtime).run([], ["chat", "dead"])
+        samples = await scrape(client)
+        assert total(samples, "keystead_check_up", target="route:chat", kind="route") == 1
+        assert total(samples, "keystead_check_up", target="route:dead", kind="route") == 0
+        assert total(samples, "keystead_check_latency_seconds", target="route:chat") > 0
+        assert total(samples, "keystead_check_timestamp_seconds",
+                     target="route:dead") >= before
+        # the mock's x-ratelimit-remaining-* headers, as numbers
+        assert total(samples, "keystead_check_ratelimit_remaining", target="route:chat",
+                     limit="requests") > 0
+        assert total(samples, "keystead_check_ratelimit_remaining", target="route:chat",
+                     limit="tokens") > 0
+
+    run_in_app(tmp_path, test, raw=raw)
 
 
 def test_config_generation_counts_rebuilds(tmp_path: Path) -> None:
