@@ -47,12 +47,15 @@ def _send(config: EmailChannelConfig, mail: EmailMessage, timeout_s: float) -> N
                                       context=ssl.create_default_context())
         else:
             client = smtplib.SMTP(config.host, config.port, timeout=timeout_s)
-        with client:
+        try:
             if config.security == "starttls":
                 client.starttls(context=ssl.create_default_context())
             if config.username is not None and password is not None:
                 client.login(config.username, password.get_secret_value())
             client.send_message(mail)
+            client.quit()
+        finally:
+            client.close()  # (not `with`: its QUIT after a refusal would hide the reply code)
     except smtplib.SMTPResponseException as exc:
         raise DeliveryFailed(f"SMTP {exc.smtp_code}") from None
     except (smtplib.SMTPException, OSError) as exc:

@@ -38,11 +38,11 @@ async def _post(url: SecretStr, body: bytes, headers: dict[str, str], timeout_s:
             await reply.read()
             if reply.status >= 300:
                 raise DeliveryFailed(f"HTTP {reply.status}")
+    except TimeoutError:  # (aiohttp's timeouts are also ClientErrors)
+        raise DeliveryFailed(f"no answer within {timeout_s:g}s") from None
     except (aiohttp.ClientError, OSError) as exc:
         # Never the exception's text: it may quote the URL, which is a secret.
         raise DeliveryFailed(type(exc).__name__) from None
-    except TimeoutError:
-        raise DeliveryFailed(f"no answer within {timeout_s:g}s") from None
 
 
 class SlackChannel:
