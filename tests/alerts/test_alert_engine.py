@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
-from conftest import Recorder, Source, alerts_config
+from alert_support import Recorder, Source, alerts_config
 
 from keystead.alerts.engine import AlertEngine
 from keystead.state.records import EventRecord, SilenceRecord
@@ -23,13 +24,17 @@ async def check(store: SQLStore, kind: str, ts: float) -> None:
                                                  "error": "upstream down"}))
 
 
+def url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'keystead.db'}"
+
+
 def engine(source: Source, channel: Recorder, **options: Any) -> AlertEngine:
     return AlertEngine(source, channels=lambda _config: [channel], backoff_s=0.01, **options)
 
 
-def test_fires_once_resolves_once_and_cools_down(db_url: str) -> None:
+def test_fires_once_resolves_once_and_cools_down(tmp_path: Path) -> None:
     async def main() -> None:
-        store = SQLStore(db_url)
+        store = SQLStore(url(tmp_path))
         await store.open()
         try:
             channel = Recorder()
@@ -63,9 +68,9 @@ def test_fires_once_resolves_once_and_cools_down(db_url: str) -> None:
     asyncio.run(main())
 
 
-def test_a_silence_keeps_the_state_but_sends_nothing(db_url: str) -> None:
+def test_a_silence_keeps_the_state_but_sends_nothing(tmp_path: Path) -> None:
     async def main() -> None:
-        store = SQLStore(db_url)
+        store = SQLStore(url(tmp_path))
         await store.open()
         try:
             channel = Recorder()
@@ -84,9 +89,9 @@ def test_a_silence_keeps_the_state_but_sends_nothing(db_url: str) -> None:
     asyncio.run(main())
 
 
-def test_resolved_messages_can_be_turned_off_per_rule(db_url: str) -> None:
+def test_resolved_messages_can_be_turned_off_per_rule(tmp_path: Path) -> None:
     async def main() -> None:
-        store = SQLStore(db_url)
+        store = SQLStore(url(tmp_path))
         await store.open()
         try:
             channel = Recorder()
@@ -105,9 +110,9 @@ def test_resolved_messages_can_be_turned_off_per_rule(db_url: str) -> None:
     asyncio.run(main())
 
 
-def test_three_gateways_send_one_message(db_url: str) -> None:
+def test_three_gateways_send_one_message(tmp_path: Path) -> None:
     async def main() -> None:
-        stores = [SQLStore(db_url) for _ in range(3)]
+        stores = [SQLStore(url(tmp_path)) for _ in range(3)]
         for store in stores:
             await store.open()
         try:
@@ -129,9 +134,9 @@ def test_three_gateways_send_one_message(db_url: str) -> None:
     asyncio.run(main())
 
 
-def test_a_hanging_channel_does_not_stall_the_evaluation(db_url: str) -> None:
+def test_a_hanging_channel_does_not_stall_the_evaluation(tmp_path: Path) -> None:
     async def main() -> None:
-        store = SQLStore(db_url)
+        store = SQLStore(url(tmp_path))
         await store.open()
         try:
             hanging = Recorder(name="hangs", hang=True)
@@ -139,7 +144,7 @@ def test_a_hanging_channel_does_not_stall_the_evaluation(db_url: str) -> None:
             alerts = engine(Source(config, store), hanging)
             await check(store, "check.failed", NOW)
             started = time.monotonic()
-            [fired] = await alerts.evaluate(NOW)
+            [_fired] = await alerts.evaluate(NOW)
             assert time.monotonic() - started < 1.0  # sending happens beside it
             await alerts.drain(timeout_s=10)
             [event] = await store.list_events(1, kind="alert.firing")
@@ -150,9 +155,9 @@ def test_a_hanging_channel_does_not_stall_the_evaluation(db_url: str) -> None:
     asyncio.run(main())
 
 
-def test_a_failing_channel_is_retried_then_recorded(db_url: str, caplog: Any) -> None:
+def test_a_failing_channel_is_retried_then_recorded(tmp_path: Path, caplog: Any) -> None:
     async def main() -> None:
-        store = SQLStore(db_url)
+        store = SQLStore(url(tmp_path))
         await store.open()
         try:
             failing = Recorder(name="down", fail=True)
@@ -170,9 +175,9 @@ def test_a_failing_channel_is_retried_then_recorded(db_url: str, caplog: Any) ->
     assert len(errors) == 1 and "after 3 attempts" in errors[0].getMessage()
 
 
-def test_a_rule_turned_off_resolves_its_alerts_without_a_message(db_url: str) -> None:
+def test_a_rule_turned_off_resolves_its_alerts_without_a_message(tmp_path: Path) -> None:
     async def main() -> None:
-        store = SQLStore(db_url)
+        store = SQLStore(url(tmp_path))
         await store.open()
         try:
             channel = Recorder()

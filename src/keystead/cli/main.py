@@ -26,6 +26,7 @@ __all__ = ["COMMAND_MODULES", "LazyGroup", "cli", "main"]
 # module adds a line here (tests/cli/test_main.py fails until it does, and when a help line
 # no longer matches the command's own).
 COMMAND_MODULES: dict[str, tuple[str, str]] = {
+    "alerts": ("alerts", "Alert rules and their state; test the channels, silence an alert."),
     "demo": ("demo", "Run the gateway with built-in mock providers: no account, no network."),
     "events": ("events", "The audit trail, newest first."),
     "incident": ("incident", "Stop a leaked key everywhere, issue its replacement and show what "

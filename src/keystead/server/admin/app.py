@@ -14,7 +14,16 @@ from keystead import __version__
 from keystead.runtime import Runtime
 from keystead.server.admin.auth import admin_guard
 from keystead.server.admin.errors import install_error_handlers
-from keystead.server.admin.routes import config, events, keys, providers, status, teams, usage
+from keystead.server.admin.routes import (
+    alerts,
+    config,
+    events,
+    keys,
+    providers,
+    status,
+    teams,
+    usage,
+)
 from keystead.server.admin.schemas.common import ErrorEnvelope
 
 __all__ = ["DOCS_ASSETS", "MAX_BODY", "ROUTERS", "create_admin_app"]
@@ -27,7 +36,7 @@ MAX_BODY = 1024 * 1024
 # with `router(runtime) -> APIRouter`, listed here; it gets the admin token and the errors.
 ROUTERS: tuple[Callable[[Runtime], APIRouter], ...] = (
     keys.router, events.router, teams.router, providers.router, usage.router, status.router,
-    config.router)
+    config.router, alerts.router)
 
 # Swagger UI's files, served from the fastapi-offline package: no CDN, so /admin/docs works
 # on a machine without internet access.

@@ -4,12 +4,8 @@ the serving machinery."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from keystead.alerts.messages import Message
 from keystead.config.model import Config
@@ -49,7 +45,3 @@ def alerts_config(**alerts: Any) -> Config:
     rules = {**off, **alerts.pop("rules", {})}
     return Config.model_validate({"alerts": {"rules": rules, **alerts}})
 
-
-@pytest.fixture
-def db_url(tmp_path: Path) -> Iterator[str]:
-    yield f"sqlite:///{tmp_path / 'keystead.db'}"
