@@ -64,6 +64,7 @@ class SightingFilter:
 
     def __init__(self, max_entries: int = 100_000, per_key: int = 1000):
         self._known: set[tuple[str, str, str]] = set()
+        self._raw: set[tuple[str | None, str | None, str | None]] = set()
         self._per_key: dict[tuple[str, str], int] = {}
         self._max = max_entries
         self._cap = per_key
@@ -71,6 +72,13 @@ class SightingFilter:
     def new(self, records: Iterable[UsageRecord]) -> list[KeySighting]:
         fresh: list[KeySighting] = []
         for record in records:
+            # The same client again (the usual case): no address parsing at all.
+            raw = (record.key_id, record.client_ip, record.user_agent)
+            if raw in self._raw:
+                continue
+            if len(self._raw) >= self._max:
+                self._raw.clear()
+            self._raw.add(raw)
             for sighting in sightings_of(record):
                 entry = (sighting.key_id, sighting.kind, sighting.value)
                 if entry in self._known:
@@ -88,6 +96,7 @@ class SightingFilter:
 
     def forget(self, sightings: Iterable[KeySighting]) -> None:
         """They were not written: try them again with a later batch."""
+        self._raw.clear()  # (coarse, and rare: the store failed)
         for s in sightings:
             entry = (s.key_id, s.kind, s.value)
             if entry in self._known:
