@@ -129,3 +129,36 @@ def test_the_engine_runs_in_the_gateway_and_stops_with_it(tmp_path: Path) -> Non
         assert alert.rule == "unused_key" and alert.subject == f"key:{key_id}"
 
     run_app(tmp_path, test, raw)
+
+
+def test_budget_crossings_from_the_rollups_then_a_raise_resolves(tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    from keystead.state.records import UsageRecord
+
+    raw = {"alerts": {"evaluate_every": "1h", "rules": {"unused_key": {"enabled": False},
+                                                         "spend_spike": {"enabled": False}}}}
+
+    async def test(client: AppClient) -> None:
+        made = await client.admin("POST", "/admin/teams", {
+            "name": "web", "limits": {"budget_usd": "10", "budget_period": "day"}})
+        assert made.status == 201, made.body
+        key = await client.create_key("prod-web-chat", team="web",
+                                      limits={"budget_usd": "4"})
+        key_id = parse_key(key).key_id  # type: ignore[union-attr]
+        await client.runtime.store.insert_usage([UsageRecord(
+            request_id="r1", ts=time.time(), endpoint="chat.completions", status=200,
+            key_id=key_id, key_name="prod-web-chat", team="web", env="dev",
+            cost_usd=Decimal("5.5"))])
+        engine = AlertEngine(client.runtime, channels=lambda _c: [])
+        fired = sorted(t.alert.subject for t in await engine.evaluate())
+        day = time.strftime("%Y-%m-%d", time.gmtime())
+        month = time.strftime("%Y-%m", time.gmtime())
+        assert fired == [f"key:{key_id}:{month}:100", f"key:{key_id}:{month}:50",
+                         f"key:{key_id}:{month}:80", f"team:web:{day}:50"]
+        await client.admin("PATCH", "/admin/teams/web", {"limits": {"budget_usd": "100"}})
+        resolved = [t.alert.subject for t in await engine.evaluate() if t.kind == "resolved"]
+        assert resolved == [f"team:web:{day}:50"]
+        await engine.drain()
+
+    run_app(tmp_path, test, raw)
