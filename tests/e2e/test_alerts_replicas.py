@@ -93,11 +93,15 @@ def test_three_replicas_send_one_firing_and_one_resolved_message(tmp_path, hook:
             status, _, body = http("POST", bases[0] + f"/admin/keys/{created['id']}/revoke",
                                    body={"reason": "leaked"}, headers=admin)
             assert status == 200, body
+            auth = {"authorization": f"Bearer {created['key']}"}
+            for base in bases:  # every replica refuses it within a second
+                wait_for(lambda base=base: http("GET", base + "/v1/models", headers=auth)[0]
+                         == 401, 10, "the revocation")
             chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
             for _ in range(4):  # 12 refused requests, 4 through each replica
                 for base in bases:
                     status, _, _ = http("POST", base + "/v1/chat/completions", body=chat,
-                                        headers={"authorization": f"Bearer {created['key']}"})
+                                        headers=auth)
                     assert status == 401
             wait_for(lambda: Hook.received, 30, "the firing message")
             # every replica evaluates several times while the burst is in the window
