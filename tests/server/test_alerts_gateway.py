@@ -101,9 +101,9 @@ def test_admin_api_silences_and_tests(tmp_path: Path) -> None:
         for bad in ({"target": "nope", "for": "2h"}, {"target": "budget", "for": "100d"},
                     {"target": "budget:\x00", "for": "1h"}, {"target": "budget", "for": "x"}):
             assert (await client.admin("POST", "/admin/alerts/silences", bad)).status == 400
-        gone = await client.admin("DELETE", "/admin/alerts/silences/budget")
+        gone = await client.admin("DELETE", "/admin/alerts/silences?target=budget")
         assert gone.status == 200
-        assert (await client.admin("DELETE", "/admin/alerts/silences/budget")).status == 404
+        assert (await client.admin("DELETE", "/admin/alerts/silences?target=budget")).status == 404
         # no channels configured: a clear 400
         reply = await client.admin("POST", "/admin/alerts/test", {})
         assert reply.status == 400 and "alerts.channels" in reply.body.decode()

@@ -112,7 +112,7 @@ class RemoteBackend:
 
     def unsilence_alert(self, target: str) -> dict[str, Any]:
         return self._call("DELETE",  # type: ignore[no-any-return]
-                          f"/admin/alerts/silences/{urllib.parse.quote(target, safe='')}")
+                          "/admin/alerts/silences?" + urllib.parse.urlencode({"target": target}))
 
     def mint_token(self, key: str, options: dict[str, Any]) -> dict[str, Any]:
         return self._call("POST", "/admin/tokens", {"key": key, **options})  # type: ignore[no-any-return]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Query
 
 from keystead.alerts.service import AlertService
 from keystead.runtime import Runtime
@@ -13,8 +13,9 @@ from keystead.server.admin.schemas.alerts import AlertTest, SilenceIn
 
 __all__ = ["router"]
 
-_TARGET = Annotated[str, Path(min_length=1, max_length=240, pattern=r"^[^\x00-\x1f\x7f]*$",
-                              description="A rule, or rule:subject.")]
+# A query parameter, not a path segment: a subject may hold '/' (10.0.0.0/24, openai/python).
+_TARGET = Annotated[str, Query(min_length=1, max_length=240, pattern=r"^[^\x00-\x1f\x7f]*$",
+                               description="A rule, or rule:subject.")]
 
 
 def router(runtime: Runtime) -> APIRouter:
@@ -40,7 +41,7 @@ def router(runtime: Runtime) -> APIRouter:
         return await AlertService(runtime, "admin-api").silence(body.target, seconds,
                                                                 body.reason)
 
-    @api.delete("/silences/{target:path}")
+    @api.delete("/silences")
     async def unsilence(target: _TARGET) -> dict[str, Any]:
         """End a silence."""
         return await AlertService(runtime, "admin-api").unsilence(target)
