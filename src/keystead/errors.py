@@ -161,6 +161,9 @@ class AuthError(GatewayError):
     type = "authentication_error"
     code = "invalid_api_key"
     level = logging.WARNING
+    # The key the refused text named, when the key table knows it (revoked, expired, a wrong
+    # secret): recorded on the 401's ledger row for the auth_failures alert, never trusted.
+    key_id: str | None = None
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         return [(b"www-authenticate", b'Bearer realm="keystead"')]

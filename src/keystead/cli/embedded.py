@@ -183,6 +183,35 @@ class EmbeddedBackend:
             return [event_view(e) for e in found]
         return self._session(action)
 
+    # alerts (keystead.alerts.service, imported here: other commands never load it)
+    def alerts(self) -> list[dict[str, Any]]:
+        from keystead.alerts.service import AlertService
+
+        async def action(cp: ControlPlane) -> list[dict[str, Any]]:
+            return await AlertService(cp).list()
+        return self._session(action)
+
+    def test_alerts(self, channel: str | None) -> list[dict[str, Any]]:
+        from keystead.alerts.service import AlertService
+
+        async def action(cp: ControlPlane) -> list[dict[str, Any]]:
+            return await AlertService(cp).test(channel)
+        return self._session(action)
+
+    def silence_alert(self, target: str, duration: str, reason: str | None) -> dict[str, Any]:
+        from keystead.alerts.service import AlertService
+
+        async def action(cp: ControlPlane) -> dict[str, Any]:
+            return await AlertService(cp).silence(target, _seconds(duration, "for"), reason)
+        return self._session(action)
+
+    def unsilence_alert(self, target: str) -> dict[str, Any]:
+        from keystead.alerts.service import AlertService
+
+        async def action(cp: ControlPlane) -> dict[str, Any]:
+            return await AlertService(cp).unsilence(target)
+        return self._session(action)
+
     def incident(self, key: str, reason: str | None, replace: bool) -> dict[str, Any]:
         async def action(cp: ControlPlane) -> dict[str, Any]:
             found = await IncidentService(cp).respond(key, reason=reason, replace=replace)

@@ -26,6 +26,7 @@ __all__ = ["COMMAND_MODULES", "LazyGroup", "cli", "main"]
 # module adds a line here (tests/cli/test_main.py fails until it does, and when a help line
 # no longer matches the command's own).
 COMMAND_MODULES: dict[str, tuple[str, str]] = {
+    "alerts": ("alerts", "Alert rules and their state; test the channels, silence an alert."),
     "check": ("check", "Send the smallest request through each provider key and route; exit 1 "
                        "if one fails."),
     "demo": ("demo", "Run the gateway with built-in mock providers: no account, no network."),

@@ -104,6 +104,20 @@ class RemoteBackend:
         params = urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
         return self._call("GET", f"/admin/events?{params}")  # type: ignore[no-any-return]
 
+    def alerts(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/admin/alerts")  # type: ignore[no-any-return]
+
+    def test_alerts(self, channel: str | None) -> list[dict[str, Any]]:
+        return self._call("POST", "/admin/alerts/test", {"channel": channel})  # type: ignore[no-any-return]
+
+    def silence_alert(self, target: str, duration: str, reason: str | None) -> dict[str, Any]:
+        return self._call("POST", "/admin/alerts/silences",  # type: ignore[no-any-return]
+                          {"target": target, "for": duration, "reason": reason})
+
+    def unsilence_alert(self, target: str) -> dict[str, Any]:
+        return self._call("DELETE",  # type: ignore[no-any-return]
+                          "/admin/alerts/silences?" + urllib.parse.urlencode({"target": target}))
+
     def mint_token(self, key: str, options: dict[str, Any]) -> dict[str, Any]:
         return self._call("POST", "/admin/tokens", {"key": key, **options})  # type: ignore[no-any-return]
 

@@ -28,7 +28,7 @@ __all__ = ["ConfigError", "LoadedConfig", "find_config_file", "load_config", "pa
            "read_admin_token"]
 
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_SECRET_FIELDS = {"api_key", "token", "master_key", "webhook_url"}
+_SECRET_FIELDS = {"api_key", "token", "master_key", "webhook_url", "secret", "password"}
 # Mappings whose every value is a secret (a collector's API key among export headers).
 _SECRET_MAPS = {("tracing", "headers")}
 _PURE_REF = re.compile(r"^(\$\{[A-Za-z_][A-Za-z0-9_]*\}|env:[A-Za-z_][A-Za-z0-9_]*|vault:[\w.-]+)$")

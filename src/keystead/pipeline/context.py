@@ -21,12 +21,13 @@ __all__ = ["RequestContext"]
 
 class RequestContext:
     __slots__ = (
-        "attempt_log", "attempts", "body", "cache", "cache_control", "client_asked_usage",
-        "client_ip", "completion_text", "cost", "cost_known", "degraded", "deployment",
-        "discarded_cost", "discarded_usage", "endpoint", "error_code", "fallback", "feature",
-        "guard", "key", "model", "priced_usage", "provider", "refused_scope", "request_id",
-        "route", "saved_cost", "schema_valid", "started", "status", "stream", "ticket", "token",
-        "ts", "ttft", "upstream_model", "usage", "usage_estimated", "user_agent", "view",
+        "attempt_log", "attempts", "body", "cache", "cache_control", "claimed_key_id",
+        "client_asked_usage", "client_ip", "completion_text", "cost", "cost_known", "degraded",
+        "deployment", "discarded_cost", "discarded_usage", "endpoint", "error_code", "fallback",
+        "feature", "guard", "key", "model", "priced_usage", "provider", "refused_scope",
+        "request_id", "route", "saved_cost", "schema_valid", "started", "status", "stream",
+        "ticket", "token", "ts", "ttft", "upstream_model", "usage", "usage_estimated",
+        "user_agent", "view",
     )
 
     def __init__(self, request_id: str, endpoint: Endpoint, client_ip: str | None,
@@ -39,6 +40,8 @@ class RequestContext:
         self.ts = time.time()
         self.started = time.perf_counter()
         self.key: KeyRecord | None = None
+        # A refused key text that named a key the table knows (ledger only; `key` stays None).
+        self.claimed_key_id: str | None = None
         self.body: bytes = b""
         self.view: object | None = None
         self.model: str | None = None

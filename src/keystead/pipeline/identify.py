@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 from keystead.errors import (
+    AuthError,
     DisabledKey,
     ExpiredKey,
     MalformedKey,
@@ -98,9 +99,16 @@ class KeyTable:
         record, previous = found if found is not None else (None, False)
         key_hash = (record.previous_hash if previous else record.key_hash) if record else None
         if record is None or key_hash is None or not self._hasher.matches(text, key_hash):
-            raise UnknownKey(f"Unknown API key (id {parsed.key_id}).",
-                             hint="It may have been deleted; ask for a new one.")
-        self._check_status(record, previous, parsed.key_id)
+            error = UnknownKey(f"Unknown API key (id {parsed.key_id}).",
+                               hint="It may have been deleted; ask for a new one.")
+            # Only an id this table knows: anyone can make a valid checksum for a made-up id.
+            error.key_id = record.id if record is not None else None
+            raise error
+        try:
+            self._check_status(record, previous, parsed.key_id)
+        except AuthError as error:
+            error.key_id = record.id
+            raise
         return record, None
 
     def _token(self, text: str) -> tuple[KeyRecord, TokenClaims]:
@@ -119,6 +127,14 @@ class KeyTable:
         if record is None:
             raise UnknownKey(f"The key this token was minted from ({claims.key_id}) is gone.",
                              hint="Ask your backend for a fresh token.")
+        try:
+            self._token_status(record, claims, now)
+        except AuthError as error:
+            error.key_id = record.id
+            raise
+        return record, claims
+
+    def _token_status(self, record: KeyRecord, claims: TokenClaims, now: float) -> None:
         current = claims.credential_id == record.current_credential
         in_grace = (claims.credential_id == record.previous_credential_id
                     and record.previous_expires_at is not None
@@ -128,7 +144,6 @@ class KeyTable:
                 f"The key this token was minted from ({record.name}) was rotated on "
                 f"{_when(record.rotated_at or 0)}.", hint="Ask your backend for a fresh token.")
         self._check_status(record, False, claims.key_id)
-        return record, claims
 
     def _check_status(self, record: KeyRecord, previous: bool, credential: str) -> None:
         if record.revoked_at is not None:

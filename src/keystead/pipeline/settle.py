@@ -183,7 +183,7 @@ def settle(ctx: RequestContext, ledger: LedgerWriter, log_requests: bool) -> Usa
                            base.cached_tokens + extra.cached_tokens)
     record = UsageRecord(
         request_id=ctx.request_id, ts=ctx.ts, endpoint=ctx.endpoint.value, status=ctx.status,
-        key_id=key.id if key else None, key_name=key.name if key else None,
+        key_id=key.id if key else ctx.claimed_key_id, key_name=key.name if key else None,
         team=key.team if key else None, env=key.env if key else None, feature=ctx.feature,
         # Client-chosen text is clipped to its column: PostgreSQL refuses what is longer.
         route=_clip(ctx.route, 128), model_requested=_clip(ctx.model, 256),

@@ -14,10 +14,12 @@ import gc
 import logging
 import os
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import orjson
 
+from keystead.alerts.engine import AlertEngine, open_breakers
 from keystead.checks.readiness import Readiness
 from keystead.checks.schedule import CheckSchedule
 from keystead.config.load import LoadedConfig, load_config
@@ -53,6 +55,7 @@ class KeysteadApp:
         self._reminders: asyncio.Task[None] | None = None
         self._checks: CheckSchedule | None = None
         self._readiness: Readiness | None = None
+        self.alerts: AlertEngine | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -137,6 +140,9 @@ class KeysteadApp:
         self._checks = CheckSchedule(runtime)
         self._checks.start()
         self._readiness = Readiness(runtime)
+        # Always too: it looks at alerts.enabled each round, so a reload can turn it on.
+        self.alerts = AlertEngine(runtime, breakers=partial(open_breakers, runtime))
+        self.alerts.start()
         if self._hangup is not None:
             self._hangup.attach(lambda: runtime.reloader.reload("sighup"))
         # Everything built so far lives as long as the process: move it out of the collector's
@@ -160,6 +166,9 @@ class KeysteadApp:
     async def shutdown(self) -> None:
         if self._hangup is not None:
             await self._hangup.detach()
+        if self.alerts is not None:
+            await self.alerts.stop()
+            self.alerts = None
         if self._reminders is not None:
             self._reminders.cancel()
             with contextlib.suppress(asyncio.CancelledError):

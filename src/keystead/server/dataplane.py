@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from keystead.config.model import GuardPolicy
 from keystead.errors import (
+    AuthError,
     GatewayError,
     InvalidField,
     MethodNotAllowed,
@@ -174,6 +175,8 @@ class DataPlane:
         except GatewayError as error:
             started = ctx.status != 0  # set just before a response starts
             ctx.status, ctx.error_code = error.status, error.code
+            if isinstance(error, AuthError):
+                ctx.claimed_key_id = error.key_id
             if not started:
                 await send_error(send, ctx, error)
             else:

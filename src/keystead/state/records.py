@@ -6,8 +6,9 @@ from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal
 from typing import Any, Literal
 
-__all__ = ["BudgetPeriod", "EventRecord", "KeyRecord", "Limits", "ProviderKeyState",
-           "ProviderRecord", "SealedRecord", "TeamRecord", "UsageRecord"]
+__all__ = ["AlertRecord", "BudgetPeriod", "EventRecord", "KeyRecord", "KeySighting", "Limits",
+           "ProviderKeyState", "ProviderRecord", "RequestOutcome", "SealedRecord",
+           "SilenceRecord", "TeamRecord", "UsageRecord"]
 
 BudgetPeriod = Literal["day", "month"]
 
@@ -204,3 +205,51 @@ class UsageRecord:
     saved_usd: Decimal = Decimal(0)
     schema_valid: bool | None = None
     degraded: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRecord:
+    """One alert (a rule and what it is about) and where it stands, shared by every gateway:
+    a transition (firing, resolved) is a conditional write only one replica wins."""
+
+    rule: str
+    subject: str  # what it is about, stable while the condition lasts: "key:ab12cd34"
+    state: str  # "firing" or "resolved"
+    fired_at: float
+    resolved_at: float | None = None
+    title: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)  # where, numbers, what to do
+    sent_at: float | None = None  # when its last message went out
+    delivery: dict[str, Any] | None = None  # channel -> "sent" or why not
+
+
+@dataclass(frozen=True, slots=True)
+class SilenceRecord:
+    """No message for a rule (`target` "budget") or one alert ("budget:team:x:2026-12:80")."""
+
+    target: str
+    until: float
+    reason: str | None = None
+    created_at: float = 0.0
+    actor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeySighting:
+    """A source a key was used from: its network (/24, /48) or its user agent's family."""
+
+    key_id: str
+    kind: str  # "net" or "ua"
+    value: str
+    first_seen: float
+
+
+@dataclass(frozen=True, slots=True)
+class RequestOutcome:
+    """How many requests of one provider and route ended with one status (a window of the
+    ledger)."""
+
+    provider: str | None
+    route: str | None
+    status: int
+    count: int

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-__all__ = ["ROLLUP_DIMENSIONS", "ROLLUP_SUMS", "keys", "meta", "metadata", "provider_key_states",
-           "providers", "teams", "usage", "usage_hourly", "vault_secrets"]
+__all__ = ["ROLLUP_DIMENSIONS", "ROLLUP_SUMS", "alert_silences", "alerts", "key_sightings", "keys",
+           "meta", "metadata", "provider_key_states", "providers", "teams", "usage",
+           "usage_hourly", "vault_secrets"]
 
 metadata = sa.MetaData()
 
@@ -197,4 +198,42 @@ usage_hourly = sa.Table(
     # The upsert's conflict target. It leads with the hour, so it also serves time-range reads
     # (a separate index on hour alone would only slow the writes down).
     sa.PrimaryKeyConstraint("hour", *ROLLUP_DIMENSIONS, name="pk_usage_hourly"),
+)
+
+# Alerts (migration 0009): one row per (rule, subject), written only by conditional updates, so
+# that of the replicas evaluating the same rules exactly one wins each transition and sends.
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("rule", sa.String(32), primary_key=True),
+    sa.Column("subject", sa.String(200), primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("fired_at", sa.Float, nullable=False),
+    sa.Column("resolved_at", sa.Float),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("detail", sa.JSON, nullable=False),
+    sa.Column("sent_at", sa.Float),
+    sa.Column("delivery", sa.JSON(none_as_null=True)),
+)
+
+alert_silences = sa.Table(
+    "alert_silences",
+    metadata,
+    sa.Column("target", sa.String(240), primary_key=True),
+    sa.Column("until", sa.Float, nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("actor", sa.String(64)),
+)
+
+# The networks and user-agent families each key was used from, added by the ledger writer
+# (only what it has not seen yet), so "a source this key never used" is one indexed read.
+key_sightings = sa.Table(
+    "key_sightings",
+    metadata,
+    sa.Column("key_id", sa.String(16), primary_key=True),
+    sa.Column("kind", sa.String(8), primary_key=True),
+    sa.Column("value", sa.String(64), primary_key=True),
+    sa.Column("first_seen", sa.Float, nullable=False),
+    sa.Index("ix_key_sightings_first_seen", "first_seen"),
 )

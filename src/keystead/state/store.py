@@ -8,11 +8,15 @@ from decimal import Decimal
 from typing import Any, Literal, Protocol, get_args
 
 from keystead.state.records import (
+    AlertRecord,
     EventRecord,
     KeyRecord,
+    KeySighting,
     ProviderKeyState,
     ProviderRecord,
+    RequestOutcome,
     SealedRecord,
+    SilenceRecord,
     TeamRecord,
     UsageRecord,
 )
@@ -140,3 +144,30 @@ class Store(Protocol):
 
         Budgets seed their counters from it (after a restart, or when Redis lost its data)."""
     async def recent_usage(self, limit: int, key_id: str | None = None) -> list[UsageRecord]: ...
+
+    async def request_outcomes(self, since: float) -> list[RequestOutcome]:
+        """Requests since `since` counted per provider, route and status (alert windows)."""
+    async def auth_failures(self, since: float) -> dict[str, int]:
+        """The gateway's 401s since `since` per key id the refused key text named."""
+
+    # alerts (alerts/): every transition is a conditional write that one caller wins
+    async def fire_alert(self, alert: AlertRecord, cooldown_s: float) -> bool:
+        """True if this call made the alert fire: it was unknown, or resolved at least
+        `cooldown_s` before `alert.fired_at`."""
+    async def resolve_alert(self, rule: str, subject: str, now: float) -> bool:
+        """True if this call resolved a firing alert."""
+    async def record_alert_delivery(self, rule: str, subject: str, sent_at: float,
+                                    delivery: Mapping[str, str]) -> None: ...
+    async def list_alerts(self, since: float | None = None) -> list[AlertRecord]:
+        """All alerts; with `since`, the firing ones and those resolved since then."""
+    async def prune_alerts(self, resolved_before: float) -> int: ...
+    async def put_silence(self, silence: SilenceRecord) -> None: ...
+    async def delete_silence(self, target: str) -> bool: ...
+    async def list_silences(self, now: float) -> list[SilenceRecord]:
+        """The silences still in force at `now`."""
+    async def add_key_sightings(self, sightings: Sequence[KeySighting]) -> None:
+        """Record sources; one already known keeps its first_seen."""
+    async def new_key_sightings(self, since: float, limit: int = 1000
+                                ) -> list[tuple[KeySighting, float, int]]:
+        """Sources first seen since `since`, each with its key's first sighting of that kind
+        and how many sources of that kind the key has."""

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 
+from keystead.alerts.sources import SightingFilter
 from keystead.state.outage import OutageLog
 from keystead.state.records import UsageRecord
 from keystead.state.store import InvalidRecord, Store
@@ -45,6 +46,7 @@ class LedgerWriter:
         self.written = 0
         self._queued_total = 0  # records ever queued; written + rejected catch up with it
         self._outage = OutageLog(log, "writing the usage ledger")
+        self.sightings = SightingFilter()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="keystead-ledger")
@@ -147,6 +149,23 @@ class LedgerWriter:
             self.written += len(batch)
             last_used: dict[str, float] = {}
             for record in batch:
-                if record.key_id is not None and record.ts > last_used.get(record.key_id, 0.0):
+                if record.key_id is None or (record.status == 401 and record.provider is None):
+                    continue  # a refused text that named the key is not a use of it
+                if record.ts > last_used.get(record.key_id, 0.0):
                     last_used[record.key_id] = record.ts
             await self._store.touch_keys(last_used)
+            await self._record_sightings(batch)
+
+    async def _record_sightings(self, batch: list[UsageRecord]) -> None:
+        """The sources (network, user-agent family) this process had not seen for a key: for
+        the new_source alert. Usually none; a failure is logged and retried with a later
+        batch, never holding up the ledger."""
+        fresh = self.sightings.new(batch)
+        if not fresh:
+            return
+        try:
+            await self._store.add_key_sightings(fresh)
+        except Exception as exc:
+            self.sightings.forget(fresh)
+            log.warning("recording %d key sources failed (%s); retried later", len(fresh),
+                        type(exc).__name__)

@@ -15,6 +15,7 @@ from keystead.runtime import Runtime
 from keystead.server.admin.auth import admin_guard
 from keystead.server.admin.errors import install_error_handlers
 from keystead.server.admin.routes import (
+    alerts,
     checks,
     config,
     events,
@@ -36,7 +37,7 @@ MAX_BODY = 1024 * 1024
 # with `router(runtime) -> APIRouter`, listed here; it gets the admin token and the errors.
 ROUTERS: tuple[Callable[[Runtime], APIRouter], ...] = (
     keys.router, events.router, teams.router, providers.router, usage.router, status.router,
-    config.router, checks.router)
+    config.router, alerts.router, checks.router)
 
 # Swagger UI's files, served from the fastapi-offline package: no CDN, so /admin/docs works
 # on a machine without internet access.

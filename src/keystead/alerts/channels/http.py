@@ -1,0 +1,70 @@
+"""Slack-compatible incoming webhooks and the generic JSON webhook signed with HMAC-SHA256.
+
+The signature: `X-Keystead-Signature: t=<unix seconds>,v1=<hex>` where hex is
+HMAC-SHA256(secret, "<t>." + body). A receiver recomputes it over the raw body, compares in
+constant time and refuses a `t` older than a few minutes (a replay). docs/monitoring.md shows it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+
+import orjson
+from pydantic import SecretStr
+
+from keystead.alerts.channels.base import DeliveryFailed
+from keystead.alerts.messages import Message
+
+__all__ = ["SIGNATURE_HEADER", "SlackChannel", "WebhookChannel", "sign"]
+
+SIGNATURE_HEADER = "X-Keystead-Signature"
+
+
+def sign(secret: bytes, body: bytes, ts: int) -> str:
+    digest = hmac.new(secret, str(ts).encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"t={ts},v1={digest}"
+
+
+async def _post(url: SecretStr, body: bytes, headers: dict[str, str], timeout_s: float) -> None:
+    import aiohttp  # loaded by the server already; the CLI only for `alerts test`
+
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session, session.post(
+                url.get_secret_value(), data=body, allow_redirects=False,
+                headers={"content-type": "application/json", **headers}) as reply:
+            await reply.read()
+            if reply.status >= 300:
+                raise DeliveryFailed(f"HTTP {reply.status}")
+    except TimeoutError:  # (aiohttp's timeouts are also ClientErrors)
+        raise DeliveryFailed(f"no answer within {timeout_s:g}s") from None
+    except (aiohttp.ClientError, OSError) as exc:
+        # Never the exception's text: it may quote the URL, which is a secret.
+        raise DeliveryFailed(type(exc).__name__) from None
+
+
+class SlackChannel:
+    def __init__(self, name: str, url: SecretStr, rules: tuple[str, ...] | None = None):
+        self.name = name
+        self.rules = rules
+        self._url = url
+
+    async def send(self, message: Message, timeout_s: float) -> None:
+        body = orjson.dumps({"text": message.text(mark=True)})
+        await _post(self._url, body, {}, timeout_s)
+
+
+class WebhookChannel:
+    def __init__(self, name: str, url: SecretStr, secret: SecretStr,
+                 rules: tuple[str, ...] | None = None):
+        self.name = name
+        self.rules = rules
+        self._url = url
+        self._secret = secret
+
+    async def send(self, message: Message, timeout_s: float) -> None:
+        body = orjson.dumps(message.payload())
+        signature = sign(self._secret.get_secret_value().encode(), body, int(time.time()))
+        await _post(self._url, body, {SIGNATURE_HEADER: signature}, timeout_s)

@@ -1,0 +1,222 @@
+"""The alert engine: every `alerts.evaluate_every`, gather a snapshot, run the enabled rules,
+and turn what changed into transitions in the store, and those into messages.
+
+Every serving gateway runs one. What makes N replicas send one message per event, not N: the
+alert's state lives in the store (`alerts` table), and each transition is a conditional write
+(`Store.fire_alert`: insert if absent, or re-fire only if resolved longer ago than the
+cool-down; `Store.resolve_alert`: only if firing). One replica's write matches, the others'
+match nothing; only the replica that won sends. Sending runs in tasks of its own, with a
+timeout and retries per channel, so a channel that hangs never delays the next evaluation.
+
+Each transition is logged as one JSON line (logger `keystead.alerts`) and, once delivered (or
+given up), recorded as an event `alert.firing` / `alert.resolved` with what each channel did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import orjson
+
+from keystead.alerts.channels import Channel, build_channels, deliver, takes
+from keystead.alerts.gather import AlertSource, Breakers, gather
+from keystead.alerts.messages import Kind, Message, runbook_link
+from keystead.alerts.model import Alert, alert_from_detail
+from keystead.alerts.rules import RULES
+from keystead.alerts.silences import silenced
+from keystead.config.alerts import RULE_NAMES, AlertsConfig
+from keystead.durations import parse_duration
+from keystead.state.records import AlertRecord, EventRecord
+
+if TYPE_CHECKING:
+    from keystead.runtime import Runtime
+
+__all__ = ["FIRING_EVENT", "RESOLVED_EVENT", "AlertEngine", "Transition", "open_breakers"]
+
+log = logging.getLogger("keystead.alerts")
+
+FIRING_EVENT = "alert.firing"
+RESOLVED_EVENT = "alert.resolved"
+_KEEP_RESOLVED_S = 30 * 86_400.0  # resolved alerts older than this are forgotten
+_PRUNE_EVERY_S = 3600.0
+
+
+def open_breakers(runtime: Runtime) -> dict[str, float]:
+    """The breakers this replica sees open (refreshed from the shared counters every second)."""
+    found: dict[str, float] = {}
+    for name in runtime.routes.deployment_ids():
+        until = runtime.breakers.open_until(name)
+        if until is not None:
+            found[name] = until
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    kind: Kind  # "firing" or "resolved"
+    alert: Alert
+    silenced: bool
+    notify: bool  # False: the rule does not send "resolved" messages (or was turned off)
+
+
+class AlertEngine:
+    def __init__(self, source: AlertSource, *, breakers: Breakers | None = None,
+                 clock: Callable[[], float] = time.time,
+                 channels: Callable[[AlertsConfig], Sequence[Channel]] = build_channels,
+                 backoff_s: float = 1.0):
+        self.source = source
+        self._breakers = breakers
+        self._clock = clock
+        self._channels = channels
+        self._backoff_s = backoff_s
+        self._task: asyncio.Task[None] | None = None
+        self._sending: set[asyncio.Task[None]] = set()
+        self._pruned_at = 0.0
+        self._failing = False
+
+    # the loop
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="keystead-alerts")
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.drain(grace_s)
+
+    async def drain(self, timeout_s: float = 30.0) -> None:
+        """Wait for the messages being sent (tests; shutdown, bounded)."""
+        if not self._sending:
+            return
+        _done, pending = await asyncio.wait(set(self._sending), timeout=timeout_s)
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        while True:
+            config = self.source.config.alerts
+            try:
+                if config.enabled:
+                    await self.evaluate()
+            except Exception as exc:  # the store is down: said once, then when it is back
+                if not self._failing:
+                    log.error("alerts: evaluation failed (%s); retrying every %s",
+                              type(exc).__name__, config.evaluate_every)
+                self._failing = True
+            else:
+                if self._failing:
+                    log.info("alerts: evaluation works again")
+                self._failing = False
+            await asyncio.sleep(parse_duration(config.evaluate_every))
+
+    # one evaluation
+    async def evaluate(self, now: float | None = None) -> list[Transition]:
+        """Run the rules once; returns the transitions this replica won (and is sending)."""
+        now = self._clock() if now is None else now
+        config = self.source.config.alerts
+        store = self.source.store
+        settings = {name: getattr(config.rules, name) for name in RULE_NAMES}
+        enabled = {name for name, rule in settings.items() if rule.enabled}
+        snapshot, failed = await gather(self.source, now, enabled, self._breakers)
+        current: dict[tuple[str, str], Alert] = {}
+        evaluated: set[str] = set()
+        for name in RULE_NAMES:
+            if name not in enabled or name in failed:
+                continue
+            if name == "breaker_open" and self._breakers is None:
+                continue
+            try:
+                found = RULES[name](snapshot, settings[name])
+            except Exception:
+                log.exception("alerts: rule %s failed; it skips this round", name)
+                continue
+            evaluated.add(name)
+            for alert in found:
+                current[(alert.rule, alert.subject[:200])] = alert
+        longest = max([parse_duration(config.cooldown)]
+                      + [parse_duration(r.cooldown) for r in settings.values() if r.cooldown])
+        known = {(r.rule, r.subject): r for r in await store.list_alerts(since=now - longest)}
+        silences = await store.list_silences(now)
+        won: list[Transition] = []
+        for (rule, subject), alert in current.items():
+            record = known.get((rule, subject))
+            if record is not None and record.state == "firing":
+                continue  # de-duplication: it is firing already
+            cooldown = parse_duration(settings[rule].cooldown or config.cooldown)
+            if record is not None and record.resolved_at is not None \
+                    and record.resolved_at > now - cooldown:
+                continue  # the cool-down: resolved too recently to fire again
+            fired = AlertRecord(rule=rule, subject=subject, state="firing", fired_at=now,
+                                title=alert.title[:500], detail=alert.detail())
+            if await store.fire_alert(fired, cooldown):
+                won.append(Transition("firing", alert, silenced(silences, rule, subject), True))
+        for (rule, subject), record in known.items():
+            if record.state != "firing" or (rule, subject) in current:
+                continue
+            turned_off = rule in RULE_NAMES and rule not in enabled
+            if rule not in evaluated and not turned_off:
+                continue  # no data this round: neither fire nor resolve
+            if await store.resolve_alert(rule, subject, now):
+                notify = not turned_off and settings[rule].send_resolved
+                alert = alert_from_detail(rule, subject, record.title, record.detail)
+                won.append(Transition("resolved", alert, silenced(silences, rule, subject),
+                                      notify))
+        for transition in won:
+            self._announce(transition, now, config)
+        if now - self._pruned_at >= _PRUNE_EVERY_S:
+            self._pruned_at = now
+            await store.prune_alerts(now - _KEEP_RESOLVED_S)
+        return won
+
+    # telling people
+    def _announce(self, transition: Transition, now: float, config: AlertsConfig) -> None:
+        alert = transition.alert
+        log.warning(orjson.dumps({
+            "event": FIRING_EVENT if transition.kind == "firing" else RESOLVED_EVENT,
+            "rule": alert.rule, "subject": alert.subject, "title": alert.title,
+            "severity": alert.severity, "where": dict(alert.where),
+            "numbers": dict(alert.numbers), "silenced": transition.silenced}).decode())
+        message = Message(transition.kind, alert, now, runbook_link(config.runbook_url,
+                                                                    alert.rule))
+        task = asyncio.get_running_loop().create_task(self._send(transition, message, config))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, transition: Transition, message: Message,
+                    config: AlertsConfig) -> None:
+        alert = message.alert
+        outcome: dict[str, str] = {}
+        if transition.silenced:
+            outcome = {"*": "silenced"}
+        elif transition.notify:
+            channels = [c for c in self._channels(config) if takes(c, alert.rule)]
+            results = await asyncio.gather(*(deliver(
+                c, message, timeout_s=config.send_timeout_s, retries=config.retries,
+                backoff_s=self._backoff_s) for c in channels))
+            outcome = dict(zip((c.name for c in channels), results, strict=True))
+        store = self.source.store
+        try:
+            if transition.kind == "firing":
+                await store.record_alert_delivery(alert.rule, alert.subject, self._clock(),
+                                                  outcome)
+            await store.insert_event(EventRecord(
+                kind=FIRING_EVENT if transition.kind == "firing" else RESOLVED_EVENT,
+                ts=message.at, key_id=alert.where.get("key_id"), actor="gateway",
+                detail={"rule": alert.rule, "subject": alert.subject, "title": alert.title,
+                        "where": dict(alert.where), "numbers": dict(alert.numbers),
+                        "delivery": outcome, "silenced": transition.silenced}))
+        except Exception as exc:
+            log.error("alerts: recording the delivery of %s:%s failed (%s)", alert.rule,
+                      alert.subject, type(exc).__name__)
+

@@ -1,0 +1,196 @@
+"""The engine on a real store: de-duplication, the resolved message, the cool-down, silences,
+one message across several gateways, and a channel that hangs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from alert_support import Recorder, Source, alerts_config
+
+from keystead.alerts.engine import AlertEngine
+from keystead.state.records import EventRecord, SilenceRecord
+from keystead.state.sql_store import SQLStore
+
+NOW = 1_796_000_000.0
+TARGET = "provider:openai#1"
+
+
+async def check(store: SQLStore, kind: str, ts: float) -> None:
+    await store.insert_event(EventRecord(kind, ts, actor="gateway",
+                                         detail={"target": TARGET, "status": 503,
+                                                 "error": "upstream down"}))
+
+
+def url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'keystead.db'}"
+
+
+def engine(source: Source, channel: Recorder, **options: Any) -> AlertEngine:
+    return AlertEngine(source, channels=lambda _config: [channel], backoff_s=0.01, **options)
+
+
+def test_fires_once_resolves_once_and_cools_down(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = SQLStore(url(tmp_path))
+        await store.open()
+        try:
+            channel = Recorder()
+            alerts = engine(Source(alerts_config(cooldown="10m"), store), channel)
+            await check(store, "check.failed", NOW - 5)
+            [fired] = await alerts.evaluate(NOW)
+            assert fired.kind == "firing" and fired.alert.subject == TARGET
+            assert await alerts.evaluate(NOW + 60) == []  # still firing: no second message
+            await check(store, "check.recovered", NOW + 100)
+            [resolved] = await alerts.evaluate(NOW + 120)
+            assert resolved.kind == "resolved"
+            await check(store, "check.failed", NOW + 200)
+            assert await alerts.evaluate(NOW + 240) == []  # within the cool-down
+            [again] = await alerts.evaluate(NOW + 120 + 601)
+            assert again.kind == "firing"
+            await alerts.drain()
+            assert [m.kind for m in channel.sent] == ["firing", "resolved", "firing"]
+            text = channel.sent[0].text()
+            assert "provider:openai#1" in text and "keystead check --provider openai" in text
+            assert "runbook.md#alert-check-failing" in text
+            kinds = sorted(e.kind for e in await store.list_events(10)
+                           if e.kind.startswith("alert."))
+            assert kinds == ["alert.firing", "alert.firing", "alert.resolved"]
+            [event] = await store.list_events(1, kind="alert.firing")
+            assert event.detail["delivery"] == {"rec": "sent"}
+            [state] = await store.list_alerts()
+            assert state.state == "firing" and state.delivery == {"rec": "sent"}
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_a_silence_keeps_the_state_but_sends_nothing(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = SQLStore(url(tmp_path))
+        await store.open()
+        try:
+            channel = Recorder()
+            alerts = engine(Source(alerts_config(), store), channel)
+            await store.put_silence(SilenceRecord(f"check_failing:{TARGET}", until=NOW + 3600))
+            await check(store, "check.failed", NOW)
+            [fired] = await alerts.evaluate(NOW)
+            assert fired.silenced
+            await alerts.drain()
+            assert channel.sent == []
+            [event] = await store.list_events(1, kind="alert.firing")
+            assert event.detail["silenced"] and event.detail["delivery"] == {"*": "silenced"}
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_resolved_messages_can_be_turned_off_per_rule(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = SQLStore(url(tmp_path))
+        await store.open()
+        try:
+            channel = Recorder()
+            config = alerts_config(rules={"check_failing": {"send_resolved": False}})
+            alerts = engine(Source(config, store), channel)
+            await check(store, "check.failed", NOW)
+            await alerts.evaluate(NOW)
+            await check(store, "check.recovered", NOW + 1)
+            [resolved] = await alerts.evaluate(NOW + 2)
+            assert not resolved.notify
+            await alerts.drain()
+            assert [m.kind for m in channel.sent] == ["firing"]
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_three_gateways_send_one_message(tmp_path: Path) -> None:
+    async def main() -> None:
+        stores = [SQLStore(url(tmp_path)) for _ in range(3)]
+        for store in stores:
+            await store.open()
+        try:
+            channel = Recorder()
+            engines = [engine(Source(alerts_config(), s), channel) for s in stores]
+            await check(stores[0], "check.failed", NOW)
+            for _ in range(3):
+                await asyncio.gather(*(e.evaluate(NOW + 1) for e in engines))
+            await check(stores[0], "check.recovered", NOW + 2)
+            for _ in range(3):
+                await asyncio.gather(*(e.evaluate(NOW + 3) for e in engines))
+            for each in engines:
+                await each.drain()
+            assert [m.kind for m in channel.sent] == ["firing", "resolved"]
+        finally:
+            for store in stores:
+                await store.close()
+
+    asyncio.run(main())
+
+
+def test_a_hanging_channel_does_not_stall_the_evaluation(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = SQLStore(url(tmp_path))
+        await store.open()
+        try:
+            hanging = Recorder(name="hangs", hang=True)
+            config = alerts_config(send_timeout_s=0.2, retries=1)
+            alerts = engine(Source(config, store), hanging)
+            await check(store, "check.failed", NOW)
+            started = time.monotonic()
+            [_fired] = await alerts.evaluate(NOW)
+            assert time.monotonic() - started < 1.0  # sending happens beside it
+            await alerts.drain(timeout_s=10)
+            [event] = await store.list_events(1, kind="alert.firing")
+            assert event.detail["delivery"]["hangs"].startswith("failed: no answer within")
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_a_failing_channel_is_retried_then_recorded(tmp_path: Path, caplog: Any) -> None:
+    async def main() -> None:
+        store = SQLStore(url(tmp_path))
+        await store.open()
+        try:
+            failing = Recorder(name="down", fail=True)
+            alerts = engine(Source(alerts_config(retries=2), store), failing)
+            await check(store, "check.failed", NOW)
+            await alerts.evaluate(NOW)
+            await alerts.drain()
+            [state] = await store.list_alerts()
+            assert state.delivery == {"down": "failed: HTTP 503"}
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+    errors = [r for r in caplog.records if "not delivered" in r.getMessage()]
+    assert len(errors) == 1 and "after 3 attempts" in errors[0].getMessage()
+
+
+def test_a_rule_turned_off_resolves_its_alerts_without_a_message(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = SQLStore(url(tmp_path))
+        await store.open()
+        try:
+            channel = Recorder()
+            source = Source(alerts_config(), store)
+            alerts = engine(source, channel)
+            await check(store, "check.failed", NOW)
+            await alerts.evaluate(NOW)
+            source.config = alerts_config(rules={"check_failing": {"enabled": False}})
+            [resolved] = await alerts.evaluate(NOW + 1)
+            assert resolved.kind == "resolved" and not resolved.notify
+            await alerts.drain()
+            assert [m.kind for m in channel.sent] == ["firing"]
+        finally:
+            await store.close()
+
+    asyncio.run(main())
