@@ -135,3 +135,18 @@ def test_a_file_that_overrules_keystead_database_url_says_so(tmp_path: Path) -> 
         (tmp_path / "keystead.yaml").write_text(text)
         assert load_config(tmp_path / "keystead.yaml", environ={
             "KEYSTEAD_DATABASE_URL": "sqlite:///elsewhere.db"}).notes == ()
+
+
+def test_the_templates_monitoring_lines_uncommented_are_a_valid_config() -> None:
+    import yaml
+
+    from keystead.config.load import parse_config
+
+    head, tail = CONFIG_TEMPLATE.split("# Watching it", 1)
+    lines = [line[2:] for line in tail.splitlines()[1:] if line.startswith("# ")]
+    raw = yaml.safe_load(head) | yaml.safe_load("\n".join(lines))
+    env = {"KEYSTEAD_MASTER_KEY": "x", "KEYSTEAD_ADMIN_TOKEN": "y",
+           "METRICS_TOKEN": "m" * 32, "ALERTS_SLACK_URL": "https://hooks.slack.com/services/T/B/X"}
+    config = parse_config(raw, env, source="template")
+    assert config.metrics.token is not None and config.checks.every == "5m"
+    assert set(config.alerts.channels) == {"oncall"}

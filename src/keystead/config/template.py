@@ -76,4 +76,15 @@ usage:
 logging:
   level: info              # one JSON line per request on stderr
   requests: true
+
+# Watching it (docs/monitoring.md): Prometheus metrics are on GET /metrics already.
+# metrics:
+#   token: ${METRICS_TOKEN}          # scrapes then send Authorization: Bearer <token>
+# alerts:                            # budgets, spend spikes, 401 bursts, error spikes, ...
+#   channels:
+#     oncall:
+#       type: slack
+#       webhook_url: ${ALERTS_SLACK_URL}
+# checks:
+#   every: 5m                        # call every provider key and route, once per period
 """
