@@ -1,5 +1,6 @@
-"""`python -m bench`: keystead against the fake upstream called directly, the Python floor and
-LiteLLM's proxy, on one machine, in one run.
+"""`python -m bench`: keystead against the fake upstream called directly, the Python floors
+(uvicorn + httpx, uvicorn + aiohttp, granian RSGI + uvloop + aiohttp: the fastest) and two peers,
+LiteLLM's proxy (Python) and Portkey's gateway (Node), on one machine, in one run.
 
 The server under test is pinned to CPU 0; wrk and the fake upstream share CPU 1. Each target is
 started alone, warmed up, then loaded with 32 connections (throughput) and 1 connection
@@ -22,23 +23,27 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from bench.load import run_wrk, wrk_available
+from bench.load import LoadResult, run_wrk, wrk_available
 from bench.procs import Proc
 from bench.targets import SIGNALS, Target, start_floor, start_keystead
 from bench.upstream import start_upstream
 
 RESULTS = Path(__file__).parent / "results"
+# Measured only when named in --only: granian's ASGI interface, slower than its RSGI one (kept to
+# re-check that choice).
+OPT_IN = {"floor-granian-asgi"}
 COLUMNS = ("target", "rps_32", "p50_ms_32", "p99_ms_32", "rps_1", "p50_ms_1", "p99_ms_1",
            "non_2xx", "rss_mb", "cold_start_s")
 
 
 def measure(target: Target, *, seconds: float, cpu: str | None) -> dict[str, object]:
-    run_wrk(target.url, connections=32, seconds=min(2.0, seconds), key=target.key, cpu=cpu,
-            body=target.body)
-    busy = run_wrk(target.url, connections=32, seconds=seconds, key=target.key, cpu=cpu,
-                   body=target.body)
-    single = run_wrk(target.url, connections=1, seconds=seconds, key=target.key, cpu=cpu,
-                     body=target.body)
+    def load(connections: int, duration: float) -> LoadResult:
+        return run_wrk(target.url, connections=connections, seconds=duration, key=target.key,
+                       cpu=cpu, body=target.body, headers=target.headers)
+
+    load(32, min(2.0, seconds))  # warm-up
+    busy = load(32, seconds)
+    single = load(1, seconds)
     return {
         "target": target.name,
         "rps_32": busy.rps, "p50_ms_32": busy.p50_ms, "p99_ms_32": busy.p99_ms,
@@ -104,6 +109,10 @@ def run(args: argparse.Namespace) -> int:
                                  upstream_url + "/v1/chat/completions", None, None, None),
         "floor-httpx": lambda: start_floor(upstream_url, cpu=server_cpu, client="httpx"),
         "floor-aiohttp": lambda: start_floor(upstream_url, cpu=server_cpu, client="aiohttp"),
+        "floor-granian": lambda: start_floor(upstream_url, cpu=server_cpu, server="granian",
+                                             interface="rsgi"),
+        "floor-granian-asgi": lambda: start_floor(upstream_url, cpu=server_cpu,
+                                                  server="granian", interface="asgi"),
         "keystead": lambda: start_keystead(upstream_url, cpu=server_cpu),
         "keystead-route": lambda: start_keystead(upstream_url, cpu=server_cpu,
                                                  name="keystead (route, 2 deployments)",
@@ -123,7 +132,13 @@ def run(args: argparse.Namespace) -> int:
         starters["keystead-redis"] = lambda: start_keystead(
             upstream_url, cpu=server_cpu, name="keystead (redis counters)", redis_url=redis_url)
     _add_optional_targets(starters, upstream_url, server_cpu)
-    chosen = args.only.split(",") if args.only else list(starters)
+    chosen = args.only.split(",") if args.only else [s for s in starters if s not in OPT_IN]
+    unknown = [name for name in chosen if name not in starters]
+    if unknown:
+        print(f"unknown target(s): {', '.join(unknown)}; known: {', '.join(starters)}",
+              file=sys.stderr)
+        upstream.stop()
+        return 2
     rows = []
     try:
         for name in chosen:
@@ -191,12 +206,12 @@ def _streams(upstream_url: str, seconds: float, server_cpu: str | None,
 
 def _add_optional_targets(starters: dict[str, Callable[[], Target]], upstream_url: str,
                           server_cpu: str | None) -> None:
-    """Targets whose modules may be absent in an older checkout or need more setup."""
-    try:
-        from bench.litellm_target import start_litellm
-    except ImportError:
-        return
+    """The peers, each installed by the benchmark on first use into bench/.cache."""
+    from bench.litellm_target import start_litellm
+    from bench.portkey_target import start_portkey
+
     starters["litellm"] = lambda: start_litellm(upstream_url, cpu=server_cpu)
+    starters["portkey"] = lambda: start_portkey(upstream_url, cpu=server_cpu)
 
 
 def soak(args: argparse.Namespace) -> int:
@@ -245,9 +260,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="per measurement")
     parser.add_argument("--quick", action="store_true", help="3 s per measurement")
     parser.add_argument("--only", help="comma-separated targets: direct, floor-httpx, "
-                                       "floor-aiohttp, keystead, keystead-route, keystead-cache, "
+                                       "floor-aiohttp, floor-granian, floor-granian-asgi, "
+                                       "keystead, keystead-route, keystead-cache, "
                                        "keystead-nometrics, keystead-traced, "
-                                       "keystead-redis, litellm")
+                                       "keystead-redis, litellm, portkey (all but "
+                                       "floor-granian-asgi when omitted)")
     parser.add_argument("--minutes", type=float, default=10.0, help="soak duration")
     parser.add_argument("--no-stream", action="store_true", help="skip the streaming figures")
     args = parser.parse_args()

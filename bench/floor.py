@@ -1,24 +1,41 @@
 """The Python floor: the least a pass-through in Python can do.
 
-A raw ASGI app on uvicorn (its defaults: uvloop and httptools when installed), one bearer-key
-check, one shared keep-alive HTTP client, the upstream's bytes returned as they are. No key
-table, no scopes, no pricing, no ledger, no logs. keystead with all of that on is measured
-against it, twice:
+One bearer-key check, one shared keep-alive HTTP client, the upstream's bytes returned as they
+are. No key table, no scopes, no pricing, no ledger, no logs. keystead with all of that on is
+measured against it, three times:
 
-- `--client httpx`: the obvious choice, the naive floor;
-- `--client aiohttp`: keystead's own client, so the gap to keystead is the price of its policy.
+- `--client httpx` (uvicorn, raw ASGI): the obvious choice, the naive floor;
+- `--client aiohttp` (uvicorn, raw ASGI): keystead's own stack, so the gap to keystead is the
+  price of its policy;
+- `--server granian` (RSGI, uvloop, aiohttp): the fastest bare Python pass-through we found,
+  the floor of issue 15. granian is a Rust HTTP server; its RSGI interface hands the app the
+  whole body in one call and takes the response in one call (`response_bytes`), where ASGI
+  builds a dict per message. `--interface asgi` runs the ASGI app under granian instead (measured
+  slower: see docs/performance.md). orjson is the stack's JSON codec; the pass-through itself
+  does no JSON work (the 401 body is encoded once at start).
 
-    python bench/floor.py --port P --upstream http://127.0.0.1:U --key K [--client aiohttp]
+    python bench/floor.py --port P --upstream http://127.0.0.1:U --key K
+        [--client httpx|aiohttp] [--server uvicorn|granian] [--interface rsgi|asgi]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import httpx
+import orjson
 import uvicorn
+
+UNAUTHORIZED = orjson.dumps({"error": "unauthorized"})
+JSON_HEADERS = {"content-type": "application/json"}
+
+# granian imports the app in its worker process by name: the settings travel in the environment.
+_ENV_UPSTREAM = "KEYSTEAD_FLOOR_UPSTREAM"
+_ENV_KEY = "KEYSTEAD_FLOOR_KEY"
 
 
 def _httpx_post(upstream: str) -> Any:
@@ -26,8 +43,7 @@ def _httpx_post(upstream: str) -> Any:
                                limits=httpx.Limits(max_keepalive_connections=256))
 
     async def post(path: str, body: bytes) -> tuple[int, bytes]:
-        response = await client.post(path, content=body,
-                                     headers={"content-type": "application/json"})
+        response = await client.post(path, content=body, headers=JSON_HEADERS)
         return response.status_code, response.content
 
     return post
@@ -41,14 +57,14 @@ def _aiohttp_post(upstream: str) -> Any:
         if session is None:  # created inside the server's event loop
             session = aiohttp.ClientSession(base_url=upstream,
                                             connector=aiohttp.TCPConnector(limit=0))
-        async with session.post(path, data=body,
-                                headers={"content-type": "application/json"}) as response:
+        async with session.post(path, data=body, headers=JSON_HEADERS) as response:
             return response.status, await response.read()
 
     return post
 
 
 def create_app(upstream: str, key: str, client: str = "httpx") -> Any:
+    """The raw ASGI app (uvicorn, or granian's ASGI interface)."""
     post = _aiohttp_post(upstream) if client == "aiohttp" else _httpx_post(upstream)
     expected = f"Bearer {key}".encode()
 
@@ -64,7 +80,7 @@ def create_app(upstream: str, key: str, client: str = "httpx") -> Any:
             more = message.get("more_body", False)
         if not authorized:
             await send({"type": "http.response.start", "status": 401, "headers": []})
-            await send({"type": "http.response.body", "body": b'{"error":"unauthorized"}'})
+            await send({"type": "http.response.body", "body": UNAUTHORIZED})
             return
         status, content = await post(scope["path"], body)
         await send({"type": "http.response.start", "status": status,
@@ -74,13 +90,81 @@ def create_app(upstream: str, key: str, client: str = "httpx") -> Any:
     return app
 
 
+class RSGIFloor:
+    """The RSGI app: the body in one await, the response in one call, aiohttp to the upstream."""
+
+    def __init__(self, upstream: str, key: str) -> None:
+        self.upstream = upstream
+        self.expected = f"Bearer {key}"
+        self.session: aiohttp.ClientSession | None = None
+
+    def __rsgi_init__(self, loop: Any) -> None:  # granian's worker loop (uvloop), not running
+        async def open_session() -> aiohttp.ClientSession:
+            return aiohttp.ClientSession(base_url=self.upstream,
+                                         connector=aiohttp.TCPConnector(limit=0))
+
+        self.session = loop.run_until_complete(open_session())
+
+    def __rsgi_del__(self, loop: Any) -> None:
+        if self.session is not None:
+            loop.run_until_complete(self.session.close())
+
+    async def __rsgi__(self, scope: Any, protocol: Any) -> None:
+        if scope.proto != "http":
+            return
+        body = await protocol()
+        if scope.headers.get("authorization") != self.expected:
+            protocol.response_bytes(401, [("content-type", "application/json")], UNAUTHORIZED)
+            return
+        assert self.session is not None
+        async with self.session.post(scope.path, data=body, headers=JSON_HEADERS) as response:
+            content = await response.read()
+        protocol.response_bytes(response.status, [("content-type", "application/json")],
+                                content)
+
+
+def rsgi_app() -> RSGIFloor:
+    """granian's factory target for `--interface rsgi`."""
+    return RSGIFloor(os.environ[_ENV_UPSTREAM], os.environ[_ENV_KEY])
+
+
+def asgi_app() -> Any:
+    """granian's factory target for `--interface asgi`."""
+    return create_app(os.environ[_ENV_UPSTREAM], os.environ[_ENV_KEY], "aiohttp")
+
+
+def _run_granian(port: int, upstream: str, key: str, interface: str) -> None:
+    from granian import Granian
+    from granian.constants import HTTPModes, Interfaces, Loops, RuntimeModes
+
+    os.environ[_ENV_UPSTREAM] = upstream
+    os.environ[_ENV_KEY] = key
+    Granian(
+        f"floor:{interface}_app", factory=True, working_dir=Path(__file__).parent,
+        address="127.0.0.1", port=port, workers=1,
+        # asginl: ASGI without the lifespan protocol, which the raw app does not speak
+        interface=Interfaces.RSGI if interface == "rsgi" else Interfaces.ASGINL,
+        # one Rust runtime thread on the same core as the loop: granian's choice for RSGI, set
+        # for ASGI too (it would pick the multi-threaded runtime), so the two compare fairly
+        runtime_mode=RuntimeModes.st, loop=Loops.uvloop, http=HTTPModes.http1, websockets=False,
+        log_enabled=False, log_access=False,
+    ).serve()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True)
     parser.add_argument("--key", required=True)
-    parser.add_argument("--client", choices=("httpx", "aiohttp"), default="httpx")
+    parser.add_argument("--client", choices=("httpx", "aiohttp"), default="httpx",
+                        help="uvicorn only; granian always uses aiohttp")
+    parser.add_argument("--server", choices=("uvicorn", "granian"), default="uvicorn")
+    parser.add_argument("--interface", choices=("rsgi", "asgi"), default="rsgi",
+                        help="granian only")
     args = parser.parse_args()
+    if args.server == "granian":
+        _run_granian(args.port, args.upstream, args.key, args.interface)
+        return
     uvicorn.run(create_app(args.upstream, args.key, args.client), host="127.0.0.1", port=args.port,
                 log_level="warning", access_log=False, lifespan="off")
 

@@ -43,9 +43,22 @@ def wrk_available() -> bool:
     return shutil.which("wrk") is not None
 
 
+def _lua_string(value: str) -> str:
+    """A Lua string literal for a header name or value (JSON in a header is fine); refuses
+    control characters, which would split the header or the request."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError(f"control character in a wrk header: {value!r}")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def run_wrk(url: str, *, connections: int, seconds: float, key: str | None, cpu: str | None,
-            body: str = CHAT_BODY, threads: int = 1) -> LoadResult:
-    auth = f'wrk.headers["Authorization"] = "Bearer {key}"' if key else ""
+            body: str = CHAT_BODY, threads: int = 1,
+            headers: dict[str, str] | None = None) -> LoadResult:
+    """`headers` are sent with every request, besides Content-Type and the bearer key."""
+    lines = [f'wrk.headers["Authorization"] = {_lua_string("Bearer " + key)}'] if key else []
+    lines += [f"wrk.headers[{_lua_string(name)}] = {_lua_string(value)}"
+              for name, value in (headers or {}).items()]
+    auth = "\n".join(lines)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(_SCRIPT % {"body": body, "auth": auth})
     duration = f"{max(1, round(seconds))}s"  # wrk takes whole seconds only

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.load import CHAT_BODY
@@ -23,6 +23,8 @@ class Target:
     proc: Proc | None
     cold_start_s: float | None
     body: str = CHAT_BODY  # what each request sends
+    headers: dict[str, str] = field(default_factory=dict)  # sent with every request, beside
+    # the bearer key (Portkey's gateway picks its provider and base URL from headers)
 
 
 def _keystead(*args: str, cwd: Path, stdin: str | None = None) -> str:
@@ -30,20 +32,31 @@ def _keystead(*args: str, cwd: Path, stdin: str | None = None) -> str:
                           capture_output=True, text=True, input=stdin).stdout
 
 
-def start_floor(upstream: str, *, cpu: str | None, client: str = "httpx") -> Target:
-    """bench/floor.py: raw ASGI + uvicorn + one HTTP client, one key check, nothing else."""
+def start_floor(upstream: str, *, cpu: str | None, client: str = "httpx",
+                server: str = "uvicorn", interface: str = "rsgi") -> Target:
+    """bench/floor.py: one bearer check and one HTTP client, nothing else; on uvicorn (raw
+    ASGI, `client` httpx or aiohttp) or on granian (`interface` rsgi or asgi, uvloop, aiohttp)."""
     key = "floor-bench-key"
     port = free_port()
+    if server == "granian":
+        name, label = f"floor-granian-{interface}", f"python floor (granian {interface}+aiohttp)"
+        extra = ["--server", "granian", "--interface", interface]
+    else:
+        name, label = f"floor-{client}", f"python floor (uvicorn+{client})"
+        extra = ["--client", client]
     started = time.perf_counter()
-    proc = Proc.start(f"floor-{client}",
+    proc = Proc.start(name,
                       [sys.executable, str(Path(__file__).with_name("floor.py")),
-                       "--port", str(port), "--upstream", upstream, "--key", key,
-                       "--client", client], cpu=cpu)
+                       "--port", str(port), "--upstream", upstream, "--key", key, *extra],
+                      cpu=cpu)
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
-    wait_http(url, method="POST", body=CHAT_BODY.encode(),
-              headers={"authorization": f"Bearer {key}"})
-    return Target(f"python floor (uvicorn+{client})", url, key, proc,
-                  round(time.perf_counter() - started, 3))
+    try:
+        wait_http(url, method="POST", body=CHAT_BODY.encode(),
+                  headers={"authorization": f"Bearer {key}"})
+    except TimeoutError:
+        proc.stop()
+        raise RuntimeError(f"{label} did not answer 200 at {url}; see {proc.log}") from None
+    return Target(label, url, key, proc, round(time.perf_counter() - started, 3))
 
 
 # Routes for the routing targets: one alias over two deployments (weighted balancing, the
