@@ -15,7 +15,7 @@ import orjson
 from pydantic import SecretStr
 
 from keystead.alerts.channels.base import DeliveryFailed
-from keystead.alerts.messages import Message
+from keystead.alerts.messages import Message, slack_escape
 
 __all__ = ["SIGNATURE_HEADER", "SlackChannel", "WebhookChannel", "sign"]
 
@@ -35,7 +35,8 @@ async def _post(url: SecretStr, body: bytes, headers: dict[str, str], timeout_s:
         async with aiohttp.ClientSession(timeout=timeout) as session, session.post(
                 url.get_secret_value(), data=body, allow_redirects=False,
                 headers={"content-type": "application/json", **headers}) as reply:
-            await reply.read()
+            # The status says it all: the body is never read (a receiver answering with an
+            # endless or huge one would hold the delivery, and the memory, until the timeout).
             if reply.status >= 300:
                 raise DeliveryFailed(f"HTTP {reply.status}")
     except TimeoutError:  # (aiohttp's timeouts are also ClientErrors)
@@ -52,7 +53,7 @@ class SlackChannel:
         self._url = url
 
     async def send(self, message: Message, timeout_s: float) -> None:
-        body = orjson.dumps({"text": message.text(mark=True)})
+        body = orjson.dumps({"text": slack_escape(message.text(mark=True))})
         await _post(self._url, body, {}, timeout_s)
 
 
