@@ -129,3 +129,49 @@ def test_window_queries_of_the_ledger(store: SQLStore) -> None:
             await store.close()
 
     asyncio.run(main())
+
+
+def test_a_stale_resolve_does_not_end_a_later_firing(store: SQLStore) -> None:
+    """Replica B saw the firing of 1000 and resolves it late, after A resolved it and it fired
+    again at 1200 (cool-down 0): the firing of 1200 stays firing."""
+    async def main() -> None:
+        await store.open()
+        try:
+            assert await store.fire_alert(_alert(1000.0), 0.0)
+            assert await store.resolve_alert("auth_failures", "key:abc", 1100.0, fired_at=1000.0)
+            assert await store.fire_alert(_alert(1200.0), 0.0)
+            assert not await store.resolve_alert("auth_failures", "key:abc", 1250.0,
+                                                 fired_at=1000.0)
+            [record] = await store.list_alerts()
+            assert record.state == "firing" and record.fired_at == 1200.0
+            # nor does the late delivery record of the first firing land on the second
+            await store.record_alert_delivery("auth_failures", "key:abc", 1260.0,
+                                              {"slack": "sent"}, fired_at=1000.0)
+            [record] = await store.list_alerts()
+            assert record.sent_at is None
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_an_unsent_firing_is_claimed_once(store: SQLStore) -> None:
+    async def main() -> None:
+        await store.open()
+        others = [SQLStore(store.url) for _ in range(2)]
+        for other in others:
+            await other.open()
+        try:
+            assert await store.fire_alert(_alert(1000.0), 0.0)
+            claims = await asyncio.gather(*(s.claim_unsent_alert(
+                "auth_failures", "key:abc", 1000.0, 2000.0) for s in (store, *others)))
+            assert sum(claims) == 1
+            [record] = await store.list_alerts()
+            assert record.sent_at == 2000.0
+            assert not await store.claim_unsent_alert("auth_failures", "key:abc", 999.0, 2001.0)
+        finally:
+            for other in others:
+                await other.close()
+            await store.close()
+
+    asyncio.run(main())

@@ -488,19 +488,36 @@ class SQLStore:
                 & (table.c.resolved_at <= alert.fired_at - cooldown_s)).values(**values))
             return bool(updated.rowcount)
 
-    async def resolve_alert(self, rule: str, subject: str, now: float) -> bool:
+    async def resolve_alert(self, rule: str, subject: str, now: float,
+                            fired_at: float | None = None) -> bool:
+        table = t.alerts
+        where = (table.c.rule == rule) & (table.c.subject == subject) \
+            & (table.c.state == "firing")
+        if fired_at is not None:  # that firing, not a later one another replica started
+            where &= table.c.fired_at == fired_at
+        result = await self._write(table.update().where(where).values(state="resolved",
+                                                                      resolved_at=now))
+        return bool(result.rowcount)
+
+    async def claim_unsent_alert(self, rule: str, subject: str, fired_at: float,
+                                 now: float) -> bool:
         table = t.alerts
         result = await self._write(table.update().where(
-            (table.c.rule == rule) & (table.c.subject == subject) & (table.c.state == "firing"),
-        ).values(state="resolved", resolved_at=now))
+            (table.c.rule == rule) & (table.c.subject == subject)
+            & (table.c.state == "firing") & (table.c.fired_at == fired_at)
+            & table.c.sent_at.is_(None),
+        ).values(sent_at=now, delivery={"*": "resending"}))
         return bool(result.rowcount)
 
     async def record_alert_delivery(self, rule: str, subject: str, sent_at: float,
-                                    delivery: Mapping[str, str]) -> None:
+                                    delivery: Mapping[str, str],
+                                    fired_at: float | None = None) -> None:
         table = t.alerts
-        await self._write(table.update().where(
-            (table.c.rule == rule) & (table.c.subject == subject),
-        ).values(sent_at=sent_at, delivery=dict(delivery)))
+        where = (table.c.rule == rule) & (table.c.subject == subject)
+        if fired_at is not None:  # not onto a later firing of the same alert
+            where &= table.c.fired_at == fired_at
+        await self._write(table.update().where(where).values(sent_at=sent_at,
+                                                             delivery=dict(delivery)))
 
     async def list_alerts(self, since: float | None = None) -> list[AlertRecord]:
         table = t.alerts
