@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
+from typing import Any
 
 from keystead.state.records import AlertRecord, KeySighting, SilenceRecord, UsageRecord
 from keystead.state.sql_store import SQLStore
@@ -175,3 +176,43 @@ def test_an_unsent_firing_is_claimed_once(store: SQLStore) -> None:
             await store.close()
 
     asyncio.run(main())
+
+
+def test_the_alert_reads_use_their_time_index_on_sqlite(tmp_path: Any,
+                                                       migrated_sqlite: Any) -> None:
+    """Every evaluation runs these: they must read the window (ix_usage_ts, the sightings'
+    first_seen) and not walk the whole ledger or the whole sightings table."""
+    import shutil
+    import sqlite3
+
+    from sqlalchemy import event
+
+    async def main(path: str) -> list[str]:
+        store = SQLStore(f"sqlite:///{path}")
+        await store.open()
+        seen: list[str] = []
+
+        def keep(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            seen.append(statement)
+
+        event.listen(store.engine.sync_engine, "before_cursor_execute", keep)
+        try:
+            await store.auth_failures(1000.0)
+            await store.request_outcomes(1000.0)
+            await store.new_key_sightings(1000.0)
+        finally:
+            await store.close()
+        return seen
+
+    path = tmp_path / "plan.db"
+    shutil.copyfile(migrated_sqlite, path)
+    statements = asyncio.run(main(str(path)))
+    db = sqlite3.connect(path)
+    try:
+        for statement in statements:
+            plan = " | ".join(row[3] for row in db.execute(
+                "EXPLAIN QUERY PLAN " + statement, [1000.0] * statement.count("?")))
+            # (SCAN of the small materialised history is fine; of a table, not)
+            assert "SCAN usage" not in plan and "SCAN key_sightings" not in plan, plan
+    finally:
+        db.close()

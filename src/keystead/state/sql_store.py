@@ -574,9 +574,13 @@ class SQLStore:
     async def new_key_sightings(self, since: float, limit: int = 1000
                                 ) -> list[tuple[KeySighting, float, int]]:
         table = t.key_sightings
+        # The history of the keys with a new source only (by the primary key), not of every
+        # key: the table only grows, and this runs every evaluation.
+        fresh_keys = sa.select(table.c.key_id).where(table.c.first_seen >= since)
         history = (sa.select(table.c.key_id, table.c.kind,
                              sa.func.min(table.c.first_seen).label("first"),
                              sa.func.count().label("known"))
+                   .where(table.c.key_id.in_(fresh_keys))
                    .group_by(table.c.key_id, table.c.kind).subquery())
         statement = (sa.select(table, history.c.first, history.c.known)
                      .join(history, (history.c.key_id == table.c.key_id)
@@ -597,10 +601,13 @@ class SQLStore:
     async def auth_failures(self, since: float) -> dict[str, int]:
         u = t.usage.c
         # The gateway's own 401s (no provider): the key text named this key and was refused.
-        statement = (sa.select(u.key_id, sa.func.count())
+        # Grouped by an expression: grouped by the column, SQLite walks the whole ledger in
+        # ix_usage_key_ts order instead of the window's rows by ix_usage_ts.
+        key = sa.func.coalesce(u.key_id, "")
+        statement = (sa.select(key, sa.func.count())
                      .where(u.ts >= since, u.status == 401, u.provider.is_(None),
                             u.key_id.is_not(None))
-                     .group_by(u.key_id))
+                     .group_by(key))
         return {str(r[0]): int(r[1]) for r in await self._read(statement)}
 
 
