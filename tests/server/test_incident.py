@@ -232,3 +232,53 @@ def test_refused_key_texts_naming_the_key_are_not_its_use():
     assert "200 key texts naming this key were refused" in unusual
     only_forged = forensics(forged, NOW, days=30)
     assert only_forged["requests"] == 0 and only_forged["last_seen"] is None
+
+
+def test_the_incident_webhook_escapes_slack_marks_and_refuses_a_redirect(tmp_path):
+    """The owner is operator text: `<!channel>` in it reaches Slack as text. A webhook that
+    redirects (to an internal address, say) is a failed notification, not followed."""
+    received: list[dict[str, Any]] = []
+    internal: list[bytes] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(status=200)
+
+    async def moved(request: web.Request) -> web.Response:
+        raise web.HTTPTemporaryRedirect("/internal")
+
+    async def inside(request: web.Request) -> web.Response:
+        internal.append(await request.read())
+        return web.Response(status=200)
+
+    async def test(client: AppClient) -> None:
+        key = await client.create_key("prod-support-bot-01", owner="<!channel> ana")
+        reply = await client.admin("POST", "/admin/incidents",
+                                   {"key": key, "reason": "<@U0123> pinged"})
+        assert reply.status == 200 and reply.json()["owner_notified"] is True
+        (message,) = received
+        assert "&lt;!channel&gt; ana" in message["text"] and "<!" not in message["text"]
+        assert "&lt;@U0123&gt; pinged" in message["text"]
+        assert message["owner"] == "<!channel> ana"  # the JSON fields stay as they are
+
+    async def redirected(client: AppClient) -> None:
+        key = await client.create_key("prod-support-bot-02")
+        reply = await client.admin("POST", "/admin/incidents", {"key": key})
+        assert reply.status == 200 and reply.json()["owner_notified"] is False
+        assert internal == []
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_post("/hook", hook)
+        app.router.add_post("/moved", moved)
+        app.router.add_post("/internal", inside)
+        async with serving_http(app) as base:
+            for path, body in (("/hook", test), ("/moved", redirected)):
+                (tmp_path / path.strip("/")).mkdir()
+                loaded = make_loaded(tmp_path / path.strip("/"),
+                                     raw={"incidents": {"webhook_url": "${HOOK}"}},
+                                     env={"HOOK": f"{base}{path}"})
+                async with running_app(loaded) as client:
+                    await asyncio.wait_for(body(client), 30)
+
+    asyncio.run(main())

@@ -189,29 +189,25 @@ class IncidentService:
         if secret is None:
             return None
         report = incident.forensics
-        text = (f":rotating_light: keystead key *{record.name}* ({record.id}) was "
+        from keystead.alerts.channels import DeliveryFailed
+        from keystead.alerts.channels.http import post_json
+        from keystead.alerts.messages import slack_escape
+
+        # Slack mrkdwn: an owner (operator text) or a reason of `<!channel>` stays text.
+        text = slack_escape(f":rotating_light: keystead key *{record.name}* ({record.id}) was "
                 f"{incident.action} after a suspected leak"
                 f"{f' ({reason})' if reason else ''}. Owner: {record.owner or 'unknown'}; "
                 f"team: {record.team or '-'}. Last {report['window_days']} days: "
                 f"{report['requests']} requests, last seen {report['last_seen'] or 'never'}."
                 + (f" Unusual: {'; '.join(report['unusual'])}." if report["unusual"] else "")
                 + (" A replacement was issued to the operator; ask them for it."
-                   if incident.new_key else ""))
+                   if incident.new_key else "")).replace("\n", " ")
         payload = {"text": text, "key_id": record.id, "key_name": record.name,
                    "owner": record.owner, "team": record.team, "action": incident.action,
                    "reason": reason}
-        import aiohttp  # here: a CLI incident without a webhook never loads the HTTP client
-
         try:
-            timeout = aiohttp.ClientTimeout(total=10)
-            async with aiohttp.ClientSession(timeout=timeout) as session, session.post(
-                    secret.get_secret_value(), data=orjson.dumps(payload),
-                    headers={"content-type": "application/json"}) as reply:
-                if reply.status >= 300:
-                    log.error("incident webhook answered HTTP %d", reply.status)
-                    return False
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            # Never log the URL: a webhook URL is a secret.
-            log.error("incident webhook failed: %s", type(exc).__name__)
+            await post_json(secret, orjson.dumps(payload), {}, timeout_s=10.0)
+        except DeliveryFailed as exc:  # its text never holds the URL (a secret)
+            log.error("incident webhook failed: %s", exc)
             return False
         return True
