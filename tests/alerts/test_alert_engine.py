@@ -194,3 +194,67 @@ def test_a_rule_turned_off_resolves_its_alerts_without_a_message(tmp_path: Path)
             await store.close()
 
     asyncio.run(main())
+
+
+def test_a_firing_whose_sender_died_is_sent_once_by_another_gateway(tmp_path: Path) -> None:
+    """Gateway A wins the firing and stops (or is killed) before its message got out: after the
+    longest a delivery can take, exactly one of the others sends it."""
+    async def main() -> None:
+        stores = [SQLStore(url(tmp_path)) for _ in range(3)]
+        for store in stores:
+            await store.open()
+        try:
+            config = alerts_config(send_timeout_s=0.2, retries=1)
+            dead = engine(Source(config, stores[0]), Recorder(name="rec", hang=True))
+            channel = Recorder()
+            others = [engine(Source(config, s), channel) for s in stores[1:]]
+            await check(stores[0], "check.failed", NOW)
+            [_won] = await dead.evaluate(NOW)
+            await dead.stop(grace_s=0.05)  # its send is cancelled: nothing recorded
+            for each in others:  # not yet: the sender may still be retrying
+                assert await each.evaluate(NOW + 10) == []
+            later = NOW + dead.delivery_bound(config.alerts) + 1
+            won = await asyncio.gather(*(e.evaluate(later) for e in others))
+            assert sorted(len(w) for w in won) == [0, 1]
+            for each in others:
+                assert await each.evaluate(later + 60) == []
+                await each.drain()
+            assert [(m.kind, m.at) for m in channel.sent] == [("firing", NOW)]
+            [record] = await stores[1].list_alerts()
+            assert record.sent_at is not None and record.delivery == {"rec": "sent"}
+        finally:
+            for store in stores:
+                await store.close()
+
+    asyncio.run(main())
+
+
+def test_a_resolved_message_goes_out_before_the_next_firing(tmp_path: Path) -> None:
+    """A flapping alert with no cool-down: its "resolved" is slow to deliver (the receiver
+    retries); the next "firing" waits for it instead of overtaking it."""
+    sent: list[str] = []
+
+    class Slow(Recorder):
+        async def send(self, message: Any, timeout_s: float) -> None:
+            if message.kind == "resolved":
+                await asyncio.sleep(0.3)
+            sent.append(message.kind)
+
+    async def main() -> None:
+        store = SQLStore(url(tmp_path))
+        await store.open()
+        try:
+            alerts = engine(Source(alerts_config(cooldown="0s"), store), Slow())
+            await check(store, "check.failed", NOW)
+            assert [t.kind for t in await alerts.evaluate(NOW)] == ["firing"]
+            await alerts.drain()
+            await check(store, "check.recovered", NOW + 1)
+            assert [t.kind for t in await alerts.evaluate(NOW + 2)] == ["resolved"]
+            await check(store, "check.failed", NOW + 3)
+            assert [t.kind for t in await alerts.evaluate(NOW + 4)] == ["firing"]
+            await alerts.drain()
+            assert sent == ["firing", "resolved", "firing"]
+        finally:
+            await store.close()
+
+    asyncio.run(main())

@@ -210,3 +210,75 @@ def test_a_secret_typed_into_a_description_or_a_key_lookup_is_never_echoed(tmp_p
         assert updated.json()["description"] == f"was {leaked[:6]}…{leaked[-4:]}"
 
     run_app(tmp_path, test)
+
+
+def test_refused_key_texts_naming_the_key_are_not_its_use():
+    """A 401 row names the key its refused text claimed (for the auth_failures alert): whoever
+    knows the key's public id can write one. The forensics must not count them as the key's
+    requests, sources or last use; they are listed apart."""
+    uses = [row(NOW - 5 * 86400 + i * 3600) for i in range(10)]
+    forged = [UsageRecord(request_id=f"x{i}", ts=NOW - 60 + i, endpoint="chat.completions",
+                          status=401, key_id="k1", client_ip="198.51.100.9", user_agent="evil/1",
+                          error_code="invalid_api_key") for i in range(200)]
+    report = forensics([*uses, *forged], NOW, days=30)
+    assert report["requests"] == 10
+    assert report["last_seen"] == forensics(uses, NOW, days=30)["last_seen"]
+    assert [v["value"] for v in report["by_ip"]] == ["10.0.0.1"]
+    assert [v["value"] for v in report["by_user_agent"]] == ["svc/1.0"]
+    assert report["refused_texts"]["count"] == 200
+    assert report["refused_texts"]["by_ip"] == [{"value": "198.51.100.9", "requests": 200}]
+    unusual = " | ".join(report["unusual"])
+    assert "new source IP" not in unusual and "requests in the hour" not in unusual
+    assert "200 key texts naming this key were refused" in unusual
+    only_forged = forensics(forged, NOW, days=30)
+    assert only_forged["requests"] == 0 and only_forged["last_seen"] is None
+
+
+def test_the_incident_webhook_escapes_slack_marks_and_refuses_a_redirect(tmp_path):
+    """The owner is operator text: `<!channel>` in it reaches Slack as text. A webhook that
+    redirects (to an internal address, say) is a failed notification, not followed."""
+    received: list[dict[str, Any]] = []
+    internal: list[bytes] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(status=200)
+
+    async def moved(request: web.Request) -> web.Response:
+        raise web.HTTPTemporaryRedirect("/internal")
+
+    async def inside(request: web.Request) -> web.Response:
+        internal.append(await request.read())
+        return web.Response(status=200)
+
+    async def test(client: AppClient) -> None:
+        key = await client.create_key("prod-support-bot-01", owner="<!channel> ana")
+        reply = await client.admin("POST", "/admin/incidents",
+                                   {"key": key, "reason": "<@U0123> pinged"})
+        assert reply.status == 200 and reply.json()["owner_notified"] is True
+        (message,) = received
+        assert "&lt;!channel&gt; ana" in message["text"] and "<!" not in message["text"]
+        assert "&lt;@U0123&gt; pinged" in message["text"]
+        assert message["owner"] == "<!channel> ana"  # the JSON fields stay as they are
+
+    async def redirected(client: AppClient) -> None:
+        key = await client.create_key("prod-support-bot-02")
+        reply = await client.admin("POST", "/admin/incidents", {"key": key})
+        assert reply.status == 200 and reply.json()["owner_notified"] is False
+        assert internal == []
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_post("/hook", hook)
+        app.router.add_post("/moved", moved)
+        app.router.add_post("/internal", inside)
+        async with serving_http(app) as base:
+            for path, body in (("/hook", test), ("/moved", redirected)):
+                (tmp_path / path.strip("/")).mkdir()
+                loaded = make_loaded(tmp_path / path.strip("/"),
+                                     raw={"incidents": {"webhook_url": "${HOOK}"}},
+                                     env={"HOOK": f"{base}{path}"})
+                async with running_app(loaded) as client:
+                    await asyncio.wait_for(body(client), 30)
+
+    asyncio.run(main())

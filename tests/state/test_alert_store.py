@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
+from typing import Any
 
 from keystead.state.records import AlertRecord, KeySighting, SilenceRecord, UsageRecord
 from keystead.state.sql_store import SQLStore
@@ -129,3 +130,89 @@ def test_window_queries_of_the_ledger(store: SQLStore) -> None:
             await store.close()
 
     asyncio.run(main())
+
+
+def test_a_stale_resolve_does_not_end_a_later_firing(store: SQLStore) -> None:
+    """Replica B saw the firing of 1000 and resolves it late, after A resolved it and it fired
+    again at 1200 (cool-down 0): the firing of 1200 stays firing."""
+    async def main() -> None:
+        await store.open()
+        try:
+            assert await store.fire_alert(_alert(1000.0), 0.0)
+            assert await store.resolve_alert("auth_failures", "key:abc", 1100.0, fired_at=1000.0)
+            assert await store.fire_alert(_alert(1200.0), 0.0)
+            assert not await store.resolve_alert("auth_failures", "key:abc", 1250.0,
+                                                 fired_at=1000.0)
+            [record] = await store.list_alerts()
+            assert record.state == "firing" and record.fired_at == 1200.0
+            # nor does the late delivery record of the first firing land on the second
+            await store.record_alert_delivery("auth_failures", "key:abc", 1260.0,
+                                              {"slack": "sent"}, fired_at=1000.0)
+            [record] = await store.list_alerts()
+            assert record.sent_at is None
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_an_unsent_firing_is_claimed_once(store: SQLStore) -> None:
+    async def main() -> None:
+        await store.open()
+        others = [SQLStore(store.url) for _ in range(2)]
+        for other in others:
+            await other.open()
+        try:
+            assert await store.fire_alert(_alert(1000.0), 0.0)
+            claims = await asyncio.gather(*(s.claim_unsent_alert(
+                "auth_failures", "key:abc", 1000.0, 2000.0) for s in (store, *others)))
+            assert sum(claims) == 1
+            [record] = await store.list_alerts()
+            assert record.sent_at == 2000.0
+            assert not await store.claim_unsent_alert("auth_failures", "key:abc", 999.0, 2001.0)
+        finally:
+            for other in others:
+                await other.close()
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_the_alert_reads_use_their_time_index_on_sqlite(tmp_path: Any,
+                                                       migrated_sqlite: Any) -> None:
+    """Every evaluation runs these: they must read the window (ix_usage_ts, the sightings'
+    first_seen) and not walk the whole ledger or the whole sightings table."""
+    import shutil
+    import sqlite3
+
+    from sqlalchemy import event
+
+    async def main(path: str) -> list[str]:
+        store = SQLStore(f"sqlite:///{path}")
+        await store.open()
+        seen: list[str] = []
+
+        def keep(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            seen.append(statement)
+
+        event.listen(store.engine.sync_engine, "before_cursor_execute", keep)
+        try:
+            await store.auth_failures(1000.0)
+            await store.request_outcomes(1000.0)
+            await store.new_key_sightings(1000.0)
+        finally:
+            await store.close()
+        return seen
+
+    path = tmp_path / "plan.db"
+    shutil.copyfile(migrated_sqlite, path)
+    statements = asyncio.run(main(str(path)))
+    db = sqlite3.connect(path)
+    try:
+        for statement in statements:
+            plan = " | ".join(row[3] for row in db.execute(
+                "EXPLAIN QUERY PLAN " + statement, [1000.0] * statement.count("?")))
+            # (SCAN of the small materialised history is fine; of a table, not)
+            assert "SCAN usage" not in plan and "SCAN key_sightings" not in plan, plan
+    finally:
+        db.close()

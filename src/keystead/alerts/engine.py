@@ -4,9 +4,15 @@ and turn what changed into transitions in the store, and those into messages.
 Every serving gateway runs one. What makes N replicas send one message per event, not N: the
 alert's state lives in the store (`alerts` table), and each transition is a conditional write
 (`Store.fire_alert`: insert if absent, or re-fire only if resolved longer ago than the
-cool-down; `Store.resolve_alert`: only if firing). One replica's write matches, the others'
-match nothing; only the replica that won sends. Sending runs in tasks of its own, with a
-timeout and retries per channel, so a channel that hangs never delays the next evaluation.
+cool-down; `Store.resolve_alert`: only the firing it saw). One replica's write matches, the
+others' match nothing; only the replica that won sends. Sending runs in tasks of its own, with a
+timeout and retries per channel, so a channel that hangs never delays the next evaluation; the
+messages of one alert go out in order (a "resolved" before the next "firing").
+
+A replica that won a firing and died before it recorded the delivery (killed, or stopped in the
+middle of its retries) would leave the message unsent forever: a firing alert still unsent
+after the longest a delivery can take is claimed (`Store.claim_unsent_alert`, conditional too)
+and sent by one of the others.
 
 Each transition is logged as one JSON line (logger `keystead.alerts`) and, once delivered (or
 given up), recorded as an event `alert.firing` / `alert.resolved` with what each channel did.
@@ -77,6 +83,7 @@ class AlertEngine:
         self._backoff_s = backoff_s
         self._task: asyncio.Task[None] | None = None
         self._sending: set[asyncio.Task[None]] = set()
+        self._latest: dict[tuple[str, str], asyncio.Task[None]] = {}  # per alert, its last send
         self._pruned_at = 0.0
         self._failing = False
 
@@ -167,17 +174,36 @@ class AlertEngine:
             turned_off = rule in RULE_NAMES and rule not in enabled
             if rule not in evaluated and not turned_off:
                 continue  # no data this round: neither fire nor resolve
-            if await store.resolve_alert(rule, subject, now):
+            if await store.resolve_alert(rule, subject, now, fired_at=record.fired_at):
                 notify = not turned_off and settings[rule].send_resolved
                 alert = alert_from_detail(rule, subject, record.title, record.detail)
                 won.append(Transition("resolved", alert, silenced(silences, rule, subject),
                                       notify))
         for transition in won:
             self._announce(transition, now, config)
+        stale = now - self.delivery_bound(config)
+        for (rule, subject), record in known.items():
+            if record.state != "firing" or record.sent_at is not None \
+                    or record.fired_at >= stale or (rule, subject) not in current:
+                continue
+            if await store.claim_unsent_alert(rule, subject, record.fired_at, now):
+                alert = alert_from_detail(rule, subject, record.title, record.detail)
+                log.warning("alerts: %s:%s fired at %s was never sent (its gateway stopped?); "
+                            "sending it now", rule, subject, record.fired_at)
+                transition = Transition("firing", alert, silenced(silences, rule, subject), True)
+                won.append(transition)
+                self._announce(transition, record.fired_at, config)
         if now - self._pruned_at >= _PRUNE_EVERY_S:
             self._pruned_at = now
             await store.prune_alerts(now - _KEEP_RESOLVED_S)
         return won
+
+    def delivery_bound(self, config: AlertsConfig) -> float:
+        """The longest a delivery can take (every attempt timing out, every backoff at its
+        longest), plus a margin: an alert still unsent after this lost its sender."""
+        attempts = (config.retries + 1) * (config.send_timeout_s + 1.0)
+        backoffs = sum(min(60.0, self._backoff_s * 2.0 ** i) for i in range(config.retries))
+        return attempts + backoffs + max(60.0, 2 * parse_duration(config.evaluate_every))
 
     # telling people
     def _announce(self, transition: Transition, now: float, config: AlertsConfig) -> None:
@@ -189,13 +215,24 @@ class AlertEngine:
             "numbers": dict(alert.numbers), "silenced": transition.silenced}).decode())
         message = Message(transition.kind, alert, now, runbook_link(config.runbook_url,
                                                                     alert.rule))
-        task = asyncio.get_running_loop().create_task(self._send(transition, message, config))
+        key = (alert.rule, alert.subject)
+        task = asyncio.get_running_loop().create_task(
+            self._send(transition, message, config, self._latest.get(key)))
         self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        self._latest[key] = task
 
-    async def _send(self, transition: Transition, message: Message,
-                    config: AlertsConfig) -> None:
+        def done(task: asyncio.Task[None]) -> None:
+            self._sending.discard(task)
+            if self._latest.get(key) is task:
+                del self._latest[key]
+
+        task.add_done_callback(done)
+
+    async def _send(self, transition: Transition, message: Message, config: AlertsConfig,
+                    after: asyncio.Task[None] | None = None) -> None:
         alert = message.alert
+        if after is not None:  # this alert's previous message (still retrying?) goes first
+            await asyncio.wait({after})
         outcome: dict[str, str] = {}
         if transition.silenced:
             outcome = {"*": "silenced"}
@@ -209,7 +246,7 @@ class AlertEngine:
         try:
             if transition.kind == "firing":
                 await store.record_alert_delivery(alert.rule, alert.subject, self._clock(),
-                                                  outcome)
+                                                  outcome, fired_at=message.at)
             await store.insert_event(EventRecord(
                 kind=FIRING_EVENT if transition.kind == "firing" else RESOLVED_EVENT,
                 ts=message.at, key_id=alert.where.get("key_id"), actor="gateway",

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from keystead.alerts.model import Alert
 
-__all__ = ["Kind", "Message", "runbook_link", "test_message"]
+__all__ = ["Kind", "Message", "runbook_link", "slack_escape", "test_message"]
 
 Kind = Literal["firing", "resolved", "test"]
 _MARK = {"firing": ":rotating_light: FIRING", "resolved": ":white_check_mark: RESOLVED",
@@ -25,6 +25,18 @@ def runbook_link(base: str, rule: str) -> str:
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+def _line(value: str) -> str:
+    """A value on one line: a key's owner or name (operator text, often from the admin API) or a
+    provider's reason must not start a line of its own ("rule: ...") in the message."""
+    return "".join(c if c.isprintable() else " " for c in value)
+
+
+def slack_escape(text: str) -> str:
+    """Slack's three control characters as entities: `<!channel>`, `<@U123>` or a
+    `<https://evil|link>` in a key's owner or name stay literal text, not a mention or a link."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,17 +53,18 @@ class Message:
 
     def text(self, *, mark: bool = False) -> str:
         alert = self.alert
-        head = f"{_MARK[self.kind]} {alert.title}" if mark else self.headline
-        lines = [head, f"rule: {alert.rule} ({alert.severity}), subject: {alert.subject}"]
+        head = f"{_MARK[self.kind]} {_line(alert.title)}" if mark else _line(self.headline)
+        lines = [head, f"rule: {alert.rule} ({alert.severity}), subject: {_line(alert.subject)}"]
         if alert.where:
-            lines.append("where: " + ", ".join(f"{k}={v}" for k, v in alert.where.items()))
+            lines.append("where: " + ", ".join(f"{k}={_line(v)}" for k, v in alert.where.items()))
         if alert.numbers:
-            lines.append("numbers: " + ", ".join(f"{k}={v}" for k, v in alert.numbers.items()))
+            lines.append("numbers: " + ", ".join(f"{k}={_line(v)}"
+                                                 for k, v in alert.numbers.items()))
         lines.append(f"since: {_iso(alert.since)}")
         if self.kind == "resolved":
             lines.append(f"resolved: {_iso(self.at)}")
         elif alert.action:
-            lines.append(f"what to do: {alert.action}")
+            lines.append(f"what to do: {_line(alert.action)}")
         lines.append(f"runbook: {self.runbook}")
         return "\n".join(lines)
 

@@ -66,11 +66,20 @@ def forensics(records: Iterable[UsageRecord], now: float, days: float) -> dict[s
     last seen, and what is unusual against its own history (new sources in the last day, an
     hour far above its usual rate, refusals that look like probing)."""
     since = now - days * _DAY
-    rows = [r for r in records if r.ts >= since]
+    rows: list[UsageRecord] = []
+    # A key text the gateway refused (401, no provider) names the key on its ledger row for
+    # the auth_failures alert; it is not a use of the key: anyone who knows the key's public id
+    # can make one. Counted apart, so it cannot fake the key's sources or its last use.
+    refused: list[UsageRecord] = []
+    for r in records:
+        if r.ts >= since:
+            (refused if r.status == 401 and r.provider is None else rows).append(r)
+    refused_texts = {"count": len(refused),
+                     "by_ip": _top(Counter(r.client_ip or "unknown" for r in refused), 5)}
     if not rows:
         return {"requests": 0, "window_days": days, "first_seen": None, "last_seen": None,
                 "by_ip": [], "by_user_agent": [], "by_model": [], "by_hour": [],
-                "unusual": []}
+                "unusual": _refused_line(refused), "refused_texts": refused_texts}
     by_ip: Counter[str] = Counter(r.client_ip or "unknown" for r in rows)
     by_agent: Counter[str] = Counter(r.user_agent or "unknown" for r in rows)
     by_model: Counter[str] = Counter(r.model_requested or "-" for r in rows)
@@ -94,16 +103,25 @@ def forensics(records: Iterable[UsageRecord], now: float, days: float) -> dict[s
     if len(counts) >= 4 and peak >= 5 * max(median, 1) and peak >= 20:
         unusual.append(f"{peak} requests in the hour {peak_hour}, {peak / max(median, 1):.0f}x "
                        f"its median hour")
-    refused = sum(1 for r in rows if r.status in (401, 403))
-    if refused >= 5:
-        unusual.append(f"{refused} requests refused with 401/403 (probing scopes or models?)")
+    denied = sum(1 for r in rows if r.status in (401, 403))
+    if denied >= 5:
+        unusual.append(f"{denied} requests refused with 401/403 (probing scopes or models?)")
+    unusual.extend(_refused_line(refused))
     return {
         "requests": len(rows), "window_days": days, "cost_usd": format(cost, "f"),
         "first_seen": _iso(min(r.ts for r in rows)), "last_seen": _iso(max(r.ts for r in rows)),
         "by_ip": _top(by_ip), "by_user_agent": _top(by_agent), "by_model": _top(by_model),
         "by_hour": [{"value": h, "requests": c} for h, c in sorted(by_hour.items())[-48:]],
-        "unusual": unusual,
+        "unusual": unusual, "refused_texts": refused_texts,
     }
+
+
+def _refused_line(refused: list[UsageRecord]) -> list[str]:
+    if not refused:
+        return []
+    sources = sorted({r.client_ip or "unknown" for r in refused})
+    return [f"{len(refused)} key texts naming this key were refused (revoked, expired or a "
+            f"wrong secret) from {', '.join(sources[:5])}{' ...' if len(sources) > 5 else ''}"]
 
 
 class IncidentService:
@@ -171,29 +189,25 @@ class IncidentService:
         if secret is None:
             return None
         report = incident.forensics
-        text = (f":rotating_light: keystead key *{record.name}* ({record.id}) was "
+        from keystead.alerts.channels import DeliveryFailed
+        from keystead.alerts.channels.http import post_json
+        from keystead.alerts.messages import slack_escape
+
+        # Slack mrkdwn: an owner (operator text) or a reason of `<!channel>` stays text.
+        text = slack_escape(f":rotating_light: keystead key *{record.name}* ({record.id}) was "
                 f"{incident.action} after a suspected leak"
                 f"{f' ({reason})' if reason else ''}. Owner: {record.owner or 'unknown'}; "
                 f"team: {record.team or '-'}. Last {report['window_days']} days: "
                 f"{report['requests']} requests, last seen {report['last_seen'] or 'never'}."
                 + (f" Unusual: {'; '.join(report['unusual'])}." if report["unusual"] else "")
                 + (" A replacement was issued to the operator; ask them for it."
-                   if incident.new_key else ""))
+                   if incident.new_key else "")).replace("\n", " ")
         payload = {"text": text, "key_id": record.id, "key_name": record.name,
                    "owner": record.owner, "team": record.team, "action": incident.action,
                    "reason": reason}
-        import aiohttp  # here: a CLI incident without a webhook never loads the HTTP client
-
         try:
-            timeout = aiohttp.ClientTimeout(total=10)
-            async with aiohttp.ClientSession(timeout=timeout) as session, session.post(
-                    secret.get_secret_value(), data=orjson.dumps(payload),
-                    headers={"content-type": "application/json"}) as reply:
-                if reply.status >= 300:
-                    log.error("incident webhook answered HTTP %d", reply.status)
-                    return False
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            # Never log the URL: a webhook URL is a secret.
-            log.error("incident webhook failed: %s", type(exc).__name__)
+            await post_json(secret, orjson.dumps(payload), {}, timeout_s=10.0)
+        except DeliveryFailed as exc:  # its text never holds the URL (a secret)
+            log.error("incident webhook failed: %s", exc)
             return False
         return True

@@ -488,19 +488,36 @@ class SQLStore:
                 & (table.c.resolved_at <= alert.fired_at - cooldown_s)).values(**values))
             return bool(updated.rowcount)
 
-    async def resolve_alert(self, rule: str, subject: str, now: float) -> bool:
+    async def resolve_alert(self, rule: str, subject: str, now: float,
+                            fired_at: float | None = None) -> bool:
+        table = t.alerts
+        where = (table.c.rule == rule) & (table.c.subject == subject) \
+            & (table.c.state == "firing")
+        if fired_at is not None:  # that firing, not a later one another replica started
+            where &= table.c.fired_at == fired_at
+        result = await self._write(table.update().where(where).values(state="resolved",
+                                                                      resolved_at=now))
+        return bool(result.rowcount)
+
+    async def claim_unsent_alert(self, rule: str, subject: str, fired_at: float,
+                                 now: float) -> bool:
         table = t.alerts
         result = await self._write(table.update().where(
-            (table.c.rule == rule) & (table.c.subject == subject) & (table.c.state == "firing"),
-        ).values(state="resolved", resolved_at=now))
+            (table.c.rule == rule) & (table.c.subject == subject)
+            & (table.c.state == "firing") & (table.c.fired_at == fired_at)
+            & table.c.sent_at.is_(None),
+        ).values(sent_at=now, delivery={"*": "resending"}))
         return bool(result.rowcount)
 
     async def record_alert_delivery(self, rule: str, subject: str, sent_at: float,
-                                    delivery: Mapping[str, str]) -> None:
+                                    delivery: Mapping[str, str],
+                                    fired_at: float | None = None) -> None:
         table = t.alerts
-        await self._write(table.update().where(
-            (table.c.rule == rule) & (table.c.subject == subject),
-        ).values(sent_at=sent_at, delivery=dict(delivery)))
+        where = (table.c.rule == rule) & (table.c.subject == subject)
+        if fired_at is not None:  # not onto a later firing of the same alert
+            where &= table.c.fired_at == fired_at
+        await self._write(table.update().where(where).values(sent_at=sent_at,
+                                                             delivery=dict(delivery)))
 
     async def list_alerts(self, since: float | None = None) -> list[AlertRecord]:
         table = t.alerts
@@ -557,9 +574,13 @@ class SQLStore:
     async def new_key_sightings(self, since: float, limit: int = 1000
                                 ) -> list[tuple[KeySighting, float, int]]:
         table = t.key_sightings
+        # The history of the keys with a new source only (by the primary key), not of every
+        # key: the table only grows, and this runs every evaluation.
+        fresh_keys = sa.select(table.c.key_id).where(table.c.first_seen >= since)
         history = (sa.select(table.c.key_id, table.c.kind,
                              sa.func.min(table.c.first_seen).label("first"),
                              sa.func.count().label("known"))
+                   .where(table.c.key_id.in_(fresh_keys))
                    .group_by(table.c.key_id, table.c.kind).subquery())
         statement = (sa.select(table, history.c.first, history.c.known)
                      .join(history, (history.c.key_id == table.c.key_id)
@@ -580,10 +601,13 @@ class SQLStore:
     async def auth_failures(self, since: float) -> dict[str, int]:
         u = t.usage.c
         # The gateway's own 401s (no provider): the key text named this key and was refused.
-        statement = (sa.select(u.key_id, sa.func.count())
+        # Grouped by an expression: grouped by the column, SQLite walks the whole ledger in
+        # ix_usage_key_ts order instead of the window's rows by ix_usage_ts.
+        key = sa.func.coalesce(u.key_id, "")
+        statement = (sa.select(key, sa.func.count())
                      .where(u.ts >= since, u.status == 401, u.provider.is_(None),
                             u.key_id.is_not(None))
-                     .group_by(u.key_id))
+                     .group_by(key))
         return {str(r[0]): int(r[1]) for r in await self._read(statement)}
 
 

@@ -154,10 +154,16 @@ class Store(Protocol):
     async def fire_alert(self, alert: AlertRecord, cooldown_s: float) -> bool:
         """True if this call made the alert fire: it was unknown, or resolved at least
         `cooldown_s` before `alert.fired_at`."""
-    async def resolve_alert(self, rule: str, subject: str, now: float) -> bool:
-        """True if this call resolved a firing alert."""
+    async def resolve_alert(self, rule: str, subject: str, now: float,
+                            fired_at: float | None = None) -> bool:
+        """True if this call resolved a firing alert (the one fired at `fired_at`, if given)."""
+    async def claim_unsent_alert(self, rule: str, subject: str, fired_at: float,
+                                 now: float) -> bool:
+        """True if this call took over the message of the firing at `fired_at` that nobody
+        recorded as sent (its sender died): marks it sent, so only one caller wins."""
     async def record_alert_delivery(self, rule: str, subject: str, sent_at: float,
-                                    delivery: Mapping[str, str]) -> None: ...
+                                    delivery: Mapping[str, str],
+                                    fired_at: float | None = None) -> None: ...
     async def list_alerts(self, since: float | None = None) -> list[AlertRecord]:
         """All alerts; with `since`, the firing ones and those resolved since then."""
     async def prune_alerts(self, resolved_before: float) -> int: ...

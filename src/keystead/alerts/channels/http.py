@@ -15,9 +15,9 @@ import orjson
 from pydantic import SecretStr
 
 from keystead.alerts.channels.base import DeliveryFailed
-from keystead.alerts.messages import Message
+from keystead.alerts.messages import Message, slack_escape
 
-__all__ = ["SIGNATURE_HEADER", "SlackChannel", "WebhookChannel", "sign"]
+__all__ = ["SIGNATURE_HEADER", "SlackChannel", "WebhookChannel", "post_json", "sign"]
 
 SIGNATURE_HEADER = "X-Keystead-Signature"
 
@@ -27,7 +27,11 @@ def sign(secret: bytes, body: bytes, ts: int) -> str:
     return f"t={ts},v1={digest}"
 
 
-async def _post(url: SecretStr, body: bytes, headers: dict[str, str], timeout_s: float) -> None:
+async def post_json(url: SecretStr, body: bytes, headers: dict[str, str], timeout_s: float
+                    ) -> None:
+    """POST a JSON body; DeliveryFailed says why not (never the URL: it is a secret). A
+    redirect is a refusal (never followed to wherever it points), the reply body is not read.
+    The incident webhook (control/incident.py) posts through it too."""
     import aiohttp  # loaded by the server already; the CLI only for `alerts test`
 
     timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -35,7 +39,8 @@ async def _post(url: SecretStr, body: bytes, headers: dict[str, str], timeout_s:
         async with aiohttp.ClientSession(timeout=timeout) as session, session.post(
                 url.get_secret_value(), data=body, allow_redirects=False,
                 headers={"content-type": "application/json", **headers}) as reply:
-            await reply.read()
+            # The status says it all: the body is never read (a receiver answering with an
+            # endless or huge one would hold the delivery, and the memory, until the timeout).
             if reply.status >= 300:
                 raise DeliveryFailed(f"HTTP {reply.status}")
     except TimeoutError:  # (aiohttp's timeouts are also ClientErrors)
@@ -52,8 +57,8 @@ class SlackChannel:
         self._url = url
 
     async def send(self, message: Message, timeout_s: float) -> None:
-        body = orjson.dumps({"text": message.text(mark=True)})
-        await _post(self._url, body, {}, timeout_s)
+        body = orjson.dumps({"text": slack_escape(message.text(mark=True))})
+        await post_json(self._url, body, {}, timeout_s)
 
 
 class WebhookChannel:
@@ -67,4 +72,4 @@ class WebhookChannel:
     async def send(self, message: Message, timeout_s: float) -> None:
         body = orjson.dumps(message.payload())
         signature = sign(self._secret.get_secret_value().encode(), body, int(time.time()))
-        await _post(self._url, body, {SIGNATURE_HEADER: signature}, timeout_s)
+        await post_json(self._url, body, {SIGNATURE_HEADER: signature}, timeout_s)
