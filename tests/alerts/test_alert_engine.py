@@ -258,3 +258,75 @@ def test_a_resolved_message_goes_out_before_the_next_firing(tmp_path: Path) -> N
             await store.close()
 
     asyncio.run(main())
+
+
+def test_an_alert_that_fired_silenced_resolves_silenced(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = SQLStore(url(tmp_path))
+        await store.open()
+        try:
+            channel = Recorder()
+            alerts = engine(Source(alerts_config(), store), channel)
+            await store.put_silence(SilenceRecord(f"check_failing:{TARGET}", until=NOW + 60))
+            await check(store, "check.failed", NOW)
+            await alerts.evaluate(NOW)
+            await alerts.drain()
+            await check(store, "check.recovered", NOW + 120)
+            [resolved] = await alerts.evaluate(NOW + 130)  # after the silence ended
+            assert resolved.silenced  # nobody was told it fired: nobody is told it ended
+            await alerts.drain()
+            assert channel.sent == []
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+async def _fail_targets(store: SQLStore, count: int, kind: str, ts: float) -> None:
+    for n in range(count):
+        await store.insert_event(EventRecord(kind, ts, actor="gateway", detail={
+            "target": f"route:r{n:02d}", "status": 503, "error": "upstream down"}))
+
+
+def test_a_crowd_of_one_rule_goes_out_as_one_digest(tmp_path: Path) -> None:
+    from keystead.alerts.engine import DIGEST_OVER
+
+    async def main() -> None:
+        store = SQLStore(url(tmp_path))
+        await store.open()
+        try:
+            channel, other = Recorder(), Recorder(name="other")
+            alerts = AlertEngine(Source(alerts_config(), store),
+                                 channels=lambda _config: [channel, other], backoff_s=0.01)
+            crowd = DIGEST_OVER + 20
+            await _fail_targets(store, crowd, "check.failed", NOW)
+            assert len(await alerts.evaluate(NOW)) == crowd
+            await alerts.drain()
+            [digest] = channel.sent  # one message per channel, not 25
+            assert len(other.sent) == 1
+            assert digest.kind == "firing" and digest.alert.numbers["alerts"] == str(crowd)
+            assert "route:r00" in digest.alert.title and "and 5 more" in digest.alert.title
+            events = await store.list_events(100, kind="alert.firing")
+            assert len(events) == crowd  # each alert keeps its own record
+            assert all(e.detail["delivery"] == {"rec": "sent", "other": "sent"} for e in events)
+            states = [r for r in await store.list_alerts(since=0) if r.state == "firing"]
+            assert len(states) == crowd and all(r.sent_at is not None for r in states)
+
+            await _fail_targets(store, crowd, "check.recovered", NOW + 10)
+            assert len(await alerts.evaluate(NOW + 20)) == crowd
+            await alerts.drain()
+            assert [m.kind for m in channel.sent] == ["firing", "resolved"]
+            assert "ended" in channel.sent[1].alert.title
+
+            # at the threshold: each alert its own message
+            few = Recorder()
+            alerts = AlertEngine(Source(alerts_config(cooldown="0s"), store),
+                                 channels=lambda _config: [few], backoff_s=0.01)
+            await _fail_targets(store, DIGEST_OVER, "check.failed", NOW + 30)
+            assert len(await alerts.evaluate(NOW + 40)) == DIGEST_OVER
+            await alerts.drain()
+            assert len(few.sent) == DIGEST_OVER
+        finally:
+            await store.close()
+
+    asyncio.run(main())

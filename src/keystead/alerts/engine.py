@@ -24,8 +24,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 import orjson
@@ -49,6 +50,12 @@ log = logging.getLogger("keystead.alerts")
 
 FIRING_EVENT = "alert.firing"
 RESOLVED_EVENT = "alert.resolved"
+_SILENCED = {"*": "silenced"}
+# More messages than this of one rule and kind in one round (500 idle keys on the day
+# unused_key is turned on) go out as one digest per channel: a channel is read by people, and
+# Slack takes about one message a second per webhook.
+DIGEST_OVER = 5
+_DIGEST_LISTS = 20  # subjects a digest names; the rest are counted
 _KEEP_RESOLVED_S = 30 * 86_400.0  # resolved alerts older than this are forgotten
 _PRUNE_EVERY_S = 3600.0
 
@@ -177,10 +184,10 @@ class AlertEngine:
             if await store.resolve_alert(rule, subject, now, fired_at=record.fired_at):
                 notify = not turned_off and settings[rule].send_resolved
                 alert = alert_from_detail(rule, subject, record.title, record.detail)
-                won.append(Transition("resolved", alert, silenced(silences, rule, subject),
-                                      notify))
-        for transition in won:
-            self._announce(transition, now, config)
+                # Nobody was told it fired (a silence then): nobody is told it ended either.
+                quiet = silenced(silences, rule, subject) or record.delivery == _SILENCED
+                won.append(Transition("resolved", alert, quiet, notify))
+        self._announce_all(won, now, config)
         stale = now - self.delivery_bound(config)
         for (rule, subject), record in known.items():
             if record.state != "firing" or record.sent_at is not None \
@@ -198,6 +205,13 @@ class AlertEngine:
             await store.prune_alerts(now - _KEEP_RESOLVED_S)
         return won
 
+    async def _deliver(self, message: Message, config: AlertsConfig) -> dict[str, str]:
+        channels = [c for c in self._channels(config) if takes(c, message.alert.rule)]
+        results = await asyncio.gather(*(deliver(
+            c, message, timeout_s=config.send_timeout_s, retries=config.retries,
+            backoff_s=self._backoff_s) for c in channels))
+        return dict(zip((c.name for c in channels), results, strict=True))
+
     def delivery_bound(self, config: AlertsConfig) -> float:
         """The longest a delivery can take (every attempt timing out, every backoff at its
         longest), plus a margin: an alert still unsent after this lost its sender."""
@@ -206,7 +220,29 @@ class AlertEngine:
         return attempts + backoffs + max(60.0, 2 * parse_duration(config.evaluate_every))
 
     # telling people
-    def _announce(self, transition: Transition, now: float, config: AlertsConfig) -> None:
+    def _announce_all(self, won: Sequence[Transition], now: float,
+                      config: AlertsConfig) -> None:
+        """Each transition's own message, but a crowd of one rule and kind as one digest."""
+        crowds: dict[tuple[str, str], list[Transition]] = {}
+        for transition in won:
+            if transition.notify and not transition.silenced:
+                crowds.setdefault((transition.kind, transition.alert.rule), []).append(
+                    transition)
+        digested = {id(t) for crowd in crowds.values() if len(crowd) > DIGEST_OVER
+                    for t in crowd}
+        for transition in won:
+            if id(transition) not in digested:
+                self._announce(transition, now, config)
+        for crowd in crowds.values():
+            if len(crowd) > DIGEST_OVER:
+                digest = _Digest(Message(crowd[0].kind, _digest(crowd), now,
+                                         runbook_link(config.runbook_url,
+                                                      crowd[0].alert.rule)))
+                for transition in crowd:
+                    self._announce(transition, now, config, digest=digest)
+
+    def _announce(self, transition: Transition, now: float, config: AlertsConfig,
+                  digest: _Digest | None = None) -> None:
         alert = transition.alert
         log.warning(orjson.dumps({
             "event": FIRING_EVENT if transition.kind == "firing" else RESOLVED_EVENT,
@@ -217,7 +253,7 @@ class AlertEngine:
                                                                     alert.rule))
         key = (alert.rule, alert.subject)
         task = asyncio.get_running_loop().create_task(
-            self._send(transition, message, config, self._latest.get(key)))
+            self._send(transition, message, config, self._latest.get(key), digest))
         self._sending.add(task)
         self._latest[key] = task
 
@@ -229,19 +265,17 @@ class AlertEngine:
         task.add_done_callback(done)
 
     async def _send(self, transition: Transition, message: Message, config: AlertsConfig,
-                    after: asyncio.Task[None] | None = None) -> None:
+                    after: asyncio.Task[None] | None = None,
+                    digest: _Digest | None = None) -> None:
         alert = message.alert
         if after is not None:  # this alert's previous message (still retrying?) goes first
             await asyncio.wait({after})
         outcome: dict[str, str] = {}
         if transition.silenced:
-            outcome = {"*": "silenced"}
+            outcome = dict(_SILENCED)
         elif transition.notify:
-            channels = [c for c in self._channels(config) if takes(c, alert.rule)]
-            results = await asyncio.gather(*(deliver(
-                c, message, timeout_s=config.send_timeout_s, retries=config.retries,
-                backoff_s=self._backoff_s) for c in channels))
-            outcome = dict(zip((c.name for c in channels), results, strict=True))
+            outcome = await (digest.deliver(partial(self._deliver, config=config))
+                             if digest is not None else self._deliver(message, config))
         store = self.source.store
         try:
             if transition.kind == "firing":
@@ -257,3 +291,35 @@ class AlertEngine:
             log.error("alerts: recording the delivery of %s:%s failed (%s)", alert.rule,
                       alert.subject, type(exc).__name__)
 
+
+class _Digest:
+    """One message for a crowd of alerts: sent once, by whichever of their tasks asks first;
+    the others share its outcome (each still records its own delivery and event)."""
+
+    def __init__(self, message: Message):
+        self.message = message
+        self._sent: asyncio.Future[dict[str, str]] | None = None
+
+    async def deliver(self, send: Callable[[Message], Awaitable[dict[str, str]]]
+                      ) -> dict[str, str]:
+        if self._sent is None:
+            self._sent = asyncio.ensure_future(send(self.message))
+        return dict(await asyncio.shield(self._sent))
+
+
+def _digest(crowd: Sequence[Transition]) -> Alert:
+    """One alert standing for many of one rule (`DIGEST_OVER`): it names the first subjects
+    and counts the rest; each alert keeps its own state, events and delivery record."""
+    first = crowd[0].alert
+    subjects = [t.alert.subject for t in crowd]
+    listed = ", ".join(subjects[:_DIGEST_LISTS])
+    more = len(subjects) - _DIGEST_LISTS
+    ended = " ended" if crowd[0].kind == "resolved" else ""
+    return Alert(rule=first.rule, subject=f"{len(subjects)} alerts",
+                 title=f"{len(subjects)} {first.rule} alerts{ended}: "
+                       f"{listed}{f' and {more} more' if more > 0 else ''}",
+                 since=min(t.alert.since for t in crowd),
+                 numbers={"alerts": str(len(subjects))},
+                 action=f"keystead alerts list shows each; {first.action}".strip("; "),
+                 severity=max((t.alert.severity for t in crowd),
+                              key=("info", "warning", "critical").index))
