@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import orjson
+import pytest
 from aiohttp import web
 from aiosmtpd.controller import Controller
 from pydantic import SecretStr
@@ -157,10 +158,13 @@ def test_email_over_smtp_with_login() -> None:
     inbox = Inbox()
     controller, port = _smtp(inbox, authenticator=Login(), auth_require_tls=False)
     try:
+        # The config refuses a login without TLS (below); the channel's login is proved here on
+        # a plain aiosmtpd, so the validated config is copied with the security switched off.
         config = EmailChannelConfig(type="email", host="127.0.0.1", port=port,
-                                    security="none", username="alerts",
+                                    security="starttls", username="alerts",
                                     password=SecretStr("p4ss"), sender="keystead@example.com",
-                                    to=("oncall@example.com", "sec@example.com"))
+                                    to=("oncall@example.com", "sec@example.com"),
+                                    ).model_copy(update={"security": "none"})
         result = asyncio.run(deliver(EmailChannel("mail", config), MESSAGE, timeout_s=5,
                                      retries=0))
         assert result == "sent"
@@ -175,6 +179,15 @@ def test_email_over_smtp_with_login() -> None:
     text = content.decode()
     assert "Subject: [keystead FIRING] 12 refused requests (401) naming key prod-web-chat" in text
     assert "keystead incident ab12cd34" in text and "p4ss" not in text
+
+
+def test_a_login_over_a_plain_connection_is_refused_by_the_config() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="password in clear"):
+        EmailChannelConfig(type="email", host="smtp.example.com", security="none",
+                           username="alerts", password=SecretStr("p4ss"),
+                           sender="keystead@example.com", to=("oncall@example.com",))
 
 
 def test_email_to_a_server_that_is_not_there() -> None:

@@ -187,7 +187,8 @@ class EmailChannelConfig(_Channel):
     host: str
     port: int = Field(587, ge=1, le=65535)
     # starttls: plain connection upgraded (port 587); tls: TLS from the start (465); none: a
-    # relay on localhost only.
+    # relay you trust (localhost, a private network), and then no login: a password never
+    # travels in clear.
     security: Literal["starttls", "tls", "none"] = "starttls"
     username: str | None = Field(None, max_length=256)
     password: SecretStr | None = None
@@ -229,6 +230,9 @@ class EmailChannelConfig(_Channel):
     def _login(self) -> EmailChannelConfig:
         if (self.username is None) != (self.password is None):
             raise ValueError("username and password go together")
+        if self.security == "none" and self.password is not None:
+            raise ValueError("security: none would send the password in clear; use starttls "
+                             "(port 587) or tls (465), or a relay that needs no login")
         return self
 
 
