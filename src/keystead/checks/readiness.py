@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from keystead.pipeline.validate import one_line
 from keystead.state.versions import KEYS_VERSION
 
 if TYPE_CHECKING:
@@ -133,6 +134,4 @@ def _masked(match: re.Match[str]) -> str:
 
 
 def _clip(text: str) -> str:
-    text = _PASSWORD.sub(_masked, text)
-    text = "".join(ch if ch.isprintable() else " " for ch in text)
-    return text[:_REASON_CHARS]
+    return one_line(_PASSWORD.sub(_masked, text), _REASON_CHARS)

@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from keystead.pipeline.validate import one_line
+
 __all__ = ["CheckResult", "provider_target", "route_target"]
 
 _MODEL_CHARS = 256
@@ -67,10 +69,3 @@ class CheckResult:
             "model": self.model, "deployment": self.deployment,
             "rate_limits": dict(self.rate_limits), "cost_usd": format(self.cost_usd, "f"),
         }
-
-
-def one_line(text: str, limit: int) -> str:
-    """`text` cut to `limit` characters, anything unprintable (a line break, an escape
-    sequence's ESC) replaced by "?"."""
-    text = text[:limit]
-    return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
