@@ -22,9 +22,9 @@ from opentelemetry.util.types import AttributeValue
 from keystead.pipeline.context import RequestContext
 from keystead.pipeline.endpoints import PATHS
 from keystead.tracing import answer
-from keystead.tracing.semconv import HTTP, KEYSTEAD, OPERATION, GenAI, provider_name
+from keystead.tracing.semconv import HTTP, KEYSTEAD, OPERATION, GenAI, clean, provider_name
 
-__all__ = ["RequestTrace", "RequestTracer", "clean"]
+__all__ = ["RequestTrace", "RequestTracer", "client_carrier"]
 
 log = logging.getLogger("keystead.tracing")
 
@@ -39,14 +39,6 @@ _TRACESTATE_KEY = (r"(?:[a-z][_0-9a-z\-*/]{0,255}"
                    r"|[a-z0-9][_0-9a-z\-*/]{0,240}@[a-z][_0-9a-z\-*/]{0,13})")
 _TRACESTATE_VALUE = r"[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]"
 _TRACESTATE_MEMBER = re.compile(f"({_TRACESTATE_KEY})={_TRACESTATE_VALUE}")
-
-
-def clean(value: str | None, limit: int = 256) -> str | None:
-    """`value` when it is printable ASCII of at most `limit` characters, else None (a value
-    from a provider or a client does not reach a span unchecked)."""
-    if not value or len(value) > limit or not value.isascii() or not value.isprintable():
-        return None
-    return value
 
 
 class RequestTracer:
