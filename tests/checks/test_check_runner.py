@@ -190,3 +190,24 @@ def test_a_hostile_model_name_and_a_long_route_name_do_not_break_the_admin_api(
                 latest = await client.admin("GET", "/admin/checks")
                 assert latest.status == 200 and len(latest.json()) == 3
     asyncio.run(main())
+
+
+def test_a_target_the_config_no_longer_has_leaves_the_metrics(tmp_path: Path) -> None:
+    # A removed route's last result would stay on the gateway: keystead_check_up of a target
+    # that no longer exists, paging forever (or, passing, turning into a stale-check alert).
+    routes = {"old": {"deployments": [{"provider": "mock", "model": "gpt-4o-mini"}]},
+              "new": {"deployments": [{"provider": "mock", "model": "gpt-4o"}]}}
+
+    async def test(client: AppClient) -> None:
+        await CheckRunner(client.runtime).run()
+        assert {"route:old", "route:new"} <= set(client.runtime.checks)
+        fresh = make_loaded(tmp_path, {"routes": {"new": routes["new"]}})
+        await client.runtime.apply_config(fresh, "digest2")
+        await CheckRunner(client.runtime).run()
+        assert "route:old" not in client.runtime.checks
+        scraped = (await client.request("GET", "/metrics")).body.decode()
+        assert 'target="route:new"' in scraped and 'target="route:old"' not in scraped
+        latest = await client.admin("GET", "/admin/checks")
+        assert "route:old" not in {r["target"] for r in latest.json()}
+
+    _run(tmp_path, {"routes": routes}, test)
