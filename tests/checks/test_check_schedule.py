@@ -141,3 +141,29 @@ def test_workers_without_redis_run_the_checks_once_per_period(
                 await first.stop()  # the worker that held it is gone
                 assert await other.tick() is not None
         asyncio.run(main())
+
+
+def test_a_replica_that_finds_the_period_taken_drops_its_older_results(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Its old pass, kept, would win `max by (target) (keystead_check_up)` over the failure the
+    # replica that ran this period found.
+    with workers_lock() as path:
+        monkeypatch.setenv(CHECKS_LOCK_ENV, path)
+        loaded = make_loaded(tmp_path, {**_FLAKY, "checks": {"every": "1h"}})
+
+        async def main() -> None:
+            async with running_app(loaded) as one, running_app(loaded) as two:
+                for _ in range(100):
+                    if one.app._checks is not None and one.app._checks.runs + (
+                            two.app._checks.runs if two.app._checks else 0) >= 1:
+                        break
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(0.3)
+                schedules = [one.app._checks, two.app._checks]
+                assert None not in schedules
+                loser = next(s for s in schedules if s is not None and s.runs == 0)
+                await loser.run_once()  # a manual run: an older result on this replica
+                assert loser.rt.checks
+                assert await loser.tick() is None
+                assert loser.rt.checks == {}
+        asyncio.run(main())

@@ -62,7 +62,12 @@ class CheckSchedule:
     async def tick(self) -> list[CheckResult] | None:
         """One period: take the lease and run the checks; None when another replica has it."""
         every = self.rt.config.checks.every_s
-        if every is None or not await self._lease(every):
+        if every is None:
+            return None
+        if not await self._lease(every):
+            # Another replica runs this period's checks: the results here are older than its.
+            # Kept, a passing one would hide its failure from `max by (target)`.
+            self.rt.checks.clear()
             return None
         self.runs += 1
         return await self.run_once()
