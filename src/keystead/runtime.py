@@ -21,7 +21,7 @@ from keystead.keys.hashing import KeyHasher
 from keystead.keys.naming import NamingRule
 from keystead.keys.tokens import TokenSigner
 from keystead.live import Live, ProviderStatus, build_live
-from keystead.metrics import open_metrics
+from keystead.metrics import NoMetrics, open_metrics
 from keystead.pipeline.cache_stage import CacheStage
 from keystead.pipeline.client_ip import AddressResolver
 from keystead.pipeline.identify import KeyTable
@@ -60,7 +60,7 @@ log = logging.getLogger("keystead.runtime")
 class Runtime:
     def __init__(self, loaded: LoadedConfig, store: Store, counters: Counters, vault: Vault,
                  hasher: KeyHasher, *, shared_counters: bool = False,
-                 signer: TokenSigner | None = None):
+                 signer: TokenSigner | None = None, serving: bool = True):
         config = loaded.config
         self.store = store
         self.counters = counters
@@ -103,7 +103,9 @@ class Runtime:
         # written by keystead.checks; the metrics read it.
         self.checks: dict[str, CheckResult] = {}
         self.generation = 0  # rebuilds of `live` (reloads, provider changes): a metric
-        self.metrics = open_metrics(self)  # NoMetrics when off (prometheus-client not loaded)
+        # NoMetrics when off, or for a command's runtime nobody scrapes (prometheus-client is
+        # then not loaded).
+        self.metrics = open_metrics(self) if serving else NoMetrics()
         if self.metrics.enabled:
             from keystead.checks.gauges import check_families  # prometheus-client: metrics on
 
@@ -174,7 +176,7 @@ class Runtime:
             await store.close()
             raise
         runtime = cls(loaded, store, counters, vault, hasher, shared_counters=bool(redis.url),
-                      signer=signer)
+                      signer=signer, serving=serving)
         try:
             if redis.url:
                 from keystead.state.notify import ChangeNotifier

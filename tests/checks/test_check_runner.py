@@ -11,7 +11,7 @@ from typing import Any
 from keystead.checks.ratelimit import MAX_HEADERS, rate_limit_headers
 from keystead.checks.run import CheckRunner
 from keystead.mocks.openai_upstream import MockSettings, create_mock_app
-from support import AppClient, make_loaded, running_app, serving_asgi
+from support import AppClient, make_loaded, running_app, serving_asgi, serving_http
 
 GOOD = "sk-runner-good-0123456789abcdef"
 BAD = "sk-runner-bad-0123456789abcdef"
@@ -151,3 +151,63 @@ def test_rate_limit_headers_are_bounded_and_printable() -> None:
     assert "x-ratelimit-limit-tokens" not in found  # too long
     assert "content-type" not in found
     assert len(found) == MAX_HEADERS
+
+
+def test_a_hostile_model_name_and_a_long_route_name_do_not_break_the_admin_api(
+        tmp_path: Path) -> None:
+    # The model is the upstream's text: an escape sequence, a line break, 300 characters.
+    evil = "gpt-\x1b[31mRED\x1b[0m\n" + "x" * 300
+    route = "r" * 128  # the longest route name the config accepts
+
+    async def chat(request: Any) -> Any:
+        from aiohttp import web
+
+        return web.json_response({
+            "id": "c1", "object": "chat.completion", "model": evil,
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": "pong"}}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
+
+    async def main() -> None:
+        from aiohttp import web
+
+        upstream = web.Application()
+        upstream.router.add_post("/v1/chat/completions", chat)
+        async with serving_http(upstream) as base:
+            raw = {"providers": {"up": {"type": "openai-compatible", "base_url": base + "/v1",
+                                        "models": ["gpt-4o-mini"]}},
+                   "routes": {route: {"deployments": [{"provider": "up",
+                                                       "model": "gpt-4o-mini"}]}}}
+            async with running_app(make_loaded(tmp_path, raw)) as client:
+                reply = await client.admin("POST", "/admin/checks", {})
+                assert reply.status == 200, reply.body
+                results = reply.json()["results"]
+                assert [r["target"] for r in results] == [
+                    "provider:mock", "provider:up", f"route:{route}"]
+                for result in results[1:]:
+                    assert result["ok"] and len(result["model"]) <= 256
+                    assert result["model"].isprintable() and "\x1b" not in result["model"]
+                latest = await client.admin("GET", "/admin/checks")
+                assert latest.status == 200 and len(latest.json()) == 3
+    asyncio.run(main())
+
+
+def test_a_target_the_config_no_longer_has_leaves_the_metrics(tmp_path: Path) -> None:
+    # A removed route's last result would stay on the gateway: keystead_check_up of a target
+    # that no longer exists, paging forever (or, passing, turning into a stale-check alert).
+    routes = {"old": {"deployments": [{"provider": "mock", "model": "gpt-4o-mini"}]},
+              "new": {"deployments": [{"provider": "mock", "model": "gpt-4o"}]}}
+
+    async def test(client: AppClient) -> None:
+        await CheckRunner(client.runtime).run()
+        assert {"route:old", "route:new"} <= set(client.runtime.checks)
+        fresh = make_loaded(tmp_path, {"routes": {"new": routes["new"]}})
+        await client.runtime.apply_config(fresh, "digest2")
+        await CheckRunner(client.runtime).run()
+        assert "route:old" not in client.runtime.checks
+        scraped = (await client.request("GET", "/metrics")).body.decode()
+        assert 'target="route:new"' in scraped and 'target="route:old"' not in scraped
+        latest = await client.admin("GET", "/admin/checks")
+        assert "route:old" not in {r["target"] for r in latest.json()}
+
+    _run(tmp_path, {"routes": routes}, test)

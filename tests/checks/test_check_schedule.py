@@ -8,8 +8,11 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from keystead.checks.schedule import CheckSchedule
 from keystead.checks.transitions import FAILED, RECOVERED
+from keystead.checks.worker_lease import CHECKS_LOCK_ENV, workers_lock
 from keystead.runtime import Runtime
 from redis_support import REDIS_URL, delete_prefix, fresh_prefix, require_redis
 from support import make_loaded, running_app
@@ -113,3 +116,54 @@ def test_three_replicas_on_redis_run_the_checks_once_per_period(tmp_path: Path) 
         finally:
             await delete_prefix(prefix)
     asyncio.run(main())
+
+
+def test_workers_without_redis_run_the_checks_once_per_period(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `serve --workers 2` without Redis: each worker's counters are its own, so the counters'
+    # lease grants both; the workers' lock file picks one (and another when it stops).
+    with workers_lock() as path:
+        monkeypatch.setenv(CHECKS_LOCK_ENV, path)
+        loaded = make_loaded(tmp_path, {**_FLAKY, "checks": {"every": "1h"}})
+
+        async def main() -> None:
+            async with running_app(loaded) as one, running_app(loaded) as two:
+                schedules = [one.app._checks, two.app._checks]
+                for _ in range(100):  # each runs its first period at start
+                    if sum(s.runs for s in schedules if s is not None) >= 1:
+                        break
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(0.3)
+                assert [s.runs for s in schedules if s is not None] in ([1, 0], [0, 1])
+                first, other = sorted(schedules, key=lambda s: -s.runs if s else 0)
+                assert first is not None and other is not None
+                assert await other.tick() is None  # the lock is held: this period is not its
+                await first.stop()  # the worker that held it is gone
+                assert await other.tick() is not None
+        asyncio.run(main())
+
+
+def test_a_replica_that_finds_the_period_taken_drops_its_older_results(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Its old pass, kept, would win `max by (target) (keystead_check_up)` over the failure the
+    # replica that ran this period found.
+    with workers_lock() as path:
+        monkeypatch.setenv(CHECKS_LOCK_ENV, path)
+        loaded = make_loaded(tmp_path, {**_FLAKY, "checks": {"every": "1h"}})
+
+        async def main() -> None:
+            async with running_app(loaded) as one, running_app(loaded) as two:
+                for _ in range(100):
+                    if one.app._checks is not None and one.app._checks.runs + (
+                            two.app._checks.runs if two.app._checks else 0) >= 1:
+                        break
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(0.3)
+                schedules = [one.app._checks, two.app._checks]
+                assert None not in schedules
+                loser = next(s for s in schedules if s is not None and s.runs == 0)
+                await loser.run_once()  # a manual run: an older result on this replica
+                assert loser.rt.checks
+                assert await loser.tick() is None
+                assert loser.rt.checks == {}
+        asyncio.run(main())

@@ -147,6 +147,16 @@ def test_a_reason_never_carries_a_password() -> None:
     assert "\n" not in reason and len(readiness._reason(OSError("x" * 5000))) <= 160
 
 
+def test_a_password_with_a_slash_or_an_at_sign_or_in_a_dsn_is_masked() -> None:
+    for text in ("cannot connect to postgresql://app:hun/ter2@db:5432/keystead",
+                 "cannot connect to postgresql://app:hun@ter2@db:5432/keystead",
+                 "connect failed: host=db user=app password=hunter2 dbname=keystead",
+                 "redis://default:hunter2@redis:6379/0 refused"):
+        reason = readiness._reason(OSError(text))
+        assert "hunter2" not in reason and "ter2" not in reason, reason
+        assert "***" in reason
+
+
 def test_readyz_before_startup_is_503(tmp_path: Path) -> None:
     from keystead.server.app import create_app
     from support import AppClient as Client

@@ -112,3 +112,13 @@ def test_server_commands_need_only_the_standard_library(remote: Remote, tmp_path
     modules = _modules(tmp_path, "--server", remote.url, *command,
                        env={"KEYSTEAD_ADMIN_TOKEN": ADMIN_TOKEN})
     assert _loaded(modules, DATA_PLANE + LOCAL_STACK) == []
+
+
+@pytest.mark.parametrize("command", [["providers", "list"], ["routes"], ["check"]])
+def test_embedded_runtime_commands_load_no_metrics_or_tracing(project: Project, tmp_path: Path,
+                                                              command: list[str]) -> None:
+    # They open a runtime (not a serving one): nobody scrapes it, so prometheus-client (about
+    # 80 ms of imports) and OpenTelemetry stay unloaded.
+    modules = _modules(tmp_path, "--config", str(project.config), *command,
+                       env={"KEYSTEAD_MASTER_KEY": project.master_key}, codes=(0, 1, None))
+    assert _loaded(modules, ("prometheus_client", "opentelemetry")) == []

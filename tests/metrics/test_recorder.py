@@ -25,7 +25,7 @@ def live(*models: str, routes: tuple[str, ...] = ()) -> Any:
 
 def ctx(**fields: Any) -> Any:
     return SimpleNamespace(**{"attempt_log": None, "refused_scope": None, "guard": None,
-                              **fields})
+                              "deployment": None, **fields})
 
 
 def record(**fields: Any) -> UsageRecord:
@@ -74,10 +74,23 @@ def test_ten_thousand_keys_and_made_up_models_stay_within_the_cap() -> None:
 def test_a_known_model_keeps_its_name_and_an_unknown_one_is_other() -> None:
     rec, registry = recorder(models=("gpt-4o", "gpt-4o-mini"))
     rec.observe(record(model_served="gpt-4o-mini"), ctx())
-    rec.observe(record(model_served="gpt-4o-2099-preview-evil"), ctx())
+    rec.observe(record(model_served="gpt-4o-2099-preview-evil", model_requested="made-up"),
+                ctx())
     rec.observe(record(model_served=None, model_requested="x" * 10_000, status=400), ctx())
     samples = scrape(rec, registry)
     assert label_values(samples, "keystead_requests_total", "model") == {"gpt-4o-mini", "other"}
+
+
+def test_a_dated_answer_is_counted_under_the_model_it_was_sent_as() -> None:
+    # OpenAI answers "gpt-4o-mini" with "gpt-4o-mini-2024-07-18": a name no config lists. It
+    # must not fold every real request into `other`.
+    rec, registry = recorder(models=("gpt-4o", "gpt-4o-mini"))
+    rec.observe(record(model_requested="gpt-4o-mini", model_served="gpt-4o-mini-2024-07-18"),
+                ctx())
+    rec.observe(record(model_requested="support", model_served="gpt-4o-2024-08-06"),
+                ctx(deployment=SimpleNamespace(model="gpt-4o")))  # through a route
+    samples = scrape(rec, registry)
+    assert label_values(samples, "keystead_requests_total", "model") == {"gpt-4o-mini", "gpt-4o"}
 
 
 def test_flushed_histograms_equal_prometheus_clients_own_observe() -> None:

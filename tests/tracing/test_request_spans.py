@@ -5,10 +5,12 @@ goes upstream, and what never becomes an attribute."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
@@ -231,3 +233,34 @@ def test_ratio_zero_records_nothing_and_hostile_traceparent_starts_a_new_trace(
         assert exporter.get_finished_spans() == ()  # ratio 0, and no valid sampled parent
 
     _run(tmp_path, test, ratio=0.0)
+
+
+def test_a_clients_trace_headers_never_reach_the_log(tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    # OpenTelemetry's propagator logs a warning quoting a tracestate member it refuses: a
+    # client could write into the gateway's log (a token, a fake log line) on every request.
+    marker = "sk-live-CLIENT-TEXT-0123456789"
+    valid = f"00-{CLIENT_TRACE}-{CLIENT_PARENT}-01"
+    cases = [{"traceparent": valid, "tracestate": f"vendor=abc,{marker} <script>"},
+             {"traceparent": valid, "tracestate": "a=1,a=2"},
+             {"traceparent": valid, "tracestate": ",".join(f"k{i}=v" for i in range(40))},
+             {"traceparent": valid, "tracestate": f"k={marker}" + ",x=y" * 3000},
+             {"traceparent": valid + "-" + marker * 20}]
+
+    async def test(client: AppClient, exporter: InMemorySpanExporter) -> None:
+        key = await client.create_key("dev-trace-app")
+        for headers in cases:
+            exporter.clear()
+            reply = await client.request("POST", "/v1/chat/completions", json_body=_chat(),
+                                         key=key, headers=headers)
+            assert reply.status == 200
+            [server] = _by_kind(exporter.get_finished_spans(), SpanKind.SERVER)
+            if len(headers["traceparent"]) == len(valid):  # a bad tracestate loses only itself
+                assert format(server.context.trace_id, "032x") == CLIENT_TRACE
+                assert marker not in str(server.context.trace_state)
+
+    with caplog.at_level(logging.DEBUG):
+        _run(tmp_path, test)
+    warnings = [r for r in caplog.records if r.name.startswith("opentelemetry")]
+    assert warnings == [], [r.getMessage()[:120] for r in warnings]
+    assert marker not in caplog.text

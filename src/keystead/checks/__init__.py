@@ -8,6 +8,7 @@ this gateway serve?
     run.py          CheckRunner: runs them, records their cost, keeps the latest on the runtime
     transitions.py  check.failed / check.recovered events, once per change of state
     schedule.py     `checks.every`: the background run, once per period across replicas
+    worker_lease.py `serve --workers N` without Redis: the lock that picks one worker
     readiness.py    GET /readyz: which dependency is down
 
 The CLI (`keystead check`, cli/check.py) and the admin API (`POST /admin/checks`) call

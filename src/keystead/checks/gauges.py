@@ -1,8 +1,9 @@
 """The synthetic checks as Prometheus gauges, read from `runtime.checks` at each scrape.
 
 Targets are named by the config (providers, their pool labels, routes), so the label set is
-bounded. With replicas, only the one that ran a period's checks holds fresh results: dashboards
-read them with `max by (target)` and `keystead_check_timestamp_seconds` says how fresh they are.
+bounded. With replicas, only the one that ran the latest period's checks holds results (the
+others drop theirs when they find the period taken, schedule.py): dashboards read them with
+`max by (target)` and `keystead_check_timestamp_seconds` says how fresh they are.
 """
 
 from __future__ import annotations

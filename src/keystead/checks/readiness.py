@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from keystead.pipeline.validate import one_line
 from keystead.state.versions import KEYS_VERSION
 
 if TYPE_CHECKING:
@@ -34,7 +35,10 @@ TIMEOUT_S = 0.8
 CACHE_S = 1.0
 BACKLOG_DEGRADED = 0.5  # of usage.queue_max: past it the ledger is "degraded"
 _REASON_CHARS = 160
-_PASSWORD = re.compile(r"(//[^/\s:@]*:)[^/\s@]*@")
+# user:password@ in a URL, up to the last @ of the word (a password may hold / and a raw @),
+# and a libpq DSN's password=...
+_PASSWORD = re.compile(r"(//[^/\s:@]*:)\S*@|(password\s*=\s*)(?:'[^']*'|\S+)",
+                       re.IGNORECASE)
 
 Answer = tuple[int, bytes]
 
@@ -125,7 +129,9 @@ def _reason(exc: BaseException) -> str:
     return _clip(f"{type(cause).__name__}: {lines[0]}" if lines else type(cause).__name__)
 
 
+def _masked(match: re.Match[str]) -> str:
+    return f"{match[1]}***@" if match[1] is not None else f"{match[2]}***"
+
+
 def _clip(text: str) -> str:
-    text = _PASSWORD.sub(r"\1***@", text)
-    text = "".join(ch if ch.isprintable() else " " for ch in text)
-    return text[:_REASON_CHARS]
+    return one_line(_PASSWORD.sub(_masked, text), _REASON_CHARS)

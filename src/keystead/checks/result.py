@@ -4,6 +4,11 @@ A target is named `provider:<provider>#<label>` (one key of a provider's pool: i
 the key), `provider:<provider>` (a provider without a key) or `route:<route>`. The metrics
 (`keystead_check_up{target}`), the events (`check.failed`, `check.recovered`) and the alert
 rules all use these names.
+
+The model, the deployment and the detail may carry a provider's text (the model its answer
+names, an error's message): they are made one printable line of bounded length here, where a
+result is made, so the admin API, the CLI's table and the events never meet a control
+character or a value past their limits.
 """
 
 from __future__ import annotations
@@ -14,7 +19,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from keystead.pipeline.validate import one_line
+
 __all__ = ["CheckResult", "provider_target", "route_target"]
+
+_MODEL_CHARS = 256
+_DETAIL_CHARS = 1000
 
 
 def provider_target(provider: str, label: str | None) -> str:
@@ -41,6 +51,13 @@ class CheckResult:
     # The provider's rate-limit headers (x-ratelimit-*, retry-after, anthropic-ratelimit-*).
     rate_limits: Mapping[str, str] = field(default_factory=dict)
     cost_usd: Decimal = Decimal(0)
+
+    def __post_init__(self) -> None:
+        for name, limit in (("model", _MODEL_CHARS), ("deployment", _MODEL_CHARS),
+                            ("detail", _DETAIL_CHARS), ("error", 64)):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, one_line(value, limit))
 
     def as_dict(self) -> dict[str, Any]:
         return {

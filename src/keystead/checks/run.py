@@ -7,7 +7,8 @@ the route's deployments, retries and fallbacks, breakers included.
 
 Each check's tokens and cost are written to the usage ledger as feature `synthetic-check`,
 with no key and no team, so finance sees them and no budget is charged. The latest result per
-target is kept on the runtime (`runtime.checks`) for the metrics.
+target is kept on the runtime (`runtime.checks`) for the metrics, as long as the config has the
+target.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING
 from keystead.checks.probe import body, endpoint_for, is_embedding_model, provider_model
 from keystead.checks.ratelimit import answer_limits, rate_limit_headers
 from keystead.checks.result import CheckResult
-from keystead.checks.targets import Target, select
+from keystead.checks.targets import Target, every_name, select
 from keystead.control.probe import failure, refusal
 from keystead.errors import GatewayError, UpstreamTimeout, UpstreamUnreachable
 from keystead.providers.base import Endpoint, Provider
@@ -57,8 +58,13 @@ class CheckRunner:
                 return await self.check(target, config)
 
         results = list(await asyncio.gather(*(one(t) for t in targets)))
+        latest = self.rt.checks
         for result in results:
-            self.rt.checks[result.target] = result
+            latest[result.target] = result
+        # A provider, key or route a reload removed keeps no result: its gauges would stay
+        # (a failing one would page forever, a passing one would age into a stale alert).
+        for gone in latest.keys() - every_name(self.rt.providers, self.rt.routes):
+            del latest[gone]
         return results
 
     async def check(self, target: Target, config: ChecksConfig) -> CheckResult:

@@ -5,8 +5,9 @@ of one per period (`Rate("checks:lease", 1, period)`), the same call that admits
 Redis the replicas share it, so the first to ask in a period runs the checks and the others
 hear "no"; in process (one gateway) it is always granted. When the counters are out of reach
 the replica runs the checks anyway: a check run twice costs a few tokens, a check not run
-hides an outage. The period is read from the config at every wake-up, so a reload can start,
-change or stop the checks.
+hides an outage. Without Redis, the workers of one `serve --workers N` share a lock file
+instead (worker_lease.py), so one of them runs the period's checks. The period is read from
+the config at every wake-up, so a reload can start, change or stop the checks.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from keystead.checks.run import CheckRunner
 from keystead.checks.transitions import record_transitions
+from keystead.checks.worker_lease import CHECKS_LOCK_ENV, WorkerLease
 from keystead.state.counters import CountersUnavailable, Rate
 
 if TYPE_CHECKING:
@@ -42,6 +45,7 @@ class CheckSchedule:
         self._sleep = sleep
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
+        self._workers = WorkerLease(os.environ.get(CHECKS_LOCK_ENV))  # --workers, no Redis
         self.runs = 0  # periods this replica ran the checks in
 
     def start(self) -> None:
@@ -53,11 +57,17 @@ class CheckSchedule:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        self._workers.release()
 
     async def tick(self) -> list[CheckResult] | None:
         """One period: take the lease and run the checks; None when another replica has it."""
         every = self.rt.config.checks.every_s
-        if every is None or not await self._lease(every):
+        if every is None:
+            return None
+        if not await self._lease(every):
+            # Another replica runs this period's checks: the results here are older than its.
+            # Kept, a passing one would hide its failure from `max by (target)`.
+            self.rt.checks.clear()
             return None
         self.runs += 1
         return await self.run_once()
@@ -71,6 +81,8 @@ class CheckSchedule:
         # A little shorter than the period, so that the replica that holds it is not refused
         # by a timer that fires a hair early.
         window = max(1, int(every_s) - 1)
+        if not self.rt.config.redis.url and not self._workers.held():
+            return False  # another worker of this gateway runs them
         try:
             admission = await self.rt.counters.admit("", [Rate(LEASE, 1, window, 1)], (), 0.0)
         except CountersUnavailable:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from keystead.providers.registry import ProviderRegistry
     from keystead.routing.table import Route, RouteTable
 
-__all__ = ["Target", "select"]
+__all__ = ["Target", "every_name", "select"]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -51,10 +51,7 @@ def select(providers: ProviderRegistry, routes: RouteTable, config: ChecksConfig
         if provider is None:
             raise NotFound(f"No provider named {name[:128]!r}.",
                            hint="`keystead providers list` shows them.")
-        keys: list[PoolKey | None] = [*provider.keys.keys] or [None]
-        for key in keys:
-            found.append(Target(provider_target(name, key.label if key else None),
-                                provider=provider, key=key))
+        found.extend(_provider_targets(name, provider))
     names = sorted(routes.routes) if wanted_routes is None else wanted_routes
     for name in names:
         route = routes.routes.get(name)
@@ -63,3 +60,18 @@ def select(providers: ProviderRegistry, routes: RouteTable, config: ChecksConfig
                            hint="`keystead routes` shows them.")
         found.append(Target(route_target(name), route=route))
     return found
+
+
+def every_name(providers: ProviderRegistry, routes: RouteTable) -> set[str]:
+    """The name of every target the config has now, chosen or not."""
+    names = {target.name for name, provider in providers.providers.items()
+             for target in _provider_targets(name, provider)}
+    names.update(route_target(name) for name in routes.routes)
+    return names
+
+
+def _provider_targets(name: str, provider: Provider) -> list[Target]:
+    """One target per key of the provider's pool (one for a provider without a key)."""
+    keys: list[PoolKey | None] = [*provider.keys.keys] or [None]
+    return [Target(provider_target(name, key.label if key else None), provider=provider, key=key)
+            for key in keys]

@@ -96,9 +96,11 @@ def serve(state: State, config_path: str | None, host: str | None, port: int | N
         if loaded.path is not None:
             os.environ["KEYSTEAD_CONFIG"] = str(loaded.path.resolve())
         migrate_store(loaded.store_url())
+        from keystead.checks.worker_lease import workers_lock
         from keystead.metrics.multiproc import multiprocess_dir
 
-        with multiprocess_dir() if config.metrics.enabled else contextlib.nullcontext():
+        with multiprocess_dir() if config.metrics.enabled else contextlib.nullcontext(), \
+                workers_lock():
             run_workers(uvicorn_config("keystead.server.app:app_from_env", host, port, grace,
                                        config.server.idle_timeout_s, factory=True,
                                        workers=workers))

@@ -17,6 +17,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from keystead.checks.probe import body
 from keystead.errors import UpstreamTimeout
 from keystead.providers.base import Endpoint, Provider
 from keystead.providers.key_pool import PoolKey
@@ -37,9 +38,9 @@ async def probe(provider: Provider, key: PoolKey | None) -> dict[str, Any]:
                 response = await provider.send(Endpoint.MODELS, "", None, stream=False, key=key)
             else:
                 model = next(iter(provider.listed_models), "gpt-4o-mini")
-                body = (b'{"model":"' + model.encode() + b'","max_tokens":1,'
-                        b'"messages":[{"role":"user","content":"ping"}]}')
-                response = await provider.send(Endpoint.CHAT, model, body, stream=False, key=key)
+                payload = body(Endpoint.CHAT, model, provider.type, 1)
+                response = await provider.send(Endpoint.CHAT, model, payload, stream=False,
+                                               key=key)
             answer = await response.read()
     except Exception as exc:  # the whole point is to report it
         return {"ok": False, "status": None,

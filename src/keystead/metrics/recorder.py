@@ -5,7 +5,8 @@ for it before (prometheus-client's `.labels()` costs microseconds), and a few ad
 plain numbers there: each `inc` or `observe` of prometheus-client takes a lock (~0.5 us, ~1 us
 for a histogram, more in multiprocess mode), so they are made once per series at `flush`
 (before a scrape; every second with several workers), not once per request. Label values are
-folded once, when a tuple is first seen: unknown models to `other`, each label capped.
+folded once, when a tuple is first seen: an answer's model the config does not name to the
+model the request was sent as, else `other`; each label capped.
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ class Recorder:
             self._series.clear()
         model = record.model_served or record.model_requested
         if model is not None and model not in self._models:
-            model = OTHER
+            model = self._sent_as(record, ctx)
         raw = (record.endpoint, record.status, record.route, model, record.provider,
                record.key_id, record.team, record.env)
         series = self._series.get(raw)
@@ -166,6 +167,18 @@ class Recorder:
         if ctx.guard and record.error_code == "content_blocked":
             for kind in ctx.guard:
                 self._child(self.families.guard_blocks, "guard", record.env, kind).inc()
+
+    def _sent_as(self, record: UsageRecord, ctx: RequestContext) -> str:
+        """A model name the config does not know, counted under the model the request was sent
+        as: an answer names a dated snapshot (OpenAI answers gpt-4o-mini with
+        gpt-4o-mini-2024-07-18), which would otherwise fold every real request into `other`.
+        The deployment's model first (a route's), else the one the client asked for."""
+        deployment = ctx.deployment
+        for name in (deployment.model if deployment is not None else None,
+                     record.model_requested):
+            if name is not None and name in self._models:
+                return name
+        return OTHER
 
     def flush(self) -> None:
         """Move what requests added since the last flush into prometheus-client: before a

@@ -18,6 +18,7 @@ from keystead.errors import PriceUnknown
 from keystead.logs import request_logger
 from keystead.pipeline.context import RequestContext
 from keystead.pipeline.messages import estimate as estimate_messages
+from keystead.pipeline.validate import one_line
 from keystead.providers.base import Endpoint, Provider
 from keystead.state.records import UsageRecord
 from keystead.usage.estimate import (
@@ -164,11 +165,7 @@ def count_discarded(ctx: RequestContext, prices: PriceBook, deployment: Deployme
 def _clip(text: str | None, size: int) -> str | None:
     """Text from a client or a provider, fit for its column: cut to `size`, control characters
     replaced (PostgreSQL refuses NUL in text; a log line should not carry CR/LF)."""
-    if text is None:
-        return None
-    if len(text) > size:
-        text = text[:size]
-    return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
+    return None if text is None else one_line(text, size)
 
 
 def settle(ctx: RequestContext, ledger: LedgerWriter, log_requests: bool) -> UsageRecord:

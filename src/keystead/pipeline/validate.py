@@ -22,7 +22,8 @@ from typing import Any
 
 from keystead.errors import InvalidField, InvalidHeader, InvalidJSON
 
-__all__ = ["MAX_DEPTH", "MAX_OUTPUT_TOKENS", "check_body", "check_feature", "printable"]
+__all__ = ["MAX_DEPTH", "MAX_OUTPUT_TOKENS", "check_body", "check_feature", "one_line",
+           "printable"]
 
 # Deeper than any real request (a structured-output schema of OpenAI's ten allowed levels is
 # about thirty), far below the recursion limits of the decoders behind it.
@@ -105,7 +106,14 @@ def printable(raw: bytes, limit: int) -> str:
     text = raw.decode("latin-1")
     if _PRINTABLE_ASCII.fullmatch(raw) is not None:  # nearly always: one C pass
         return text
-    return "".join(c if c.isprintable() else "?" for c in text)
+    return one_line(text, limit)
+
+
+def one_line(text: str, limit: int) -> str:
+    """Text from a client or a provider, fit for a column, a table or a log line: cut to
+    `limit` characters, anything unprintable (a line break, NUL, an escape) replaced by "?"."""
+    text = text[:limit]
+    return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
 
 
 def _printable(raw: bytes) -> bool:

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import msgspec
 
+from keystead.tracing.semconv import clean
+
 __all__ = ["from_body", "from_events"]
 
 _MAX_CHOICES = 16
@@ -33,13 +35,6 @@ class _Answer(msgspec.Struct):
 _DECODE = msgspec.json.Decoder(_Answer)
 
 
-def _clean(value: str | None, limit: int) -> str | None:
-    if value is None or not value or len(value) > limit or not value.isascii() \
-            or not value.isprintable():
-        return None
-    return value
-
-
 def _decode(data: bytes) -> _Answer | None:
     try:
         return _DECODE.decode(data)
@@ -54,13 +49,13 @@ def from_body(body: bytes) -> tuple[str | None, tuple[str, ...]]:
         return None, ()
     reasons: list[str] = []
     for choice in (answer.choices or ())[:_MAX_CHOICES]:
-        reason = _clean(choice.finish_reason, 64)
+        reason = clean(choice.finish_reason, 64)
         if reason is not None:
             reasons.append(reason)
-    stop = _clean(answer.stop_reason, 64)
+    stop = clean(answer.stop_reason, 64)
     if stop is not None:
         reasons.append(stop)
-    return _clean(answer.id, 128), tuple(reasons)
+    return clean(answer.id, 128), tuple(reasons)
 
 
 def from_events(payloads: Sequence[bytes]) -> tuple[str | None, tuple[str, ...]]:
@@ -70,7 +65,7 @@ def from_events(payloads: Sequence[bytes]) -> tuple[str | None, tuple[str, ...]]
     for data in payloads[:2]:
         answer = _decode(data)
         if answer is not None and answer.id is not None:
-            response_id = _clean(answer.id, 128)
+            response_id = clean(answer.id, 128)
             break
     reasons: dict[int, str] = {}
     for data in reversed(payloads[-_TAIL_EVENTS:]):
@@ -78,7 +73,7 @@ def from_events(payloads: Sequence[bytes]) -> tuple[str | None, tuple[str, ...]]
             continue
         answer = _decode(data)
         for choice in (answer.choices or ()) if answer is not None else ():
-            reason = _clean(choice.finish_reason, 64)
+            reason = clean(choice.finish_reason, 64)
             if reason is not None and choice.index not in reasons \
                     and len(reasons) < _MAX_CHOICES:
                 reasons[choice.index] = reason

@@ -31,8 +31,7 @@ from opentelemetry.util.types import AttributeValue
 from keystead.providers.endpoints import Endpoint
 from keystead.routing.attempt import AttemptFailed
 from keystead.tracing import answer
-from keystead.tracing.request_span import clean
-from keystead.tracing.semconv import ATTEMPT, HTTP, KEYSTEAD, OPERATION, GenAI, provider_name
+from keystead.tracing.semconv import ATTEMPT, HTTP, KEYSTEAD, OPERATION, GenAI, clean, provider_name
 from keystead.tracing.upstream import TRACE_HEADERS
 
 if TYPE_CHECKING:

@@ -1,7 +1,8 @@
 """One SERVER span per request, named "{gen_ai.operation.name} {gen_ai.request.model}".
 
 `start` reads the client's W3C `traceparent`/`tracestate` (the propagator refuses a malformed
-one: the request then starts a trace of its own) and makes the span current for the request's
+traceparent: the request then starts a trace of its own; a malformed tracestate is dropped
+here first, see `client_carrier`) and makes the span current for the request's
 task, so the router's attempt spans are its children. `end` writes the attributes from the
 request context, from a fixed list: ids, names, counts and money, never a prompt, a completion
 or a secret.
@@ -10,6 +11,7 @@ or a secret.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -20,21 +22,23 @@ from opentelemetry.util.types import AttributeValue
 from keystead.pipeline.context import RequestContext
 from keystead.pipeline.endpoints import PATHS
 from keystead.tracing import answer
-from keystead.tracing.semconv import HTTP, KEYSTEAD, OPERATION, GenAI, provider_name
+from keystead.tracing.semconv import HTTP, KEYSTEAD, OPERATION, GenAI, clean, provider_name
 
-__all__ = ["RequestTrace", "RequestTracer", "clean"]
+__all__ = ["RequestTrace", "RequestTracer", "client_carrier"]
 
 log = logging.getLogger("keystead.tracing")
 
-_TRACE_HEADERS = (b"traceparent", b"tracestate")
-
-
-def clean(value: str | None, limit: int = 256) -> str | None:
-    """`value` when it is printable ASCII of at most `limit` characters, else None (a value
-    from a provider or a client does not reach a span unchecked)."""
-    if not value or len(value) > limit or not value.isascii() or not value.isprintable():
-        return None
-    return value
+# OpenTelemetry's propagator logs a warning for each header it refuses, quoting a refused
+# tracestate member: a client's text in the gateway's log, on every request it likes. The
+# headers are checked here first, with the propagator's own limits, and what it would refuse is
+# dropped without a word (W3C lets a receiver discard an invalid tracestate).
+_TRACEPARENT_MAX = 512
+_TRACESTATE_MAX = 512  # W3C: at least 512 characters should be propagated
+_TRACESTATE_MEMBERS = 32
+_TRACESTATE_KEY = (r"(?:[a-z][_0-9a-z\-*/]{0,255}"
+                   r"|[a-z0-9][_0-9a-z\-*/]{0,240}@[a-z][_0-9a-z\-*/]{0,13})")
+_TRACESTATE_VALUE = r"[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]"
+_TRACESTATE_MEMBER = re.compile(f"({_TRACESTATE_KEY})={_TRACESTATE_VALUE}")
 
 
 class RequestTracer:
@@ -45,12 +49,7 @@ class RequestTracer:
         self._propagator = propagator
 
     def start(self, scope: dict[str, Any], ctx: RequestContext) -> RequestTrace:
-        carrier: dict[str, str] | None = None
-        for name, value in scope["headers"]:
-            if name in _TRACE_HEADERS:
-                if carrier is None:
-                    carrier = {}
-                carrier[name.decode("latin-1")] = value.decode("latin-1")
+        carrier = client_carrier(scope["headers"])
         parent = self._propagator.extract(carrier) if carrier is not None else None
         path: str = scope["path"]
         route = path if path in PATHS else \
@@ -67,6 +66,38 @@ class RequestTracer:
                                        attributes=attributes, start_time=int(ctx.ts * 1e9))
         token = otel_context.attach(set_span_in_context(span, parent))
         return RequestTrace(span, token)
+
+
+def client_carrier(headers: list[tuple[bytes, bytes]]) -> dict[str, str] | None:
+    """The client's `traceparent` (and `tracestate`, when every member of it is well formed),
+    as the propagator may read them without logging; None without a usable traceparent."""
+    traceparent = tracestate = None
+    for name, value in headers:
+        if name == b"traceparent":
+            traceparent = value
+        elif name == b"tracestate":
+            tracestate = value if tracestate is None else tracestate + b"," + value
+    if traceparent is None or len(traceparent) > _TRACEPARENT_MAX:
+        return None
+    carrier = {"traceparent": traceparent.decode("latin-1")}
+    if tracestate is not None and len(tracestate) <= _TRACESTATE_MAX:
+        text = tracestate.decode("latin-1")
+        if _valid_tracestate(text):
+            carrier["tracestate"] = text
+    return carrier
+
+
+def _valid_tracestate(text: str) -> bool:
+    keys: set[str] = set()
+    for member in text.split(","):
+        member = member.strip(" \t")
+        if not member:
+            continue
+        match = _TRACESTATE_MEMBER.fullmatch(member)
+        if match is None or match.group(1) in keys:
+            return False
+        keys.add(match.group(1))
+    return len(keys) <= _TRACESTATE_MEMBERS
 
 
 class RequestTrace:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from keystead.providers.endpoints import Endpoint
 
-__all__ = ["ATTEMPT", "HTTP", "KEYSTEAD", "OPERATION", "GenAI", "provider_name"]
+__all__ = ["ATTEMPT", "HTTP", "KEYSTEAD", "OPERATION", "GenAI", "clean", "provider_name"]
 
 
 class GenAI:
@@ -78,3 +78,11 @@ def provider_name(provider_type: str) -> str:
     """gen_ai.provider.name of a provider type: a well-known value, else keystead's type
     (an OpenAI-compatible server, the mock)."""
     return _PROVIDER_NAMES.get(provider_type, provider_type or "unknown")
+
+
+def clean(value: str | None, limit: int = 256) -> str | None:
+    """`value` when it is printable ASCII of at most `limit` characters, else None (a value
+    from a provider or a client does not reach a span unchecked)."""
+    if not value or len(value) > limit or not value.isascii() or not value.isprintable():
+        return None
+    return value

@@ -21,7 +21,7 @@ class CheckRequest(BaseModel):
 
 
 class CheckOut(BaseModel):
-    target: Name = Field(description="provider:<name>#<label>, provider:<name> or "
+    target: Line = Field(description="provider:<name>#<label>, provider:<name> or "
                                      "route:<name>")
     kind: Name
     ok: bool
