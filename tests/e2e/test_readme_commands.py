@@ -40,6 +40,7 @@ def test_the_readme_opens_with_the_demo_and_the_tests() -> None:
 
 @pytest.mark.skipif(shutil.which("make") is None or shutil.which("git") is None,
                     reason="needs make and git")
+@pytest.mark.timeout(900)  # a fresh virtualenv, a clean mypy cache, then the demo
 def test_the_readmes_two_commands_work_from_a_clean_clone(tmp_path: Path) -> None:
     clone = tmp_path / "keystead"
     subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True, timeout=120)
