@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["ADMIN_TOKEN_PREFIX", "new_admin_token", "private_umask", "write_private"]
+__all__ = ["ADMIN_TOKEN_PREFIX", "new_admin_token", "private_dir_in_env", "private_umask",
+           "write_private"]
 
 # keystead's admin token: its own prefix, so it is never mistaken for a short-lived token (kst_)
 # and the scanner and guardrails can name it. Older installs wrote `kst_admin_`.
@@ -53,3 +56,21 @@ def private_umask() -> Iterator[None]:
         yield
     finally:
         os.umask(previous)
+
+
+@contextlib.contextmanager
+def private_dir_in_env(variable: str, prefix: str) -> Iterator[Path]:
+    """A fresh directory only this user can enter (mkdtemp: 0700), named in the environment
+    variable `variable` for the worker processes about to start; on exit it is removed and the
+    variable is restored."""
+    previous = os.environ.get(variable)
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ[variable] = str(path)
+    try:
+        yield path
+    finally:
+        if previous is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = previous
+        shutil.rmtree(path, ignore_errors=True)

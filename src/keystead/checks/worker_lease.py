@@ -2,9 +2,9 @@
 
 Each worker counts in its own memory there, so the counters' lease (schedule.py) grants every
 one of them, and each would run the checks (and write the same check.failed event). `serve`
-makes a private directory (0700) and names a lock file in it (KEYSTEAD_CHECKS_LOCK) before the
-workers start; the worker that takes the lock (flock) keeps it as long as it lives and runs the
-checks, the others skip the period. A worker that dies lets go of it (the kernel does), and
+makes a private directory (0700) and names it in KEYSTEAD_CHECKS_LOCK before the workers start;
+the worker that takes the lock on its file `lease` (flock) keeps it as long as it lives and
+runs the checks, the others skip the period. A worker that dies lets go of it (the kernel does), and
 another takes it at its next period. Without the variable (one process), or when the file
 cannot be opened, every process runs them: a check run twice costs little, one skipped hides an
 outage.
@@ -16,9 +16,9 @@ import contextlib
 import fcntl
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
+
+from keystead.private_files import private_dir_in_env
 
 __all__ = ["CHECKS_LOCK_ENV", "WorkerLease", "workers_lock"]
 
@@ -29,25 +29,16 @@ CHECKS_LOCK_ENV = "KEYSTEAD_CHECKS_LOCK"
 
 @contextlib.contextmanager
 def workers_lock() -> Iterator[str]:
-    """A lock file in a fresh private directory, named in KEYSTEAD_CHECKS_LOCK for the workers
-    about to start; removed (and the variable restored) on exit."""
-    previous = os.environ.get(CHECKS_LOCK_ENV)
-    directory = tempfile.mkdtemp(prefix="keystead-checks-")  # mode 0700
-    path = os.path.join(directory, "lease")
-    os.environ[CHECKS_LOCK_ENV] = path
-    try:
-        yield path
-    finally:
-        if previous is None:
-            os.environ.pop(CHECKS_LOCK_ENV, None)
-        else:
-            os.environ[CHECKS_LOCK_ENV] = previous
-        shutil.rmtree(directory, ignore_errors=True)
+    """A fresh private directory for the lock file, named in KEYSTEAD_CHECKS_LOCK for the
+    workers about to start; removed (and the variable restored) on exit."""
+    with private_dir_in_env(CHECKS_LOCK_ENV, "keystead-checks-") as directory:
+        yield str(directory)
 
 
 class WorkerLease:
-    def __init__(self, path: str | None):
-        self._path = path
+    def __init__(self, directory: str | None):
+        """`directory`: what KEYSTEAD_CHECKS_LOCK names (None: one process, no lock)."""
+        self._path = os.path.join(directory, "lease") if directory else None
         self._fd: int | None = None
 
     def held(self) -> bool:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from keystead.private_files import private_dir_in_env
 
 __all__ = ["MULTIPROC_ENV", "mark_dead", "multiprocess_dir", "single_process"]
 
@@ -26,17 +26,8 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 def multiprocess_dir() -> Iterator[Path]:
     """A fresh 0700 directory in PROMETHEUS_MULTIPROC_DIR for the workers' metric files, removed
     (and the variable restored) on exit."""
-    previous = os.environ.get(MULTIPROC_ENV)
-    path = Path(tempfile.mkdtemp(prefix="keystead-metrics-"))  # mode 0700
-    os.environ[MULTIPROC_ENV] = str(path)
-    try:
+    with private_dir_in_env(MULTIPROC_ENV, "keystead-metrics-") as path:
         yield path
-    finally:
-        if previous is None:
-            os.environ.pop(MULTIPROC_ENV, None)
-        else:
-            os.environ[MULTIPROC_ENV] = previous
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def single_process() -> None:
