@@ -6,7 +6,8 @@ start-up: time from exec to the first 200 from /readyz (polled every 2 ms), medi
 starts on a store that already exists (the first start, which creates and migrates it, is
 not counted). broken stream: the server's RSS (from /proc) after a warm-up request that has its
 usage, then after the first stream the mock cuts short (`[[mock:disconnect_after=K]]`), whose
-usage keystead must estimate itself.
+usage keystead must estimate itself. keystead's bytecode is cached (the first start writes it),
+as in an installed package, even where PYTHONDONTWRITEBYTECODE is set.
 
 `--src` measures another checkout's keystead (the before figures) with this script.
 """
@@ -32,9 +33,13 @@ import yaml
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
-def _env(src: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYSTEAD_")}
+def _env(src: Path, pycache: Path) -> dict[str, str]:
+    """keystead from `src`, with its bytecode cached (as an installed package has it: pip
+    compiles on install) in `pycache`, whatever PYTHONDONTWRITEBYTECODE says here."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("KEYSTEAD_") and k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPATH"] = str(src)
+    env["PYTHONPYCACHEPREFIX"] = str(pycache)
     return env
 
 
@@ -148,8 +153,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--src", type=Path, default=SRC)
     args = parser.parse_args()
-    env = _env(args.src.resolve())
     with tempfile.TemporaryDirectory() as directory:
+        env = _env(args.src.resolve(), Path(directory) / "pycache")
         config = _prepare(Path(directory), env)
         proc, _, first = _start(config, env)  # creates and migrates the store
         _stop(proc)
