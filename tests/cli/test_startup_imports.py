@@ -9,6 +9,7 @@ module and the chain that pulled it in (`python -X importtime -m keystead ...` s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -122,3 +123,60 @@ def test_embedded_runtime_commands_load_no_metrics_or_tracing(project: Project, 
     modules = _modules(tmp_path, "--config", str(project.config), *command,
                        env={"KEYSTEAD_MASTER_KEY": project.master_key}, codes=(0, 1, None))
     assert _loaded(modules, ("prometheus_client", "opentelemetry")) == []
+
+
+# What a serving gateway never loads with the default config (SQLite, tracing off), from its
+# start through a stream the upstream cuts short, whose usage it estimates: the tokenizer
+# (76-79 MB of tables), migrations (the store exists), the admin API's framework (loaded on the
+# first admin call), tracing, Redis, PostgreSQL, and what only some providers or routes need.
+SERVE_NEVER = ("tiktoken", "regex", "alembic", "fastapi", "starlette", "opentelemetry",
+               "jsonschema", "boto3", "botocore", "redis", "keystead.cli.demo",
+               "keystead.cli.demo_runtime", *POSTGRES)
+
+_SERVE_PROBE = """
+import atexit, json, sys
+report = sys.argv[1]
+def dump():
+    with open(report, "w") as out:
+        json.dump(sorted(sys.modules), out)
+atexit.register(dump)
+sys.argv = ["keystead", *sys.argv[2:]]
+from keystead.cli.main import main
+main()
+"""
+
+
+def test_serve_loads_neither_tokenizer_nor_migrations_nor_admin_framework(
+        tmp_path: Path) -> None:
+    from e2e.harness import (
+        free_port,
+        http,
+        prepare_config,
+        run_cli,
+        spawn,
+        stop,
+        wait_for_rows,
+        wait_ready,
+    )
+
+    config = prepare_config(tmp_path)
+    key = json.loads(run_cli("keys", "create", "dev-probe-app", "--json",
+                             config=config).stdout)["key"]
+    report, log, port = tmp_path / "serve-modules.json", tmp_path / "serve.log", free_port()
+    with log.open("ab") as sink:
+        proc = spawn([sys.executable, "-c", _SERVE_PROBE, str(report), "--config", str(config),
+                      "serve", "--port", str(port)], cwd=tmp_path, stderr=sink)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, proc, log)
+        chat = {"model": "gpt-4o-mini", "stream": True, "messages": [
+            {"role": "user", "content": "A long story [[mock:disconnect_after=3]]"}]}
+        with contextlib.suppress(OSError):  # the cut itself
+            http("POST", base + "/v1/chat/completions", body=chat,
+                 headers={"authorization": f"Bearer {key}"})
+        # Its usage was estimated (and written) before the server stops.
+        wait_for_rows(tmp_path / "keystead.db", "usage_estimated = 1 AND stream = 1", (), 1)
+    finally:
+        assert stop(proc) == 0, log.read_text()
+    modules = json.loads(report.read_text())
+    assert _loaded(modules, SERVE_NEVER) == []

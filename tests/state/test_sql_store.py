@@ -1052,6 +1052,25 @@ def test_a_failed_batch_leaves_neither_ledger_nor_rollups(store):
     assert [(r.group, r.requests) for r in rows] == [("prod-app-chat", 2)]
 
 
+def test_values_the_database_or_its_driver_refuses_are_invalid_records(store):
+    # PostgreSQL refuses a name longer than its column (22001) and asyncpg an integer where a
+    # string goes; SQLite stores both. Either way the batch is all or nothing.
+    too_long = usage("long", key_id="aaaaaaaa", key_name="k" * 300)
+    wrong_type = usage("typed", key_id=12345678)
+
+    async def body(s: SQLStore) -> tuple[list[str], list[Any]]:
+        for broken in (too_long, wrong_type):
+            if s.dialect == "postgresql":
+                with pytest.raises(InvalidRecord):
+                    await s.insert_usage([LEDGER[0], broken])
+        return ([r.request_id for r in await s.recent_usage(10)],
+                await s.query_usage("key", since=0))
+
+    ledger, rows = run(store, body)
+    assert ledger == []
+    assert rows == []
+
+
 def test_unknown_filter_is_an_error(store):
     async def body(s: SQLStore) -> None:
         with pytest.raises(ValueError, match="colour"):

@@ -26,9 +26,9 @@ from keystead.pipeline import relay
 from keystead.pipeline.context import RequestContext
 from keystead.pipeline.sse import MessagesRelay
 from keystead.routing.table import Route
+from keystead.usage.approx_tokens import text_tokens
 from keystead.usage.extract import MessagesUsage
 from keystead.usage.prices import TokenUsage
-from keystead.usage.tokens import count_text
 
 __all__ = ["client_headers", "ensure_envelope", "estimate", "estimate_cut_stream",
            "not_anthropic", "pass_headers"]
@@ -132,7 +132,7 @@ def _prompt_tokens(model: str, view: Any) -> int:
     for message in messages:
         if isinstance(message, dict):
             _block_texts(message.get("content"), parts)
-    return count_text("\n".join(parts), model) + 3 * len(messages) + 3
+    return text_tokens("\n".join(parts)) + 3 * len(messages) + 3
 
 
 def _streamed_text(payloads: list[bytes]) -> str:
@@ -161,7 +161,7 @@ def estimate(model: str, view: Any, response_body: bytes | None,
         if isinstance(document, dict):
             _block_texts(document.get("content"), parts)
         text = "".join(parts)
-    output = count_text(text, model) if text else 0
+    output = text_tokens(text) if text else 0
     if reported is not None and reported.input_tokens is not None:
         reported_output = reported.output_tokens or 0
         return MessagesUsage(reported.input_tokens, max(output, reported_output),

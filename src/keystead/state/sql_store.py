@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 import os
+import sqlite3
 import stat
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -134,7 +136,6 @@ class SQLStore:
         # SQLite has one writer: queue ours instead of failing with "database is locked".
         # PostgreSQL takes row locks itself, so it gets no lock (None).
         self._write_lock: asyncio.Lock | None = None
-        self._rollup_upsert: Any = None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -166,7 +167,6 @@ class SQLStore:
                 self._write_lock = asyncio.Lock()
             else:
                 self._write_lock = None
-            self._rollup_upsert = _rollup_upsert(self._insert(t.usage_hourly))
             async with engine.begin() as conn:
                 if engine.dialect.name == "postgresql":
                     await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
@@ -399,18 +399,48 @@ class SQLStore:
 
     # usage
     async def insert_usage(self, records: Sequence[UsageRecord]) -> None:
+        """The batch into the ledger and its sums into the hourly rollups, in one transaction.
+
+        On the driver itself (`executemany` of two prepared statements): SQLAlchemy's per-row
+        parameter processing cost more than the database's work on a batch of 500.
+        """
         if not records:
             return
-        ledger = [_usage_values(r) for r in records]
-        rollups = _rollups(ledger)
+        ledger = [_ledger_row(r) for r in records]
+        rollups = _rollups(records, ledger)
         try:
-            async with self._begin() as conn:
-                await conn.execute(t.usage.insert(), ledger)
-                await conn.execute(self._rollup_upsert, rollups)
-        except DBAPIError as exc:
+            if self._write_lock is None:
+                await self._insert_usage_asyncpg(ledger, rollups)
+            else:
+                await self._insert_usage_sqlite(ledger, rollups)
+        except Exception as exc:
             if _refused_values(exc):
-                raise InvalidRecord(str(exc.orig)) from exc
+                raise InvalidRecord(str(getattr(exc, "orig", None) or exc)) from exc
             raise
+
+    async def _insert_usage_sqlite(self, ledger: list[tuple[Any, ...]],
+                                   rollups: list[tuple[Any, ...]]) -> None:
+        async with self._begin() as conn:
+            # The sqlite3 connection under aiosqlite opens its transaction before the first
+            # INSERT; SQLAlchemy's begin() block commits it or rolls it back.
+            driver = await _driver(conn)
+            await driver.executemany(_LEDGER_INSERT.sqlite, ledger)
+            await driver.executemany(_ROLLUP_UPSERT.sqlite, rollups)
+
+    async def _insert_usage_asyncpg(self, ledger: list[tuple[Any, ...]],
+                                    rollups: list[tuple[Any, ...]]) -> None:
+        async with self.engine.connect() as conn:
+            # asyncpg's own transaction: SQLAlchemy has not begun one on this connection (it
+            # runs nothing here), so its rollback when the connection returns is a no-op.
+            driver = await _driver(conn)
+            try:
+                async with driver.transaction():
+                    await driver.executemany(_LEDGER_INSERT.postgresql, ledger)
+                    await driver.executemany(_ROLLUP_UPSERT.postgresql, rollups)
+            except BaseException:
+                if driver.is_closed():  # a broken connection goes, not back to the pool
+                    await conn.invalidate()
+                raise
 
     async def query_usage(self, group_by: GroupBy, since: float, until: float | None = None,
                           filters: Mapping[Dimension, str] | None = None) -> list[UsageRow]:
@@ -611,6 +641,14 @@ class SQLStore:
         return {str(r[0]): int(r[1]) for r in await self._read(statement)}
 
 
+async def _driver(conn: AsyncConnection) -> Any:
+    """The driver's own connection (aiosqlite's or asyncpg's) under a SQLAlchemy one."""
+    driver = (await conn.get_raw_connection()).driver_connection
+    if driver is None:
+        raise RuntimeError("the store's connection has no driver connection")
+    return driver
+
+
 def _sealed(row: Any) -> SealedRecord:
     return SealedRecord(id=row.id, wrapped_key=bytes(row.wrapped_key),
                         ciphertext=bytes(row.ciphertext), master_key_id=row.master_key_id)
@@ -619,11 +657,16 @@ def _sealed(row: Any) -> SealedRecord:
 _USAGE_FIELDS = tuple(f for f in UsageRecord.__slots__ if f not in ("cost_usd", "saved_usd"))
 
 
-def _usage_values(record: UsageRecord) -> dict[str, Any]:
-    values = {name: getattr(record, name) for name in _USAGE_FIELDS}
-    values["cost_nanousd"] = int((record.cost_usd / _NANO).to_integral_value())
-    values["saved_nanousd"] = int((record.saved_usd / _NANO).to_integral_value())
-    return values
+_usage_fields = operator.attrgetter(*_USAGE_FIELDS)
+
+
+def _nanousd(amount: Decimal) -> int:
+    return int((amount / _NANO).to_integral_value())
+
+
+def _ledger_row(record: UsageRecord) -> tuple[Any, ...]:
+    """The record as the ledger's columns (_LEDGER_COLUMNS), ready for the driver."""
+    return (*_usage_fields(record), _nanousd(record.cost_usd), _nanousd(record.saved_usd))
 
 
 def _usage_from_row(row: Any) -> UsageRecord:
@@ -657,49 +700,78 @@ def _group_label(group_by: GroupBy, value: Any) -> str | None:
     return str(value) if value else None  # '' is how the rollups store "none"
 
 
-def _rollup_upsert(insert: postgresql.Insert | sqlite.Insert) -> Any:
-    """INSERT a rollup row, or add its sums to the row of the same hour and dimensions."""
-    table = t.usage_hourly
-    return insert.on_conflict_do_update(
-        index_elements=[table.c[name] for name in _ROLLUP_KEY],
-        set_={name: table.c[name] + insert.excluded[name] for name in t.ROLLUP_SUMS})
-
-
-def _rollups(ledger: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A batch of ledger rows summed per hour and dimensions: one upsert per group, not per row.
+def _rollups(records: Sequence[UsageRecord], ledger: Sequence[tuple[Any, ...]]
+             ) -> list[tuple[Any, ...]]:
+    """A batch summed per hour and dimensions (_ROLLUP_COLUMNS): one upsert per group, not per
+    row. `ledger` is the batch as _ledger_row made it (its amounts in nano-dollars).
 
     Sorted, so that concurrent writers on PostgreSQL lock the rows they share in the same order
     (no deadlock), and no group appears twice in one statement (which ON CONFLICT refuses).
     """
     sums: dict[tuple[Any, ...], list[Any]] = {}
-    for row in ledger:
-        group = (int(row["ts"] // _HOUR) * _HOUR, row["key_id"] or "", row["key_name"] or "",
-                 row["team"] or "", row["env"] or "", row["feature"] or "", row["route"] or "",
-                 row["model_served"] or row["model_requested"] or "", row["provider"] or "",
-                 row["endpoint"] or "")
-        checked = row["schema_valid"] is not None
-        values = (1, 1 if row["status"] >= 400 else 0, row["prompt_tokens"],
-                  row["completion_tokens"], row["cached_tokens"], row["cost_nanousd"],
-                  row["latency_ms"], row["attempts"] - 1, 1 if row["fallback"] else 0,
-                  1 if row["cache"] == "hit" else 0, row["saved_nanousd"], 1 if checked else 0,
-                  1 if checked and not row["schema_valid"] else 0, 1 if row["degraded"] else 0)
+    for r, row in zip(records, ledger, strict=True):
+        group = (int(r.ts // _HOUR) * _HOUR, r.key_id or "", r.key_name or "", r.team or "",
+                 r.env or "", r.feature or "", r.route or "",
+                 r.model_served or r.model_requested or "", r.provider or "", r.endpoint or "")
+        checked = r.schema_valid is not None
+        values = (1, 1 if r.status >= 400 else 0, r.prompt_tokens, r.completion_tokens,
+                  r.cached_tokens, row[_COST], r.latency_ms, r.attempts - 1,
+                  1 if r.fallback else 0, 1 if r.cache == "hit" else 0, row[_SAVED],
+                  1 if checked else 0, 1 if checked and not r.schema_valid else 0,
+                  1 if r.degraded else 0)
         total = sums.get(group)
         if total is None:
             sums[group] = list(values)
         else:
             for i, value in enumerate(values):
                 total[i] += value
-    return [{**dict(zip(_ROLLUP_KEY, group, strict=True)),
-             **dict(zip(t.ROLLUP_SUMS, total, strict=True))}
+    # latency_ms_sum is a float column: asyncpg encodes a float8 from a float only.
+    return [(*group, *total[:6], float(total[6]), *total[7:])
             for group, total in sorted(sums.items())]
 
 
-def _refused_values(exc: DBAPIError) -> bool:
+class _Statement:
+    """One statement in both drivers' parameter styles: sqlite3's `?`, asyncpg's `$n`."""
+
+    def __init__(self, text: str, parameters: int):
+        self.sqlite = text.format(values=", ".join("?" * parameters))
+        self.postgresql = text.format(
+            values=", ".join(f"${n}" for n in range(1, parameters + 1)))
+
+
+def _columns(names: Sequence[str]) -> str:
+    return ", ".join(f'"{name}"' for name in names)
+
+
+_LEDGER_COLUMNS = (*_USAGE_FIELDS, "cost_nanousd", "saved_nanousd")
+_COST, _SAVED = len(_USAGE_FIELDS), len(_USAGE_FIELDS) + 1
+_ROLLUP_COLUMNS = (*_ROLLUP_KEY, *t.ROLLUP_SUMS)
+# Built from the schema's own names (constants, no input); every value is a bound parameter.
+_LEDGER_INSERT = _Statement(
+    f'INSERT INTO "usage" ({_columns(_LEDGER_COLUMNS)}) VALUES ({{values}})',  # noqa: S608
+    len(_LEDGER_COLUMNS))
+# INSERT a rollup row, or add its sums to the row of the same hour and dimensions.
+_ADD_SUMS = ", ".join(f'"{name}" = "usage_hourly"."{name}" + excluded."{name}"'
+                      for name in t.ROLLUP_SUMS)
+_ROLLUP_UPSERT = _Statement(
+    f'INSERT INTO "usage_hourly" ({_columns(_ROLLUP_COLUMNS)}) VALUES ({{values}}) '  # noqa: S608
+    f"ON CONFLICT ({_columns(_ROLLUP_KEY)}) DO UPDATE SET {_ADD_SUMS}",
+    len(_ROLLUP_COLUMNS))
+
+
+def _refused_values(exc: BaseException) -> bool:
     """The database refused the values themselves (SQLSTATE class 22 data exception or 23
-    integrity violation), as opposed to being unreachable: a retry cannot help."""
-    if isinstance(exc, (DataError, IntegrityError)):
+    integrity violation, or a value the driver cannot encode), as opposed to being unreachable:
+    a retry cannot help."""
+    if isinstance(exc, DBAPIError):
+        if isinstance(exc, (DataError, IntegrityError)):
+            return True
+        exc = exc.orig if isinstance(exc.orig, BaseException) else exc
+    if isinstance(exc, (sqlite3.IntegrityError, sqlite3.DataError, OverflowError)):
         return True
-    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    if type(exc).__module__.startswith("asyncpg") and isinstance(exc, ValueError):
+        return True  # asyncpg's DataError: a value its codec refused (a str for an integer)
+    code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
     return isinstance(code, str) and code[:2] in ("22", "23")
 
 

@@ -1,6 +1,8 @@
 """Token counts when the provider gives none: no usage in the body, or a stream cut short.
 
-Counted offline with the shipped tokenizers, and flagged `usage_estimated` in the ledger.
+Estimated offline without a tokenizer (usage/approx_tokens.py: no tables to load, so the first
+broken stream costs no memory), and flagged `usage_estimated` in the ledger. `model` stays in
+the signatures: the estimate is the same for every OpenAI encoding today.
 """
 
 from __future__ import annotations
@@ -10,13 +12,15 @@ from typing import Any
 import msgspec
 import orjson
 
+from keystead.usage.approx_tokens import chat_prompt_tokens, text_tokens
 from keystead.usage.prices import TokenUsage
-from keystead.usage.tokens import count_chat_prompt, count_text
 
-__all__ = ["estimate_chat", "estimate_embeddings", "estimate_responses", "streamed_text"]
+__all__ = ["estimate_chat", "estimate_embeddings", "estimate_responses", "json_value",
+           "streamed_text"]
 
 
-def _loads(raw: bytes | msgspec.Raw | None) -> Any:
+def json_value(raw: bytes | msgspec.Raw | None) -> Any:
+    """A request field or payload as JSON; None when absent or not JSON."""
     if not raw:
         return None
     try:
@@ -62,7 +66,7 @@ def streamed_text(payloads: list[bytes]) -> str:
     """The text generated so far in a chat or Responses stream, from its data payloads."""
     parts: list[str] = []
     for payload in payloads:
-        event = _loads(payload)
+        event = json_value(payload)
         if not isinstance(event, dict):
             continue
         if isinstance(event.get("delta"), str):  # Responses API: response.output_text.delta
@@ -74,21 +78,21 @@ def streamed_text(payloads: list[bytes]) -> str:
 
 def estimate_chat(model: str, messages: bytes | None, tools: bytes | None,
                   response_body: bytes | None = None, streamed: str | None = None) -> TokenUsage:
-    prompt = count_chat_prompt(_loads(messages), model, _loads(tools))
-    text = streamed if streamed is not None else _message_text(_loads(response_body))
-    completion = count_text(text, model) if text else 0
+    prompt = chat_prompt_tokens(json_value(messages), json_value(tools))
+    text = streamed if streamed is not None else _message_text(json_value(response_body))
+    completion = text_tokens(text) if text else 0
     return TokenUsage(prompt_tokens=prompt, completion_tokens=completion)
 
 
 def estimate_embeddings(model: str, raw_input: bytes | None) -> TokenUsage:
-    value = _loads(raw_input)
+    value = json_value(raw_input)
     if isinstance(value, str):
-        return TokenUsage(prompt_tokens=count_text(value, model))
+        return TokenUsage(prompt_tokens=text_tokens(value))
     if isinstance(value, list):
         total = 0
         for item in value:
             if isinstance(item, str):
-                total += count_text(item, model)
+                total += text_tokens(item)
             elif isinstance(item, int):
                 total += 1
             elif isinstance(item, list):
@@ -98,10 +102,10 @@ def estimate_embeddings(model: str, raw_input: bytes | None) -> TokenUsage:
 
 
 def estimate_responses(model: str, raw_input: bytes | None, streamed: str | None) -> TokenUsage:
-    value = _loads(raw_input)
+    value = json_value(raw_input)
     if isinstance(value, str):
-        prompt = count_text(value, model)
+        prompt = text_tokens(value)
     else:
-        prompt = count_chat_prompt(value, model) if isinstance(value, list) else 0
+        prompt = chat_prompt_tokens(value) if isinstance(value, list) else 0
     return TokenUsage(prompt_tokens=prompt,
-                      completion_tokens=count_text(streamed, model) if streamed else 0)
+                      completion_tokens=text_tokens(streamed) if streamed else 0)

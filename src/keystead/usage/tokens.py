@@ -1,8 +1,11 @@
-"""Offline token counting (P11), for when a provider reports no usage.
+"""Exact offline token counting with OpenAI's tokenizers (tiktoken).
 
 The rank files ship inside the package (see data/NOTICE.md) and are checked against tiktoken's
-published hashes; nothing is downloaded. Encodings load lazily: a gateway whose providers always
-report usage never pays for them.
+published hashes; nothing is downloaded. Encodings load lazily, and they are large (o200k_base:
+76-79 MB of RSS once loaded), so a serving gateway uses them only for the context-window
+pre-check of a prompt near a route's smallest window (pipeline/window.py). Usage estimates (no
+usage reported, a stream cut short) use usage/approx_tokens.py, which the tests measure
+against this module.
 """
 
 from __future__ import annotations
