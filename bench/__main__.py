@@ -126,6 +126,9 @@ def run(args: argparse.Namespace) -> int:
         "keystead-traced": lambda: start_keystead(upstream_url, cpu=server_cpu,
                                                   name="keystead (tracing on, 100 %)",
                                                   signals=SIGNALS["traced"]),
+        "keystead-traced10": lambda: start_keystead(upstream_url, cpu=server_cpu,
+                                                    name="keystead (tracing on, 10 %)",
+                                                    signals=SIGNALS["traced10"]),
     }
     redis_url = _redis_url()
     if redis_url:
@@ -262,7 +265,7 @@ def main() -> int:
     parser.add_argument("--only", help="comma-separated targets: direct, floor-httpx, "
                                        "floor-aiohttp, floor-granian, floor-granian-asgi, "
                                        "keystead, keystead-route, keystead-cache, "
-                                       "keystead-nometrics, keystead-traced, "
+                                       "keystead-nometrics, keystead-traced, keystead-traced10, "
                                        "keystead-redis, litellm, portkey (all but "
                                        "floor-granian-asgi when omitted)")
     parser.add_argument("--minutes", type=float, default=10.0, help="soak duration")

@@ -86,6 +86,8 @@ SIGNALS = {
     "nometrics": "metrics:\n  enabled: false\n\n",
     "traced": ("tracing:\n  enabled: true\n  endpoint: {upstream}/v1/traces\n"
                "  sample_ratio: 1.0\n\n"),
+    "traced10": ("tracing:\n  enabled: true\n  endpoint: {upstream}/v1/traces\n"
+                 "  sample_ratio: 0.1\n\n"),
 }
 
 
