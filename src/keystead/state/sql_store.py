@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import operator
 import os
-import sqlite3
 import stat
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -18,24 +16,30 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from keystead.state import schema as t
+from keystead.state.ledger_rows import (
+    LEDGER_INSERT,
+    NANO,
+    ROLLUP_UPSERT,
+    ledger_row,
+    refused_values,
+    rollups,
+    usage_from_row,
+)
 from keystead.state.records import (
-    AlertRecord,
     EventRecord,
     KeyRecord,
-    KeySighting,
     Limits,
     ProviderKeyState,
     ProviderRecord,
-    RequestOutcome,
     SealedRecord,
-    SilenceRecord,
     TeamRecord,
     UsageRecord,
 )
+from keystead.state.sql_alerts import AlertTables
 from keystead.state.store import (
     Dimension,
     DuplicateName,
@@ -56,7 +60,6 @@ log = logging.getLogger("keystead.store")
 # time) is not even imported; a test keeps this equal to the migrations' head.
 SCHEMA_HEAD = "0009"
 
-_NANO = Decimal("1e-9")
 _MIGRATIONS = Path(__file__).parent / "migrations"
 # pg_advisory_xact_lock key held while checking and upgrading the schema, so replicas starting
 # together against a new database migrate one after the other instead of colliding.
@@ -128,7 +131,7 @@ def _team_values(team: TeamRecord) -> dict[str, Any]:
     return _json_changes({name: getattr(team, name) for name in TeamRecord.__slots__})
 
 
-class SQLStore:
+class SQLStore(AlertTables):
     def __init__(self, url: str, *, pool_size: int = 10):
         self.url = url
         self.pool_size = pool_size  # PostgreSQL connections kept open (as many again in bursts)
@@ -406,37 +409,37 @@ class SQLStore:
         """
         if not records:
             return
-        ledger = [_ledger_row(r) for r in records]
-        rollups = _rollups(records, ledger)
+        ledger = [ledger_row(r) for r in records]
+        sums = rollups(records, ledger)
         try:
             if self._write_lock is None:
-                await self._insert_usage_asyncpg(ledger, rollups)
+                await self._insert_usage_asyncpg(ledger, sums)
             else:
-                await self._insert_usage_sqlite(ledger, rollups)
+                await self._insert_usage_sqlite(ledger, sums)
         except Exception as exc:
-            if _refused_values(exc):
+            if refused_values(exc):
                 raise InvalidRecord(str(getattr(exc, "orig", None) or exc)) from exc
             raise
 
     async def _insert_usage_sqlite(self, ledger: list[tuple[Any, ...]],
-                                   rollups: list[tuple[Any, ...]]) -> None:
+                                   sums: list[tuple[Any, ...]]) -> None:
         async with self._begin() as conn:
             # The sqlite3 connection under aiosqlite opens its transaction before the first
             # INSERT; SQLAlchemy's begin() block commits it or rolls it back.
             driver = await _driver(conn)
-            await driver.executemany(_LEDGER_INSERT.sqlite, ledger)
-            await driver.executemany(_ROLLUP_UPSERT.sqlite, rollups)
+            await driver.executemany(LEDGER_INSERT.sqlite, ledger)
+            await driver.executemany(ROLLUP_UPSERT.sqlite, sums)
 
     async def _insert_usage_asyncpg(self, ledger: list[tuple[Any, ...]],
-                                    rollups: list[tuple[Any, ...]]) -> None:
+                                    sums: list[tuple[Any, ...]]) -> None:
         async with self.engine.connect() as conn:
             # asyncpg's own transaction: SQLAlchemy has not begun one on this connection (it
             # runs nothing here), so its rollback when the connection returns is a no-op.
             driver = await _driver(conn)
             try:
                 async with driver.transaction():
-                    await driver.executemany(_LEDGER_INSERT.postgresql, ledger)
-                    await driver.executemany(_ROLLUP_UPSERT.postgresql, rollups)
+                    await driver.executemany(LEDGER_INSERT.postgresql, ledger)
+                    await driver.executemany(ROLLUP_UPSERT.postgresql, sums)
             except BaseException:
                 if driver.is_closed():  # a broken connection goes, not back to the pool
                     await conn.invalidate()
@@ -477,10 +480,10 @@ class SQLStore:
         return [
             UsageRow(group=_group_label(group_by, row[0]), requests=int(row[1]),
                      errors=int(row[2]), prompt_tokens=int(row[3]), completion_tokens=int(row[4]),
-                     cached_tokens=int(row[5]), cost_usd=Decimal(int(row[6])) * _NANO,
+                     cached_tokens=int(row[5]), cost_usd=Decimal(int(row[6])) * NANO,
                      avg_latency_ms=float(row[7]) / int(row[1]) if row[1] else 0.0,
                      retries=int(row[8]), fallbacks=int(row[9]), cache_hits=int(row[10]),
-                     saved_usd=Decimal(int(row[11])) * _NANO, schema_checked=int(row[12]),
+                     saved_usd=Decimal(int(row[11])) * NANO, schema_checked=int(row[12]),
                      schema_invalid=int(row[13]), degraded=int(row[14]))
             for row in await self._read(statement)
         ]
@@ -496,149 +499,7 @@ class SQLStore:
         statement = sa.select(t.usage).order_by(t.usage.c.id.desc()).limit(limit)
         if key_id is not None:
             statement = statement.where(t.usage.c.key_id == key_id)
-        return [_usage_from_row(r) for r in await self._read(statement)]
-
-    # alerts: each transition a conditional write, so one replica wins it (and sends)
-    async def fire_alert(self, alert: AlertRecord, cooldown_s: float) -> bool:
-        table = t.alerts
-        values = {"state": "firing", "fired_at": alert.fired_at, "resolved_at": None,
-                  "title": alert.title, "detail": dict(alert.detail), "sent_at": None,
-                  "delivery": None}
-        async with self._begin() as conn:
-            inserted = await conn.execute(self._insert(table).values(
-                rule=alert.rule, subject=alert.subject, **values,
-            ).on_conflict_do_nothing(index_elements=[table.c.rule, table.c.subject]))
-            if inserted.rowcount:
-                return True
-            # Resolved long enough ago (the cool-down): fire again. PostgreSQL re-checks the
-            # WHERE on the row another transaction just changed, so only one UPDATE matches.
-            updated = await conn.execute(table.update().where(
-                (table.c.rule == alert.rule) & (table.c.subject == alert.subject)
-                & (table.c.state == "resolved")
-                & (table.c.resolved_at <= alert.fired_at - cooldown_s)).values(**values))
-            return bool(updated.rowcount)
-
-    async def resolve_alert(self, rule: str, subject: str, now: float,
-                            fired_at: float | None = None) -> bool:
-        table = t.alerts
-        where = (table.c.rule == rule) & (table.c.subject == subject) \
-            & (table.c.state == "firing")
-        if fired_at is not None:  # that firing, not a later one another replica started
-            where &= table.c.fired_at == fired_at
-        result = await self._write(table.update().where(where).values(state="resolved",
-                                                                      resolved_at=now))
-        return bool(result.rowcount)
-
-    async def claim_unsent_alert(self, rule: str, subject: str, fired_at: float,
-                                 now: float) -> bool:
-        table = t.alerts
-        result = await self._write(table.update().where(
-            (table.c.rule == rule) & (table.c.subject == subject)
-            & (table.c.state == "firing") & (table.c.fired_at == fired_at)
-            & table.c.sent_at.is_(None),
-        ).values(sent_at=now, delivery={"*": "resending"}))
-        return bool(result.rowcount)
-
-    async def record_alert_delivery(self, rule: str, subject: str, sent_at: float,
-                                    delivery: Mapping[str, str],
-                                    fired_at: float | None = None) -> None:
-        table = t.alerts
-        where = (table.c.rule == rule) & (table.c.subject == subject)
-        if fired_at is not None:  # not onto a later firing of the same alert
-            where &= table.c.fired_at == fired_at
-        await self._write(table.update().where(where).values(sent_at=sent_at,
-                                                             delivery=dict(delivery)))
-
-    async def list_alerts(self, since: float | None = None) -> list[AlertRecord]:
-        table = t.alerts
-        statement = sa.select(table).order_by(table.c.rule, table.c.fired_at)
-        if since is not None:  # firing ones, and those resolved since `since`
-            statement = statement.where((table.c.state == "firing")
-                                        | (table.c.resolved_at >= since))
-        return [AlertRecord(rule=r.rule, subject=r.subject, state=r.state, fired_at=r.fired_at,
-                            resolved_at=r.resolved_at, title=r.title, detail=dict(r.detail),
-                            sent_at=r.sent_at, delivery=r.delivery)
-                for r in await self._read(statement)]
-
-    async def prune_alerts(self, resolved_before: float) -> int:
-        table = t.alerts
-        result = await self._write(table.delete().where(
-            (table.c.state == "resolved") & (table.c.resolved_at < resolved_before)))
-        return int(result.rowcount or 0)
-
-    async def put_silence(self, silence: SilenceRecord) -> None:
-        table = t.alert_silences
-        statement = self._insert(table).values(
-            target=silence.target, until=silence.until, reason=silence.reason,
-            created_at=silence.created_at, actor=silence.actor)
-        await self._write(statement.on_conflict_do_update(
-            index_elements=[table.c.target],
-            set_={name: statement.excluded[name] for name in ("until", "reason", "created_at",
-                                                              "actor")}))
-
-    async def delete_silence(self, target: str) -> bool:
-        table = t.alert_silences
-        result = await self._write(table.delete().where(table.c.target == target))
-        return bool(result.rowcount)
-
-    async def list_silences(self, now: float) -> list[SilenceRecord]:
-        table = t.alert_silences
-        rows = await self._read(sa.select(table).where(table.c.until > now)
-                                .order_by(table.c.target))
-        return [SilenceRecord(target=r.target, until=r.until, reason=r.reason,
-                              created_at=r.created_at, actor=r.actor) for r in rows]
-
-    async def add_key_sightings(self, sightings: Sequence[KeySighting]) -> None:
-        if not sightings:
-            return
-        table = t.key_sightings
-        # Sorted and without duplicates: one statement, rows locked in the same order by every
-        # writer; a source another gateway recorded first keeps its (earlier) first_seen.
-        unique = {(s.key_id, s.kind, s.value): s for s in sorted(
-            sightings, key=lambda s: -s.first_seen)}
-        rows = [{"key_id": s.key_id, "kind": s.kind, "value": s.value,
-                 "first_seen": s.first_seen} for _, s in sorted(unique.items())]
-        await self._write(self._insert(table).on_conflict_do_nothing(
-            index_elements=[table.c.key_id, table.c.kind, table.c.value]), rows)
-
-    async def new_key_sightings(self, since: float, limit: int = 1000
-                                ) -> list[tuple[KeySighting, float, int]]:
-        table = t.key_sightings
-        # The history of the keys with a new source only (by the primary key), not of every
-        # key: the table only grows, and this runs every evaluation.
-        fresh_keys = sa.select(table.c.key_id).where(table.c.first_seen >= since)
-        history = (sa.select(table.c.key_id, table.c.kind,
-                             sa.func.min(table.c.first_seen).label("first"),
-                             sa.func.count().label("known"))
-                   .where(table.c.key_id.in_(fresh_keys))
-                   .group_by(table.c.key_id, table.c.kind).subquery())
-        statement = (sa.select(table, history.c.first, history.c.known)
-                     .join(history, (history.c.key_id == table.c.key_id)
-                           & (history.c.kind == table.c.kind))
-                     .where(table.c.first_seen >= since)
-                     .order_by(table.c.first_seen).limit(limit))
-        return [(KeySighting(key_id=r.key_id, kind=r.kind, value=r.value,
-                             first_seen=r.first_seen), float(r.first), int(r.known))
-                for r in await self._read(statement)]
-
-    async def request_outcomes(self, since: float) -> list[RequestOutcome]:
-        u = t.usage.c
-        statement = (sa.select(u.provider, u.route, u.status, sa.func.count())
-                     .where(u.ts >= since).group_by(u.provider, u.route, u.status))
-        return [RequestOutcome(provider=r[0], route=r[1], status=int(r[2]), count=int(r[3]))
-                for r in await self._read(statement)]
-
-    async def auth_failures(self, since: float) -> dict[str, int]:
-        u = t.usage.c
-        # The gateway's own 401s (no provider): the key text named this key and was refused.
-        # Grouped by an expression: grouped by the column, SQLite walks the whole ledger in
-        # ix_usage_key_ts order instead of the window's rows by ix_usage_ts.
-        key = sa.func.coalesce(u.key_id, "")
-        statement = (sa.select(key, sa.func.count())
-                     .where(u.ts >= since, u.status == 401, u.provider.is_(None),
-                            u.key_id.is_not(None))
-                     .group_by(key))
-        return {str(r[0]): int(r[1]) for r in await self._read(statement)}
+        return [usage_from_row(r) for r in await self._read(statement)]
 
 
 async def _driver(conn: AsyncConnection) -> Any:
@@ -654,30 +515,8 @@ def _sealed(row: Any) -> SealedRecord:
                         ciphertext=bytes(row.ciphertext), master_key_id=row.master_key_id)
 
 
-_USAGE_FIELDS = tuple(f for f in UsageRecord.__slots__ if f not in ("cost_usd", "saved_usd"))
-
-
-_usage_fields = operator.attrgetter(*_USAGE_FIELDS)
-
-
-def _nanousd(amount: Decimal) -> int:
-    return int((amount / _NANO).to_integral_value())
-
-
-def _ledger_row(record: UsageRecord) -> tuple[Any, ...]:
-    """The record as the ledger's columns (_LEDGER_COLUMNS), ready for the driver."""
-    return (*_usage_fields(record), _nanousd(record.cost_usd), _nanousd(record.saved_usd))
-
-
-def _usage_from_row(row: Any) -> UsageRecord:
-    values = {name: getattr(row, name) for name in _USAGE_FIELDS}
-    return UsageRecord(cost_usd=Decimal(int(row.cost_nanousd)) * _NANO,
-                       saved_usd=Decimal(int(row.saved_nanousd)) * _NANO, **values)
-
-
 # --- hourly rollups -----------------------------------------------------------------------------
 
-_ROLLUP_KEY = ("hour", *t.ROLLUP_DIMENSIONS)
 _ROUTING_SUMS = ("retries", "fallbacks", "cache_hits", "saved_nanousd", "schema_checked",
                  "schema_invalid", "degraded")
 
@@ -698,81 +537,6 @@ def _group_label(group_by: GroupBy, value: Any) -> str | None:
     if group_by == "day":
         return datetime.fromtimestamp(int(value), UTC).strftime("%Y-%m-%d")
     return str(value) if value else None  # '' is how the rollups store "none"
-
-
-def _rollups(records: Sequence[UsageRecord], ledger: Sequence[tuple[Any, ...]]
-             ) -> list[tuple[Any, ...]]:
-    """A batch summed per hour and dimensions (_ROLLUP_COLUMNS): one upsert per group, not per
-    row. `ledger` is the batch as _ledger_row made it (its amounts in nano-dollars).
-
-    Sorted, so that concurrent writers on PostgreSQL lock the rows they share in the same order
-    (no deadlock), and no group appears twice in one statement (which ON CONFLICT refuses).
-    """
-    sums: dict[tuple[Any, ...], list[Any]] = {}
-    for r, row in zip(records, ledger, strict=True):
-        group = (int(r.ts // _HOUR) * _HOUR, r.key_id or "", r.key_name or "", r.team or "",
-                 r.env or "", r.feature or "", r.route or "",
-                 r.model_served or r.model_requested or "", r.provider or "", r.endpoint or "")
-        checked = r.schema_valid is not None
-        values = (1, 1 if r.status >= 400 else 0, r.prompt_tokens, r.completion_tokens,
-                  r.cached_tokens, row[_COST], r.latency_ms, r.attempts - 1,
-                  1 if r.fallback else 0, 1 if r.cache == "hit" else 0, row[_SAVED],
-                  1 if checked else 0, 1 if checked and not r.schema_valid else 0,
-                  1 if r.degraded else 0)
-        total = sums.get(group)
-        if total is None:
-            sums[group] = list(values)
-        else:
-            for i, value in enumerate(values):
-                total[i] += value
-    # latency_ms_sum is a float column: asyncpg encodes a float8 from a float only.
-    return [(*group, *total[:6], float(total[6]), *total[7:])
-            for group, total in sorted(sums.items())]
-
-
-class _Statement:
-    """One statement in both drivers' parameter styles: sqlite3's `?`, asyncpg's `$n`."""
-
-    def __init__(self, text: str, parameters: int):
-        self.sqlite = text.format(values=", ".join("?" * parameters))
-        self.postgresql = text.format(
-            values=", ".join(f"${n}" for n in range(1, parameters + 1)))
-
-
-def _columns(names: Sequence[str]) -> str:
-    return ", ".join(f'"{name}"' for name in names)
-
-
-_LEDGER_COLUMNS = (*_USAGE_FIELDS, "cost_nanousd", "saved_nanousd")
-_COST, _SAVED = len(_USAGE_FIELDS), len(_USAGE_FIELDS) + 1
-_ROLLUP_COLUMNS = (*_ROLLUP_KEY, *t.ROLLUP_SUMS)
-# Built from the schema's own names (constants, no input); every value is a bound parameter.
-_LEDGER_INSERT = _Statement(
-    f'INSERT INTO "usage" ({_columns(_LEDGER_COLUMNS)}) VALUES ({{values}})',  # noqa: S608
-    len(_LEDGER_COLUMNS))
-# INSERT a rollup row, or add its sums to the row of the same hour and dimensions.
-_ADD_SUMS = ", ".join(f'"{name}" = "usage_hourly"."{name}" + excluded."{name}"'
-                      for name in t.ROLLUP_SUMS)
-_ROLLUP_UPSERT = _Statement(
-    f'INSERT INTO "usage_hourly" ({_columns(_ROLLUP_COLUMNS)}) VALUES ({{values}}) '  # noqa: S608
-    f"ON CONFLICT ({_columns(_ROLLUP_KEY)}) DO UPDATE SET {_ADD_SUMS}",
-    len(_ROLLUP_COLUMNS))
-
-
-def _refused_values(exc: BaseException) -> bool:
-    """The database refused the values themselves (SQLSTATE class 22 data exception or 23
-    integrity violation, or a value the driver cannot encode), as opposed to being unreachable:
-    a retry cannot help."""
-    if isinstance(exc, DBAPIError):
-        if isinstance(exc, (DataError, IntegrityError)):
-            return True
-        exc = exc.orig if isinstance(exc.orig, BaseException) else exc
-    if isinstance(exc, (sqlite3.IntegrityError, sqlite3.DataError, OverflowError)):
-        return True
-    if type(exc).__module__.startswith("asyncpg") and isinstance(exc, ValueError):
-        return True  # asyncpg's DataError: a value its codec refused (a str for an integer)
-    code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
-    return isinstance(code, str) and code[:2] in ("22", "23")
 
 
 def _private_database(path: Path) -> None:
