@@ -330,3 +330,25 @@ def test_a_crowd_of_one_rule_goes_out_as_one_digest(tmp_path: Path) -> None:
             await store.close()
 
     asyncio.run(main())
+
+
+def test_alerts_turned_off_resolve_what_fires_without_a_message(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = SQLStore(url(tmp_path))
+        await store.open()
+        try:
+            channel = Recorder()
+            source = Source(alerts_config(), store)
+            alerts = engine(source, channel)
+            await check(store, "check.failed", NOW)
+            await alerts.evaluate(NOW)
+            source.config = alerts_config(enabled=False)  # a reload turned them off
+            [resolved] = await alerts.evaluate(NOW + 1)
+            assert resolved.kind == "resolved" and not resolved.notify
+            assert [r.state for r in await store.list_alerts()] == ["resolved"]
+            await alerts.drain()
+            assert [m.kind for m in channel.sent] == ["firing"]
+        finally:
+            await store.close()
+
+    asyncio.run(main())

@@ -93,6 +93,7 @@ class AlertEngine:
         self._latest: dict[tuple[str, str], asyncio.Task[None]] = {}  # per alert, its last send
         self._pruned_at = 0.0
         self._failing = False
+        self._stood_down = False  # alerts.enabled is false and its firing alerts are resolved
 
     # the loop
     def start(self) -> None:
@@ -121,7 +122,9 @@ class AlertEngine:
         while True:
             config = self.source.config.alerts
             try:
-                if config.enabled:
+                # Turned off: one more round resolves (without a message) what is firing, so
+                # `keystead alerts list` does not show alerts nobody evaluates any more.
+                if config.enabled or not self._stood_down:
                     await self.evaluate()
             except Exception as exc:  # the store is down: said once, then when it is back
                 if not self._failing:
@@ -141,7 +144,8 @@ class AlertEngine:
         config = self.source.config.alerts
         store = self.source.store
         settings = {name: getattr(config.rules, name) for name in RULE_NAMES}
-        enabled = {name for name, rule in settings.items() if rule.enabled}
+        enabled = {name for name, rule in settings.items() if rule.enabled and config.enabled}
+        self._stood_down = not config.enabled
         snapshot, failed = await gather(self.source, now, enabled, self._breakers)
         current: dict[tuple[str, str], Alert] = {}
         evaluated: set[str] = set()
