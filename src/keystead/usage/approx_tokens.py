@@ -16,11 +16,12 @@ is exact and 90% fall between 0.8x and 1.1x. It is an estimate: rows that carry 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
-__all__ = ["chat_prompt_tokens", "text_tokens"]
+__all__ = ["chat_prompt_tokens", "content_text", "text_tokens"]
 
 # o200k_base's pre-tokenizer, in what `re` can say: a word with one leading non-letter (a
 # space, a quote), digits by three, punctuation (with its trailing newlines), newlines,
@@ -46,7 +47,8 @@ def text_tokens(text: str) -> int:
     return total
 
 
-def _content_text(content: Any) -> str:
+def content_text(content: Any) -> str:
+    """A message's text: a string, or the text parts of a list of parts."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
@@ -55,10 +57,13 @@ def _content_text(content: Any) -> str:
     return ""
 
 
-def chat_prompt_tokens(messages: Any, tools: Any = None) -> int:
-    """Prompt tokens of a chat request, by OpenAI's published counting recipe over estimated
-    text counts: 3 tokens of framing per message, 1 more for a name, 3 to prime the reply.
-    Tool calls and tools are counted as their JSON text."""
+def chat_prompt_tokens(messages: Any, tools: Any = None,
+                       count: Callable[[str], int] = text_tokens) -> int:
+    """Prompt tokens of a chat request, by OpenAI's published counting recipe over `count`'s
+    text counts (this module's estimate; tokens.py passes the exact tokenizer): 3 tokens of
+    framing per message, 1 more for a name, 3 to prime the reply. Tool calls and tools are
+    counted as their JSON text: an estimate, since the provider's internal tool format is not
+    public."""
     if not isinstance(messages, list):
         return 0
     total = 3
@@ -68,13 +73,13 @@ def chat_prompt_tokens(messages: Any, tools: Any = None) -> int:
         total += 3
         for field in ("role", "content", "name", "refusal"):
             value = message.get(field)
-            text = _content_text(value) if field == "content" else value
-            if isinstance(text, str):
-                total += text_tokens(text)
+            text = content_text(value) if field == "content" else value
+            if isinstance(text, str) and text:
+                total += count(text)
         if message.get("name"):
             total += 1
         if message.get("tool_calls"):
-            total += text_tokens(orjson.dumps(message["tool_calls"]).decode())
+            total += count(orjson.dumps(message["tool_calls"]).decode())
     if tools:
-        total += text_tokens(orjson.dumps(tools).decode())
+        total += count(orjson.dumps(tools).decode())
     return total

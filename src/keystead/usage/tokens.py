@@ -18,8 +18,9 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-import orjson
 import tiktoken
+
+from keystead.usage.approx_tokens import chat_prompt_tokens
 
 __all__ = ["count_chat_prompt", "count_text", "encoding_for_model"]
 
@@ -83,39 +84,9 @@ def count_text(text: str, model: str) -> int:
     return len(encoding_for_model(model).encode(text, disallowed_special=()))
 
 
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(part.get("text", "") for part in content
-                       if isinstance(part, dict) and isinstance(part.get("text"), str))
-    return ""
-
-
 def count_chat_prompt(messages: Any, model: str, tools: Any = None) -> int:
-    """Prompt tokens of a chat request, by OpenAI's published counting recipe.
-
-    3 tokens of framing per message, 1 more for a name, 3 to prime the reply. Tools are counted
-    as their JSON text: an estimate, since the provider's internal tool format is not public.
-    """
-    if not isinstance(messages, list):
-        return 0
+    """Prompt tokens of a chat request, by OpenAI's published counting recipe
+    (approx_tokens.chat_prompt_tokens), each text counted by `model`'s own tokenizer."""
     encoding = encoding_for_model(model)
-    total = 3
-    for message in messages:
-        if not isinstance(message, dict):
-            continue
-        total += 3
-        for field in ("role", "content", "name", "refusal"):
-            value = message.get(field)
-            text = _content_text(value) if field == "content" else value
-            if isinstance(text, str) and text:
-                total += len(encoding.encode(text, disallowed_special=()))
-        if message.get("name"):
-            total += 1
-        if message.get("tool_calls"):
-            total += len(encoding.encode(orjson.dumps(message["tool_calls"]).decode(),
-                                         disallowed_special=()))
-    if tools:
-        total += len(encoding.encode(orjson.dumps(tools).decode(), disallowed_special=()))
-    return total
+    return chat_prompt_tokens(messages, tools,
+                              lambda text: len(encoding.encode(text, disallowed_special=())))
