@@ -3,52 +3,32 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 
 from cli.helpers import Project, Remote, closed_port
-
-
-class Hook(BaseHTTPRequestHandler):
-    bodies: list[dict[str, Any]] = []
-
-    def do_POST(self) -> None:
-        Hook.bodies.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
+from webhook_receiver import Receiver, webhook_receiver
 
 
 @pytest.fixture
-def hook_url() -> Iterator[str]:
-    Hook.bodies = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hook"
-    finally:
-        server.shutdown()
-        server.server_close()
+def hook() -> Iterator[Receiver]:
+    with webhook_receiver() as receiver:
+        yield receiver
 
 
-def test_alerts_test_says_which_channel_worked(project: Project, hook_url: str) -> None:
+def test_alerts_test_says_which_channel_worked(project: Project, hook: Receiver) -> None:
     project.config.write_text(project.config.read_text() + (
         "alerts:\n  channels:\n"
         "    slack: {type: slack, webhook_url: '${SLACK_URL}'}\n"
         "    down: {type: slack, webhook_url: '${DOWN_URL}'}\n"))
-    env = {"SLACK_URL": hook_url, "DOWN_URL": f"http://127.0.0.1:{closed_port()}/x"}
+    env = {"SLACK_URL": hook.url, "DOWN_URL": f"http://127.0.0.1:{closed_port()}/x"}
     result = project.run("alerts", "test", env=env)
     assert result.exit_code == 1
     assert "slack: ok" in result.output
     assert "down: FAILED (failed: ClientConnectorError)" in result.output
     assert env["DOWN_URL"] not in result.output
-    assert Hook.bodies[0]["text"].startswith(":wave: TEST")
+    assert hook.received[0]["text"].startswith(":wave: TEST")
     only = project.run("alerts", "test", "--channel", "slack", env=env)
     assert only.exit_code == 0 and "down" not in only.output
     assert project.run("alerts", "test", "--channel", "nope", env=env).exit_code == 1

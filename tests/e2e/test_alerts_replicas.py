@@ -12,16 +12,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from backends import backend_config
 from e2e.harness import http, prepare_config, read_env_file, start_servers, stop
+from webhook_receiver import Receiver, webhook_receiver
 
 pytestmark = pytest.mark.e2e
 
@@ -29,47 +28,28 @@ SECRET = "e2e-webhook-secret-0123456789abcdef"
 WINDOW_S = 6
 
 
-class Hook(BaseHTTPRequestHandler):
-    received: list[dict[str, Any]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["content-length"]))
-        parts = dict(p.split("=", 1) for p in self.headers["x-keystead-signature"].split(","))
-        expected = hmac.new(SECRET.encode(), parts["t"].encode() + b"." + body,
-                            hashlib.sha256).hexdigest()
-        fresh = abs(time.time() - int(parts["t"])) < 300
-        if hmac.compare_digest(expected, parts["v1"]) and fresh:
-            Hook.received.append(json.loads(body))
-            self.send_response(204)
-        else:
-            self.send_response(401)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
+def signed(headers: Any, body: bytes) -> bool:
+    """The HMAC signature checked as docs/monitoring.md tells a receiver to, replays refused."""
+    parts = dict(p.split("=", 1) for p in headers["x-keystead-signature"].split(","))
+    expected = hmac.new(SECRET.encode(), parts["t"].encode() + b"." + body,
+                        hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, parts["v1"]) and abs(time.time() - int(parts["t"])) < 300
 
 
 @pytest.fixture
-def hook() -> Iterator[str]:
-    Hook.received = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hook"
-    finally:
-        server.shutdown()
-        server.server_close()
+def hook() -> Iterator[Receiver]:
+    with webhook_receiver(check=signed) as receiver:
+        yield receiver
 
 
 def wait_for(condition: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}: {Hook.received}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.2)
 
 
-def test_three_replicas_send_one_firing_and_one_resolved_message(tmp_path, hook: str) -> None:
+def test_three_replicas_send_one_firing_and_one_resolved_message(tmp_path, hook: Receiver) -> None:
     off = {name: {"enabled": False} for name in (
         "budget", "spend_spike", "error_rate", "rate_limited", "new_source", "rotation",
         "unused_key", "provider_key_out", "breaker_open", "check_failing")}
@@ -82,7 +62,7 @@ def test_three_replicas_send_one_firing_and_one_resolved_message(tmp_path, hook:
         token = read_env_file(tmp_path / ".env")["KEYSTEAD_ADMIN_TOKEN"]
         admin = {"authorization": f"Bearer {token}"}
         logs = [tmp_path / f"replica{n}.log" for n in (1, 2, 3)]
-        started = start_servers(config, logs, env={"ALERT_HOOK_URL": hook,
+        started = start_servers(config, logs, env={"ALERT_HOOK_URL": hook.url,
                                                    "ALERT_HOOK_SECRET": SECRET})
         try:
             bases = [base for _proc, base in started]
@@ -103,19 +83,19 @@ def test_three_replicas_send_one_firing_and_one_resolved_message(tmp_path, hook:
                     status, _, _ = http("POST", base + "/v1/chat/completions", body=chat,
                                         headers=auth)
                     assert status == 401
-            wait_for(lambda: Hook.received, 30, "the firing message")
+            wait_for(lambda: hook.received, 30, "the firing message")
             # every replica evaluates several times while the burst is in the window
-            wait_for(lambda: any(m["kind"] == "resolved" for m in Hook.received),
+            wait_for(lambda: any(m["kind"] == "resolved" for m in hook.received),
                      WINDOW_S + 30, "the resolved message")
             time.sleep(3)  # time for a duplicate to arrive, were there one
-            kinds = [(m["kind"], m["rule"], m["subject"]) for m in Hook.received]
+            kinds = [(m["kind"], m["rule"], m["subject"]) for m in hook.received]
             assert kinds == [("firing", "auth_failures", f"key:{created['id']}"),
                              ("resolved", "auth_failures", f"key:{created['id']}")]
-            firing = Hook.received[0]
+            firing = hook.received[0]
             assert firing["where"]["key"] == "prod-web-chat"
             assert int(firing["numbers"]["401s"]) >= 6
             assert f"keystead incident {created['id']}" in firing["action"]
-            assert created["key"] not in json.dumps(Hook.received)
+            assert created["key"] not in json.dumps(hook.received)
             status, _, body = http("GET", bases[2] + "/admin/alerts", headers=admin)
             [row] = [r for r in json.loads(body) if r["rule"] == "auth_failures"]
             assert row["state"] == "resolved"
@@ -128,4 +108,4 @@ def test_three_replicas_send_one_firing_and_one_resolved_message(tmp_path, hook:
                 stop(proc)
         for log in logs:
             text = log.read_text()
-            assert hook not in text and SECRET not in text
+            assert hook.url not in text and SECRET not in text

@@ -4,13 +4,9 @@ Slack-compatible receiver, `keystead check`, and the checks the gateway ran itse
 
 from __future__ import annotations
 
-import json
 import textwrap
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 import yaml
@@ -18,35 +14,17 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from e2e.harness import http, prepare_config, run_cli, start_server, stop
 from e2e.test_docs_examples import examples
+from webhook_receiver import Receiver, webhook_receiver
 
 pytestmark = pytest.mark.e2e
 
 TOKEN = "walk-metrics-token-0123456789abcdef"
 
 
-class Slack(BaseHTTPRequestHandler):
-    received: list[dict[str, Any]] = []
-
-    def do_POST(self) -> None:
-        Slack.received.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
-        self.send_response(200)
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def slack() -> Iterator[str]:
-    Slack.received = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Slack)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/services/T000/B000/XXXX"
-    finally:
-        server.shutdown()
-        server.server_close()
+def slack() -> Iterator[Receiver]:
+    with webhook_receiver("/services/T000/B000/XXXX") as receiver:
+        yield receiver
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -54,12 +32,12 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
             for family in text_string_to_metric_families(text) for s in family.samples}
 
 
-def test_the_monitoring_walk_works_on_a_real_gateway(tmp_path, slack: str) -> None:
+def test_the_monitoring_walk_works_on_a_real_gateway(tmp_path, slack: Receiver) -> None:
     (example,) = examples("monitoring.md", "monitoring")
     walk = yaml.safe_load(textwrap.dedent(example))
     assert set(walk) == {"metrics", "alerts", "checks", "tracing"}
     config = prepare_config(tmp_path, overrides=walk)
-    env = {"METRICS_TOKEN": TOKEN, "ALERTS_SLACK_URL": slack}
+    env = {"METRICS_TOKEN": TOKEN, "ALERTS_SLACK_URL": slack.url}
     proc, base = start_server(config, tmp_path / "gateway.log", env=env)
     try:
         status, _, _ = http("GET", base + "/metrics")
@@ -82,9 +60,9 @@ def test_the_monitoring_walk_works_on_a_real_gateway(tmp_path, slack: str) -> No
 
         tested = run_cli("alerts", "test", config=config, env=env, cwd=tmp_path)
         assert "oncall" in tested.stdout
-        [message] = Slack.received
+        [message] = slack.received
         assert "keystead" in message["text"].lower() and "test" in message["text"].lower()
-        assert slack not in tested.stdout + tested.stderr  # the URL is a secret
+        assert slack.url not in tested.stdout + tested.stderr  # the URL is a secret
 
         checked = run_cli("check", config=config, env=env, cwd=tmp_path)
         assert "provider:mock" in checked.stdout and "ok" in checked.stdout
