@@ -14,11 +14,14 @@ from keystead.config.model import AdminConfig
 from keystead.runtime import Runtime
 
 
-def summary(project: Project, notes: tuple[str, ...] = (), admin: bool = True) -> str:
+def summary(project: Project, notes: tuple[str, ...] = (), admin: bool = True,
+            **sections: object) -> str:
     async def build() -> str:
         loaded = dataclasses.replace(project.loaded(), notes=notes)
         if not admin:
-            config = loaded.config.model_copy(update={"admin": AdminConfig()})
+            sections["admin"] = AdminConfig()
+        if sections:
+            config = loaded.config.model_copy(update=sections)
             loaded = dataclasses.replace(loaded, config=config)
         runtime = await Runtime.open(loaded, serving=False)
         try:
@@ -47,7 +50,26 @@ def test_the_summary_names_providers_shadowed_names_store_and_docs(project: Proj
     assert f"  store      SQLite {project.db.resolve()}; counters in this process" in text
     assert "docs/providers.md" in text
     assert "sk-summary" not in text
-    assert len(lines) <= 12
+    assert len(lines) <= 13
+    assert ("  signals    metrics http://0.0.0.0:8080/metrics OPEN to the network: it names keys, "
+            "teams and spend; set metrics.token; alerts: no channel (docs/monitoring.md); "
+            "checks: none") in lines
+
+
+def test_the_summary_says_where_the_signals_go(project: Project) -> None:
+    from pydantic import SecretStr
+
+    from keystead.config.alerts import AlertsConfig
+    from keystead.config.checks import ChecksConfig
+    from keystead.config.metrics import MetricsConfig
+
+    text = summary(project, metrics=MetricsConfig(token=SecretStr("m" * 32)),
+                   alerts=AlertsConfig.model_validate({"channels": {"oncall": {
+                       "type": "slack", "webhook_url": "https://hooks.example/x"}}}),
+                   checks=ChecksConfig(every="5m"))
+    assert ("  signals    metrics http://0.0.0.0:8080/metrics (token: metrics.token); alerts to "
+            "1 channel; checks every 5m") in text.splitlines()
+    assert "m" * 32 not in text and "hooks.example" not in text
 
 
 def test_the_summary_shows_routes_unusable_providers_and_notes(project: Project) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 if TYPE_CHECKING:
+    from keystead.config.model import Config
     from keystead.runtime import Runtime
 
 __all__ = ["on_ready", "render"]
@@ -49,6 +50,7 @@ def render(runtime: Runtime, host: str, port: int) -> str:
     token = "token: admin.token" if config.admin.token else \
         "off: no admin.token (set KEYSTEAD_ADMIN_TOKEN)"
     lines.append(f"  admin      {base}/admin ({token}); its docs {base}/admin/docs")
+    lines.append(f"  signals    {_signals(config, base, host)}")
 
     statuses = list(runtime.provider_status.values())
     label = "providers"
@@ -77,9 +79,31 @@ def render(runtime: Runtime, host: str, port: int) -> str:
         lines.append(f"  route      {name} -> {targets}" + (f" ({problem})" if problem else ""))
     lines.append(f"  store      {_store(runtime)}; counters {_counters(runtime)}")
     lines.append("  docs       docs/quickstart.md, docs/providers.md (which provider answers a "
-                 "model), docs/configuration.md")
+                 "model), docs/monitoring.md, docs/configuration.md")
     lines.extend(f"  warning    {note}" for note in loaded.notes)
     return "\n".join(lines)
+
+
+def _signals(config: Config, base: str, host: str) -> str:
+    """Where to watch it, and a warning when per-key metrics are open to the network."""
+    metrics = config.metrics
+    if not metrics.enabled:
+        shown = "metrics off"
+    elif metrics.token is not None:
+        shown = f"metrics {base}/metrics (token: metrics.token)"
+    elif host in ("127.0.0.1", "::1", "localhost"):
+        shown = f"metrics {base}/metrics (open on loopback)"
+    else:
+        shown = (f"metrics {base}/metrics OPEN to the network: it names keys, teams and spend; "
+                 "set metrics.token")
+    alerts = config.alerts
+    channels = len(alerts.channels) if alerts.enabled else 0
+    parts = [shown, f"alerts to {channels} channel{'s' * (channels != 1)}"
+             if channels else "alerts: no channel (docs/monitoring.md)"]
+    parts.append(f"checks every {config.checks.every}" if config.checks.every else "checks: none")
+    if config.tracing.enabled:
+        parts.append(f"traces to {config.tracing.endpoint}")
+    return "; ".join(parts)
 
 
 def _store(runtime: Runtime) -> str:
