@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from keystead.alerts.messages import Message
+from keystead.config.alerts import RULE_NAMES
 from keystead.config.model import Config
 from keystead.state.sql_store import SQLStore
 
@@ -39,9 +40,8 @@ class Recorder:
 
 
 def alerts_config(**alerts: Any) -> Config:
-    off = {name: {"enabled": False} for name in (
-        "budget", "spend_spike", "error_rate", "rate_limited", "auth_failures", "new_source",
-        "rotation", "unused_key", "provider_key_out", "breaker_open")}
+    # every rule off but the one the engine tests drive (check_failing)
+    off = {name: {"enabled": False} for name in RULE_NAMES if name != "check_failing"}
     rules = {**off, **alerts.pop("rules", {})}
     return Config.model_validate({"alerts": {"rules": rules, **alerts}})
 

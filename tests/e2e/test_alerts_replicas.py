@@ -20,6 +20,7 @@ import pytest
 
 from backends import backend_config
 from e2e.harness import http, prepare_config, read_env_file, start_servers, stop
+from keystead.config.alerts import RULE_NAMES
 from webhook_receiver import Receiver, webhook_receiver
 
 pytestmark = pytest.mark.e2e
@@ -50,9 +51,7 @@ def wait_for(condition: Any, timeout: float, what: str) -> None:
 
 
 def test_three_replicas_send_one_firing_and_one_resolved_message(tmp_path, hook: Receiver) -> None:
-    off = {name: {"enabled": False} for name in (
-        "budget", "spend_spike", "error_rate", "rate_limited", "new_source", "rotation",
-        "unused_key", "provider_key_out", "breaker_open", "check_failing")}
+    off = {name: {"enabled": False} for name in RULE_NAMES if name != "auth_failures"}
     with backend_config("scaleout") as backend:
         config = prepare_config(tmp_path, overrides={**backend, "alerts": {
             "evaluate_every": "1s", "cooldown": "1h",
