@@ -53,8 +53,9 @@ def _lua_string(value: str) -> str:
 
 def run_wrk(url: str, *, connections: int, seconds: float, key: str | None, cpu: str | None,
             body: str = CHAT_BODY, threads: int = 1,
-            headers: dict[str, str] | None = None) -> LoadResult:
-    """`headers` are sent with every request, besides Content-Type and the bearer key."""
+            headers: dict[str, str] | None = None, nice: int = 0) -> LoadResult:
+    """`headers` are sent with every request, besides Content-Type and the bearer key;
+    `nice` lowers wrk's priority (bench/cores.py: the load shares the server's cores)."""
     lines = [f'wrk.headers["Authorization"] = {_lua_string("Bearer " + key)}'] if key else []
     lines += [f"wrk.headers[{_lua_string(name)}] = {_lua_string(value)}"
               for name, value in (headers or {}).items()]
@@ -66,6 +67,8 @@ def run_wrk(url: str, *, connections: int, seconds: float, key: str | None, cpu:
                "--timeout", "10s", "-s", script.name, url]
     if cpu is not None and shutil.which("taskset"):
         command = ["taskset", "-c", cpu, *command]
+    if nice:
+        command = ["nice", "-n", str(nice), *command]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     Path(script.name).unlink()
     line = next(ln for ln in output.splitlines() if ln.startswith("WRKJSON "))
