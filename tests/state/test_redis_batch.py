@@ -245,3 +245,24 @@ def test_a_refused_connection_fails_every_waiting_operation_fast() -> None:
                 assert await raw.exists(c._pool_prefix + "slot:lease") == 0
 
     asyncio.run(main())
+
+
+def test_a_slot_freed_before_the_next_admit_on_the_same_replica_is_free_for_it() -> None:
+    """`max_parallel: 1` and a client that sends its next request as soon as the answer came:
+    the settlement (asked for after the answer went out) is applied before that next admit,
+    whether it is still waiting or already on its way: one connection, one call at a time,
+    settlements first."""
+
+    async def main() -> None:
+        async with redis_counters() as c:
+            slot = Hold("slot", 1, 1)
+            assert (await c.admit("r0", [], [slot], 30)).allowed
+            settling = []
+            for i in range(1, 200):
+                settling.append(asyncio.create_task(c.settle(f"r{i - 1}", {"slot": 0}, [])))
+                for _ in range(i % 3):  # sometimes still waiting, sometimes on its way
+                    await asyncio.sleep(0)
+                assert (await c.admit(f"r{i}", [], [slot], 30)).allowed
+            assert await asyncio.gather(*settling) == [()] * 199
+
+    asyncio.run(main())
