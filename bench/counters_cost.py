@@ -8,7 +8,10 @@ charged a token rate, as a budgeted key with `tpm` is; then it is settled to its
 
 `--src` measures another checkout's keystead (the before figures): the script runs itself
 again with that tree first on the path. Prints client-observed microseconds per call, Redis's
-own microseconds per script call (INFO commandstats), and the memory one settlement leaves.
+own microseconds per script call (INFO commandstats), and the memory one settlement leaves;
+then the same requests from 32 concurrent request loops, as a busy gateway makes them: this
+process's CPU microseconds per request (admit + settle), and script calls per request (one
+per call; gathered calls carry several operations).
 """
 
 from __future__ import annotations
@@ -88,6 +91,7 @@ async def _redis_figures(url: str, requests: int) -> dict[str, float]:
         }
         marker = client.keys("kcost:settled:*")
         figures["marker_bytes"] = float(client.memory_usage(marker[0]) or 0) if marker else 0.0
+        figures.update(await _concurrent(counters, client, requests, rate, holds, period))
         if new_api:
             calls, usec = _evalsha(client)
             for _ in range(1000):
@@ -96,6 +100,25 @@ async def _redis_figures(url: str, requests: int) -> dict[str, float]:
             figures["redis_epoch_us"] = (usec_e - usec) / (calls_e - calls)
     await counters.close()
     return figures
+
+
+async def _concurrent(counters: Any, client: redis.Redis, requests: int, rate: Any,
+                      holds: list[Any], period: float, loops: int = 32) -> dict[str, float]:
+    async def loop(n: int) -> None:
+        for i in range(requests // loops):
+            request_id = f"c{n}-{i}"
+            await counters.admit(request_id, [rate], holds, 30)
+            await counters.settle(request_id, {"inflight": 0, "budget": 120_000},
+                                  [rate._replace(cost=-300)], {"budget": period}, once=True)
+
+    calls, _ = _evalsha(client)
+    started, wall = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(loop(n) for n in range(loops)))
+    cpu, wall = time.process_time() - started, time.perf_counter() - wall
+    done = requests // loops * loops
+    return {"concurrent32_cpu_us_per_request": cpu / done * 1e6,
+            "concurrent32_wall_us_per_request": wall / done * 1e6,
+            "concurrent32_script_calls_per_request": (_evalsha(client)[0] - calls) / done}
 
 
 async def _memory_figures(requests: int) -> dict[str, float]:

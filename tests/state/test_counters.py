@@ -670,6 +670,7 @@ def test_a_redis_that_stops_answering_times_out() -> None:
             assert 0.2 <= time.monotonic() - started < 1.0
             assert isinstance(caught.value.__cause__, redis.exceptions.TimeoutError)
             await counters.close()
+            await asyncio.sleep(0.01)  # the handler sees the client hang up and closes its end
         finally:
             server.close()
             await server.wait_closed()
@@ -685,8 +686,9 @@ def test_the_next_call_works_after_the_connection_was_killed() -> None:
     async def main() -> None:
         async with redis_counters(clock) as c, raw_redis() as raw:
             assert remaining(await c.admit("q1", [rate], [], 30)) == [9]
-            # Kill exactly this client's pooled connection (other tests may share the server).
-            killed = await raw.client_kill_filter(_id=str(await c._redis.client_id()))
+            # Kill exactly the connection admits go on (other tests may share the server).
+            host, port = c._conn._writer.get_extra_info("sockname")[:2]  # type: ignore[union-attr]
+            killed = await raw.client_kill_filter(addr=f"{host}:{port}")
             assert killed == 1
             assert remaining(await c.admit("q2", [rate], [], 30)) == [8]
 

@@ -1,11 +1,16 @@
 """Counters in Redis, shared by every replica: the same semantics as `MemoryCounters`.
 
-Each request-path call is one Lua script (EVALSHA), so an admit is atomic across replicas and costs
-one round trip. Time is Redis server time (`TIME`) so replicas with skewed clocks agree; a `clock`
-can be injected instead (tests step a fake clock, and then the same contract tests run on both
-backends). Floats travel as `%.17g`/`repr` text, which round-trips doubles exactly, so the GCRA
-maths in Lua is bit-for-bit the maths of `gcra()`; the readings are then computed in Python by
-`gcra()` itself from the state the script saw.
+Each call is one Lua script (EVALSHA), so an admit is atomic across replicas. On the request path
+admits and settlements are gathered (`redis_batch.Coalescer`): those that come up while a call is
+on its way go together in the next one, one script call applying each in turn, sent on a
+connection of their own with the command packed by hiredis; so under load a round trip serves
+many requests, and each still waits for its own reply.
+
+Time is Redis server time (`TIME`) so replicas with skewed clocks agree; a `clock` can be
+injected instead (tests step a fake clock, and then the same contract tests run on both backends).
+Floats travel as `%.17g`/`repr` text, which round-trips doubles exactly, so the GCRA maths in
+Lua is bit-for-bit the maths of `gcra()`; the readings are then computed in Python by `gcra()`
+itself from the state the script saw.
 
 Key layout, everything under `prefix` (default "keystead:"):
 
@@ -33,17 +38,21 @@ hash tag in the prefix ("{keystead}:") so that all of a call's keys share a slot
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
+import hiredis
 import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import (
     ClusterDownError,
     NoPermissionError,
+    NoScriptError,
     OutOfMemoryError,
     ReadOnlyError,
     ResponseError,
@@ -66,7 +75,8 @@ from keystead.state.counters import (
     check_settle,
     gcra,
 )
-from keystead.state.redis_lua import ADMIT, EPOCH, READ, REJOIN, RENEW, SEED, SETTLE, TRIP
+from keystead.state.redis_batch import Coalescer, Operation
+from keystead.state.redis_lua import BATCH, EPOCH, READ, REJOIN, RENEW, SEED, TRIP
 
 __all__ = ["RedisCounters"]
 
@@ -79,6 +89,12 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 _SUFFIXES = (":total", ":lease", ":held", ":reserved")
 _BATCH = 500  # pools or leases per script call outside the request path
+
+
+def _pack(parts: tuple[str | int | bytes, ...]) -> bytes:
+    """A command in RESP, packed in C (redis-py packs in Python, a few microseconds per part)."""
+    packed: bytes = hiredis.pack_command(parts)  # type: ignore[arg-type]  # (stub: one part)
+    return packed
 
 
 def _glob_escape(text: str) -> str:
@@ -107,9 +123,14 @@ class RedisCounters:
             socket_timeout=timeout_s, socket_connect_timeout=connect_timeout_s,
             retry=Retry(NoBackoff(), 0), health_check_interval=0)
         self._redis: aioredis.Redis = aioredis.Redis(connection_pool=pool)
+        # The request path's own connection, used by one call at a time (the coalescer's): no
+        # pool to go through. Its timeouts are `_roundtrip`'s, one for the whole call.
+        self._timeout_s = timeout_s
+        self._conn: AbstractConnection = pool.connection_class(
+            **{**pool.connection_kwargs, "socket_timeout": None})
+        self._batch_sha = self._redis.register_script(BATCH).sha
+        self._batch = Coalescer(self._send)
         # register_script reloads a script on NOSCRIPT (after a Redis restart or SCRIPT FLUSH).
-        self._admit = self._redis.register_script(ADMIT)
-        self._settle = self._redis.register_script(SETTLE)
         self._renew = self._redis.register_script(RENEW)
         self._seed = self._redis.register_script(SEED)
         self._read = self._redis.register_script(READ)
@@ -145,6 +166,10 @@ class RedisCounters:
                     raise
                 return await call()
         except _UNAVAILABLE as exc:
+            if isinstance(exc, RedisTimeoutError):
+                # Redis, or the way to it, stalled: the idle connections are as suspect as this
+                # one. They connect again when next used, rather than each time out in turn.
+                await self._redis.connection_pool.disconnect(inuse_connections=False)
             raise CountersUnavailable(f"Redis: {exc}") from exc
         except ResponseError as exc:
             # An error in one of our scripts is a bug and must show as one; anything else Redis
@@ -157,19 +182,61 @@ class RedisCounters:
     async def _call(self, script: AsyncScript, keys: list[str], args: list[str | int]) -> Any:
         return await self._do(lambda: script(keys, args))
 
+    async def _send(self, batch: list[Operation]) -> list[Any]:
+        """One call of the BATCH script for the coalescer's operations."""
+        keys: list[str] = []
+        args: list[str | int | bytes] = [self._now(), len(batch)]
+        for op in batch:
+            keys += op.keys
+            args += (op.kind, len(op.keys), len(op.args))
+            args += op.args
+        packed = _pack(("EVALSHA", self._batch_sha, len(keys), *keys, *args))
+        reply: list[Any] = await self._do(lambda: self._evalsha(packed))
+        return reply
+
+    async def _evalsha(self, packed: bytes) -> Any:
+        try:
+            return await self._roundtrip(packed)
+        except NoScriptError:  # Redis restarted, or SCRIPT FLUSH: load it again
+            await self._roundtrip(_pack(("SCRIPT", "LOAD", BATCH)))
+            return await self._roundtrip(packed)
+
+    async def _roundtrip(self, packed: bytes) -> Any:
+        """Send one packed command on the request path's connection and read its reply, within
+        the timeout (a connection is made first if needed, as redis-py's pool would)."""
+        conn = self._conn
+        if not conn.is_connected:
+            conn.socket_timeout = self._timeout_s  # for the handshake's replies
+            try:
+                await conn.connect()  # type: ignore[no-untyped-call]
+            finally:
+                conn.socket_timeout = None
+        limit = self._timeout_s
+        try:
+            async with asyncio.timeout(limit):
+                await conn.send_packed_command(packed, check_health=False)
+                return await conn.read_response()
+        except (ResponseError, RedisConnectionError):
+            raise  # (an error reply leaves the connection in step; redis-py closed a broken one)
+        except BaseException as exc:
+            # Timed out or cancelled half-way: a late reply would answer the next command.
+            await conn.disconnect(nowait=True)
+            if isinstance(exc, TimeoutError):
+                raise RedisTimeoutError(f"Timeout after {limit}s talking to Redis") from None
+            raise
+
     async def admit(self, request_id: str, rates: Sequence[Rate], holds: Sequence[Hold],
                     lease_s: float) -> Admission:
         check_admit(rates, holds)
         keys = [self._rate_prefix + rate.name for rate in rates]
-        args: list[str | int] = [self._now(), repr(float(lease_s)), request_id, len(rates),
-                                 len(holds)]
+        args: list[str | int] = [repr(float(lease_s)), request_id, len(rates), len(holds)]
         for rate in rates:
             args += (rate.limit, rate.window_s, rate.cost)
         for hold in holds:
             keys += self._pool_keys(hold.name)
             args += (hold.capacity, hold.amount,
                      "" if hold.resets_at is None else repr(float(hold.resets_at)))
-        reply = await self._call(self._admit, keys, args)
+        reply = await self._batch.submit(b"a", keys, args)
         code, now = reply[0], float(reply[1])
         if code == 1:
             return Admission(False, unseeded=tuple(holds[i].name for i in reply[2:]))
@@ -195,8 +262,8 @@ class RedisCounters:
         check_settle(used)
         periods = periods or {}
         keys: list[str] = []
-        args: list[str | int] = [self._now(), request_id, len(used), len(adjust),
-                                 1 if once else 0, SETTLED_MEMORY_S * 1000]
+        args: list[str | int] = [request_id, len(used), len(adjust), 1 if once else 0,
+                                 SETTLED_MEMORY_S * 1000]
         names = list(used)
         for name in names:
             keys += self._pool_keys(name)
@@ -207,7 +274,7 @@ class RedisCounters:
             args += (rate.limit, rate.window_s, rate.cost)
         if once:
             keys.append(self._settled_prefix + request_id)
-        reply = await self._call(self._settle, keys, args)
+        reply = await self._batch.submit(b"s", keys, args)
         return tuple(names[i] for i in reply[1:]) if reply[0] == 1 else ()
 
     async def renew(self, leases: Mapping[str, Sequence[str]], lease_s: float) -> None:
@@ -253,7 +320,8 @@ class RedisCounters:
         return True
 
     async def ping(self) -> None:
-        await self._do(self._redis.ping)
+        """Through the request path (its connection and script): what admits need works."""
+        await self._batch.submit(b"p", (), ())
 
     def _breaker_keys(self, name: str) -> list[str]:
         base = self._breaker_prefix + name
@@ -310,4 +378,7 @@ class RedisCounters:
         return sorted(names)
 
     async def close(self) -> None:
+        """Every operation asked for is sent first (settlements on their way are not lost)."""
+        await self._batch.drain()
+        await self._conn.disconnect()
         await self._redis.aclose(close_connection_pool=True)

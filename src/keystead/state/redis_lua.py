@@ -4,7 +4,7 @@ Every script starts with `LUA_COMMON` (Redis server time unless the caller passe
 exact float text, lease and period helpers). KEYS and ARGV of each are described above it.
 """
 
-__all__ = ["ADMIT", "EPOCH", "READ", "REJOIN", "RENEW", "SEED", "SETTLE", "TRIP"]
+__all__ = ["BATCH", "EPOCH", "READ", "REJOIN", "RENEW", "SEED", "TRIP"]
 
 LUA_COMMON = r"""
 local function clock(arg)
@@ -70,21 +70,38 @@ local function period_over(tk, lk, hk, rk, now)
 end
 """
 
-# KEYS: one per rate, then four per hold (total, lease, held, reserved).
-# ARGV: now|'', lease_s, request id, #rates, #holds, (limit, window, cost) per rate,
-#       (capacity, amount, resets_at|'') per hold.
-# Reply: {code, now, ...}: 1 unseeded hold indexes; 2 refusing rate index, tats;
-#        3 refusing hold index, used, reserved, holders, tats; 0 admitted, tats (before the charge).
-ADMIT = LUA_COMMON + r"""
-local now = clock(ARGV[1])
-local nowstr = f17(now)
-local lease_s, rid = tonumber(ARGV[2]), ARGV[3]
-local nrates, nholds = tonumber(ARGV[4]), tonumber(ARGV[5])
-local h0 = 5 + 3 * nrates
+# The request path: admits and settlements gathered by `RedisCounters` in one event-loop turn,
+# in one call. Each operation is applied as its own script would be, in the order sent
+# (settlements first), and answers as it would alone; an operation's KEYS and ARGV follow
+# those of the one before it.
+# KEYS: each operation's keys. ARGV: now|'', #operations, then per operation: its kind ('a'
+#       admit, 's' settle, 'p' ping: nothing), its number of keys, its number of arguments,
+#       its arguments.
+# Reply: one reply per operation.
+#
+# admit: KEYS: one per rate, then four per hold (total, lease, held, reserved).
+#   ARGV: lease_s, request id, #rates, #holds, (limit, window, cost) per rate,
+#         (capacity, amount, resets_at|'') per hold.
+#   Reply: {code, now, ...}: 1 unseeded hold indexes; 2 refusing rate index, tats;
+#          3 refusing hold index, used, reserved, holders, tats; 0 admitted, tats (before the
+#          charge).
+# settle: KEYS: four per pool (total, lease, held, reserved), then one per rate to adjust, then
+#         the request's settled marker when `once`.
+#   ARGV: request id, #pools, #rates, once (1|0), marker TTL ms,
+#         (used, resets_at|'') per pool, (limit, window, cost) per rate.
+#   Reply: {0} settled; {1, pool indexes} budgets that lost their settled total within their
+#          period (Redis lost its data): nothing changed; {2} settled before (`once`): nothing.
+#
+# In Lua, an operation's keys are KEYS[kb + 1], ... and its arguments ARGV[ab + 1], ...
+BATCH = LUA_COMMON + r"""
+local function admit(now, nowstr, kb, ab)
+local lease_s, rid = tonumber(ARGV[ab + 1]), ARGV[ab + 2]
+local nrates, nholds = tonumber(ARGV[ab + 3]), tonumber(ARGV[ab + 4])
+local h0 = ab + 4 + 3 * nrates
 
 local used, reserved, unseeded = {}, {}, {}
 for i = 1, nholds do
-  local k = nrates + 4 * (i - 1)
+  local k = kb + nrates + 4 * (i - 1)
   local tk, lk, hk, rk = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
   used[i] = 0
   if ARGV[h0 + 3 * i] ~= '' then  -- a budget: it has a settled total and a period
@@ -102,11 +119,11 @@ if #unseeded > 0 then return {1, nowstr, unpack(unseeded)} end
 
 local tats, new_tats, refused = {}, {}, 0
 local stored = {}
-if nrates > 0 then stored = redis.call('MGET', unpack(KEYS, 1, nrates)) end
+if nrates > 0 then stored = redis.call('MGET', unpack(KEYS, kb + 1, kb + nrates)) end
 for j = 1, nrates do
   local tat = stored[j] and tonumber(stored[j]) or 0
   tats[j] = f17(tat)
-  local b = 5 + 3 * (j - 1)
+  local b = ab + 4 + 3 * (j - 1)
   local limit, window, cost = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
   local interval = window / limit
   local new_tat = math.max(tat, now) + cost * interval
@@ -124,15 +141,15 @@ for i = 1, nholds do
   local fits
   if amount > 0 then fits = total <= capacity else fits = total < capacity end
   if not fits then
-    local holders = redis.call('ZCARD', KEYS[nrates + 4 * i - 2])
+    local holders = redis.call('ZCARD', KEYS[kb + nrates + 4 * i - 2])
     return {3, nowstr, i - 1, used[i], reserved[i], holders, unpack(tats)}
   end
 end
 
-for j = 1, nrates do set_tat(KEYS[j], new_tats[j], now) end
+for j = 1, nrates do set_tat(KEYS[kb + j], new_tats[j], now) end
 local deadline, lease_ms = f17(now + lease_s), math.ceil(lease_s * 1000)
 for i = 1, nholds do
-  local k = nrates + 4 * (i - 1)
+  local k = kb + nrates + 4 * (i - 1)
   local lk, hk, rk = KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
   local amount = ARGV[h0 + 3 * i - 1]
   if redis.call('HSETNX', hk, rid, amount) == 0 then  -- the same request again: replace
@@ -144,34 +161,27 @@ for i = 1, nholds do
   outlive_lease(lk, hk, rk, lease_ms)
 end
 return {0, nowstr, unpack(tats)}
-"""
+end
 
-# KEYS: four per pool (total, lease, held, reserved), then one per rate to adjust, then the
-#       request's settled marker when `once`.
-# ARGV: now|'', request id, #pools, #rates, once (1|0), marker TTL ms,
-#       (used, resets_at|'') per pool, (limit, window, cost) per rate.
-# Reply: {0} settled; {1, pool indexes} budgets that lost their settled total within their
-#        period (Redis lost its data): nothing changed; {2} settled before (`once`): nothing.
-SETTLE = LUA_COMMON + r"""
-local now = clock(ARGV[1])
-local rid, npools, nrates = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local function settle(now, kb, ab)
+local rid, npools, nrates = ARGV[ab + 1], tonumber(ARGV[ab + 2]), tonumber(ARGV[ab + 3])
 local lost, counted = {}, {}
 for i = 1, npools do
-  if ARGV[5 + 2 * i] ~= '0' then  -- something to add: is there a total to add it to?
-    counted[i] = redis.call('HEXISTS', KEYS[4 * i - 3], 'used') == 1
-    local resets = ARGV[6 + 2 * i]
+  if ARGV[ab + 4 + 2 * i] ~= '0' then  -- something to add: is there a total to add it to?
+    counted[i] = redis.call('HEXISTS', KEYS[kb + 4 * i - 3], 'used') == 1
+    local resets = ARGV[ab + 5 + 2 * i]
     if not counted[i] and resets ~= '' and tonumber(resets) + PERIOD_GRACE > now then
       lost[#lost + 1] = i - 1
     end
   end
 end
 if #lost > 0 then return {1, unpack(lost)} end
-if ARGV[5] == '1' and not redis.call('SET', KEYS[4 * npools + nrates + 1], '1', 'NX', 'PX',
-                                     ARGV[6]) then
+if ARGV[ab + 4] == '1' and not redis.call('SET', KEYS[kb + 4 * npools + nrates + 1], '1',
+                                          'NX', 'PX', ARGV[ab + 5]) then
   return {2}
 end
 for i = 1, npools do
-  local k = 4 * (i - 1)
+  local k = kb + 4 * (i - 1)
   local tk, lk, hk, rk = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
   local held = redis.call('HGET', hk, rid)
   if held then  -- absent when the lease was reclaimed: nothing to release twice
@@ -184,18 +194,35 @@ for i = 1, npools do
     end
   end
   if counted[i] then
-    redis.call('HINCRBY', tk, 'used', ARGV[5 + 2 * i])
+    redis.call('HINCRBY', tk, 'used', ARGV[ab + 4 + 2 * i])
   end
 end
 for j = 1, nrates do
-  local b = 6 + 2 * npools + 3 * (j - 1)
+  local b = ab + 5 + 2 * npools + 3 * (j - 1)
   local limit, window, cost = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
-  local key = KEYS[4 * npools + j]
+  local key = KEYS[kb + 4 * npools + j]
   local v = redis.call('GET', key)
   local tat = v and tonumber(v) or 0
   set_tat(key, math.max(math.max(tat, now) + cost * window / limit, now), now)
 end
 return {0}
+end
+
+local now = clock(ARGV[1])
+local nowstr = f17(now)
+local out, kb, ab = {}, 0, 5
+for op = 1, tonumber(ARGV[2]) do
+  local kind, nkeys, nargs = ARGV[ab - 2], tonumber(ARGV[ab - 1]), tonumber(ARGV[ab])
+  if kind == 'a' then
+    out[op] = admit(now, nowstr, kb, ab)
+  elseif kind == 's' then
+    out[op] = settle(now, kb, ab)
+  else  -- 'p': a ping of the request path
+    out[op] = 0
+  end
+  kb, ab = kb + nkeys, ab + nargs + 3
+end
+return out
 """
 
 # KEYS: three per lease (lease, held, reserved). ARGV: now|'', lease_s, request id per lease.
