@@ -11,11 +11,12 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from redis.exceptions import ResponseError
 
 from keystead.config.model import LimitsConfig
 from keystead.errors import LimitsUnavailable
 from keystead.pipeline.limits import Limiter
-from keystead.state.counters import CountersUnavailable, Hold, PoolReading, Rate
+from keystead.state.counters import Admission, CountersUnavailable, Hold, PoolReading, Rate
 from keystead.state.records import KeyRecord, Limits
 from keystead.state.redis_counters import RedisCounters
 from redis_support import (
@@ -264,5 +265,28 @@ def test_a_slot_freed_before_the_next_admit_on_the_same_replica_is_free_for_it()
                     await asyncio.sleep(0)
                 assert (await c.admit(f"r{i}", [], [slot], 30)).allowed
             assert await asyncio.gather(*settling) == [()] * 199
+
+    asyncio.run(main())
+
+
+def test_one_operations_script_error_fails_that_operation_only() -> None:
+    """A pool key of the wrong type (another program's, or a hand edit) breaks the requests that
+    use that pool, as it did with a call each: the settlements and admits gathered with them
+    still apply and answer, and no settlement is lost with the bad one."""
+
+    async def main() -> None:
+        async with redis_counters() as c:
+            ok = Hold("ok", 10, 1)
+            assert (await c.admit("r1", [], [ok], 30)).allowed
+            async with raw_redis() as raw:
+                await raw.set(c._pool_prefix + "bad:held", "not a hash")
+            # Settlements first, in the order asked: the bad one is ahead of the good one.
+            bad, settled, admitted = await asyncio.gather(
+                c.settle("rb", {"bad": 0}, []), c.settle("r1", {"ok": 0}, []),
+                c.admit("r2", [], [ok], 30), return_exceptions=True)
+            assert isinstance(bad, ResponseError) and "WRONGTYPE" in str(bad)
+            assert settled == ()
+            assert isinstance(admitted, Admission) and admitted.allowed
+            assert await c.pools("ok") == {"ok": PoolReading(0, 1, 1)}  # r1 gone, r2 holds
 
     asyncio.run(main())

@@ -48,7 +48,8 @@ class Coalescer:
 
     def submit(self, kind: bytes, keys: Sequence[str], args: Sequence[str | int],
                ) -> asyncio.Future[Any]:
-        """Queue an operation; the future gets its reply, or the error of its call."""
+        """Queue an operation; the future gets its reply, or the error of its call, or its own
+        error (`send` answers an exception for an operation that failed alone)."""
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[Any] = loop.create_future()
         (self._settles if kind == b"s" else self._admits).append(
@@ -82,7 +83,11 @@ class Coalescer:
                             op.reply.set_exception(exc)
                     continue
                 for op, reply in zip(batch, replies, strict=True):
-                    if not op.reply.done():  # (a caller that was cancelled: applied all the same)
+                    if op.reply.done():  # (a caller that was cancelled: applied all the same)
+                        continue
+                    if isinstance(reply, Exception):  # that operation's own error
+                        op.reply.set_exception(reply)
+                    else:
                         op.reply.set_result(reply)
         except BaseException:  # cancelled (the loop is closing): nobody waits forever
             for op in batch + self._settles + self._admits:

@@ -97,6 +97,16 @@ def _pack(parts: tuple[str | int | bytes, ...]) -> bytes:
     return packed
 
 
+def _op_error(exc: ResponseError) -> Exception:
+    """An error one operation of BATCH met, told as `_do` tells a script's: Redis unable to
+    serve now (READONLY, OOM...) is CountersUnavailable, anything else a bug that shows."""
+    if isinstance(exc, _UNAVAILABLE):
+        unavailable = CountersUnavailable(f"Redis: {exc}")
+        unavailable.__cause__ = exc
+        return unavailable
+    return exc
+
+
 def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "\\*?[]" else c for c in text)
 
@@ -192,7 +202,8 @@ class RedisCounters:
             args += op.args
         packed = _pack(("EVALSHA", self._batch_sha, len(keys), *keys, *args))
         reply: list[Any] = await self._do(lambda: self._evalsha(packed))
-        return reply
+        # An operation's own error (met inside the script) is its caller's only.
+        return [_op_error(r) if isinstance(r, ResponseError) else r for r in reply]
 
     async def _evalsha(self, packed: bytes) -> Any:
         try:

@@ -77,7 +77,7 @@ end
 # KEYS: each operation's keys. ARGV: now|'', #operations, then per operation: its kind ('a'
 #       admit, 's' settle, 'p' ping: nothing), its number of keys, its number of arguments,
 #       its arguments.
-# Reply: one reply per operation.
+# Reply: one reply per operation; an operation that failed has its error as its reply.
 #
 # admit: KEYS: one per rate, then four per hold (total, lease, held, reserved).
 #   ARGV: lease_s, request id, #rates, #holds, (limit, window, cost) per rate,
@@ -208,18 +208,25 @@ end
 return {0}
 end
 
+local function apply(kind, now, nowstr, kb, ab)
+  if kind == 'a' then return admit(now, nowstr, kb, ab) end
+  if kind == 's' then return settle(now, kb, ab) end
+  return 0  -- 'p': a ping of the request path
+end
+
 local now = clock(ARGV[1])
 local nowstr = f17(now)
 local out, kb, ab = {}, 0, 5
 for op = 1, tonumber(ARGV[2]) do
   local kind, nkeys, nargs = ARGV[ab - 2], tonumber(ARGV[ab - 1]), tonumber(ARGV[ab])
-  if kind == 'a' then
-    out[op] = admit(now, nowstr, kb, ab)
-  elseif kind == 's' then
-    out[op] = settle(now, kb, ab)
-  else  -- 'p': a ping of the request path
-    out[op] = 0
+  -- An error (a key of the wrong type...) is its operation's own reply, as it was with a script
+  -- each (what that operation wrote before it stays, as it did then); the others still apply.
+  local ok, reply = pcall(apply, kind, now, nowstr, kb, ab)
+  if not ok then
+    if type(reply) == 'table' then reply = reply.err end
+    reply = redis.error_reply(tostring(reply))
   end
+  out[op] = reply
   kb, ab = kb + nkeys, ab + nargs + 3
 end
 return out
