@@ -290,3 +290,31 @@ def test_one_operations_script_error_fails_that_operation_only() -> None:
             assert await c.pools("ok") == {"ok": PoolReading(0, 1, 1)}  # r1 gone, r2 holds
 
     asyncio.run(main())
+
+
+def test_an_admit_whose_caller_left_before_it_was_sent_is_not_applied() -> None:
+    """A client that disconnects while its admit waits behind the call on its way: nobody will
+    settle that admit, so it must not take a hold (it would hold a slot, or its worst case of a
+    budget, for a whole lease). A settlement whose caller left still applies, once."""
+
+    async def main() -> None:
+        async with redis_counters() as c:
+            slot = Hold("slot", 10, 1)
+            assert (await c.admit("done", [], [slot], 30)).allowed
+            busy = asyncio.create_task(c.admit("busy", [], [slot], 30))
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # the busy admit is on its way
+            assert c._batch.waiting == 0 and c._batch._sender is not None
+            left = asyncio.create_task(c.admit("left", [], [slot], 30))
+            settling = asyncio.create_task(c.settle("done", {"slot": 0}, []))
+            await asyncio.sleep(0)  # both wait for the next call
+            assert c._batch.waiting == 2
+            left.cancel()
+            settling.cancel()
+            assert (await busy).allowed
+            await c._batch.drain()
+            async with raw_redis() as raw:
+                holders = await raw.zrange(c._pool_prefix + "slot:lease", 0, -1)
+            assert holders == [b"busy"]
+
+    asyncio.run(main())

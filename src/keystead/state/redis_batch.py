@@ -60,6 +60,9 @@ class Coalescer:
         return reply
 
     def _take(self) -> list[Operation]:
+        # An admit (or ping) whose caller left is not sent: nobody would settle its holds.
+        # A settlement is sent all the same: it gives back what its request held.
+        self._admits = [op for op in self._admits if not op.reply.done()]
         batch = self._settles[:self._max_ops]
         del self._settles[:len(batch)]
         room = self._max_ops - len(batch)
@@ -73,6 +76,8 @@ class Coalescer:
         try:
             while self._settles or self._admits:
                 batch = self._take()
+                if not batch:  # (only admits whose callers left)
+                    break
                 self.calls += 1
                 self.operations += len(batch)
                 try:
