@@ -318,3 +318,32 @@ def test_an_admit_whose_caller_left_before_it_was_sent_is_not_applied() -> None:
             assert holders == [b"busy"]
 
     asyncio.run(main())
+
+
+def test_a_call_answered_with_the_wrong_number_of_replies_fails_that_call_only() -> None:
+    """Never with BATCH as written; if it happened, its callers get an error (not a
+    cancellation, which the limiter would not queue for replay) and the operations waiting
+    behind that call are still sent."""
+
+    async def main() -> None:
+        async with redis_counters() as c:
+            slot = Hold("slot", 10, 1)
+            for i in range(2):
+                assert (await c.admit(f"r{i}", [], [slot], 30)).allowed
+            send = c._batch._send
+
+            async def short(batch: list[Any]) -> list[Any]:
+                c._batch._send = send  # this call only
+                return (await send(batch))[:-1]
+
+            c._batch._send = short
+            first = asyncio.create_task(c.settle("r0", {"slot": 0}, []))
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # that call is on its way
+            behind = asyncio.create_task(c.settle("r1", {"slot": 0}, []))
+            failed, settled = await asyncio.gather(first, behind, return_exceptions=True)
+            assert isinstance(failed, Exception) and not isinstance(failed, CountersUnavailable)
+            assert settled == ()
+            assert await c.pools("slot") == {}
+
+    asyncio.run(main())

@@ -87,6 +87,9 @@ class Coalescer:
                         if not op.reply.done():
                             op.reply.set_exception(exc)
                     continue
+                if len(replies) != len(batch):  # (a bug) which reply is whose is unknown
+                    replies = [RuntimeError(f"{len(replies)} replies to a call of "
+                                            f"{len(batch)} operations")] * len(batch)
                 for op, reply in zip(batch, replies, strict=True):
                     if op.reply.done():  # (a caller that was cancelled: applied all the same)
                         continue
