@@ -11,6 +11,8 @@ settlement is in Redis before `settle` returns, as it was when each had its own 
 gathering adds is the wait for the call on its way (one round trip, at most the call's
 timeout). Operations in flight together are concurrent, so any order of them is one they could
 have had with a call each; settlements go first, so an admit sees the capacity they free.
+An admit whose caller left before its call went out is dropped (nobody would settle it); a
+settlement whose caller left is sent all the same.
 """
 
 from __future__ import annotations
