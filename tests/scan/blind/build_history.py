@@ -22,8 +22,9 @@ AUTHOR = ("Dana Developer", "dana@triage-bot.example")
 
 
 def git(repo: Path, *args: str, env: dict[str, str] | None = None) -> None:
-    subprocess.run(["git", "-c", "core.hooksPath=/dev/null", "-c", "commit.gpgsign=false",
-                    "-c", "init.defaultBranch=main", "-c", "core.autocrlf=false", *args], cwd=repo, check=True, env=env,
+    config = ["-c", "core.hooksPath=/dev/null", "-c", "commit.gpgsign=false",
+              "-c", "init.defaultBranch=main", "-c", "core.autocrlf=false"]
+    subprocess.run(["git", *config, *args], cwd=repo, check=True, env=env,
                    stdout=subprocess.DEVNULL)
 
 

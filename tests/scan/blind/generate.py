@@ -19,18 +19,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import history  # noqa: E402
-import repos_data  # noqa: E402
-import repos_extra  # noqa: E402
-import repos_infra  # noqa: E402
-import repos_java  # noqa: E402
-import repos_keystead  # noqa: E402
-import repos_node  # noqa: E402
-import repos_notebooks  # noqa: E402
-import repos_ops  # noqa: E402
-import repos_python  # noqa: E402
-import repos_rust  # noqa: E402
-from corpus_core import Corpus  # noqa: E402
+import history
+import repos_data
+import repos_extra
+import repos_infra
+import repos_java
+import repos_keystead
+import repos_node
+import repos_notebooks
+import repos_ops
+import repos_python
+import repos_rust
+from corpus_core import Corpus
 
 SEED = 16_05_2024
 HERE = Path(__file__).resolve().parent

@@ -21,7 +21,7 @@ def readme(extra: str = "") -> str:
             "## Run\n\n    pip install -r requirements.txt\n    uvicorn bot.app:app\n" + extra)
 
 
-def build(c: Corpus) -> list[dict[str, object]]:  # noqa: PLR0915 (a story, told in order)
+def build(c: Corpus) -> list[dict[str, object]]:
     oa = c.key("openai", "code-assignment", "proj")
     an = c.key("anthropic", "env-file")
     co = c.key("cohere", "env-file")

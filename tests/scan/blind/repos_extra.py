@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-
 import struct
 
 from corpus_core import B62, B64URL, Corpus, fill, github_checksum

@@ -209,7 +209,8 @@ def test_no_prefixed_key_shape_is_left_unlabelled() -> None:
     covered: dict[str, set[int]] = {}
     for lab in LABELS["keys"] + LABELS["negatives"]:
         if lab["where"] == "files":
-            covered.setdefault(lab["path"], set()).update(range(lab["lines"][0], lab["lines"][1] + 1))
+            first, last = lab["lines"]
+            covered.setdefault(lab["path"], set()).update(range(first, last + 1))
     for path in sorted(FILES.rglob("*")):
         if not path.is_file():
             continue
