@@ -15,6 +15,7 @@ def build(c: Corpus) -> None:
     circleci(c)
     dockerfile(c)
     streamlit(c)
+    compose(c)
 
 
 def config_toml(c: Corpus) -> None:
@@ -152,6 +153,31 @@ USER 10001
 ENTRYPOINT ["embed-worker"]
 ''', gq=gq.m, lk=lk.m, dig=c.neg(sha256(c), "hash", "image digest"))
     c.file(f"{R}/Dockerfile", text)
+
+
+def compose(c: Corpus) -> None:
+    rp = c.key("replicate", "docker-compose")
+    hf = c.key("huggingface", "docker-compose")
+    text = fill('''version: "3.9"
+x-common-env: &common-env
+  RUST_LOG: info
+  REDIS_URL: redis://redis:6379/4
+  REPLICATE_API_TOKEN: "<<rp>>"
+
+services:
+  worker:
+    build: .
+    environment:
+      <<: *common-env
+      HF_TOKEN: <<hf>>
+      EMBED_FALLBACK_KEY: <<ph>>
+  redis:
+    image: redis:7-alpine
+    command: ["redis-server", "--requirepass", "<<pw>>"]
+''', rp=rp.m, hf=hf.m,
+        ph=c.neg("${EMBED_FALLBACK_KEY-}", "placeholder", "compose interpolation"),
+        pw=c.neg("dev-redis-password", "placeholder", "a dev default password, says so"))
+    c.file(f"{R}/docker-compose.yml", text)
 
 
 def streamlit(c: Corpus) -> None:

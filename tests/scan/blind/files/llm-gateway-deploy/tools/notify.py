@@ -2,11 +2,11 @@
 
 import httpx
 
-DISCORD_WEBHOOK = "https://discord.com/api/webhooks/8166320419715244545/jmwzoCCwDSxnkVuCzAdRRxIornOhIahnxh6swyUrZwwXzzLc0cQ-3HxTWR22WiO1E3li"
-TEAMS_WEBHOOK_URL = "https://northwindtraders.webhook.office.com/webhookb2/f145f026-a958-4b0b-8ba0-7a1d8020c05a@2aad3ea7-9192-4003-b110-afeadd45faee/IncomingWebhook/5273f09999b13d539b5e64ad56dce012/6b86cef2-7008-4176-bcc9-58800d010067"
+DISCORD_WEBHOOK = "https://discord.com/api/webhooks/5053431329228407390/ahnxh6swyUrZwwXzzLc0cQ-3HxTWR22WiO1E3liIfvulEn_dNKKKTen0unMTx5BtQ1uA"
+TEAMS_WEBHOOK_URL = "https://fabrikam.webhook.office.com/webhookb2/7365fa3f-ea24-4fab-a313-b6cd95aa64b6@090611ac-06e1-49a5-a13d-a8d186cfa111/IncomingWebhook/21fed1d2888214ac3d9509ed3117ec88/19cbbda4-fdb1-4b08-a0c5-1f9e5b0db436"
 SLACK_WEBHOOK_URL = "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"
-TEAMS_BILLING = "https://contoso." + \
-    "webhook.office.com/webhookb2/db5c7211-6c61-41cf-a9ae-09a3b4320d8e@45b93e12-45d9-49c3-96f8-d6d5ccddd87d/IncomingWebhook/8214ac3d9509ed3117ec88b3c000ed5f/2dc92401-4bc3-4af8-bdd0-12f7c080c546/V2uh4BTM_gyYBWB6NdeCz1fnVW9pqaYdqKS_ICQrar7jdVZac"
+TEAMS_BILLING = "https://fabrikam" + \
+    ".webhook.office.com/webhookb2/024fe89a-0327-4a53-a017-1b05abc06cc8@d2251f23-ebd5-4c72-a42f-cdf1b6306e23/IncomingWebhook/0ed5f95e051e6b9f16c6c6e90176d13b/e896432d-b678-4a47-b619-064cc0df76ed"
 EXAMPLE_DISCORD = "https://discord.com/api/webhooks/123456789012345678/abcdefghijklmnopqrstuvwxyz"
 
 

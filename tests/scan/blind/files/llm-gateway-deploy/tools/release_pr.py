@@ -4,8 +4,8 @@ import os
 
 import requests
 
-TOKEN = os.environ.get("GH_TOKEN") or "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"
-SAMPLE_TOKEN = "ghs_DDaNndihcyVE4nDqEEGg07nh2XkBoHgY2TZQ"  # from the unit test of the changelog parser; checksum does not match
+TOKEN = os.environ.get("GH_TOKEN") or "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"
+SAMPLE_TOKEN = "ghs_I9kt2JkDdPIH3dIWQQtbHPd0p2QVX8KXOOoW"  # from the unit test of the changelog parser; checksum does not match
 REPO = "acme/llm-gateway-deploy"
 
 requests.post(f"https://api.github.com/repos/{REPO}/pulls",
