@@ -1,0 +1,7 @@
+location        = "westeurope"
+cohere_api_key  = "<set in terraform cloud>"
+azure_openai_key = ""
+together_api_key = "REPLACE_WITH_TOGETHER_KEY"
+alerts_webhook  = "https://acmecorp.webhook.office.com/webhookb2/3cfbbc4d-35d5-4e7f-abee-3c92a20540f7@404e2f54-ab5a-4855-8e14-4204ff4d1a5e/IncomingWebhook/b2851b8ca58a8c205689c6050f81e5c8/9208f452-c3b5-43d7-a66d-00f32a92a787"
+github_app_installation_id = "51234987"
+openai_api_key  = "TODO"
