@@ -8,18 +8,27 @@ Each file is scanned and counted once, however many times it is reached: named t
 two of the directories given, or through a symbolic link. `ScanStats.files` counts the files
 looked at, the skipped ones included (`skipped_*` say how many and why); sockets, pipes and
 devices are not files to scan and are passed over.
+
+Speed: a text first meets the prefilter, one pass per anchor literal (`bytes.find`) over its
+lowercased bytes; a text holding no detector's anchor (most files) is done. Otherwise only the
+detectors whose anchors it holds run, each once over the whole text, then the views
+(`keystead.scan.views`) where the text has what they unwrap. Directories with many files are
+scanned by a pool of processes, one per core.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import os
 import stat
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from keystead.scan.detectors import DETECTORS, KEY_WORD, Detector, mask
+from keystead.scan import views
+from keystead.scan.context import tied
+from keystead.scan.detectors import ANCHORS, DETECTORS, Detector, mask
 
 __all__ = ["MAX_BYTES", "SKIP_DIRS", "Finding", "ScanStats", "fingerprint", "is_binary",
            "scan_bytes", "scan_paths", "scan_text"]
@@ -28,7 +37,7 @@ MAX_BYTES = 2 * 1024 * 1024
 SKIP_DIRS = frozenset({".git", "node_modules", ".venv", "venv", "__pycache__", ".mypy_cache",
                        ".ruff_cache", ".pytest_cache", ".tox", "site-packages"})
 _SNIFF = 8192
-_NEAR_BEFORE, _NEAR_AFTER, _SHORT_LINE = 80, 40, 400
+_ANCHOR_BYTES = tuple(a.encode() for a in ANCHORS)
 
 
 def fingerprint(detector_id: str, secret: str) -> str:
@@ -45,6 +54,9 @@ class Finding:
     column: int  # 1-based, in characters
     secret: str = field(repr=False)  # never printed: use `masked`
     commit: str | None = None  # with --git: the commit that introduced it
+    # "checksum": the issuer's embedded checksum matched (keystead and GitHub classic keys),
+    # so the finding is a real token, not a look-alike. None: matched by format and context.
+    verified: str | None = None
 
     @property
     def masked(self) -> str:
@@ -61,7 +73,8 @@ class Finding:
     def as_dict(self) -> dict[str, object]:
         return {"detector": self.detector, "provider": self.provider, "path": self.path,
                 "line": self.line, "column": self.column, "secret": self.masked,
-                "fingerprint": self.fingerprint, "commit": self.commit}
+                "fingerprint": self.fingerprint, "commit": self.commit,
+                "verified": self.verified}
 
 
 @dataclass(slots=True)
@@ -74,46 +87,77 @@ class ScanStats:
     commits: int = 0  # with --git
 
 
-def _context_hit(detector: Detector, lines: Sequence[str], index: int, start: int,
-                 end: int) -> bool:
-    """A credential word near the match on its line, and the context word near it or on a
-    neighbouring line. "Near" is a window of characters, so that one minified line of a bundle
-    does not lend its words to every identifier on it."""
-    assert detector.context is not None
-    line = lines[index]
-    here = line[max(0, start - _NEAR_BEFORE): end + _NEAR_AFTER]
-    if not KEY_WORD.search(here):
-        return False
-    window = [here] + [lines[i] for i in (index - 1, index + 1)
-                       if 0 <= i < len(lines) and len(lines[i]) <= _SHORT_LINE]
-    return any(detector.context.search(text) for text in window)
+def _active(low: str | bytes, detectors: Sequence[Detector]) -> list[Detector]:
+    """The detectors one of whose anchors is in `low` (the lowercased text)."""
+    if isinstance(low, bytes):
+        return [d for d in detectors if any(a.encode() in low for a in d.anchors)]
+    return [d for d in detectors if any(a in low for a in d.anchors)]
 
 
-def scan_text(text: str, path: str, detectors: Sequence[Detector] = DETECTORS) -> list[Finding]:
-    """Every finding in `text`, in line order; where two detectors match the same characters,
-    the first in the table wins."""
-    lines = text.splitlines()
-    findings: list[Finding] = []
-    for index, line in enumerate(lines):
-        taken: list[tuple[int, int]] = []
-        for detector in detectors:
-            for match in detector.pattern.finditer(line):
-                start, end = match.span("secret")
-                if any(start < t_end and t_start < end for t_start, t_end in taken):
-                    continue
-                secret = match.group("secret")
-                if not detector.accepts(secret):
-                    continue
-                if detector.context is not None and not _context_hit(detector, lines, index,
-                                                                     start, end):
-                    continue
-                if detector.not_after is not None and detector.not_after.search(line[:start]):
-                    continue
-                taken.append((start, end))
-                findings.append(Finding(detector.id, detector.provider, path, index + 1,
-                                        start + 1, secret))
-    findings.sort(key=lambda f: (f.line, f.column))
-    return findings
+def _scan_view(view: Sequence[str], lines: Sequence[str], detectors: Sequence[Detector],
+               emit: Callable[[Detector, int, int, str], None]) -> None:
+    """Each detector once over the whole view; `emit(detector, line index, start column,
+    secret)` for each accepted match. Where two detectors match the same characters, the first
+    in the table wins."""
+    text = "\n".join(view)
+    starts: list[int] | None = None
+    taken: list[tuple[int, int]] = []
+    for detector in detectors:
+        for match in detector.pattern.finditer(text):
+            start, end = match.span("secret")
+            if any(start < t_end and t_start < end for t_start, t_end in taken):
+                continue
+            secret = match.group("secret")
+            body = match.group("body") if "body" in detector.pattern.groupindex else None
+            if not detector.accepts(secret, body):
+                continue
+            if starts is None:
+                starts = [0]
+                for line in view[:-1]:
+                    starts.append(starts[-1] + len(line) + 1)
+            index = bisect.bisect_right(starts, start) - 1
+            line, column = view[index], start - starts[index]
+            if detector.not_after is not None and detector.not_after.search(line[:column]):
+                continue
+            if detector.context is not None and not tied(detector, line, column,
+                                                         column + len(secret), lines, index):
+                continue
+            taken.append((start, end))
+            emit(detector, index, column, secret)
+
+
+def scan_text(text: str, path: str, detectors: Sequence[Detector] = DETECTORS,
+              active: Sequence[Detector] | None = None) -> list[Finding]:
+    """Every finding in `text`, in line order. `active`: the detectors whose anchors the text
+    holds, if the caller has already looked."""
+    if active is None:
+        active = _active(text.lower(), detectors)
+    if not active:
+        return []
+    lines = text.split("\n")
+    found: dict[tuple[int, str], Finding] = {}
+
+    def keep(detector: Detector, index: int, column: int, secret: str, raw: bool) -> None:
+        if (index, secret) in found:
+            return
+        if not raw:  # a view's column: place it on the original line where it can be seen
+            where = lines[index].find(secret[:8])
+            column = where if where >= 0 else min(column, len(lines[index]))
+        found[(index, secret)] = Finding(detector.id, detector.provider, path, index + 1,
+                                         column + 1, secret,
+                                         verified="checksum" if detector.checksum else None)
+
+    _scan_view(lines, lines, active, lambda d, i, c, s: keep(d, i, c, s, True))
+    derived: list[list[str] | None] = []
+    if any(d.context is not None or d.id == "keystead-master-key" for d in active):
+        derived.append(views.structure(lines))
+    if "\\" in text or "%" in text:
+        derived.append(views.unescaped(lines))
+    derived.append(views.joined(lines))
+    for view in derived:
+        if view is not None:
+            _scan_view(view, lines, active, lambda d, i, c, s: keep(d, i, c, s, False))
+    return sorted(found.values(), key=lambda f: (f.line, f.column))
 
 
 def is_binary(data: bytes) -> bool:
@@ -132,7 +176,11 @@ def scan_bytes(data: bytes, path: str, stats: ScanStats | None = None) -> list[F
         if stats is not None:
             stats.skipped_binary += 1
         return []
-    return scan_text(data.decode("utf-8", errors="replace"), path)
+    low = data.lower()
+    if not any(anchor in low for anchor in _ANCHOR_BYTES):
+        return []
+    return scan_text(data.decode("utf-8", errors="replace"), path,
+                     active=_active(low, DETECTORS))
 
 
 def _walk(root: Path) -> Iterator[Path]:
