@@ -28,8 +28,11 @@ WORDS = ("user", "account", "request", "response", "client", "config", "value", 
          "result", "items", "index", "buffer", "stream", "model", "prompt", "tokens", "budget",
          "limit", "retry", "timeout", "session", "cache", "router", "provider", "upstream",
          "metrics", "span", "trace", "ledger", "invoice", "tenant", "team", "policy", "key_id",
-         "api_key", "secret_name", "token_count", "auth_header", "password_hash", "openai",
-         "anthropic", "mistral_model", "azure_region", "together", "cohere_rerank", "aws_region")
+         "api_key", "secret_name", "token_count", "auth_header", "password_hash", "openai")
+# Provider names are in about one file in six of a real tree (in site-packages, 15% of files
+# mention azure, aws, together, cohere or mistral; 1% hold a key prefix such as sk- or hf_).
+MENTIONS = ("azure_region", "aws_region", "mistral_model", "cohere_rerank",
+            "together with", "deepseek_chat", "sk-learn", "hf_hub_download")
 EXT = (".py", ".py", ".py", ".ts", ".ts", ".js", ".go", ".yaml", ".json", ".md", ".csv", ".log",
        ".txt", ".toml")
 
@@ -56,6 +59,8 @@ def _line(rng: random.Random) -> str:
         return f"    {a}: \"{''.join(rng.choices(B62 + '+/', k=rng.randint(40, 200)))}=\""
     if kind < 0.80:  # a minified bundle's line
         return ";".join(f"var {_ident(rng)}={rng.randint(0, 99)}" for _ in range(60))
+    if kind < 0.8025:
+        return f"    {a} = {rng.choice(MENTIONS)}({b})  # {rng.choice(MENTIONS)}"
     if kind < 0.9:
         return f"    if {a} is None or len({b}) > {rng.randint(1, 512)}:"
     return f"        return await self.{a}.{b}(request, **kwargs)"

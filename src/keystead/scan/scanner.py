@@ -9,9 +9,10 @@ two of the directories given, or through a symbolic link. `ScanStats.files` coun
 looked at, the skipped ones included (`skipped_*` say how many and why); sockets, pipes and
 devices are not files to scan and are passed over.
 
-Speed: a text first meets the prefilter, one pass per anchor literal (`bytes.find`) over its
-lowercased bytes; a text holding no detector's anchor (most files) is done. Otherwise only the
-detectors whose anchors it holds run, each once over the whole text, then the views
+Speed: a text first meets the prefilter, one RE2 pass (a DFA, linear time) looking for all
+the detectors' anchor literals at once; a text holding none of them (most files) is done.
+Otherwise only the detectors whose anchors it holds run, each once over the whole text, then
+the views
 (`keystead.scan.views`) where the text has what they unwrap. Directories with many files are
 scanned by a pool of processes, one per core.
 """
@@ -20,11 +21,18 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import itertools
+import multiprocessing
 import os
+import re
 import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import re2
 
 from keystead.scan import views
 from keystead.scan.context import tied
@@ -37,7 +45,10 @@ MAX_BYTES = 2 * 1024 * 1024
 SKIP_DIRS = frozenset({".git", "node_modules", ".venv", "venv", "__pycache__", ".mypy_cache",
                        ".ruff_cache", ".pytest_cache", ".tox", "site-packages"})
 _SNIFF = 8192
-_ANCHOR_BYTES = tuple(a.encode() for a in ANCHORS)
+# RE2 finds any of ~45 literals in one pass, 20 times faster than Python's re (which tries
+# each alternative at each position) or a `bytes.find` per literal.
+_PREFILTER: Any = re2.compile(  # type: ignore[no-untyped-call]
+    b"(?i)" + b"|".join(re.escape(a).encode() for a in ANCHORS))
 
 
 def fingerprint(detector_id: str, secret: str) -> str:
@@ -86,19 +97,36 @@ class ScanStats:
     blobs: int = 0  # with --git
     commits: int = 0  # with --git
 
+    def add(self, other: ScanStats) -> None:
+        self.files += other.files
+        self.skipped_binary += other.skipped_binary
+        self.skipped_large += other.skipped_large
+        self.skipped_unreadable += other.skipped_unreadable
+        self.blobs += other.blobs
+        self.commits += other.commits
 
-def _active(low: str | bytes, detectors: Sequence[Detector]) -> list[Detector]:
-    """The detectors one of whose anchors is in `low` (the lowercased text)."""
-    if isinstance(low, bytes):
-        return [d for d in detectors if any(a.encode() in low for a in d.anchors)]
-    return [d for d in detectors if any(a in low for a in d.anchors)]
+
+# An anchor found implies the anchors inside it (`logic.azure.com` holds `azure`): RE2 reports
+# the leftmost match only, so those would otherwise go unseen.
+_IMPLIED = {a: frozenset(b for b in ANCHORS if b in a) for a in ANCHORS}
+
+
+def _active(text: str | bytes, detectors: Sequence[Detector]) -> list[Detector]:
+    """The detectors one of whose anchors is in `text` (in any case)."""
+    if isinstance(text, str):
+        text = text.encode("utf-8", errors="replace")
+    hits: set[str] = set()
+    for found in _PREFILTER.findall(text):
+        hits |= _IMPLIED[found.decode().lower()]
+    return [d for d in detectors if not hits.isdisjoint(d.anchors)]
 
 
 def _scan_view(view: Sequence[str], lines: Sequence[str], detectors: Sequence[Detector],
-               emit: Callable[[Detector, int, int, str], None]) -> None:
+               emit: Callable[[Detector, int, int, str], None]) -> int:
     """Each detector once over the whole view; `emit(detector, line index, start column,
     secret)` for each accepted match. Where two detectors match the same characters, the first
-    in the table wins."""
+    in the table wins. Returns how many values had a context format's shape but no tie."""
+    untied = 0
     text = "\n".join(view)
     starts: list[int] | None = None
     taken: list[tuple[int, int]] = []
@@ -112,18 +140,18 @@ def _scan_view(view: Sequence[str], lines: Sequence[str], detectors: Sequence[De
             if not detector.accepts(secret, body):
                 continue
             if starts is None:
-                starts = [0]
-                for line in view[:-1]:
-                    starts.append(starts[-1] + len(line) + 1)
+                starts = [0, *itertools.accumulate(len(line) + 1 for line in view[:-1])]
             index = bisect.bisect_right(starts, start) - 1
             line, column = view[index], start - starts[index]
             if detector.not_after is not None and detector.not_after.search(line[:column]):
                 continue
             if detector.context is not None and not tied(detector, line, column,
                                                          column + len(secret), lines, index):
+                untied += 1
                 continue
             taken.append((start, end))
             emit(detector, index, column, secret)
+    return untied
 
 
 def scan_text(text: str, path: str, detectors: Sequence[Detector] = DETECTORS,
@@ -131,7 +159,7 @@ def scan_text(text: str, path: str, detectors: Sequence[Detector] = DETECTORS,
     """Every finding in `text`, in line order. `active`: the detectors whose anchors the text
     holds, if the caller has already looked."""
     if active is None:
-        active = _active(text.lower(), detectors)
+        active = _active(text, detectors)
     if not active:
         return []
     lines = text.split("\n")
@@ -147,9 +175,11 @@ def scan_text(text: str, path: str, detectors: Sequence[Detector] = DETECTORS,
                                          column + 1, secret,
                                          verified="checksum" if detector.checksum else None)
 
-    _scan_view(lines, lines, active, lambda d, i, c, s: keep(d, i, c, s, True))
+    untied = _scan_view(lines, lines, active, lambda d, i, c, s: keep(d, i, c, s, True))
     derived: list[list[str] | None] = []
-    if any(d.context is not None or d.id == "keystead-master-key" for d in active):
+    # The structure view only ties values the line itself does not: it is read when one of
+    # those is left, or when a master key may sit under a `keystead:` section.
+    if untied or any(d.id == "keystead-master-key" for d in active):
         derived.append(views.structure(lines))
     if "\\" in text or "%" in text:
         derived.append(views.unescaped(lines))
@@ -176,11 +206,10 @@ def scan_bytes(data: bytes, path: str, stats: ScanStats | None = None) -> list[F
         if stats is not None:
             stats.skipped_binary += 1
         return []
-    low = data.lower()
-    if not any(anchor in low for anchor in _ANCHOR_BYTES):
+    if _PREFILTER.search(data) is None:
         return []
     return scan_text(data.decode("utf-8", errors="replace"), path,
-                     active=_active(low, DETECTORS))
+                     active=_active(data, DETECTORS))
 
 
 def _walk(root: Path) -> Iterator[Path]:
@@ -215,22 +244,61 @@ def _files(paths: Iterable[Path]) -> Iterator[tuple[Path, os.stat_result | None]
             yield path, status
 
 
-def scan_paths(paths: Iterable[Path], stats: ScanStats | None = None) -> list[Finding]:
-    """Findings in files and, recursively, directories. Paths are reported as given."""
+def _scan_file(path: Path, status: os.stat_result | None, stats: ScanStats) -> list[Finding]:
+    data = None
+    if status is not None and status.st_size <= MAX_BYTES:
+        try:
+            data = path.read_bytes()
+        except OSError:
+            status = None
+    if data is not None:
+        return scan_bytes(data, path.as_posix(), stats)
+    stats.files += 1
+    if status is None:
+        stats.skipped_unreadable += 1
+    else:
+        stats.skipped_large += 1
+    return []
+
+
+def _scan_chunk(chunk: Sequence[tuple[Path, os.stat_result | None]]
+                ) -> tuple[list[Finding], ScanStats]:
+    stats = ScanStats()
     findings: list[Finding] = []
-    for path, status in _files(paths):
-        data = None
-        if status is not None and status.st_size <= MAX_BYTES:
-            try:
-                data = path.read_bytes()
-            except OSError:
-                status = None
-        if data is not None:
-            findings += scan_bytes(data, path.as_posix(), stats)
-        elif stats is not None:
-            stats.files += 1
-            if status is None:
-                stats.skipped_unreadable += 1
-            else:
-                stats.skipped_large += 1
+    for path, status in chunk:
+        findings += _scan_file(path, status, stats)
+    return findings, stats
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+# Below this many files a pool's start-up (about 50 ms) is not worth it.
+_PARALLEL_FILES, _CHUNK = 2000, 256
+
+
+def scan_paths(paths: Iterable[Path], stats: ScanStats | None = None,
+               workers: int | None = None) -> list[Finding]:
+    """Findings in files and, recursively, directories. Paths are reported as given. Many
+    files are scanned by `workers` processes (default: one per core), in chunks, with the
+    findings in the same order as one process gives."""
+    items = list(_files(paths))
+    workers = _cores() if workers is None else workers
+    if workers < 2 or len(items) < _PARALLEL_FILES:
+        results = [_scan_chunk(items)]
+    else:
+        chunks = [items[i:i + _CHUNK] for i in range(0, len(items), _CHUNK)]
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork" if "fork" in methods else None)
+        with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=context) as pool:
+            results = list(pool.map(_scan_chunk, chunks))
+    findings: list[Finding] = []
+    for found, counted in results:
+        findings += found
+        if stats is not None:
+            stats.add(counted)
     return findings

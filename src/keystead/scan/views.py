@@ -22,6 +22,9 @@ import bisect
 import csv
 import re
 from collections.abc import Sequence
+from typing import Any
+
+import re2
 
 __all__ = ["joined", "structure", "unescaped"]
 
@@ -150,6 +153,11 @@ _JOINER = r"[ \t]*(?:\\?\r?\n\s*)?(?:\+|\.\.?|&|\|\|)?[ \t]*(?:\\?\r?\n\s*)?"
 _CONCAT = re.compile(f"{_PIECE}(?:{_JOINER}{_PIECE})+")
 _ONE_PIECE = re.compile(_PIECE)
 _CONTINUATION = re.compile(r"\\\r?\n[ \t]*")
+# A closing quote, a joiner (or none) and an opening quote: the cheap test (RE2, one pass) that
+# a text may hold two pieces to join, before the full pattern runs.
+_MAY_JOIN: Any = re2.compile(  # type: ignore[no-untyped-call]
+    r"[\"'`][ \t]*(?:\\?\r?\n\s*)?(?:\+|\.\.?|&|\|\|)?[ \t]*"
+    r"(?:\\?\r?\n\s*)?[rRbBuUfF]{0,2}[\"'`]")
 
 
 def _contents(piece: str) -> str:
@@ -172,7 +180,7 @@ def joined(lines: Sequence[str]) -> list[str] | None:
             changed = True
         i = j + 1
     text = "\n".join(lines)
-    if not any(q in text for q in "\"'`"):
+    if _MAY_JOIN.search(text) is None:
         return out if changed else None
     starts = [0]
     for line in lines[:-1]:
