@@ -16,7 +16,8 @@ line) and one of these names the provider:
 4. (through the structure view, see `keystead.scan.views`) the YAML, JSON or TOML path above
    the value, or the CSV column and row it sits in.
 
-A value passed positionally to the provider's client (`cohere.Client("...")`, `Mistral("...")`)
+An AWS secret right after its access key id (`AKIA...:secret`, `AKIA...,secret`) and a value
+passed positionally to the provider's client (`cohere.Client("...")`, `Mistral("...")`)
 needs no credential word. A generic name alone (`api_key = "<32 characters>"`) is not enough.
 """
 
@@ -54,6 +55,9 @@ def _neighbour_rule(detector: Detector) -> re.Pattern[str]:
 
 
 _CALL = re.compile(r"[\w.]*\(\s*[\"'`]?$")
+# An access key id right before the value (`AKIA...:secret@` in a URL, `AKIA...,secret` in the
+# CSV the AWS console downloads): the pair is the credential, whatever the names.
+_AWS_PAIR = re.compile(r"(?:AKIA|ASIA)[A-Z2-7]{16}[\"']?[:,;|\s]{1,4}[\"']?$")
 
 
 def tied(detector: Detector, line: str, start: int, end: int, lines: Sequence[str],
@@ -63,6 +67,8 @@ def tied(detector: Detector, line: str, start: int, end: int, lines: Sequence[st
     assert detector.context is not None
     before = line[max(0, start - _NEAR_BEFORE):start]
     here = before + line[start:end + _NEAR_AFTER]
+    if detector.id == "aws-secret-access-key" and _AWS_PAIR.search(before):
+        return True
     if not KEY_WORD.search(here):
         # Only a positional argument to the provider's client: `cohere.Client("...")`.
         call = _CALL.search(before)

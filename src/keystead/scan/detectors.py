@@ -34,8 +34,9 @@ from keystead.keys.format import parse_key
 __all__ = ["ANCHORS", "DETECTORS", "KEY_WORD", "Detector", "entropy", "github_checksum_ok",
            "is_placeholder", "mask"]
 
-# Characters that continue a token: a match touching one of them is part of something longer.
-_LEFT = r"(?<![A-Za-z0-9_+/-])"
+# Characters that continue a token: a match touching one of them is part of something longer
+# (but a URL's user-info starts right after `://`: `https://ghp_...@github.com`).
+_LEFT = r"(?:(?<![A-Za-z0-9_+/-])|(?<=://))"
 _RIGHT = r"(?![A-Za-z0-9_+/-])"
 
 

@@ -168,6 +168,14 @@ def scan_text(text: str, path: str, detectors: Sequence[Detector] = DETECTORS,
     def keep(detector: Detector, index: int, column: int, secret: str, raw: bool) -> None:
         if (index, secret) in found:
             return
+        if not raw:
+            for spot, f in list(found.items()):
+                if f.line != index + 1 or f.detector != detector.id:
+                    continue
+                if f.secret in secret:  # a piece found alone: the joined key replaces it
+                    del found[spot]
+                elif f.secret[:12] == secret[:12] or f.secret[-12:] == secret[-12:]:
+                    return  # the same key read again through a view (a URL's %2F decoded)
         if not raw:  # a view's column: place it on the original line where it can be seen
             where = lines[index].find(secret[:8])
             column = where if where >= 0 else min(column, len(lines[index]))
