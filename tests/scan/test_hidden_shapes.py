@@ -205,3 +205,9 @@ def test_random_github_shaped_strings_almost_never_pass() -> None:
 def test_a_base64_blob_holding_a_key_is_not_read_as_one() -> None:
     blob = base64.b64encode(f"token={OPENAI}".encode()).decode()
     assert found(f"data: {blob}") == []
+
+
+def test_a_label_names_only_its_item_and_a_random_value_is_never_a_path() -> None:
+    far = "\n".join(f"    x{i} = {i}" for i in range(20))
+    assert found(f'cfg = {{\n    "provider": "azure",\n{far}\n    "token": "{AZURE}",\n}}') == []
+    assert found(f'    "provider": "{AZURE}",\n    region = azure_region(tokens)\n') == []

@@ -39,15 +39,28 @@ _LABEL_KEYS = frozenset({"name", "provider", "type", "id", "kind", "service", "v
                          "platform", "backend", "key", "env", "model_provider", "api_type"})
 _LABEL_VALUE = re.compile(r"^[\"']?(?P<v>[\w.:/-]{1,60})[\"']?,?\s*(?:#.*)?$")
 _OPENS = ("", "{", "[", "|", ">", "|-", ">-", "(", "dict(", "{{")
-_MAX_PATH = 6
+_MAX_PATH, _LABEL_REACH = 6, 8
+
+
+def _label(key: str, rest: str) -> str | None:
+    """The value of a field that names its item (`- name: COHERE_API_KEY`), if it is a name:
+    short, not a random token (a key must never become part of a path)."""
+    if key.lower() not in _LABEL_KEYS:
+        return None
+    match = _LABEL_VALUE.match(rest)
+    if match is None:
+        return None
+    value = match.group("v")
+    return value if len(value) <= 40 and sum(c.isdigit() for c in value) <= 4 else None
 
 
 def _yaml_like(lines: Sequence[str]) -> list[str]:
     out: list[str] = []
-    # (indent, name): keys above the current line; labels sit half a column inside their item.
-    stack: list[tuple[float, str]] = []
+    # (indent, name, line): keys above the current line; a label sits half a column inside its
+    # item and names only the few lines after it (a list item, an object), not a whole block.
+    stack: list[tuple[float, str, int]] = []
     section: str = ""
-    for line in lines:
+    for number, line in enumerate(lines):
         stripped = line.strip()
         if not stripped or stripped[0] in "#;" or stripped.startswith("//"):
             out.append("")
@@ -72,18 +85,18 @@ def _yaml_like(lines: Sequence[str]) -> list[str]:
             while stack and stack[-1][0] >= key_indent:
                 stack.pop()
         path = [section] if section else []
-        path += [name for _, name in stack][-_MAX_PATH:]
-        opens = rest.rstrip(",").strip() in _OPENS
-        if opens:
-            stack.append((key_indent, key))
+        path += [name for at, name, where in stack
+                 if at == int(at) or number - where <= _LABEL_REACH][-_MAX_PATH:]
+        if rest.rstrip(",").strip() in _OPENS:
+            stack.append((key_indent, key, number))
             out.append("")
             continue
         out.append(".".join([*path, key]) + m.group("sep") + " " + rest)
-        label = _LABEL_VALUE.match(rest)
-        if key.lower() in _LABEL_KEYS and label is not None:
+        label = _label(key, rest)
+        if label is not None:
             while stack and stack[-1][0] == key_indent - 0.5:
                 stack.pop()
-            stack.append((key_indent - 0.5, label.group("v")))
+            stack.append((key_indent - 0.5, label, number))
     return out
 
 
