@@ -43,6 +43,34 @@ def master_key(rng: random.Random) -> str:
     return base64.urlsafe_b64encode(rng.randbytes(32)).decode()
 
 
+def github_token(rng: random.Random, kind: str = "p") -> str:
+    """A classic token with a valid CRC32 checksum over its 30 random characters."""
+    body = _pick(rng, B62, 30)
+    return f"gh{kind}_{body}{key_format._base62(zlib.crc32(body.encode()), 6)}"
+
+
+def _uuid(rng: random.Random) -> str:
+    h = _pick(rng, HEX, 32)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def webhook(kind: str, rng: random.Random) -> str:
+    if kind == "slack-webhook":
+        return (f"https://hooks.slack.com/services/T{_pick(rng, B32, 8)}/B{_pick(rng, B32, 10)}/"
+                f"{_pick(rng, B62, 24)}")
+    if kind == "discord-webhook":
+        host = rng.choice(["discord.com", "discordapp.com", "ptb.discord.com"])
+        return (f"https://{host}/api/webhooks/{rng.randrange(10**17, 10**19)}/"
+                f"{_pick(rng, URLSAFE, 68)}")
+    if kind == "teams-webhook":
+        return (f"https://contoso.webhook.office.com/webhookb2/{_uuid(rng)}@{_uuid(rng)}/"
+                f"IncomingWebhook/{_pick(rng, HEX, 32)}/{_uuid(rng)}/V2{_pick(rng, URLSAFE, 44)}")
+    assert kind == "azure-workflow-webhook"
+    return (f"https://prod-{rng.randrange(10, 99)}.westeurope.logic.azure.com:443/workflows/"
+            f"{_pick(rng, HEX, 32)}/triggers/manual/paths/invoke?api-version=2016-06-01"
+            f"&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig={_pick(rng, URLSAFE, 43)}")
+
+
 def synth(detector: str, rng: random.Random) -> str:
     def p(alphabet: str, n: int) -> str:
         return _pick(rng, alphabet, n)
@@ -66,7 +94,7 @@ def synth(detector: str, rng: random.Random) -> str:
         "together": lambda: f"tgp_v1_{p(URLSAFE, 43)}",
         "fireworks": lambda: f"fw_{p(B62, 24)}",
         "langsmith": lambda: f"lsv2_{rng.choice(['pt', 'sk'])}_{p(HEX, 32)}_{p(HEX, 10)}",
-        "github": lambda: f"gh{rng.choice('pousr')}_{p(B62, 36)}",
+        "github": lambda: github_token(rng, rng.choice("pousr")),
         "github-fine-grained": lambda: f"github_pat_{p(B62, 22)}_{p(B62, 59)}",
         "aws-access-key-id": lambda: f"{rng.choice(['AKIA', 'ASIA'])}{p(B32, 16)}",
         "aws-secret-access-key": lambda: p(B62 + "/+", 40),
@@ -75,5 +103,9 @@ def synth(detector: str, rng: random.Random) -> str:
         "together-legacy": lambda: p(HEX, 64),
         "mistral": lambda: p(B62, 32),
         "cohere": lambda: p(B62, 40),
+        "slack-webhook": lambda: webhook("slack-webhook", rng),
+        "discord-webhook": lambda: webhook("discord-webhook", rng),
+        "teams-webhook": lambda: webhook("teams-webhook", rng),
+        "azure-workflow-webhook": lambda: webhook("azure-workflow-webhook", rng),
     }
     return makers[detector]()

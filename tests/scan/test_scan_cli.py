@@ -189,3 +189,33 @@ def test_the_report_and_the_baseline_are_written_0600(tree: tuple[Path, str, str
     assert stat.S_IMODE(report.stat().st_mode) == 0o600
     assert stat.S_IMODE(baseline.stat().st_mode) == 0o600
     assert json.loads(baseline.read_text())["findings"]
+
+
+def test_every_format_says_which_findings_a_checksum_verified(tmp_path: Path) -> None:
+    github, groq = synth("github", RNG), synth("groq", RNG)
+    (tmp_path / "ci.sh").write_text(f"export GH_TOKEN={github}\nexport GROQ_API_KEY={groq}\n")
+    text = scan(str(tmp_path)).output
+    assert "(github) " in text and "[verified: checksum]" in text.splitlines()[0]
+    assert "[verified" not in text.splitlines()[1]
+    data = json.loads(scan("--format", "json", str(tmp_path)).output)
+    assert [(f["detector"], f["verified"]) for f in data["findings"]] == [
+        ("github", "checksum"), ("groq", None)]
+    sarif = json.loads(scan("--format", "sarif", str(tmp_path)).output)
+    jsonschema.validate(sarif, json.loads(SCHEMA.read_text()))
+    results = sarif["runs"][0]["results"]
+    assert results[0]["properties"] == {"verified": "checksum"}
+    assert "properties" not in results[1]
+
+
+def test_many_files_are_scanned_by_a_pool_with_the_same_findings(tmp_path: Path) -> None:
+    from keystead.scan.scanner import ScanStats, scan_paths
+
+    keys = [synth("groq", RNG) for _ in range(5)]
+    for n in range(2500):
+        body = f'KEY = "{keys[n // 500]}"\n' if n % 500 == 7 else "print('hello')\n"
+        (tmp_path / f"f{n:04d}.py").write_text(body)
+    one, pool = ScanStats(), ScanStats()
+    alone = scan_paths([tmp_path], one, workers=1)
+    together = scan_paths([tmp_path], pool, workers=2)
+    assert [(f.path, f.secret) for f in together] == [(f.path, f.secret) for f in alone]
+    assert len(alone) == 5 and one == pool and one.files == 2500

@@ -10,6 +10,7 @@ is reported once.
 from __future__ import annotations
 
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,25 +58,35 @@ def _introductions(repo: Path, revisions: str | None) -> Iterator[tuple[str, str
 
 
 def _read_blobs(repo: Path, blobs: list[str]) -> Iterator[tuple[str, bytes | None]]:
-    """(blob, content) in order, None for a blob over the size limit (never read in full)."""
+    """(blob, content) in order, None for a blob over the size limit or missing. A thread
+    writes every request while this one reads the answers: one stream each way, no round trip
+    per blob (which cost more than the scanning)."""
     if not blobs:
         return
-    with subprocess.Popen(["git", "-C", str(repo), "cat-file", "--batch"],  # noqa: S603, S607
+    with subprocess.Popen(["git", "-C", str(repo), "cat-file", "--batch", "--buffer"],  # noqa: S603, S607
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE) as proc:
         assert proc.stdin is not None and proc.stdout is not None
-        # A writer thread is not needed: each request is answered before the next is sent.
+        stdin, stdout = proc.stdin, proc.stdout
+
+        def write() -> None:
+            try:
+                stdin.write("".join(f"{blob}\n" for blob in blobs).encode())
+                stdin.close()
+            except BrokenPipeError:  # git stopped early: the reader sees it
+                pass
+
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
         for blob in blobs:
-            proc.stdin.write(blob.encode() + b"\n")
-            proc.stdin.flush()
-            header = proc.stdout.readline().split()
+            header = stdout.readline().split()
             if len(header) < 3:  # "<sha> missing"
                 yield blob, None
                 continue
             size = int(header[2])
-            data = proc.stdout.read(size)
-            proc.stdout.read(1)  # the newline after the content
+            data = stdout.read(size)
+            stdout.read(1)  # the newline after the content
             yield blob, None if size > MAX_BYTES else data
-        proc.stdin.close()
+        writer.join()
         proc.wait()
 
 

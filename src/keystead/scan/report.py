@@ -23,13 +23,17 @@ _HELP = ("Treat the key as leaked: rotate it at the provider (for a keystead key
          "and, if it was committed, from the history. See docs/scanner.md.")
 
 
+_KIND = {d.id: d.kind for d in DETECTORS}
+
+
 def _where(finding: Finding) -> str:
     text = f"{finding.path}:{finding.line}:{finding.column}"
     return f"{text} (commit {finding.commit[:12]})" if finding.commit else text
 
 
 def render_text(findings: Sequence[Finding], stats: ScanStats, suppressed: int = 0) -> str:
-    lines = [f"{_where(f)}: {f.provider} key ({f.detector}) {f.masked}" for f in findings]
+    lines = [f"{_where(f)}: {f.provider} {_KIND.get(f.detector, 'key')} ({f.detector}) {f.masked}"
+             + (f" [verified: {f.verified}]" if f.verified else "") for f in findings]
     scope = (f"{stats.blobs} blob(s) in {stats.commits} commit(s)" if stats.commits
              else f"{stats.files} file(s)")
     summary = f"{len(findings)} finding(s) in {scope}"
@@ -72,7 +76,8 @@ def render_sarif(findings: Sequence[Finding], stats: ScanStats, suppressed: int 
         "help": {"text": _HELP},
         "defaultConfiguration": {"level": "error"},
         "properties": {"tags": ["security", "secret"], "security-severity": "9.0",
-                       "precision": "high" if d.context is None else "medium"},
+                       "precision": ("very-high" if d.checksum else
+                                     "high" if d.context is None else "medium")},
     } for d in DETECTORS]
     index = {d.id: i for i, d in enumerate(DETECTORS)}
     results: list[dict[str, Any]] = []
@@ -92,8 +97,13 @@ def render_sarif(findings: Sequence[Finding], stats: ScanStats, suppressed: int 
             }}],
             "partialFingerprints": {"keysteadSecret/v1": f.fingerprint},
         }
+        properties: dict[str, str] = {}
         if f.commit:
-            result["properties"] = {"commit": f.commit}
+            properties["commit"] = f.commit
+        if f.verified:
+            properties["verified"] = f.verified
+        if properties:
+            result["properties"] = properties
         results.append(result)
     return json.dumps({
         "$schema": SARIF_SCHEMA,
