@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -29,12 +30,16 @@ STREAM_BODY = ('{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_
 
 
 def measure_stream(url: str, key: str | None, *, seconds: float, connections: int,
-                   cpu: str | None, warmup: float = 1.0) -> dict[str, object]:
-    """Load `url` with streamed chat requests from a pinned subprocess; returns its figures."""
+                   cpu: str | None, warmup: float = 1.0,
+                   server_pids: list[int] | None = None) -> dict[str, object]:
+    """Load `url` with streamed chat requests from a pinned subprocess; returns its figures.
+    With `server_pids`, also the CPU those processes used in the window, per event."""
     command = [sys.executable, "-m", "bench.stream", "--url", url, "--seconds", str(seconds),
                "--connections", str(connections), "--warmup", str(warmup)]
     if key:
         command += ["--key", key]
+    for pid in server_pids or ():
+        command += ["--server-pid", str(pid)]
     if cpu is not None and shutil.which("taskset"):
         command = ["taskset", "-c", cpu, *command]
     output = subprocess.run(command, capture_output=True, text=True, check=True,
@@ -134,7 +139,7 @@ async def _connection(url: str, request: bytes, start: float, end: float, stats:
 
 
 async def _load(url: str, key: str | None, seconds: float, connections: int,
-                warmup: float) -> dict[str, object]:
+                warmup: float, server_pids: list[int]) -> dict[str, object]:
     parts = urlsplit(url)
     body = STREAM_BODY.encode()
     auth = f"Authorization: Bearer {key}\r\n" if key else ""
@@ -147,9 +152,10 @@ async def _load(url: str, key: str | None, seconds: float, connections: int,
     tasks = [asyncio.create_task(_connection(url, request, start, end, stats))
              for _ in range(connections)]
     await asyncio.sleep(max(0.0, start - time.perf_counter()))
-    cpu_start = _cpu_seconds()
+    cpu_start, server_start = _cpu_seconds(), _process_cpu_seconds(server_pids)
     await asyncio.sleep(max(0.0, end - time.perf_counter()))
     cpu_used = _cpu_seconds() - cpu_start
+    server_used = _process_cpu_seconds(server_pids) - server_start
     await asyncio.gather(*tasks)
     ttfb = sorted(stats.ttfb_s)
 
@@ -164,12 +170,24 @@ async def _load(url: str, key: str | None, seconds: float, connections: int,
         "events_per_stream": round(stats.events / stats.streams, 2) if stats.streams else None,
         "ttfb_p50_ms": percentile(0.50), "ttfb_p99_ms": percentile(0.99),
         "client_cpu_pct": round(100 * cpu_used / seconds, 1),
+        **({"server_cpu_pct": round(100 * server_used / seconds, 1),
+            "server_cpu_us_per_event": round(server_used / stats.events * 1e6, 2)
+            if stats.events else None} if server_pids else {}),
     }
 
 
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def _process_cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of other processes, from /proc/PID/stat."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -179,6 +197,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--server-pid", type=int, action="append", default=[],
+                        help="also report this process's CPU per event (repeatable)")
     args = parser.parse_args()
     try:
         import uvloop
@@ -188,7 +208,7 @@ def main() -> None:
         loop_factory = None
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         result = runner.run(_load(args.url, args.key, args.seconds, args.connections,
-                                  args.warmup))
+                                  args.warmup, args.server_pid))
     print(json.dumps(result))
 
 

@@ -126,16 +126,24 @@ async def relay_stream(ctx: RequestContext, upstream: UpstreamResponse, first: b
         relay = SSERelay(drop_usage_chunk=not ctx.client_asked_usage)
     ctx.completion_text = relay.captured
     await send({"type": "http.response.start", "status": upstream.status, "headers": headers})
+    feed, next_chunk = relay.feed, chunks.__anext__
     try:
-        async for chunk in _prepend(first, chunks):
+        # `first` (read by the router) then the rest; no generator around `chunks`: this loop
+        # runs once per event.
+        chunk = first
+        while True:
             if tap is not None:
                 tap(chunk)
-            out = relay.feed(chunk)
+            out = feed(chunk)
             if out:
                 if ctx.ttft is None:
                     ctx.ttft = ctx.elapsed_ms()
                 await send({"type": "http.response.body", "body": out, "more_body": True})
             if gone.is_set():
+                break
+            try:
+                chunk = await next_chunk()
+            except StopAsyncIteration:
                 break
     except UpstreamError:
         if not gone.is_set():
@@ -148,9 +156,3 @@ async def relay_stream(ctx: RequestContext, upstream: UpstreamResponse, first: b
         raise ClientGone
     tail = relay.leftover() + cost_comment() + (relay.done_event or b"")
     await send({"type": "http.response.body", "body": tail, "more_body": False})
-
-
-async def _prepend(first: bytes, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    yield first
-    async for chunk in chunks:
-        yield chunk

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 import orjson
 
 from keystead.errors import PriceUnknown
-from keystead.logs import request_logger
+from keystead.logs import log_request
 from keystead.pipeline.context import RequestContext
 from keystead.pipeline.messages import estimate as estimate_messages
 from keystead.pipeline.validate import one_line
@@ -198,7 +198,7 @@ def settle(ctx: RequestContext, ledger: LedgerWriter, log_requests: bool) -> Usa
     )
     ledger.record(record)
     if log_requests:
-        request_logger.info(orjson.dumps({
+        log_request(orjson.dumps({
             "ts": record.ts, "level": "info" if record.status < 500 else "error",
             "event": "request", "request_id": record.request_id, "endpoint": record.endpoint,
             "status": record.status, "error_code": record.error_code, "key_id": record.key_id,

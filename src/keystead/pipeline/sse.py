@@ -47,16 +47,30 @@ class SSERelay:
     def feed(self, chunk: bytes) -> bytes:
         """Whole events in `chunk` (plus what was buffered) that go to the client now."""
         buffer = self._buffer + chunk if self._buffer else chunk
-        out: list[bytes] = []
-        start = 0
-        while True:
-            end, sep = event_end(buffer, start)
-            if end == -1:
-                break
-            event = buffer[start : end + sep]
-            start = end + sep
-            if self._keep(event):
-                out.append(event)
+        if b"\r" not in buffer:  # LF framing, as providers send it: one search per event
+            end = buffer.find(b"\n\n")
+            if end >= 0 and end == len(buffer) - 2:  # one whole event per read: no copy
+                self._buffer = b""
+                return buffer if self._keep(buffer) else b""
+            out: list[bytes] = []
+            start = 0
+            while end != -1:
+                event = buffer[start : end + 2]
+                start = end + 2
+                if self._keep(event):
+                    out.append(event)
+                end = buffer.find(b"\n\n", start)
+        else:
+            out = []
+            start = 0
+            while True:
+                end, sep = event_end(buffer, start)
+                if end == -1:
+                    break
+                event = buffer[start : end + sep]
+                start = end + sep
+                if self._keep(event):
+                    out.append(event)
         self._buffer = buffer[start:]
         if not out:
             return b""
@@ -69,14 +83,22 @@ class SSERelay:
 
     def _keep(self, event: bytes) -> bool:
         self.events += 1
-        data = _data(event)
-        if data is None:
-            return True
-        if event.startswith(_DONE) or data == b"[DONE]":
+        # `_data` inlined for the common event, one `data: ` line (this runs once per event)
+        if event.startswith(b"data: ") and event.count(b"\n") <= 2 and b"\r" not in event:
+            data: bytes | None = event[6:].rstrip(b"\n")
+        else:
+            data = _data(event)
+            if data is None:
+                return True
+        assert data is not None
+        if data == b"[DONE]" or event.startswith(_DONE):
             self.done_event = event
             return False
+        # Only an event that carries a usage object is parsed (the last one or two of a
+        # stream); every other one is only searched, in C.
         marker = data.find(b'"usage":')
-        if marker != -1 and data[marker + 8 : marker + 16].lstrip()[:1] == b"{":
+        if marker != -1 and (data[marker + 8 : marker + 9] == b"{"
+                             or data[marker + 8 : marker + 16].lstrip()[:1] == b"{"):
             usage, model = usage_from_event(data)
             if usage is not None:
                 self.usage = usage
