@@ -229,7 +229,12 @@ def _scaled(result: dict[str, Any], size: int, per: int) -> dict[str, Any]:
 
 def bench_tree(root: Path, files: int, ds_files: int, runs: int,
                tools: Sequence[str]) -> list[dict[str, Any]]:
-    report = Path(tempfile.mkdtemp(prefix="keystead-bench-speed-")) / "gitleaks.json"
+    with tempfile.TemporaryDirectory(prefix="keystead-bench-speed-") as tmp:
+        return _bench_tree(root, files, ds_files, runs, tools, Path(tmp) / "gitleaks.json")
+
+
+def _bench_tree(root: Path, files: int, ds_files: int, runs: int, tools: Sequence[str],
+                report: Path) -> list[dict[str, Any]]:
     dirs = sample_dirs(root, ds_files)
     jobs = {"keystead": command(keystead_command(root, history=False), root),
             "gitleaks": command(gitleaks_command(root, report, history=False), root),
@@ -239,14 +244,18 @@ def bench_tree(root: Path, files: int, ds_files: int, runs: int,
           file=sys.stderr)
     warm(root)
     got = measure({t: jobs[t] for t in tools}, runs)
-    shutil.rmtree(report.parent, ignore_errors=True)
     return [{"target": f"tree, {files} files", "tool": t, "unit": "10k files",
              **_scaled(got[t], sizes[t], 10_000)} for t in tools]
 
 
 def bench_history(name: str, repo: Path, ds_commits: int, runs: int,
                   tools: Sequence[str]) -> list[dict[str, Any]]:
-    report = Path(tempfile.mkdtemp(prefix="keystead-bench-speed-")) / "gitleaks.json"
+    with tempfile.TemporaryDirectory(prefix="keystead-bench-speed-") as tmp:
+        return _bench_history(name, repo, ds_commits, runs, tools, Path(tmp) / "gitleaks.json")
+
+
+def _bench_history(name: str, repo: Path, ds_commits: int, runs: int, tools: Sequence[str],
+                   report: Path) -> list[dict[str, Any]]:
     commits = int(subprocess.run(["git", "-C", str(repo), "rev-list", "--all", "--count"],
                                  capture_output=True, text=True, check=True).stdout)
     capped = min(commits, ds_commits)
@@ -259,7 +268,6 @@ def bench_history(name: str, repo: Path, ds_commits: int, runs: int,
           f"{capped})", file=sys.stderr)
     warm(repo / ".git")
     got = measure({t: jobs[t] for t in tools}, runs)
-    shutil.rmtree(report.parent, ignore_errors=True)
     return [{"target": f"history, {name}", "tool": t, "unit": "1k commits",
              **_scaled(got[t], sizes[t], 1_000)} for t in tools]
 
