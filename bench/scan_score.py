@@ -5,7 +5,7 @@
 The corpus's files tree is copied to a temp dir (so no enclosing git repository, ignore file or
 config of this repository is seen by any tool) and its history is built there with
 `build_history.py`; every tool scans both with its default rules (bench/scan_tools.py). The
-labels and the matching rule are those of /work/notes/blind-corpus-format.md, restated:
+labels and the matching rule are those of tests/scan/blind/FORMAT.md, restated:
 
 - a finding (where, path, line) is a true positive for the first unmatched key label with the
   same where and path whose [first, last] lines contain the line;
