@@ -343,14 +343,15 @@ class H1Response:
                 await self._wait()
 
     def abort(self) -> None:
+        # A reader still iterating hears UpstreamUnreachable, as from a dropped connection.
         if not self._done:
-            self._fail(ConnectionAbortedError("aborted by the gateway"))
+            self._fail(_unreachable(self._what, "connection closed by the gateway"))
 
     def release(self) -> None:
         # Received whole, the connection went back to the pool already; otherwise it cannot
         # serve another request before this answer's rest is read: it goes.
         if not self._done:
-            self._fail(ConnectionAbortedError("released before the answer was read"))
+            self._fail(_unreachable(self._what, "released before the answer was read"))
 
 
 class H1Client:
