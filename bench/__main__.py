@@ -31,7 +31,7 @@ from bench.upstream import start_upstream
 RESULTS = Path(__file__).parent / "results"
 # Measured only when named in --only: granian's ASGI interface, slower than its RSGI one (kept to
 # re-check that choice).
-OPT_IN = {"floor-granian-asgi"}
+OPT_IN = {"floor-granian-asgi", "floor-granian-h1", "floor-granian-pyreqwest"}
 COLUMNS = ("target", "rps_32", "p50_ms_32", "p99_ms_32", "rps_1", "p50_ms_1", "p99_ms_1",
            "non_2xx", "rss_mb", "cold_start_s")
 
@@ -110,9 +110,16 @@ def run(args: argparse.Namespace) -> int:
         "floor-httpx": lambda: start_floor(upstream_url, cpu=server_cpu, client="httpx"),
         "floor-aiohttp": lambda: start_floor(upstream_url, cpu=server_cpu, client="aiohttp"),
         "floor-granian": lambda: start_floor(upstream_url, cpu=server_cpu, server="granian",
-                                             interface="rsgi"),
+                                             interface="rsgi", client="aiohttp"),
+        # the same floor with keystead's own upstream client, and with pyreqwest (transport.py)
+        "floor-granian-h1": lambda: start_floor(upstream_url, cpu=server_cpu, server="granian",
+                                                interface="rsgi", client="h1"),
+        "floor-granian-pyreqwest": lambda: start_floor(upstream_url, cpu=server_cpu,
+                                                       server="granian", interface="rsgi",
+                                                       client="pyreqwest"),
         "floor-granian-asgi": lambda: start_floor(upstream_url, cpu=server_cpu,
-                                                  server="granian", interface="asgi"),
+                                                  server="granian", interface="asgi",
+                                                  client="aiohttp"),
         "keystead": lambda: start_keystead(upstream_url, cpu=server_cpu),
         "keystead-route": lambda: start_keystead(upstream_url, cpu=server_cpu,
                                                  name="keystead (route, 2 deployments)",
@@ -264,10 +271,11 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="3 s per measurement")
     parser.add_argument("--only", help="comma-separated targets: direct, floor-httpx, "
                                        "floor-aiohttp, floor-granian, floor-granian-asgi, "
+                                       "floor-granian-h1, floor-granian-pyreqwest, "
                                        "keystead, keystead-route, keystead-cache, "
                                        "keystead-nometrics, keystead-traced, keystead-traced10, "
                                        "keystead-redis, litellm, portkey (all but "
-                                       "floor-granian-asgi when omitted)")
+                                       "the last three floors when omitted)")
     parser.add_argument("--minutes", type=float, default=10.0, help="soak duration")
     parser.add_argument("--no-stream", action="store_true", help="skip the streaming figures")
     args = parser.parse_args()
