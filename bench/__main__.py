@@ -32,8 +32,8 @@ RESULTS = Path(__file__).parent / "results"
 # Measured only when named in --only: granian's ASGI interface, slower than its RSGI one (kept to
 # re-check that choice).
 OPT_IN = {"floor-granian-asgi", "floor-granian-h1", "floor-granian-pyreqwest"}
-COLUMNS = ("target", "rps_32", "p50_ms_32", "p99_ms_32", "rps_1", "p50_ms_1", "p99_ms_1",
-           "non_2xx", "rss_mb", "cold_start_s")
+COLUMNS = ("target", "rps_32", "cpu_us_32", "p50_ms_32", "p99_ms_32", "rps_1", "p50_ms_1",
+           "p99_ms_1", "non_2xx", "rss_mb", "cold_start_s")
 
 
 def measure(target: Target, *, seconds: float, cpu: str | None) -> dict[str, object]:
@@ -42,11 +42,16 @@ def measure(target: Target, *, seconds: float, cpu: str | None) -> dict[str, obj
                        cpu=cpu, body=target.body, headers=target.headers)
 
     load(32, min(2.0, seconds))  # warm-up
+    cpu_before = target.proc.cpu_seconds() if target.proc else None
     busy = load(32, seconds)
+    # the server's CPU per request at 32 connections (all its processes and threads): steadier
+    # than requests per second on a shared machine
+    cpu_us = None if cpu_before is None or target.proc is None or not busy.requests else \
+        round((target.proc.cpu_seconds() - cpu_before) / busy.requests * 1e6, 1)
     single = load(1, seconds)
     return {
         "target": target.name,
-        "rps_32": busy.rps, "p50_ms_32": busy.p50_ms, "p99_ms_32": busy.p99_ms,
+        "rps_32": busy.rps, "cpu_us_32": cpu_us, "p50_ms_32": busy.p50_ms, "p99_ms_32": busy.p99_ms,
         "rps_1": single.rps, "p50_ms_1": single.p50_ms, "p99_ms_1": single.p99_ms,
         "non_2xx": busy.non_2xx + single.non_2xx,
         "socket_errors": busy.socket_errors + single.socket_errors,
