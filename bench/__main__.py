@@ -30,8 +30,9 @@ from bench.upstream import start_upstream
 
 RESULTS = Path(__file__).parent / "results"
 # Measured only when named in --only: granian's ASGI interface, slower than its RSGI one (kept to
-# re-check that choice).
-OPT_IN = {"floor-granian-asgi", "floor-granian-h1", "floor-granian-pyreqwest"}
+# re-check that choice), and the floors on keystead's h1 client or pyreqwest (the transport
+# comparison in docs/performance.md).
+OPT_IN = {"floor-granian-asgi", "floor-granian-h1", "floor-granian-pyreqwest", "floor-h1"}
 COLUMNS = ("target", "rps_32", "cpu_us_32", "p50_ms_32", "p99_ms_32", "rps_1", "p50_ms_1",
            "p99_ms_1", "non_2xx", "rss_mb", "cold_start_s")
 
@@ -114,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
                                  upstream_url + "/v1/chat/completions", None, None, None),
         "floor-httpx": lambda: start_floor(upstream_url, cpu=server_cpu, client="httpx"),
         "floor-aiohttp": lambda: start_floor(upstream_url, cpu=server_cpu, client="aiohttp"),
+        "floor-h1": lambda: start_floor(upstream_url, cpu=server_cpu, client="h1"),
         "floor-granian": lambda: start_floor(upstream_url, cpu=server_cpu, server="granian",
                                              interface="rsgi", client="aiohttp"),
         # the same floor with keystead's own upstream client, and with pyreqwest (transport.py)
@@ -276,11 +278,11 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="3 s per measurement")
     parser.add_argument("--only", help="comma-separated targets: direct, floor-httpx, "
                                        "floor-aiohttp, floor-granian, floor-granian-asgi, "
-                                       "floor-granian-h1, floor-granian-pyreqwest, "
+                                       "floor-h1, floor-granian-h1, floor-granian-pyreqwest, "
                                        "keystead, keystead-route, keystead-cache, "
                                        "keystead-nometrics, keystead-traced, keystead-traced10, "
                                        "keystead-redis, litellm, portkey (all but "
-                                       "the last three floors when omitted)")
+                                       "the last four floors when omitted)")
     parser.add_argument("--minutes", type=float, default=10.0, help="soak duration")
     parser.add_argument("--no-stream", action="store_true", help="skip the streaming figures")
     args = parser.parse_args()
