@@ -16,7 +16,7 @@ measured against it, three times:
 
 The upstream client of either server can also be keystead's own (`--client h1`:
 providers/h1.py, the pooled HTTP/1.1 client on httptools) or pyreqwest (`--client pyreqwest`,
-a Rust client over reqwest/hyper on its own Tokio thread; installed by hand, not pinned: it was
+a Rust client over reqwest/hyper on its own Tokio thread, pinned in the `bench` extra: it was
 measured and not taken, see docs/performance.md "Transport"). `floor-granian` stays on aiohttp,
 the floor issue 15 names; `floor-granian-h1` and `floor-granian-pyreqwest` are the variants.
 
