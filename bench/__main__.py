@@ -30,10 +30,11 @@ from bench.upstream import start_upstream
 
 RESULTS = Path(__file__).parent / "results"
 # Measured only when named in --only: granian's ASGI interface, slower than its RSGI one (kept to
-# re-check that choice).
-OPT_IN = {"floor-granian-asgi"}
-COLUMNS = ("target", "rps_32", "p50_ms_32", "p99_ms_32", "rps_1", "p50_ms_1", "p99_ms_1",
-           "non_2xx", "rss_mb", "cold_start_s")
+# re-check that choice), and the floors on keystead's h1 client or pyreqwest (the transport
+# comparison in docs/performance.md).
+OPT_IN = {"floor-granian-asgi", "floor-granian-h1", "floor-granian-pyreqwest", "floor-h1"}
+COLUMNS = ("target", "rps_32", "cpu_us_32", "p50_ms_32", "p99_ms_32", "rps_1", "p50_ms_1",
+           "p99_ms_1", "non_2xx", "rss_mb", "cold_start_s")
 
 
 def measure(target: Target, *, seconds: float, cpu: str | None) -> dict[str, object]:
@@ -42,11 +43,16 @@ def measure(target: Target, *, seconds: float, cpu: str | None) -> dict[str, obj
                        cpu=cpu, body=target.body, headers=target.headers)
 
     load(32, min(2.0, seconds))  # warm-up
+    cpu_before = target.proc.cpu_seconds() if target.proc else None
     busy = load(32, seconds)
+    # the server's CPU per request at 32 connections (all its processes and threads): steadier
+    # than requests per second on a shared machine
+    cpu_us = None if cpu_before is None or target.proc is None or not busy.requests else \
+        round((target.proc.cpu_seconds() - cpu_before) / busy.requests * 1e6, 1)
     single = load(1, seconds)
     return {
         "target": target.name,
-        "rps_32": busy.rps, "p50_ms_32": busy.p50_ms, "p99_ms_32": busy.p99_ms,
+        "rps_32": busy.rps, "cpu_us_32": cpu_us, "p50_ms_32": busy.p50_ms, "p99_ms_32": busy.p99_ms,
         "rps_1": single.rps, "p50_ms_1": single.p50_ms, "p99_ms_1": single.p99_ms,
         "non_2xx": busy.non_2xx + single.non_2xx,
         "socket_errors": busy.socket_errors + single.socket_errors,
@@ -109,10 +115,18 @@ def run(args: argparse.Namespace) -> int:
                                  upstream_url + "/v1/chat/completions", None, None, None),
         "floor-httpx": lambda: start_floor(upstream_url, cpu=server_cpu, client="httpx"),
         "floor-aiohttp": lambda: start_floor(upstream_url, cpu=server_cpu, client="aiohttp"),
+        "floor-h1": lambda: start_floor(upstream_url, cpu=server_cpu, client="h1"),
         "floor-granian": lambda: start_floor(upstream_url, cpu=server_cpu, server="granian",
-                                             interface="rsgi"),
+                                             interface="rsgi", client="aiohttp"),
+        # the same floor with keystead's own upstream client, and with pyreqwest (transport.py)
+        "floor-granian-h1": lambda: start_floor(upstream_url, cpu=server_cpu, server="granian",
+                                                interface="rsgi", client="h1"),
+        "floor-granian-pyreqwest": lambda: start_floor(upstream_url, cpu=server_cpu,
+                                                       server="granian", interface="rsgi",
+                                                       client="pyreqwest"),
         "floor-granian-asgi": lambda: start_floor(upstream_url, cpu=server_cpu,
-                                                  server="granian", interface="asgi"),
+                                                  server="granian", interface="asgi",
+                                                  client="aiohttp"),
         "keystead": lambda: start_keystead(upstream_url, cpu=server_cpu),
         "keystead-route": lambda: start_keystead(upstream_url, cpu=server_cpu,
                                                  name="keystead (route, 2 deployments)",
@@ -264,10 +278,11 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="3 s per measurement")
     parser.add_argument("--only", help="comma-separated targets: direct, floor-httpx, "
                                        "floor-aiohttp, floor-granian, floor-granian-asgi, "
+                                       "floor-h1, floor-granian-h1, floor-granian-pyreqwest, "
                                        "keystead, keystead-route, keystead-cache, "
                                        "keystead-nometrics, keystead-traced, keystead-traced10, "
                                        "keystead-redis, litellm, portkey (all but "
-                                       "floor-granian-asgi when omitted)")
+                                       "the last four floors when omitted)")
     parser.add_argument("--minutes", type=float, default=10.0, help="soak duration")
     parser.add_argument("--no-stream", action="store_true", help="skip the streaming figures")
     args = parser.parse_args()

@@ -14,8 +14,15 @@ measured against it, three times:
   slower: see docs/performance.md). orjson is the stack's JSON codec; the pass-through itself
   does no JSON work (the 401 body is encoded once at start).
 
+The upstream client of either server can also be keystead's own (`--client h1`:
+providers/h1.py, the pooled HTTP/1.1 client on httptools) or pyreqwest (`--client pyreqwest`,
+a Rust client over reqwest/hyper on its own Tokio thread, pinned in the `bench` extra: it was
+measured and not taken, see docs/performance.md "Transport"). `floor-granian` stays on aiohttp,
+the floor issue 15 names; `floor-granian-h1` and `floor-granian-pyreqwest` are the variants.
+
     python bench/floor.py --port P --upstream http://127.0.0.1:U --key K
-        [--client httpx|aiohttp] [--server uvicorn|granian] [--interface rsgi|asgi]
+        [--client httpx|aiohttp|h1|pyreqwest] [--server uvicorn|granian]
+        [--interface rsgi|asgi]
 """
 
 from __future__ import annotations
@@ -36,6 +43,9 @@ JSON_HEADERS = {"content-type": "application/json"}
 # granian imports the app in its worker process by name: the settings travel in the environment.
 _ENV_UPSTREAM = "KEYSTEAD_FLOOR_UPSTREAM"
 _ENV_KEY = "KEYSTEAD_FLOOR_KEY"
+_ENV_CLIENT = "KEYSTEAD_FLOOR_CLIENT"
+
+Post = Any  # async (path, body) -> (status, content)
 
 
 def _httpx_post(upstream: str) -> Any:
@@ -63,9 +73,43 @@ def _aiohttp_post(upstream: str) -> Any:
     return post
 
 
+def _h1_post(upstream: str) -> Post:
+    from keystead.providers.h1 import H1Client
+
+    client = H1Client()
+
+    async def post(path: str, body: bytes) -> tuple[int, bytes]:
+        response = await client.request("POST", upstream + path, dict(JSON_HEADERS), body,
+                                        read_timeout=60.0, what="floor")
+        return response.status, await response.read()
+
+    return post
+
+
+def _pyreqwest_post(upstream: str) -> Post:
+    from pyreqwest.client import Client, ClientBuilder
+
+    client: Client | None = None
+
+    async def post(path: str, body: bytes) -> tuple[int, bytes]:
+        nonlocal client
+        if client is None:  # built inside the server's event loop
+            client = ClientBuilder().max_connections(None).follow_redirects(False) \
+                .gzip(False).build()
+        response = await client.post(upstream + path).headers(JSON_HEADERS) \
+            .body_bytes(body).build().send()
+        return response.status, bytes(await response.bytes())
+
+    return post
+
+
+POSTS = {"httpx": _httpx_post, "aiohttp": _aiohttp_post, "h1": _h1_post,
+         "pyreqwest": _pyreqwest_post}
+
+
 def create_app(upstream: str, key: str, client: str = "httpx") -> Any:
     """The raw ASGI app (uvicorn, or granian's ASGI interface)."""
-    post = _aiohttp_post(upstream) if client == "aiohttp" else _httpx_post(upstream)
+    post = POSTS[client](upstream)
     expected = f"Bearer {key}".encode()
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -91,14 +135,21 @@ def create_app(upstream: str, key: str, client: str = "httpx") -> Any:
 
 
 class RSGIFloor:
-    """The RSGI app: the body in one await, the response in one call, aiohttp to the upstream."""
+    """The RSGI app: the body in one await, the response in one call, aiohttp (or `client`)
+    to the upstream."""
 
-    def __init__(self, upstream: str, key: str) -> None:
+    def __init__(self, upstream: str, key: str, client: str = "aiohttp") -> None:
         self.upstream = upstream
         self.expected = f"Bearer {key}"
+        self.client = client
         self.session: aiohttp.ClientSession | None = None
+        self.post: Post = None
 
     def __rsgi_init__(self, loop: Any) -> None:  # granian's worker loop (uvloop), not running
+        if self.client != "aiohttp":
+            self.post = POSTS[self.client](self.upstream)
+            return
+
         async def open_session() -> aiohttp.ClientSession:
             return aiohttp.ClientSession(base_url=self.upstream,
                                          connector=aiohttp.TCPConnector(limit=0))
@@ -116,6 +167,10 @@ class RSGIFloor:
         if scope.headers.get("authorization") != self.expected:
             protocol.response_bytes(401, [("content-type", "application/json")], UNAUTHORIZED)
             return
+        if self.post is not None:
+            status, content = await self.post(scope.path, body)
+            protocol.response_bytes(status, [("content-type", "application/json")], content)
+            return
         assert self.session is not None
         async with self.session.post(scope.path, data=body, headers=JSON_HEADERS) as response:
             content = await response.read()
@@ -125,20 +180,23 @@ class RSGIFloor:
 
 def rsgi_app() -> RSGIFloor:
     """granian's factory target for `--interface rsgi`."""
-    return RSGIFloor(os.environ[_ENV_UPSTREAM], os.environ[_ENV_KEY])
+    return RSGIFloor(os.environ[_ENV_UPSTREAM], os.environ[_ENV_KEY],
+                     os.environ.get(_ENV_CLIENT, "aiohttp"))
 
 
 def asgi_app() -> Any:
     """granian's factory target for `--interface asgi`."""
-    return create_app(os.environ[_ENV_UPSTREAM], os.environ[_ENV_KEY], "aiohttp")
+    return create_app(os.environ[_ENV_UPSTREAM], os.environ[_ENV_KEY],
+                      os.environ.get(_ENV_CLIENT, "aiohttp"))
 
 
-def _run_granian(port: int, upstream: str, key: str, interface: str) -> None:
+def _run_granian(port: int, upstream: str, key: str, interface: str, client: str) -> None:
     from granian import Granian
     from granian.constants import HTTPModes, Interfaces, Loops, RuntimeModes
 
     os.environ[_ENV_UPSTREAM] = upstream
     os.environ[_ENV_KEY] = key
+    os.environ[_ENV_CLIENT] = client
     Granian(
         f"floor:{interface}_app", factory=True, working_dir=Path(__file__).parent,
         address="127.0.0.1", port=port, workers=1,
@@ -156,17 +214,19 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True)
     parser.add_argument("--key", required=True)
-    parser.add_argument("--client", choices=("httpx", "aiohttp"), default="httpx",
-                        help="uvicorn only; granian always uses aiohttp")
+    parser.add_argument("--client", choices=tuple(POSTS), default=None,
+                        help="the upstream client (default: httpx on uvicorn, aiohttp on "
+                             "granian)")
     parser.add_argument("--server", choices=("uvicorn", "granian"), default="uvicorn")
     parser.add_argument("--interface", choices=("rsgi", "asgi"), default="rsgi",
                         help="granian only")
     args = parser.parse_args()
     if args.server == "granian":
-        _run_granian(args.port, args.upstream, args.key, args.interface)
+        _run_granian(args.port, args.upstream, args.key, args.interface,
+                     args.client or "aiohttp")
         return
-    uvicorn.run(create_app(args.upstream, args.key, args.client), host="127.0.0.1", port=args.port,
-                log_level="warning", access_log=False, lifespan="off")
+    uvicorn.run(create_app(args.upstream, args.key, args.client or "httpx"), host="127.0.0.1",
+                port=args.port, log_level="warning", access_log=False, lifespan="off")
 
 
 if __name__ == "__main__":

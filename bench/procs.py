@@ -70,6 +70,17 @@ class Proc:
                 continue
         return round(total / 1024, 1)
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system, all threads) of the process and its children so far."""
+        ticks = 0
+        for pid in [self.popen.pid, *_children(self.popen.pid)]:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            except FileNotFoundError:
+                continue
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> int | None:
         if self.popen.poll() is None:
             os.killpg(self.popen.pid, signal.SIGTERM)

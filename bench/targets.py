@@ -35,12 +35,14 @@ def _keystead(*args: str, cwd: Path, stdin: str | None = None) -> str:
 def start_floor(upstream: str, *, cpu: str | None, client: str = "httpx",
                 server: str = "uvicorn", interface: str = "rsgi") -> Target:
     """bench/floor.py: one bearer check and one HTTP client, nothing else; on uvicorn (raw
-    ASGI, `client` httpx or aiohttp) or on granian (`interface` rsgi or asgi, uvloop, aiohttp)."""
+    ASGI) or on granian (`interface` rsgi or asgi, uvloop). `client`: httpx, aiohttp, h1
+    (keystead's own, providers/h1.py) or pyreqwest."""
     key = "floor-bench-key"
     port = free_port()
     if server == "granian":
-        name, label = f"floor-granian-{interface}", f"python floor (granian {interface}+aiohttp)"
-        extra = ["--server", "granian", "--interface", interface]
+        name = f"floor-granian-{interface}-{client}"
+        label = f"python floor (granian {interface}+{client})"
+        extra = ["--server", "granian", "--interface", interface, "--client", client]
     else:
         name, label = f"floor-{client}", f"python floor (uvicorn+{client})"
         extra = ["--client", client]

@@ -1,6 +1,7 @@
 """How bytes reach a provider: one small interface, two implementations.
 
-`HttpTransport` (aiohttp, one pooled keep-alive session per process) talks to real servers.
+`HttpTransport` (keystead's own pooled keep-alive HTTP/1.1 client on httptools, h1.py: it
+cost a third of aiohttp's CPU per request) talks to real servers.
 `ASGITransport` calls an ASGI app in the same process: the built-in mock upstream, and any test
 that wants a fake provider without a socket. Foreign exceptions are translated here, at the
 boundary, into `UpstreamUnreachable` / `UpstreamTimeout`.
@@ -10,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
 
-import aiohttp
 from multidict import CIMultiDict
 
 from keystead.errors import UpstreamTimeout, UpstreamUnreachable
+from keystead.providers.h1 import H1Client
 
 __all__ = ["ASGITransport", "HttpTransport", "Transport", "UpstreamResponse"]
 
@@ -48,82 +50,21 @@ class Transport(Protocol):
     async def close(self) -> None: ...
 
 
-class _AiohttpResponse:
-    __slots__ = ("_response", "_what", "headers", "status")
-
-    def __init__(self, response: aiohttp.ClientResponse, what: str):
-        self._response = response
-        self._what = what
-        self.status = response.status
-        self.headers = response.headers
-
-    async def read(self) -> bytes:
-        try:
-            return await self._response.read()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            self._response.close()
-            raise _translate(exc, self._what) from None
-        finally:
-            self._response.release()
-
-    async def iter_chunks(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._response.content.iter_any():
-                yield chunk
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            self._response.close()
-            raise _translate(exc, self._what) from None
-
-    def abort(self) -> None:
-        self._response.close()
-
-    def release(self) -> None:
-        self._response.release()
-
-
-def _translate(exc: BaseException, what: str) -> Exception:
-    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
-        return UpstreamTimeout(f"Provider {what} did not answer in time.",
-                               hint="Retry later, or raise server.upstream_timeout_s.")
-    return UpstreamUnreachable(
-        f"Provider {what} is unreachable ({type(exc).__name__}).",
-        hint="Check that it is running and that its base_url is right "
-             "(`keystead providers test NAME`).",
-    )
-
-
 class HttpTransport:
-    def __init__(self, *, connect_timeout: float = 10.0, limit: int = 0):
-        self._connect_timeout = connect_timeout
-        self._limit = limit
-        self._session: aiohttp.ClientSession | None = None
+    """Real servers, over keystead's own pooled HTTP/1.1 client (providers/h1.py)."""
 
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._limit, ttl_dns_cache=300,
-                                             keepalive_timeout=30)
-            # No automatic Accept-Encoding: upstream bytes pass through to the client unchanged.
-            self._session = aiohttp.ClientSession(
-                connector=connector, auto_decompress=False,
-                skip_auto_headers=("Accept-Encoding", "User-Agent"),
-            )
-        return self._session
+    def __init__(self, *, connect_timeout: float = 10.0, limit: int = 0,
+                 ssl_context: ssl.SSLContext | None = None):
+        self._client = H1Client(connect_timeout=connect_timeout, limit=limit,
+                                ssl_context=ssl_context)
 
     async def send(self, method: str, url: str, headers: dict[str, str], body: bytes | None,
                    *, read_timeout: float, what: str) -> UpstreamResponse:
-        timeout = aiohttp.ClientTimeout(total=None, connect=self._connect_timeout,
-                                        sock_read=read_timeout)
-        try:
-            response = await self._get_session().request(
-                method, url, headers=headers, data=body, timeout=timeout, allow_redirects=False)
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise _translate(exc, what) from None
-        return _AiohttpResponse(response, what)
+        return await self._client.request(method, url, headers, body,
+                                          read_timeout=read_timeout, what=what)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._client.close()
 
 
 _END = object()

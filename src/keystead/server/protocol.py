@@ -14,6 +14,13 @@ connection closes, so the data plane records the disconnect that follows as the 
 
 The deadlines come from the app (`KeysteadApp.slow_client_limits`), read for each new
 connection, so they follow the configuration whether uvicorn runs one process or several.
+
+One write per answer: uvicorn writes a response's head when the app sends
+`http.response.start` and its body when the app sends the body, two `write` syscalls for every
+whole answer. Each request's cycle here writes through a `_HeadHolder`, which keeps the head
+back until the body's first write and sends both in one (a streamed answer's head goes with its
+first event). An app that starts an answer and then waits loses nothing: the head goes out at
+the end of the loop's current iteration at the latest.
 """
 
 from __future__ import annotations
@@ -55,6 +62,47 @@ class SlowClientLimits:
     def __init__(self, header_timeout_s: float = 10.0, body_timeout_s: float = 60.0):
         self.header_timeout_s = header_timeout_s
         self.body_timeout_s = body_timeout_s
+
+
+class _HeadHolder:
+    """The transport as one request's cycle sees it: its first write (the head) is held until
+    the next write or the end of this loop iteration, whichever comes first."""
+
+    __slots__ = ("_held", "_transport", "_wrote")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._held: bytes | None = None
+        self._wrote = False
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._transport.write(held + data)
+        elif self._wrote:
+            self._transport.write(data)
+        else:  # the head
+            self._wrote = True
+            self._held = data
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            if not self._transport.is_closing():  # (the client may have left meanwhile)
+                self._transport.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:  # anything else the cycle asks of its transport
+        return getattr(self._transport, name)
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -128,6 +176,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._disarm()
         self._reading = _BODY
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.transport is self.transport:
+            cycle.transport = _HeadHolder(self.transport)  # type: ignore[assignment]
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:
