@@ -141,3 +141,31 @@ def test_operational_lines_are_written_at_once_behind_held_request_lines(
     lines = [json.loads(line) for line in asyncio.run(main()).splitlines()]
     assert [line.get("request_id") or line["msg"] for line in lines] == \
         ["r1", "something happened"]
+
+
+def test_a_closed_stderr_never_raises_into_the_request_and_holds_nothing(
+        pipe: tuple[int, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nobody reads stderr any more (EPIPE): as logging's own handler, the sink gives the lines
+    up; it neither raises into `settle` nor keeps them (retrying them on every tick)."""
+    read, _ = pipe
+    devnull = os.open(os.devnull, os.O_RDONLY)  # put back at `read` after, for the fixture
+    os.close(read)
+    sink = logs._sink
+    assert sink is not None
+    monkeypatch.setattr(logging.getLogger(), "handlers", [sink])  # the fast path, as in serve
+
+    async def main() -> None:
+        for i in range(200):  # ~130 KB: many batches' worth
+            logs.log_request(_line(i))
+            if i % 10 == 9:
+                await asyncio.sleep(0)
+        logging.getLogger("keystead.server").warning("after")
+        await asyncio.sleep(0.1)
+
+    try:
+        asyncio.run(main())
+        assert sink._pending == [] and sink._pending_bytes == 0
+        sink.flush()  # at exit: nothing raised either
+    finally:
+        os.dup2(devnull, read)
+        os.close(devnull)

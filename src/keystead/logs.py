@@ -194,7 +194,14 @@ class LineSink(logging.Handler):
                     size += len(pending[end])
                     end += 1
                 data = pending[done] if end == done + 1 else b"".join(pending[done:end])
-                _write_all(self._fd, data)
+                try:
+                    _write_all(self._fd, data)
+                except OSError:
+                    # stderr is gone (EPIPE, EBADF): nothing will ever take these lines.
+                    # Give them up, as logging's own handler did (`handleError`), rather
+                    # than raise into the request that logged one and retry them each tick.
+                    done = len(pending)
+                    break
                 done = end
         finally:
             if done:
