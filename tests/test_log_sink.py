@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import select
+import threading
 import time
 from collections.abc import Iterator
 
@@ -141,3 +142,75 @@ def test_operational_lines_are_written_at_once_behind_held_request_lines(
     lines = [json.loads(line) for line in asyncio.run(main()).splitlines()]
     assert [line.get("request_id") or line["msg"] for line in lines] == \
         ["r1", "something happened"]
+
+
+def test_a_closed_stderr_never_raises_into_the_request_and_holds_nothing(
+        pipe: tuple[int, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nobody reads stderr any more (EPIPE): as logging's own handler, the sink gives the lines
+    up; it neither raises into `settle` nor keeps them (retrying them on every tick)."""
+    read, _ = pipe
+    devnull = os.open(os.devnull, os.O_RDONLY)  # put back at `read` after, for the fixture
+    os.close(read)
+    sink = logs._sink
+    assert sink is not None
+    monkeypatch.setattr(logging.getLogger(), "handlers", [sink])  # the fast path, as in serve
+
+    async def main() -> None:
+        for i in range(200):  # ~130 KB: many batches' worth
+            logs.log_request(_line(i))
+            if i % 10 == 9:
+                await asyncio.sleep(0)
+        logging.getLogger("keystead.server").warning("after")
+        await asyncio.sleep(0.1)
+
+    try:
+        asyncio.run(main())
+        assert sink._pending == [] and sink._pending_bytes == 0
+        sink.flush()  # at exit: nothing raised either
+    finally:
+        os.dup2(devnull, read)
+        os.close(devnull)
+
+
+def test_a_line_longer_than_pipe_buf_waits_for_room_without_blocking_the_loop(
+        pipe: tuple[int, int]) -> None:
+    """os.write of more than the pipe has room for blocks until a reader makes room: a long
+    line (a traceback) is written from the loop only into an empty pipe."""
+    read, write = pipe
+    os.set_blocking(write, False)
+    try:
+        while True:
+            os.write(write, b"x" * 1000 + b"\n")
+    except BlockingIOError:
+        pass
+    finally:
+        os.set_blocking(write, True)
+    os.read(read, 4096)  # a page of room: the pipe polls writable, 8 KB does not fit
+    long_message = "y" * 8000
+    spent: list[float] = []
+    logged = threading.Event()
+
+    async def main() -> None:
+        started = time.monotonic()
+        logging.getLogger("keystead.server").error(long_message)
+        await asyncio.sleep(0.1)
+        spent.append(time.monotonic() - started)
+        logged.set()
+        sink = logs._sink
+        assert sink is not None
+        for _ in range(100):  # the loop writes it once the reader below emptied the pipe
+            if not sink._pending:
+                break
+            await asyncio.sleep(0.05)
+
+    runner = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    runner.start()
+    blocked = not logged.wait(2.0)
+    out = b""
+    deadline = time.monotonic() + 10
+    while b'"error"' not in out and time.monotonic() < deadline:  # the reader
+        out += _read_all(read, out.count(b"\n") + 1, 0.5)
+    runner.join(5.0)
+    assert not blocked, "the loop was blocked on the pipe"
+    assert spent and spent[0] < 0.5
+    assert json.loads(out.splitlines()[-1])["msg"] == long_message  # whole, after the rest

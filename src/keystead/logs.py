@@ -14,11 +14,13 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import fcntl
 import logging
 import os
 import select
 import stat
 import sys
+import termios
 import threading
 import time
 from typing import Any, TextIO
@@ -76,7 +78,8 @@ class LineSink(logging.Handler):
       that much waits, the loop waits for the pipe, at most FULL_WAIT_S; a pipe still full
       then has lines counted as dropped (not kept) until it takes lines, and the count is
       logged (`"event": "log_lines_dropped"`). Elsewhere the write waits for the pipe, as
-      logging's own does.
+      logging's own does. A line longer than PIPE_BUF waits for an empty pipe (see
+      `_writable`).
     - `flush()` (at exit: logging's atexit hook; SIGTERM ends `serve` through SystemExit)
       writes what is held, waiting at most 5 s for a full pipe.
     """
@@ -88,6 +91,8 @@ class LineSink(logging.Handler):
         self._fd = stream.fileno()
         mode = os.fstat(self._fd).st_mode
         self._poll: select.poll | None = None
+        self._fifo = stat.S_ISFIFO(mode)
+        self._await_empty = False  # a long line waits for an empty pipe: look again later
         if stat.S_ISREG(mode):
             self._batch = _FILE_BATCH
         else:
@@ -158,6 +163,9 @@ class LineSink(logging.Handler):
         loop = self._loop
         assert loop is not None
         try:
+            if self._await_empty:  # writable, but not empty: the writer would fire at once
+                loop.call_later(_RETRY_S, self._writable_again)
+                return
             loop.add_writer(self._fd, self._writable_again)
         except (NotImplementedError, OSError, ValueError):
             loop.call_later(_RETRY_S, self._writable_again)
@@ -187,14 +195,22 @@ class LineSink(logging.Handler):
         done = 0  # lines written
         try:
             while done < len(pending):
-                if self._poll is not None and not self._writable(block, deadline):
+                if self._poll is not None \
+                        and not self._writable(block, deadline, len(pending[done])):
                     break
                 end, size = done + 1, len(pending[done])
                 while end < len(pending) and size + len(pending[end]) <= self._batch:
                     size += len(pending[end])
                     end += 1
                 data = pending[done] if end == done + 1 else b"".join(pending[done:end])
-                _write_all(self._fd, data)
+                try:
+                    _write_all(self._fd, data)
+                except OSError:
+                    # stderr is gone (EPIPE, EBADF): nothing will ever take these lines.
+                    # Give them up, as logging's own handler did (`handleError`), rather
+                    # than raise into the request that logged one and retry them each tick.
+                    done = len(pending)
+                    break
                 done = end
         finally:
             if done:
@@ -207,14 +223,25 @@ class LineSink(logging.Handler):
             self._retrying = loop
             loop.call_soon_threadsafe(self._watch)
 
-    def _writable(self, block: bool, deadline: float | None) -> bool:
+    def _writable(self, block: bool, deadline: float | None, size: int) -> bool:
+        """Whether a write of `size` bytes goes through without waiting. A writable pipe has
+        room for PIPE_BUF bytes; a longer line (a traceback) blocks `os.write` until all of it
+        fits, so it is written only into an empty pipe, which holds 64 KB."""
         assert self._poll is not None
-        if not block:
-            return bool(self._poll.poll(0))
-        if deadline is None:
+        self._await_empty = False
+        if block and deadline is None:
             return True  # a blocking write waits for the pipe, as logging's own does
-        wait_ms = max(0, int((deadline - time.monotonic()) * 1000))
-        return bool(self._poll.poll(wait_ms))
+        while True:
+            wait_ms = 0 if deadline is None else \
+                max(0, int((deadline - time.monotonic()) * 1000))
+            if not self._poll.poll(wait_ms):
+                return False
+            if size <= self._batch or not self._fifo or _pipe_empty(self._fd):
+                return True
+            if deadline is None or time.monotonic() >= deadline:
+                self._await_empty = True
+                return False
+            time.sleep(_RETRY_S / 5)
 
     def flush(self) -> None:
         """Write every held line now (at exit, at shutdown), waiting at most 5 s for a full
@@ -223,6 +250,15 @@ class LineSink(logging.Handler):
             self._drain(block=True, deadline=time.monotonic() + _EXIT_WAIT_S)
             self._pending.clear()
             self._pending_bytes = 0
+
+
+def _pipe_empty(fd: int) -> bool:
+    queued = bytearray(4)
+    try:
+        fcntl.ioctl(fd, termios.FIONREAD, queued)
+    except OSError:
+        return True  # cannot tell (or stderr is gone: the write says so)
+    return int.from_bytes(queued, sys.byteorder) == 0
 
 
 def _write_all(fd: int, data: bytes) -> None:
