@@ -649,3 +649,25 @@ def test_https_checks_the_certificate_and_sends_the_host_name(tmp_path: Path) ->
 
     run(main())
     assert names[0] == "localhost"
+
+
+# a hostile or broken upstream
+
+def test_a_body_larger_than_the_buffer_is_read_whole() -> None:
+    """read() takes the whole body: reading must not pause for a consumer that is read()
+    itself (a non-streamed answer of a few MiB, e.g. many embeddings)."""
+    blob = bytes(range(256)) * 8192  # 2 MiB, well past the pause mark
+
+    async def handler(peer: Peer) -> None:
+        await peer.request()
+        await peer.answer(blob)
+        await peer.request()
+
+    async def main() -> None:
+        async with serving(handler) as (base, _):
+            client = H1Client()
+            response = await post(client, base + "/", read_timeout=1.0)
+            assert await asyncio.wait_for(response.read(), 3) == blob
+            await client.close()
+
+    run(main())

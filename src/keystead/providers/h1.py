@@ -314,17 +314,26 @@ class H1Response:
     # UpstreamResponse
 
     async def read(self) -> bytes:
+        parts: list[bytes] = []
         try:
-            while not self._done:
+            while True:
+                # taken as they come, so the buffer never reaches the mark that pauses reading
+                if self._chunks:
+                    parts += self._chunks
+                    self._chunks = []
+                    self._size = 0
+                    conn = self._conn
+                    if conn is not None and conn.paused:
+                        conn.resume()
+                if self._done:
+                    break
                 await self._wait()
         except asyncio.CancelledError:
             self.abort()
             raise
         if self._error is not None:
             raise self._error
-        chunks, self._chunks = self._chunks, []
-        self._size = 0
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         while True:
