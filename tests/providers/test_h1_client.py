@@ -671,3 +671,37 @@ def test_a_body_larger_than_the_buffer_is_read_whole() -> None:
             await client.close()
 
     run(main())
+
+
+@pytest.mark.parametrize("flood", ["many headers", "one long header", "endless interim answers",
+                                   "endless trailers"])
+def test_an_endless_head_is_refused_not_buffered(flood: str) -> None:
+    """Bytes that are no body (a head, 1xx answers, trailers) are held in memory until their
+    end: past 64 KiB the answer is refused, as aiohttp refused a line past 8 KiB."""
+    starts = {"many headers": b"HTTP/1.1 200 OK\r\n",
+              "one long header": b"HTTP/1.1 200 OK\r\nx-long: ",
+              "endless interim answers": b"",
+              "endless trailers": b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+                                  b"2\r\nok\r\n0\r\n"}
+    unit = {"many headers": b"x-a: bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\r\n",
+            "one long header": b"a" * 64,
+            "endless interim answers": b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n",
+            "endless trailers": b"x-a: bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\r\n"}[flood]
+
+    async def handler(peer: Peer) -> None:
+        await peer.request()
+        peer.writer.write(starts[flood])
+        for _ in range(64):  # 4 MiB and more, then silence
+            peer.writer.write(unit * (65536 // len(unit) + 1))
+            await peer.writer.drain()
+        await asyncio.sleep(2)
+
+    async def main() -> None:
+        async with serving(handler) as (base, _):
+            client = H1Client()
+            with pytest.raises(UpstreamUnreachable, match="too large"):
+                response = await post(client, base + "/", read_timeout=1.0)
+                await response.read()
+            await client.close()
+
+    run(main())

@@ -18,8 +18,9 @@ What it does, and does not:
   `_HIGH_WATER` bytes wait for a slow consumer.
 - No automatic decompression (no Accept-Encoding is sent, a compressed body passes through as
   it is), no redirects followed, no cookies, no User-Agent.
-- Errors: a connection refused, reset or closed mid-answer, or an answer httptools cannot
-  parse, is `UpstreamUnreachable`; no byte for `read_timeout` seconds while an answer is
+- Errors: a connection refused, reset or closed mid-answer, an answer httptools cannot
+  parse, or more than 64 KiB in a row that are no body (an endless head, 1xx answers or
+  trailers), is `UpstreamUnreachable`; no byte for `read_timeout` seconds while an answer is
   awaited, or no connection in `connect_timeout`, is `UpstreamTimeout`.
 - TLS for https: the default context (certificates and host name checked, SNI sent) or the
   one given.
@@ -56,6 +57,9 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding"})
 _HIGH_WATER = 256 * 1024  # bytes buffered for a slow consumer before reading pauses
 _LOW_WATER = 64 * 1024
+# Bytes in a row that carry no body (a head, 1xx answers, chunk trailers): httptools holds a
+# header line whole, so without a cap an endless one would fill the memory.
+_MAX_HEAD = 64 * 1024
 _TARGET_SAFE = "!#$%&'()*+,/:;=?@[]~"  # kept as is when a target is percent-encoded
 
 
@@ -110,6 +114,8 @@ class _Connection(asyncio.Protocol):
         self.paused = False
         self.interim = False  # parsing a 1xx answer, which is skipped
         self.counted = True  # in the client's count of open connections
+        self.body_seen = False  # a byte of body in the data being fed
+        self.head_bytes = 0  # bytes received since the last byte of body (see _MAX_HEAD)
 
     # asyncio.Protocol
 
@@ -123,11 +129,20 @@ class _Connection(asyncio.Protocol):
             return
         response._received = True
         response._last_data = self.client._loop.time()
+        self.body_seen = False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
             response._fail(_unreachable(response._what, "malformed answer"))
             self.close()
+            return
+        if self.body_seen:
+            self.head_bytes = 0
+        else:
+            self.head_bytes += len(data)
+            if self.head_bytes > _MAX_HEAD and self.response is not None:
+                response._fail(_unreachable(response._what, "answer head too large"))
+                self.close()
 
     def eof_received(self) -> bool | None:
         response = self.response
@@ -178,6 +193,7 @@ class _Connection(asyncio.Protocol):
         response = self.response
         if response is None:
             return
+        self.body_seen = True
         response._feed(body)
         if response._size > _HIGH_WATER and not self.paused and self.transport is not None:
             self.paused = True
@@ -461,6 +477,7 @@ class H1Client:
         """The answer once its head is in; None: a stale connection to try again."""
         response = H1Response(conn, read_timeout, what)
         conn.response = response
+        conn.head_bytes = 0
         assert conn.transport is not None
         conn.transport.write(payload)  # head and body in one write
         response._arm(self._loop)
