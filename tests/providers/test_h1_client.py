@@ -705,3 +705,36 @@ def test_an_endless_head_is_refused_not_buffered(flood: str) -> None:
             await client.close()
 
     run(main())
+
+
+def test_a_waiter_cancelled_as_it_is_woken_passes_the_connection_on() -> None:
+    """At the pool limit, the waiter woken for a free connection is cancelled before it runs
+    (its client left, its deadline passed): the next waiter gets the connection, rather than
+    waiting for good beside an idle one."""
+    async def handler(peer: Peer) -> None:
+        while await peer.request() is not None:
+            peer.writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+            await asyncio.sleep(0.1)  # the body later: the others queue meanwhile
+            peer.writer.write(b"ok")
+
+    async def main() -> None:
+        async with serving(handler) as (base, server):
+            client = H1Client(limit=1)
+            held = await post(client, base + "/")
+            first = asyncio.ensure_future(_read(post(client, base + "/")))
+            second = asyncio.ensure_future(_read(post(client, base + "/")))
+            await asyncio.sleep(0.05)  # both wait for the one connection
+            give_back = client._give_back
+
+            def give_back_then_cancel(conn: object, keep_alive: bool) -> None:
+                give_back(conn, keep_alive)  # type: ignore[arg-type]
+                first.cancel()  # woken, not yet run
+            client._give_back = give_back_then_cancel  # type: ignore[method-assign]
+            assert await held.read() == b"ok"  # the connection goes back, waking `first`
+            client._give_back = give_back  # type: ignore[method-assign]
+            assert await asyncio.wait_for(second, 2) == b"ok"
+            assert first.cancelled()
+            await client.close()
+            assert server.connections == 1
+
+    run(main())

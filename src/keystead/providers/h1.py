@@ -523,6 +523,10 @@ class H1Client:
             self._waiters.append(waiter)
             try:
                 await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_one()  # woken, then cancelled before it ran: the next one goes
+                raise
             finally:
                 if not waiter.done():
                     waiter.cancel()
