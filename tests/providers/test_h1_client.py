@@ -738,3 +738,22 @@ def test_a_waiter_cancelled_as_it_is_woken_passes_the_connection_on() -> None:
             assert server.connections == 1
 
     run(main())
+
+
+def test_a_protocol_switch_nobody_asked_for_is_unreachable(caplog: pytest.LogCaptureFixture,
+                                                           ) -> None:
+    async def handler(peer: Peer) -> None:
+        await peer.request()
+        peer.writer.write(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n"
+                          b"connection: upgrade\r\n\r\n\x81\x00")
+        await asyncio.sleep(1)
+
+    async def main() -> None:
+        async with serving(handler) as (base, _):
+            client = H1Client()
+            with pytest.raises(UpstreamUnreachable):
+                await post(client, base + "/", read_timeout=0.5)
+            await client.close()
+
+    run(main())
+    assert "Fatal error" not in caplog.text  # handled, not asyncio's last resort

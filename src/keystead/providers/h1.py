@@ -132,7 +132,7 @@ class _Connection(asyncio.Protocol):
         self.body_seen = False
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):  # (101: never asked)
             response._fail(_unreachable(response._what, "malformed answer"))
             self.close()
             return
