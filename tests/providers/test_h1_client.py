@@ -740,6 +740,25 @@ def test_a_waiter_cancelled_as_it_is_woken_passes_the_connection_on() -> None:
     run(main())
 
 
+def test_the_answer_to_a_head_has_no_body() -> None:
+    """Its content-length is the GET's: no body follows (RFC 9110 9.3.2)."""
+    async def handler(peer: Peer) -> None:
+        while await peer.request() is not None:
+            peer.writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n")
+
+    async def main() -> None:
+        async with serving(handler) as (base, _):
+            client = H1Client()
+            response = await post(client, base + "/", None, method="HEAD", read_timeout=1.0)
+            assert response.status == 200 and response.headers["content-length"] == "5"
+            assert await asyncio.wait_for(response.read(), 0.5) == b""
+            response = await post(client, base + "/", None, method="HEAD", read_timeout=1.0)
+            assert await asyncio.wait_for(response.read(), 0.5) == b""
+            await client.close()
+
+    run(main())
+
+
 def test_a_protocol_switch_nobody_asked_for_is_unreachable(caplog: pytest.LogCaptureFixture,
                                                            ) -> None:
     async def handler(peer: Peer) -> None:

@@ -15,7 +15,8 @@ What it does, and does not:
   a request waits for a free one.
 - Bodies: Content-Length, chunked, and read-until-close answers. The body is handed on as it
   arrives (a stream keeps its time to first byte); reading pauses while more than
-  `_HIGH_WATER` bytes wait for a slow consumer.
+  `_HIGH_WATER` bytes wait for a slow consumer. The answer to a HEAD ends with its head (its
+  connection is then closed: httptools cannot be told to expect no body).
 - No automatic decompression (no Accept-Encoding is sent, a compressed body passes through as
   it is), no redirects followed, no cookies, no User-Agent.
 - Errors: a connection refused, reset or closed mid-answer, an answer httptools cannot
@@ -188,6 +189,11 @@ class _Connection(asyncio.Protocol):
             response._raw_headers.clear()
             return
         response._on_headers(status)
+        if response.bodiless:
+            # httptools cannot be told that no body follows: the answer ends here and the
+            # connection goes, as the parser would wait for a body of content-length bytes
+            response._until_close = True
+            response._finish()
 
     def on_body(self, body: bytes) -> None:
         response = self.response
@@ -224,7 +230,7 @@ class H1Response:
 
     __slots__ = ("_chunks", "_conn", "_done", "_error", "_headers_done", "_keep_alive",
                  "_last_data", "_raw_headers", "_read_timeout", "_received", "_size", "_timer",
-                 "_until_close", "_waiter", "_what", "headers", "status")
+                 "_until_close", "_waiter", "_what", "bodiless", "headers", "status")
 
     def __init__(self, conn: _Connection, read_timeout: float, what: str) -> None:
         self._conn: _Connection | None = conn
@@ -241,6 +247,7 @@ class H1Response:
         self._waiter: asyncio.Future[None] | None = None
         self._last_data = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        self.bodiless = False  # the answer to a HEAD
 
     # fed by the connection
 
@@ -400,12 +407,13 @@ class H1Client:
         origin, target = self._split(url)
         payload = self._encode(method, origin, target, headers, body)
         conn = await self._acquire(origin, what)
-        response = await self._exchange(conn, payload, read_timeout, what,
+        head = method == "HEAD"
+        response = await self._exchange(conn, payload, read_timeout, what, head=head,
                                         may_retry=conn.reused and method in IDEMPOTENT_METHODS)
         if response is None:
             # A stale pooled connection, nothing of the answer seen: once more on a fresh one.
             conn = await self._acquire(origin, what, fresh=True)
-            response = await self._exchange(conn, payload, read_timeout, what,
+            response = await self._exchange(conn, payload, read_timeout, what, head=head,
                                             may_retry=False)
             assert response is not None
         return response
@@ -473,9 +481,10 @@ class H1Client:
         return data + body if body else data
 
     async def _exchange(self, conn: _Connection, payload: bytes, read_timeout: float,
-                        what: str, *, may_retry: bool) -> H1Response | None:
+                        what: str, *, head: bool, may_retry: bool) -> H1Response | None:
         """The answer once its head is in; None: a stale connection to try again."""
         response = H1Response(conn, read_timeout, what)
+        response.bodiless = head
         conn.response = response
         conn.head_bytes = 0
         assert conn.transport is not None
