@@ -776,3 +776,27 @@ def test_a_protocol_switch_nobody_asked_for_is_unreachable(caplog: pytest.LogCap
 
     run(main())
     assert "Fatal error" not in caplog.text  # handled, not asyncio's last resort
+
+
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1/v1", "http://127.0.0.1:99999/v1",
+                                 "http://[::1/v1", "http:///v1"])
+def test_a_url_the_client_cannot_use_is_unreachable(url: str) -> None:
+    """As aiohttp's InvalidURL was: an OpenAI-format 502 for that provider, not a crash."""
+    async def main() -> None:
+        client = H1Client()
+        with pytest.raises(UpstreamUnreachable, match="invalid URL"):
+            await post(client, url)
+        await client.close()
+
+    run(main())
+
+
+def test_an_empty_port_is_the_default_one() -> None:
+    async def main() -> None:
+        client = H1Client(connect_timeout=0.5)
+        with pytest.raises((UpstreamUnreachable, UpstreamTimeout)) as caught:
+            await post(client, "http://127.0.0.1:/v1")  # port 80: nothing listens there
+        assert "invalid URL" not in str(caught.value)
+        await client.close()
+
+    run(main())

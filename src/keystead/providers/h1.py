@@ -89,13 +89,16 @@ class _Origin:
         if netloc.startswith("["):  # [v6]:port
             end = netloc.index("]")
             host = netloc[1:end]
-            if netloc[end + 1:end + 2] == ":":
+            if netloc[end + 1:end + 2] == ":" and netloc[end + 2:]:
                 port = int(netloc[end + 2:])
         elif ":" in netloc:
             host, _, port_text = netloc.rpartition(":")
-            port = int(port_text)
+            if port_text:  # (an empty one is the default, as in yarl and urllib)
+                port = int(port_text)
         if not host:
             raise ValueError(f"no host in {netloc!r}")
+        if not 0 < port < 65536:
+            raise ValueError(f"port {port} out of range")
         self.host, self.port, self.host_header = host, port, netloc
         self.idle: deque[_Connection] = deque()
 
@@ -404,7 +407,10 @@ class H1Client:
 
     async def request(self, method: str, url: str, headers: dict[str, str],
                       body: bytes | None, *, read_timeout: float, what: str) -> H1Response:
-        origin, target = self._split(url)
+        try:
+            origin, target = self._split(url)
+        except ValueError:  # as aiohttp's InvalidURL: this provider's failure, not a crash
+            raise _unreachable(what, "invalid URL") from None
         payload = self._encode(method, origin, target, headers, body)
         conn = await self._acquire(origin, what)
         head = method == "HEAD"
