@@ -649,3 +649,154 @@ def test_https_checks_the_certificate_and_sends_the_host_name(tmp_path: Path) ->
 
     run(main())
     assert names[0] == "localhost"
+
+
+# a hostile or broken upstream
+
+def test_a_body_larger_than_the_buffer_is_read_whole() -> None:
+    """read() takes the whole body: reading must not pause for a consumer that is read()
+    itself (a non-streamed answer of a few MiB, e.g. many embeddings)."""
+    blob = bytes(range(256)) * 8192  # 2 MiB, well past the pause mark
+
+    async def handler(peer: Peer) -> None:
+        await peer.request()
+        await peer.answer(blob)
+        await peer.request()
+
+    async def main() -> None:
+        async with serving(handler) as (base, _):
+            client = H1Client()
+            response = await post(client, base + "/", read_timeout=1.0)
+            assert await asyncio.wait_for(response.read(), 3) == blob
+            await client.close()
+
+    run(main())
+
+
+@pytest.mark.parametrize("flood", ["many headers", "one long header", "endless interim answers",
+                                   "endless trailers"])
+def test_an_endless_head_is_refused_not_buffered(flood: str) -> None:
+    """Bytes that are no body (a head, 1xx answers, trailers) are held in memory until their
+    end: past 64 KiB the answer is refused, as aiohttp refused a line past 8 KiB."""
+    starts = {"many headers": b"HTTP/1.1 200 OK\r\n",
+              "one long header": b"HTTP/1.1 200 OK\r\nx-long: ",
+              "endless interim answers": b"",
+              "endless trailers": b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+                                  b"2\r\nok\r\n0\r\n"}
+    unit = {"many headers": b"x-a: bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\r\n",
+            "one long header": b"a" * 64,
+            "endless interim answers": b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n",
+            "endless trailers": b"x-a: bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\r\n"}[flood]
+
+    async def handler(peer: Peer) -> None:
+        await peer.request()
+        peer.writer.write(starts[flood])
+        for _ in range(64):  # 4 MiB and more, then silence
+            peer.writer.write(unit * (65536 // len(unit) + 1))
+            await peer.writer.drain()
+        await asyncio.sleep(2)
+
+    async def main() -> None:
+        async with serving(handler) as (base, _):
+            client = H1Client()
+            with pytest.raises(UpstreamUnreachable, match="too large"):
+                response = await post(client, base + "/", read_timeout=1.0)
+                await response.read()
+            await client.close()
+
+    run(main())
+
+
+def test_a_waiter_cancelled_as_it_is_woken_passes_the_connection_on() -> None:
+    """At the pool limit, the waiter woken for a free connection is cancelled before it runs
+    (its client left, its deadline passed): the next waiter gets the connection, rather than
+    waiting for good beside an idle one."""
+    async def handler(peer: Peer) -> None:
+        while await peer.request() is not None:
+            peer.writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+            await asyncio.sleep(0.1)  # the body later: the others queue meanwhile
+            peer.writer.write(b"ok")
+
+    async def main() -> None:
+        async with serving(handler) as (base, server):
+            client = H1Client(limit=1)
+            held = await post(client, base + "/")
+            first = asyncio.ensure_future(_read(post(client, base + "/")))
+            second = asyncio.ensure_future(_read(post(client, base + "/")))
+            await asyncio.sleep(0.05)  # both wait for the one connection
+            give_back = client._give_back
+
+            def give_back_then_cancel(conn: object, keep_alive: bool) -> None:
+                give_back(conn, keep_alive)  # type: ignore[arg-type]
+                first.cancel()  # woken, not yet run
+            client._give_back = give_back_then_cancel  # type: ignore[method-assign]
+            assert await held.read() == b"ok"  # the connection goes back, waking `first`
+            client._give_back = give_back  # type: ignore[method-assign]
+            assert await asyncio.wait_for(second, 2) == b"ok"
+            assert first.cancelled()
+            await client.close()
+            assert server.connections == 1
+
+    run(main())
+
+
+def test_the_answer_to_a_head_has_no_body() -> None:
+    """Its content-length is the GET's: no body follows (RFC 9110 9.3.2)."""
+    async def handler(peer: Peer) -> None:
+        while await peer.request() is not None:
+            peer.writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n")
+
+    async def main() -> None:
+        async with serving(handler) as (base, _):
+            client = H1Client()
+            response = await post(client, base + "/", None, method="HEAD", read_timeout=1.0)
+            assert response.status == 200 and response.headers["content-length"] == "5"
+            assert await asyncio.wait_for(response.read(), 0.5) == b""
+            response = await post(client, base + "/", None, method="HEAD", read_timeout=1.0)
+            assert await asyncio.wait_for(response.read(), 0.5) == b""
+            await client.close()
+
+    run(main())
+
+
+def test_a_protocol_switch_nobody_asked_for_is_unreachable(caplog: pytest.LogCaptureFixture,
+                                                           ) -> None:
+    async def handler(peer: Peer) -> None:
+        await peer.request()
+        peer.writer.write(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n"
+                          b"connection: upgrade\r\n\r\n\x81\x00")
+        await asyncio.sleep(1)
+
+    async def main() -> None:
+        async with serving(handler) as (base, _):
+            client = H1Client()
+            with pytest.raises(UpstreamUnreachable):
+                await post(client, base + "/", read_timeout=0.5)
+            await client.close()
+
+    run(main())
+    assert "Fatal error" not in caplog.text  # handled, not asyncio's last resort
+
+
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1/v1", "http://127.0.0.1:99999/v1",
+                                 "http://[::1/v1", "http:///v1"])
+def test_a_url_the_client_cannot_use_is_unreachable(url: str) -> None:
+    """As aiohttp's InvalidURL was: an OpenAI-format 502 for that provider, not a crash."""
+    async def main() -> None:
+        client = H1Client()
+        with pytest.raises(UpstreamUnreachable, match="invalid URL"):
+            await post(client, url)
+        await client.close()
+
+    run(main())
+
+
+def test_an_empty_port_is_the_default_one() -> None:
+    async def main() -> None:
+        client = H1Client(connect_timeout=0.5)
+        with pytest.raises((UpstreamUnreachable, UpstreamTimeout)) as caught:
+            await post(client, "http://127.0.0.1:/v1")  # port 80: nothing listens there
+        assert "invalid URL" not in str(caught.value)
+        await client.close()
+
+    run(main())

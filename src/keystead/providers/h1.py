@@ -15,11 +15,13 @@ What it does, and does not:
   a request waits for a free one.
 - Bodies: Content-Length, chunked, and read-until-close answers. The body is handed on as it
   arrives (a stream keeps its time to first byte); reading pauses while more than
-  `_HIGH_WATER` bytes wait for a slow consumer.
+  `_HIGH_WATER` bytes wait for a slow consumer. The answer to a HEAD ends with its head (its
+  connection is then closed: httptools cannot be told to expect no body).
 - No automatic decompression (no Accept-Encoding is sent, a compressed body passes through as
   it is), no redirects followed, no cookies, no User-Agent.
-- Errors: a connection refused, reset or closed mid-answer, or an answer httptools cannot
-  parse, is `UpstreamUnreachable`; no byte for `read_timeout` seconds while an answer is
+- Errors: a connection refused, reset or closed mid-answer, an answer httptools cannot
+  parse, or more than 64 KiB in a row that are no body (an endless head, 1xx answers or
+  trailers), is `UpstreamUnreachable`; no byte for `read_timeout` seconds while an answer is
   awaited, or no connection in `connect_timeout`, is `UpstreamTimeout`.
 - TLS for https: the default context (certificates and host name checked, SNI sent) or the
   one given.
@@ -56,6 +58,9 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding"})
 _HIGH_WATER = 256 * 1024  # bytes buffered for a slow consumer before reading pauses
 _LOW_WATER = 64 * 1024
+# Bytes in a row that carry no body (a head, 1xx answers, chunk trailers): httptools holds a
+# header line whole, so without a cap an endless one would fill the memory.
+_MAX_HEAD = 64 * 1024
 _TARGET_SAFE = "!#$%&'()*+,/:;=?@[]~"  # kept as is when a target is percent-encoded
 
 
@@ -84,13 +89,16 @@ class _Origin:
         if netloc.startswith("["):  # [v6]:port
             end = netloc.index("]")
             host = netloc[1:end]
-            if netloc[end + 1:end + 2] == ":":
+            if netloc[end + 1:end + 2] == ":" and netloc[end + 2:]:
                 port = int(netloc[end + 2:])
         elif ":" in netloc:
             host, _, port_text = netloc.rpartition(":")
-            port = int(port_text)
+            if port_text:  # (an empty one is the default, as in yarl and urllib)
+                port = int(port_text)
         if not host:
             raise ValueError(f"no host in {netloc!r}")
+        if not 0 < port < 65536:
+            raise ValueError(f"port {port} out of range")
         self.host, self.port, self.host_header = host, port, netloc
         self.idle: deque[_Connection] = deque()
 
@@ -110,6 +118,8 @@ class _Connection(asyncio.Protocol):
         self.paused = False
         self.interim = False  # parsing a 1xx answer, which is skipped
         self.counted = True  # in the client's count of open connections
+        self.body_seen = False  # a byte of body in the data being fed
+        self.head_bytes = 0  # bytes received since the last byte of body (see _MAX_HEAD)
 
     # asyncio.Protocol
 
@@ -123,11 +133,20 @@ class _Connection(asyncio.Protocol):
             return
         response._received = True
         response._last_data = self.client._loop.time()
+        self.body_seen = False
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):  # (101: never asked)
             response._fail(_unreachable(response._what, "malformed answer"))
             self.close()
+            return
+        if self.body_seen:
+            self.head_bytes = 0
+        else:
+            self.head_bytes += len(data)
+            if self.head_bytes > _MAX_HEAD and self.response is not None:
+                response._fail(_unreachable(response._what, "answer head too large"))
+                self.close()
 
     def eof_received(self) -> bool | None:
         response = self.response
@@ -173,11 +192,17 @@ class _Connection(asyncio.Protocol):
             response._raw_headers.clear()
             return
         response._on_headers(status)
+        if response.bodiless:
+            # httptools cannot be told that no body follows: the answer ends here and the
+            # connection goes, as the parser would wait for a body of content-length bytes
+            response._until_close = True
+            response._finish()
 
     def on_body(self, body: bytes) -> None:
         response = self.response
         if response is None:
             return
+        self.body_seen = True
         response._feed(body)
         if response._size > _HIGH_WATER and not self.paused and self.transport is not None:
             self.paused = True
@@ -208,7 +233,7 @@ class H1Response:
 
     __slots__ = ("_chunks", "_conn", "_done", "_error", "_headers_done", "_keep_alive",
                  "_last_data", "_raw_headers", "_read_timeout", "_received", "_size", "_timer",
-                 "_until_close", "_waiter", "_what", "headers", "status")
+                 "_until_close", "_waiter", "_what", "bodiless", "headers", "status")
 
     def __init__(self, conn: _Connection, read_timeout: float, what: str) -> None:
         self._conn: _Connection | None = conn
@@ -225,6 +250,7 @@ class H1Response:
         self._waiter: asyncio.Future[None] | None = None
         self._last_data = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        self.bodiless = False  # the answer to a HEAD
 
     # fed by the connection
 
@@ -314,17 +340,26 @@ class H1Response:
     # UpstreamResponse
 
     async def read(self) -> bytes:
+        parts: list[bytes] = []
         try:
-            while not self._done:
+            while True:
+                # taken as they come, so the buffer never reaches the mark that pauses reading
+                if self._chunks:
+                    parts += self._chunks
+                    self._chunks = []
+                    self._size = 0
+                    conn = self._conn
+                    if conn is not None and conn.paused:
+                        conn.resume()
+                if self._done:
+                    break
                 await self._wait()
         except asyncio.CancelledError:
             self.abort()
             raise
         if self._error is not None:
             raise self._error
-        chunks, self._chunks = self._chunks, []
-        self._size = 0
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         while True:
@@ -372,15 +407,19 @@ class H1Client:
 
     async def request(self, method: str, url: str, headers: dict[str, str],
                       body: bytes | None, *, read_timeout: float, what: str) -> H1Response:
-        origin, target = self._split(url)
+        try:
+            origin, target = self._split(url)
+        except ValueError:  # as aiohttp's InvalidURL: this provider's failure, not a crash
+            raise _unreachable(what, "invalid URL") from None
         payload = self._encode(method, origin, target, headers, body)
         conn = await self._acquire(origin, what)
-        response = await self._exchange(conn, payload, read_timeout, what,
+        head = method == "HEAD"
+        response = await self._exchange(conn, payload, read_timeout, what, head=head,
                                         may_retry=conn.reused and method in IDEMPOTENT_METHODS)
         if response is None:
             # A stale pooled connection, nothing of the answer seen: once more on a fresh one.
             conn = await self._acquire(origin, what, fresh=True)
-            response = await self._exchange(conn, payload, read_timeout, what,
+            response = await self._exchange(conn, payload, read_timeout, what, head=head,
                                             may_retry=False)
             assert response is not None
         return response
@@ -448,10 +487,12 @@ class H1Client:
         return data + body if body else data
 
     async def _exchange(self, conn: _Connection, payload: bytes, read_timeout: float,
-                        what: str, *, may_retry: bool) -> H1Response | None:
+                        what: str, *, head: bool, may_retry: bool) -> H1Response | None:
         """The answer once its head is in; None: a stale connection to try again."""
         response = H1Response(conn, read_timeout, what)
+        response.bodiless = head
         conn.response = response
+        conn.head_bytes = 0
         assert conn.transport is not None
         conn.transport.write(payload)  # head and body in one write
         response._arm(self._loop)
@@ -497,6 +538,10 @@ class H1Client:
             self._waiters.append(waiter)
             try:
                 await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_one()  # woken, then cancelled before it ran: the next one goes
+                raise
             finally:
                 if not waiter.done():
                     waiter.cancel()
