@@ -800,3 +800,12 @@ def test_an_empty_port_is_the_default_one() -> None:
         await client.close()
 
     run(main())
+
+
+def test_an_internationalised_host_goes_out_in_its_ascii_form() -> None:
+    from keystead.providers.h1 import _Origin
+
+    origin = _Origin("https", "b\u00fccher.example:8443")
+    assert (origin.host, origin.port, origin.host_header) == \
+        ("xn--bcher-kva.example", 8443, "xn--bcher-kva.example:8443")
+    assert _Origin("http", "b\u00fccher.example").host_header == "xn--bcher-kva.example"

@@ -99,6 +99,9 @@ class _Origin:
             raise ValueError(f"no host in {netloc!r}")
         if not 0 < port < 65536:
             raise ValueError(f"port {port} out of range")
+        if not host.isascii():  # an internationalised name: its ASCII (IDNA) form on the wire
+            host = host.encode("idna").decode("ascii")  # UnicodeError is a ValueError
+            netloc = host if port == (443 if self.tls else 80) else f"{host}:{port}"
         self.host, self.port, self.host_header = host, port, netloc
         self.idle: deque[_Connection] = deque()
 
