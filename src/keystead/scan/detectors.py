@@ -60,6 +60,9 @@ class Detector:
     # `validate` checks a checksum the issuer embeds: findings say "verified": "checksum".
     checksum: bool = False
     kind: str = "key"  # "key", "token" or "webhook" (a URL that is itself the credential)
+    # The value's own prefix says it is a secret (DeepSeek's `sk-`): naming the provider is
+    # tie enough, no credential word needed next to it.
+    says_secret: bool = False
 
     def accepts(self, secret: str, body: str | None = None) -> bool:
         """`body` is the random part when the pattern has a `body` group (a webhook URL)."""
@@ -136,6 +139,13 @@ def _random_looking(secret: str) -> bool:
 def _hex_with_letters_and_digits(secret: str) -> bool:
     body = secret.split("-")[-1]
     return any(c.isdigit() for c in body) and any(c.isalpha() for c in body)
+
+
+def _openai_marked(secret: str) -> bool:
+    """OpenAI's keys carry `T3BlbkFJ` (base64 of "OpenAI") between their two random halves. A
+    short `sk-proj-` shape without it is a fragment (a key cut by a space) or made up; a long
+    one (100 or more) is still taken, as the prompt guard wants for a key of unknown vintage."""
+    return "T3BlbkFJ" in secret or len(secret.split("-", 2)[-1]) >= 100
 
 
 def _keystead(secret: str) -> bool:
@@ -225,8 +235,10 @@ DETECTORS: tuple[Detector, ...] = (
              _MASTER_KEY_LINE, 0, 4.0, validate=_master_key,
              anchors=("master_key", "masterkey", "master-key", "master.key")),
     Detector("openai-project", "OpenAI",
-             "sk-proj- / sk-svcacct- / sk-admin- + 40 to 200 base64url characters",
-             _rx(rf"sk-(?:proj|svcacct|admin)-[{_URLSAFE}]{{40,200}}"), 8, 4.0, anchors=("sk-",)),
+             "sk-proj- / sk-svcacct- / sk-admin- + 40 to 200 base64url characters holding "
+             "T3BlbkFJ (or 100 or more without it)",
+             _rx(rf"sk-(?:proj|svcacct|admin)-[{_URLSAFE}]{{40,200}}"), 8, 4.0,
+             validate=_openai_marked, anchors=("sk-",)),
     Detector("openai-legacy", "OpenAI", "sk- + 20 base62 + T3BlbkFJ + 20 base62 (51 characters)",
              _rx(rf"sk-[{_B62}]{{20}}T3BlbkFJ[{_B62}]{{20}}"), 3, 3.5, anchors=("sk-",)),
     Detector("anthropic", "Anthropic",
@@ -275,7 +287,7 @@ DETECTORS: tuple[Detector, ...] = (
              _rx(r"sk-[0-9a-f]{32}"), 3, 3.0, context=re.compile(_DEEPSEEK),
              not_after=_DIGEST_LABEL, validate=_hex_with_letters_and_digits,
              anchors=("deepseek", "deep_seek", "deep-seek"),
-             host=_host(r"api\.deepseek\.com")),
+             host=_host(r"api\.deepseek\.com"), says_secret=True),
     Detector("together-legacy", "Together AI", "64 hex named as a Together key",
              _rx(r"[0-9a-f]{64}"), 0, 3.3, context=re.compile(_TOGETHER),
              not_after=_DIGEST_LABEL, validate=_hex_with_letters_and_digits,

@@ -154,6 +154,10 @@ def _scan_view(view: Sequence[str], lines: Sequence[str], detectors: Sequence[De
     return untied
 
 
+# How many lines on a view's line may hold a key it found whole on one of them.
+_VIEW_REACH = 20
+
+
 def scan_text(text: str, path: str, detectors: Sequence[Detector] = DETECTORS,
               active: Sequence[Detector] | None = None) -> list[Finding]:
     """Every finding in `text`, in line order. `active`: the detectors whose anchors the text
@@ -166,6 +170,13 @@ def scan_text(text: str, path: str, detectors: Sequence[Detector] = DETECTORS,
     found: dict[tuple[int, str], Finding] = {}
 
     def keep(detector: Detector, index: int, column: int, secret: str, raw: bool) -> None:
+        if not raw and secret[:8] not in lines[index]:
+            # A view that took in later lines (a curl's `\`-continued ones, pieces across
+            # lines) found a key that stands whole on one of them: it is reported there.
+            for later in range(index + 1, min(len(lines), index + _VIEW_REACH)):
+                if secret in lines[later]:
+                    index, column = later, lines[later].index(secret)
+                    break
         if (index, secret) in found:
             return
         if not raw:
@@ -195,6 +206,15 @@ def scan_text(text: str, path: str, detectors: Sequence[Detector] = DETECTORS,
     for view in derived:
         if view is not None:
             _scan_view(view, lines, active, lambda d, i, c, s: keep(d, i, c, s, False))
+    # Wrapped keys: only the formats with a prefix, which say where a key starts; a context
+    # format's bare hex or base62 would be glued out of any two lines of a dump.
+    prefixed = [d for d in active if d.context is None]
+    if prefixed:
+        whole = frozenset(f.line - 1 for f in found.values()
+                          if lines[f.line - 1].rstrip().endswith(f.secret))
+        view = views.wrapped(lines, whole)
+        if view is not None:
+            _scan_view(view, lines, prefixed, lambda d, i, c, s: keep(d, i, c, s, False))
     return sorted(found.values(), key=lambda f: (f.line, f.column))
 
 
