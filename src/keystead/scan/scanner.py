@@ -28,7 +28,7 @@ import re
 import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from keystead.scan.context import tied
 from keystead.scan.detectors import ANCHORS, DETECTORS, Detector, mask
 
 __all__ = ["MAX_BYTES", "SKIP_DIRS", "Finding", "ScanStats", "fingerprint", "is_binary",
-           "scan_bytes", "scan_paths", "scan_text"]
+           "scan_bytes", "scan_excerpt", "scan_paths", "scan_text"]
 
 MAX_BYTES = 2 * 1024 * 1024
 SKIP_DIRS = frozenset({".git", "node_modules", ".venv", "venv", "__pycache__", ".mypy_cache",
@@ -238,6 +238,27 @@ def scan_bytes(data: bytes, path: str, stats: ScanStats | None = None) -> list[F
         return []
     return scan_text(data.decode("utf-8", errors="replace"), path,
                      active=_active(data, DETECTORS))
+
+
+def scan_excerpt(lines: Sequence[bytes], keep: Sequence[int], path: str) -> list[Finding]:
+    """Findings in the lines `keep` (0-based, ascending) of a text split on newlines, each
+    reported at its line in the whole text. Runs of kept lines are read as one text, with a
+    blank line where lines were left out (a YAML path or a CSV header above a changed line
+    still reads as one)."""
+    parts: list[bytes] = []
+    where: list[int] = []
+    for i in keep:
+        if where and i != where[-1] + 1:
+            parts.append(b"")
+            where.append(-1)
+        parts.append(lines[i])
+        where.append(i)
+    data = b"\n".join(parts)
+    if _PREFILTER.search(data) is None:
+        return []
+    found = scan_text(data.decode("utf-8", errors="replace"), path,
+                      active=_active(data, DETECTORS))
+    return [replace(f, line=where[f.line - 1] + 1) for f in found if where[f.line - 1] >= 0]
 
 
 def _walk(root: Path) -> Iterator[Path]:
