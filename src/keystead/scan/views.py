@@ -274,7 +274,7 @@ def joined(lines: Sequence[str]) -> list[str] | None:
 # Wrapping happens at a width (72 to 80 columns, a terminal's 80 or more); a short line ending
 # in a token was ended there on purpose.
 _WRAP_WIDTH = 60
-_TAIL_TOKEN = re.compile(r"[A-Za-z0-9_+/=-]{4,}$")
+_TAIL_TOKEN = re.compile(r"[A-Za-z0-9_+/=-]{4}$")  # searched in the last 4 characters only
 _HEAD_TOKEN = re.compile(r"^\s*(?:>\s*)*(?:#|//|\*|--|;)?\s*(?P<t>[A-Za-z0-9_+/=-]+)")
 
 
@@ -285,7 +285,8 @@ def wrapped(lines: Sequence[str], whole: frozenset[int]) -> list[str] | None:
     changed = False
     for i in range(len(lines) - 1):
         line = lines[i].rstrip()
-        if len(line) < _WRAP_WIDTH or i in whole or _TAIL_TOKEN.search(line) is None:
+        if (len(line) < _WRAP_WIDTH or i in whole
+                or _TAIL_TOKEN.search(line, len(line) - 4) is None):
             continue
         head = _HEAD_TOKEN.match(lines[i + 1])
         if head is not None:
