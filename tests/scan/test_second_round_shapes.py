@@ -9,7 +9,7 @@ import random
 import pytest
 
 from keystead.scan.scanner import scan_text
-from scan.synth import B62, HEX, URLSAFE, synth, webhook
+from scan.synth import B62, URLSAFE, synth, webhook
 
 RNG = random.Random(20240616)
 COHERE, MISTRAL = synth("cohere", RNG), synth("mistral", RNG)
@@ -188,14 +188,10 @@ def test_a_key_is_reported_once_at_its_own_line(text: str) -> None:
     assert [f[0] for f in found(text)] == [where]
 
 
-# --- OpenAI's project keys carry the OpenAI marker --------------------------------------------
-
-def test_a_project_key_shape_without_the_openai_marker_is_not_a_key() -> None:
-    body = "".join(RNG.choices(URLSAFE, k=44))
-    assert found(f'BAD = ("openai", "sk-proj-{body} {"".join(RNG.choices(B62, k=40))}")\n') == []
-    assert found(f"sk-svcacct-{''.join(RNG.choices(HEX, k=64))}\n") == []
-
+# --- OpenAI's project keys, with or without the marker -----------------------------------------
 
 def test_a_long_project_key_without_the_marker_is_still_a_key() -> None:
-    key = "sk-proj-" + "".join(RNG.choices(URLSAFE, k=130))
+    """The prompt guard and the error redaction share the detectors and must mask a key of any
+    vintage: the marker is not required (see the limits in docs/scanner.md)."""
+    key = "sk-proj-" + "".join(RNG.choices(URLSAFE, k=80))
     assert found(f"OPENAI_API_KEY={key}\n") == [(1, "openai-project", key)]

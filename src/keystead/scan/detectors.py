@@ -153,13 +153,6 @@ def _hex_with_letters_and_digits(secret: str) -> bool:
     return any(c.isdigit() for c in body) and any(c.isalpha() for c in body)
 
 
-def _openai_marked(secret: str) -> bool:
-    """OpenAI's keys carry `T3BlbkFJ` (base64 of "OpenAI") between their two random halves. A
-    short `sk-proj-` shape without it is a fragment (a key cut by a space) or made up; a long
-    one (100 or more) is still taken, as the prompt guard wants for a key of unknown vintage."""
-    return "T3BlbkFJ" in secret or len(secret.split("-", 2)[-1]) >= 100
-
-
 def _keystead(secret: str) -> bool:
     return parse_key(secret) is not None
 
@@ -247,10 +240,8 @@ DETECTORS: tuple[Detector, ...] = (
              _MASTER_KEY_LINE, 0, 4.0, validate=_master_key,
              anchors=("master_key", "masterkey", "master-key", "master.key")),
     Detector("openai-project", "OpenAI",
-             "sk-proj- / sk-svcacct- / sk-admin- + 40 to 200 base64url characters holding "
-             "T3BlbkFJ (or 100 or more without it)",
-             _rx(rf"sk-(?:proj|svcacct|admin)-[{_URLSAFE}]{{40,200}}"), 8, 4.0,
-             validate=_openai_marked, anchors=("sk-",)),
+             "sk-proj- / sk-svcacct- / sk-admin- + 40 to 200 base64url characters",
+             _rx(rf"sk-(?:proj|svcacct|admin)-[{_URLSAFE}]{{40,200}}"), 8, 4.0, anchors=("sk-",)),
     Detector("openai-legacy", "OpenAI", "sk- + 20 base62 + T3BlbkFJ + 20 base62 (51 characters)",
              _rx(rf"sk-[{_B62}]{{20}}T3BlbkFJ[{_B62}]{{20}}"), 3, 3.5, anchors=("sk-",)),
     Detector("anthropic", "Anthropic",
