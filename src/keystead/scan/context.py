@@ -16,9 +16,17 @@ line) and one of these names the provider:
 4. (through the structure view, see `keystead.scan.views`) the YAML, JSON or TOML path above
    the value, or the CSV column and row it sits in.
 
-An AWS secret right after its access key id (`AKIA...:secret`, `AKIA...,secret`) and a value
-passed positionally to the provider's client (`cohere.Client("...")`, `Mistral("...")`)
-needs no credential word. A generic name alone (`api_key = "<32 characters>"`) is not enough.
+A provider field in that window counts as naming it (`--provider together --key ...`, a CSV
+row's `provider=aws; secret=...`), and the host counts anywhere on the value's line (a long
+URL's query: `https://x.openai.azure.com/openai/deployments/...?api-key=...`).
+
+Without a credential word, a value is tied only by: an AWS access key id right before it
+(`AKIA...:secret`, `AKIA...,secret`); a positional argument to the provider's client
+(`cohere.Client("...")`, `Mistral("...")`); a name that is the provider's and nothing else but
+qualifiers (`COHERE = "..."`, `MISTRAL_PROD = "..."`, `cohereStaging: ...`; not
+`MISTRAL_REQUEST_ID`); or a prefix that itself says "secret key" (DeepSeek's `sk-`), which
+needs the provider named only as above. A generic name alone (`api_key = "<32 characters>"`) is
+not enough.
 """
 
 from __future__ import annotations
@@ -54,6 +62,49 @@ def _neighbour_rule(detector: Detector) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{form})" for form in forms), re.MULTILINE)
 
 
+# The names a provider goes by, once a name is cut into lowercase words and its qualifiers
+# dropped (`_COHERE_TRIAL` -> "cohere", `azureOpenAI` -> "azureopenai").
+_PROVIDER_NAMES = {
+    "azure-openai": "azure|azureopenai|aoai",
+    "deepseek": "deepseek",
+    "together-legacy": "together|togetherai",
+    "mistral": "mistral|mistralai|codestral",
+    "cohere": "cohere",
+    "aws-secret-access-key": "aws",
+}
+# Words that say which copy of a key a name holds, not what the value is.
+_QUALIFIERS = frozenset({
+    "trial", "prod", "production", "dev", "development", "staging", "stage", "test", "testing",
+    "live", "default", "fallback", "primary", "secondary", "backup", "main", "old", "new",
+    "legacy", "personal", "local", "ci", "free", "paid", "org", "team", "shared", "my", "the",
+    "current", "next", "previous", "prev", "temp", "tmp", "demo", "sandbox", "eu", "us"})
+# `NAME = "`, `NAME: `, `"NAME": "`, `NAME := "`, `$NAME = '`, a notebook's `NAME = \"`.
+_ASSIGNED = re.compile(r"(?P<name>[\w.$-]{2,80})\\?[\"'`]?\s*(?:[:=]|=>|:=)\s*\\?[\"'`]?$")
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+
+
+def _named_after(detector: Detector, before: str) -> bool:
+    """The value is assigned to a name that is the provider's plus qualifiers only."""
+    assigned = _ASSIGNED.search(before)
+    names = _PROVIDER_NAMES.get(detector.id)
+    if assigned is None or names is None:
+        return False
+    segment = assigned.group("name").rsplit(".", 1)[-1]
+    words = [w.lower() for w in _WORD.findall(segment)]
+    core = "".join(w for w in words if w not in _QUALIFIERS and not w.isdigit())
+    return re.fullmatch(names, core) is not None
+
+
+@lru_cache(maxsize=64)
+def _provider_field(detector: Detector) -> re.Pattern[str] | None:
+    """`provider: together`, `--provider together`, `"vendor": "aws"`, `platform=aws;`."""
+    names = _PROVIDER_NAMES.get(detector.id)
+    if names is None:
+        return None
+    return re.compile(r"(?i)\b(?:provider|vendor|platform|backend|service)[\"']?"
+                      rf"(?:\s*(?:[:=]|=>)\s*|\s+)[\"']?(?:{names})(?![\w-])")
+
+
 _CALL = re.compile(r"[\w.]*\(\s*[\"'`]?$")
 # An access key id right before the value (`AKIA...:secret@` in a URL, `AKIA...,secret` in the
 # CSV the AWS console downloads): the pair is the credential, whatever the names.
@@ -69,11 +120,17 @@ def tied(detector: Detector, line: str, start: int, end: int, lines: Sequence[st
     here = before + line[start:end + _NEAR_AFTER]
     if detector.id == "aws-secret-access-key" and _AWS_PAIR.search(before):
         return True
-    if not KEY_WORD.search(here):
-        # Only a positional argument to the provider's client: `cohere.Client("...")`.
+    if not detector.says_secret and not KEY_WORD.search(here):
+        # Only a positional argument to the provider's client (`cohere.Client("...")`), or a
+        # name that is the provider's.
         call = _CALL.search(before)
-        return call is not None and detector.context.search(call.group()) is not None
+        if call is not None and detector.context.search(call.group()) is not None:
+            return True
+        return _named_after(detector, before)
     if detector.context.search(here):
+        return True
+    field = _provider_field(detector)
+    if field is not None and field.search(here):
         return True
     rule = _neighbour_rule(detector)
     for i in (index - 1, index + 1):
@@ -81,6 +138,6 @@ def tied(detector: Detector, line: str, start: int, end: int, lines: Sequence[st
             return True
     if detector.host is not None:
         for i in range(max(0, index - _HOST_LINES), min(len(lines), index + _HOST_LINES + 1)):
-            if i != index and len(lines[i]) <= 4 * _SHORT_LINE and detector.host.search(lines[i]):
+            if len(lines[i]) <= 4 * _SHORT_LINE and detector.host.search(lines[i]):
                 return True
     return False

@@ -28,7 +28,7 @@ import re
 import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from keystead.scan.context import tied
 from keystead.scan.detectors import ANCHORS, DETECTORS, Detector, mask
 
 __all__ = ["MAX_BYTES", "SKIP_DIRS", "Finding", "ScanStats", "fingerprint", "is_binary",
-           "scan_bytes", "scan_paths", "scan_text"]
+           "scan_bytes", "scan_excerpt", "scan_paths", "scan_text"]
 
 MAX_BYTES = 2 * 1024 * 1024
 SKIP_DIRS = frozenset({".git", "node_modules", ".venv", "venv", "__pycache__", ".mypy_cache",
@@ -154,6 +154,10 @@ def _scan_view(view: Sequence[str], lines: Sequence[str], detectors: Sequence[De
     return untied
 
 
+# How many lines on a view's line may hold a key it found whole on one of them.
+_VIEW_REACH = 20
+
+
 def scan_text(text: str, path: str, detectors: Sequence[Detector] = DETECTORS,
               active: Sequence[Detector] | None = None) -> list[Finding]:
     """Every finding in `text`, in line order. `active`: the detectors whose anchors the text
@@ -166,6 +170,13 @@ def scan_text(text: str, path: str, detectors: Sequence[Detector] = DETECTORS,
     found: dict[tuple[int, str], Finding] = {}
 
     def keep(detector: Detector, index: int, column: int, secret: str, raw: bool) -> None:
+        if not raw and secret[:8] not in lines[index]:
+            # A view that took in later lines (a curl's `\`-continued ones, pieces across
+            # lines) found a key that stands whole on one of them: it is reported there.
+            for later in range(index + 1, min(len(lines), index + _VIEW_REACH)):
+                if secret in lines[later]:
+                    index, column = later, lines[later].index(secret)
+                    break
         if (index, secret) in found:
             return
         if not raw:
@@ -195,6 +206,15 @@ def scan_text(text: str, path: str, detectors: Sequence[Detector] = DETECTORS,
     for view in derived:
         if view is not None:
             _scan_view(view, lines, active, lambda d, i, c, s: keep(d, i, c, s, False))
+    # Wrapped keys: only the formats with a prefix, which say where a key starts; a context
+    # format's bare hex or base62 would be glued out of any two lines of a dump.
+    prefixed = [d for d in active if d.context is None]
+    if prefixed:
+        whole = frozenset(f.line - 1 for f in found.values()
+                          if lines[f.line - 1].rstrip().endswith(f.secret))
+        view = views.wrapped(lines, whole)
+        if view is not None:
+            _scan_view(view, lines, prefixed, lambda d, i, c, s: keep(d, i, c, s, False))
     return sorted(found.values(), key=lambda f: (f.line, f.column))
 
 
@@ -218,6 +238,27 @@ def scan_bytes(data: bytes, path: str, stats: ScanStats | None = None) -> list[F
         return []
     return scan_text(data.decode("utf-8", errors="replace"), path,
                      active=_active(data, DETECTORS))
+
+
+def scan_excerpt(lines: Sequence[bytes], keep: Sequence[int], path: str) -> list[Finding]:
+    """Findings in the lines `keep` (0-based, ascending) of a text split on newlines, each
+    reported at its line in the whole text. Runs of kept lines are read as one text, with a
+    blank line where lines were left out (a YAML path or a CSV header above a changed line
+    still reads as one)."""
+    parts: list[bytes] = []
+    where: list[int] = []
+    for i in keep:
+        if where and i != where[-1] + 1:
+            parts.append(b"")
+            where.append(-1)
+        parts.append(lines[i])
+        where.append(i)
+    data = b"\n".join(parts)
+    if _PREFILTER.search(data) is None:
+        return []
+    found = scan_text(data.decode("utf-8", errors="replace"), path,
+                      active=_active(data, DETECTORS))
+    return [replace(f, line=where[f.line - 1] + 1) for f in found if where[f.line - 1] >= 0]
 
 
 def _walk(root: Path) -> Iterator[Path]:
