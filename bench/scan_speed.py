@@ -6,7 +6,7 @@
 Targets:
 - a generated, deterministic, source-like tree of --files files (bench/scan_tree.py when it is
   there; otherwise the small generator below with the same signature), cached in bench/.cache/;
-- keystead's own history: a clone of /work/main's `main` branch (all its commits);
+- keystead's own history: a clone of this checkout's `main` branch (all its commits);
 - a generated history of --synthetic-commits commits (1 to 5 source-like files changed each,
   written with `git fast-import`), since keystead's own is only a few hundred commits.
 
@@ -59,6 +59,8 @@ CACHE = Path(__file__).parent / ".cache"
 SEED = 16
 B62 = string.digits + string.ascii_letters
 
+
+REPO_ROOT = Path(__file__).resolve().parents[1]  # this checkout
 
 def _fallback_generate(root: Path, files: int, kb: float, seed: int,
                        plant_every: int) -> tuple[int, int]:
@@ -144,7 +146,7 @@ def _count_files(root: Path, dirs: Sequence[str]) -> int:
 
 def clone_main(dest: Path) -> Path:
     subprocess.run(["git", "clone", "--quiet", "--single-branch", "--branch", "main",
-                    "--no-checkout", "/work/main", str(dest)], check=True)
+                    "--no-checkout", str(REPO_ROOT), str(dest)], check=True)
     return dest
 
 
