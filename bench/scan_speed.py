@@ -56,11 +56,10 @@ from bench.scan_tools import (
 
 RESULTS = Path(__file__).parent / "results"
 CACHE = Path(__file__).parent / ".cache"
+REPO_ROOT = Path(__file__).resolve().parents[1]  # this checkout
 SEED = 16
 B62 = string.digits + string.ascii_letters
 
-
-REPO_ROOT = Path(__file__).resolve().parents[1]  # this checkout
 
 def _fallback_generate(root: Path, files: int, kb: float, seed: int,
                        plant_every: int) -> tuple[int, int]:
