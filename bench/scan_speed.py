@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib
 import inspect
 import json
 import os
@@ -61,53 +60,9 @@ SEED = 16
 B62 = string.digits + string.ascii_letters
 
 
-def _fallback_generate(root: Path, files: int, kb: float, seed: int,
-                       plant_every: int) -> tuple[int, int]:
-    """Stand-in for bench.scan_tree.generate (same signature) until that module is merged."""
-    rng = random.Random(seed)
-    words = ("user", "request", "client", "config", "value", "handler", "result", "stream",
-             "model", "prompt", "tokens", "retry", "timeout", "session", "cache", "provider",
-             "api_key", "token_count", "auth_header", "secret_name", "azure_region", "cohere")
-    hexd = "0123456789abcdef"
-
-    def ident() -> str:
-        return "_".join(rng.choice(words) for _ in range(rng.randint(1, 3)))
-
-    templates: list[Callable[[], str]] = [
-        lambda: f"    {ident()} = {ident()}({ident()}, {rng.randint(0, 9999)})",
-        lambda: "    # " + " ".join(rng.choice(words) for _ in range(rng.randint(3, 12))),
-        lambda: f"def {ident()}(self, {ident()}: str) -> dict:",
-        lambda: f'    "{ident()}": "{"".join(rng.choices(hexd, k=rng.choice((32, 40, 64))))}",',
-        lambda: f'    {ident()}: "{"".join(rng.choices(B62 + "+/", k=rng.randint(40, 200)))}="',
-        lambda: f"        return await self.{ident()}.{ident()}(request, **kwargs)",
-    ]
-    pool = [rng.choice(templates)() for _ in range(100_000)]
-    total = planted = 0
-    for n in range(files):
-        directory = root / f"pkg{n % 97:02d}" / f"mod{(n // 97) % 103:03d}"
-        directory.mkdir(parents=True, exist_ok=True)
-        size = max(200, int(rng.lognormvariate(0, 0.9) * kb * 1024 * 0.67))
-        out, written, i = [], 0, rng.randrange(len(pool))
-        while written < size:
-            out.append(pool[i % len(pool)])
-            written += len(out[-1]) + 1
-            i += 1
-        if plant_every and n % plant_every == plant_every // 2:
-            out.insert(rng.randrange(len(out)), 'GROQ_API_KEY="gsk_'
-                       + "".join(rng.choices(B62, k=52)) + '"')
-            planted += 1
-        data = ("\n".join(out) + "\n").encode()
-        (directory / f"file{n:06d}.py").write_bytes(data)
-        total += len(data)
-    return total, planted
-
-
 def _generator() -> tuple[str, Callable[[Path, int, float, int, int], tuple[int, int]]]:
-    try:  # written by another helper (issue 16); imported by name so mypy passes either way
-        module = importlib.import_module("bench.scan_tree")
-    except ImportError:
-        return "bench.scan_speed fallback", _fallback_generate
-    generate: Callable[[Path, int, float, int, int], tuple[int, int]] = module.generate
+    from bench.scan_tree import generate
+
     return "bench.scan_tree", generate
 
 
