@@ -35,7 +35,6 @@ import random
 import resource
 import shutil
 import statistics
-import string
 import subprocess
 import sys
 import tempfile
@@ -57,7 +56,6 @@ RESULTS = Path(__file__).parent / "results"
 CACHE = Path(__file__).parent / ".cache"
 REPO_ROOT = Path(__file__).resolve().parents[1]  # this checkout
 SEED = 16
-B62 = string.digits + string.ascii_letters
 
 
 def _generator() -> tuple[str, Callable[[Path, int, float, int, int], tuple[int, int]]]:
