@@ -109,3 +109,10 @@ def synth(detector: str, rng: random.Random) -> str:
         "azure-workflow-webhook": lambda: webhook("azure-workflow-webhook", rng),
     }
     return makers[detector]()
+
+
+def found(text: str) -> list[tuple[int, str, str]]:
+    """(line, detector, secret) of every finding in `text`: what the shape tests compare."""
+    from keystead.scan.scanner import scan_text
+
+    return [(f.line, f.detector, f.secret) for f in scan_text(text, "x")]

@@ -11,17 +11,13 @@ import random
 import pytest
 
 from keystead.scan.scanner import scan_text
-from scan.synth import B62, HEX, github_token, master_key, synth, webhook
+from scan.synth import B62, HEX, found, github_token, master_key, synth, webhook
 
 RNG = random.Random(1616)
 COHERE, MISTRAL = synth("cohere", RNG), synth("mistral", RNG)
 AZURE, TOGETHER = synth("azure-openai", RNG), synth("together-legacy", RNG)
 DEEPSEEK, AWS = synth("deepseek", RNG), "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzq3Kr9s+Lt"
 OPENAI = synth("openai-project", RNG)
-
-
-def found(text: str) -> list[tuple[int, str, str]]:
-    return [(f.line, f.detector, f.secret) for f in scan_text(text, "x")]
 
 
 # --- 1. keys known by their name -----------------------------------------------------------

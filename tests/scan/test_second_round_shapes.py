@@ -8,8 +8,7 @@ import random
 
 import pytest
 
-from keystead.scan.scanner import scan_text
-from scan.synth import B62, URLSAFE, synth, webhook
+from scan.synth import B62, URLSAFE, found, synth, webhook
 
 RNG = random.Random(20240616)
 COHERE, MISTRAL = synth("cohere", RNG), synth("mistral", RNG)
@@ -19,10 +18,6 @@ OPENAI, GROQ = synth("openai-project", RNG), synth("groq", RNG)
 XAI, REPLICATE = synth("xai", RNG), synth("replicate", RNG)
 ANTHROPIC, PERPLEXITY = synth("anthropic", RNG), synth("perplexity", RNG)
 SLACK = webhook("slack-webhook", RNG)
-
-
-def found(text: str) -> list[tuple[int, str, str]]:
-    return [(f.line, f.detector, f.secret) for f in scan_text(text, "x")]
 
 
 # --- a name that is the provider's, with no credential word ------------------------------------
