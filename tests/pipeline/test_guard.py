@@ -41,6 +41,28 @@ def test_secrets_are_found_with_the_scanners_detectors_and_masked():
     assert key not in masked and masked.count("[REDACTED:openai-project]") == 2
 
 
+
+@pytest.mark.parametrize("shape", [
+    'key = "{prefix}" + "{body}"\nand the rest',  # concatenated pieces
+    'api_key = ("{prefix}" "{head}" "{tail}")  # trailing words ' + "w" * 300,  # implicit
+    "> use the key I pasted in the chat yesterday, it works {prefix}{head}\n> {tail} ok",  # wrapped
+])
+def test_a_key_the_scanner_reads_joined_is_masked_and_blocked_too(shape):
+    """A key found only by joining its pieces is not in the text as one string: it is masked
+    from where it starts to its last piece (a little more rather than less), and blocks."""
+    body = openai_key()[len("sk-proj-"):]
+    text = shape.format(prefix="sk-proj-", body=body, head=body[:30], tail=body[30:])
+    spans = find_secrets(text)
+    assert [s.kind for s in spans] == ["openai-project"]
+    masked = mask(text, spans)
+    assert "[REDACTED:openai-project]" in masked
+    for piece in (body[:20], body[30:50], body[-20:]):
+        assert piece not in masked
+    assert masked.rstrip().endswith(("and the rest", "ok", "w" * 100))
+    with pytest.raises(ContentBlocked, match="openai-project"):
+        inspect(Endpoint.CHAT, chat(text), secrets="block", pii="off")
+
+
 def chat(*contents: object) -> bytes:
     return json.dumps({"model": "gpt-4o-mini", "messages": [
         {"role": "user", "content": c} for c in contents]}).encode()

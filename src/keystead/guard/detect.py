@@ -88,14 +88,50 @@ def find_pii(text: str) -> list[Span]:
 
 def find_secrets(text: str) -> list[Span]:
     spans: list[Span] = []
+    findings = scan_text(text, "<prompt>")
     # The scanner reports by line; a prompt wants character offsets, once per secret.
-    found = {(finding.secret, finding.detector) for finding in scan_text(text, "<prompt>")}
-    for secret, detector in found:
+    for secret, detector in {(finding.secret, finding.detector) for finding in findings}:
         start = text.find(secret)
         while start != -1:
             spans.append(Span(detector, start, start + len(secret)))
             start = text.find(secret, start + 1)
+    # A key the scanner read joined, unescaped or unwrapped is not in the text as one string:
+    # its extent is taken from where it starts, so that a split key is masked (or blocked) too.
+    hidden = [finding for finding in findings if finding.secret not in text]
+    if hidden:
+        starts = _line_starts(text)
+        spans += (_extent(text, starts, finding.line, finding.column, finding.secret,
+                          finding.detector) for finding in hidden)
     return sorted(spans, key=lambda span: span.start)
+
+
+# How far past its start a split key's pieces may reach: quotes, `+`, escapes and line breaks
+# between them add a few characters per piece; a prompt's long line is not masked to its end.
+_PIECES_REACH = 2
+
+
+def _line_starts(text: str) -> list[int]:
+    """Offsets of the lines the scanner numbers (it splits at \n)."""
+    starts = [0]
+    position = text.find("\n")
+    while position != -1:
+        starts.append(position + 1)
+        position = text.find("\n", position + 1)
+    return starts
+
+
+def _extent(text: str, starts: list[int], line: int, column: int, secret: str,
+            kind: str) -> Span:
+    """From the key's first character to the end of its last piece: the rest of its line,
+    bounded, and further while its last characters stand whole on a later line (wrapped)."""
+    begin = min(starts[line - 1] + column - 1, len(text))
+    reach = begin + _PIECES_REACH * len(secret) + 32
+    line_end = text.find("\n", begin)
+    end = min(reach, len(text) if line_end == -1 else line_end)
+    tail = text.find(secret[-8:], begin, reach)
+    if tail != -1:
+        end = max(end, tail + 8)
+    return Span(kind, begin, max(end, begin + 1))
 
 
 def mask(text: str, spans: list[Span]) -> str:
