@@ -28,7 +28,6 @@ from keystead.errors import (
     ModelNotFound,
     RouteNotFound,
 )
-from keystead.guard.inspect import ContentBlocked, inspect
 from keystead.pipeline import admit, messages
 from keystead.pipeline.cache_stage import Lookup, static_completion
 from keystead.pipeline.context import RequestContext
@@ -89,6 +88,11 @@ class DataPlane:
         self.guard_default = guard.default if guard.default != GuardPolicy() else None
         self.guard_envs = {env: policy if policy != GuardPolicy() else None
                            for env, policy in guard.environments.items()}
+        if self.guard_default is not None or any(self.guard_envs.values()):
+            # The guardrails' detectors (the scanner's patterns, compiled on import) load with
+            # a config that uses them, here rather than on a first request; a gateway without
+            # guardrails starts without them.
+            import keystead.guard.inspect  # noqa: F401
         origins = server.cors_origins
         self.cors_any = "*" in origins
         self.cors_origins = {o.encode() for o in origins}
@@ -255,6 +259,8 @@ class DataPlane:
         ctx.provider, ctx.upstream_model = first.provider, first.model
         policy = self.guard_envs.get(key.env, self.guard_default)
         if policy is not None:
+            from keystead.guard.inspect import ContentBlocked, inspect  # (loaded in __init__)
+
             # Off the event loop when large: the detectors are regular expressions over text.
             inspect_body = partial(inspect, ctx.endpoint, body, policy.secrets, policy.pii)
             try:
