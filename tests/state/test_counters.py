@@ -679,6 +679,35 @@ def test_a_redis_that_stops_answering_times_out() -> None:
 
 
 @pytest.mark.usefixtures("redis_up")
+def test_a_server_that_is_not_redis_is_redis_unavailable() -> None:
+    """A `redis.url` pointing at something else (an HTTP server, a proxy answering its own
+    error page): the reply cannot be read, which is Redis being unavailable (the outage policy
+    applies), not a raw error out of the request."""
+    async def http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)
+        writer.write(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+        await writer.drain()
+        await reader.read()
+        writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(http, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            counters = RedisCounters(f"redis://127.0.0.1:{port}/0", "x:", timeout_s=0.3)
+            with pytest.raises(CountersUnavailable) as caught:
+                await counters.admit("r", [Rate("a", 1, 60, 1)], [], 30)
+            assert isinstance(caught.value.__cause__, redis.exceptions.RedisError)
+            await counters.close()
+            await asyncio.sleep(0.01)
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(main())
+
+
+@pytest.mark.usefixtures("redis_up")
 def test_the_next_call_works_after_the_connection_was_killed() -> None:
     clock = Clock()
     rate = Rate("r", 10, 60, 1)

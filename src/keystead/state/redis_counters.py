@@ -51,6 +51,7 @@ from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import (
     ClusterDownError,
+    InvalidResponse,
     NoPermissionError,
     NoScriptError,
     OutOfMemoryError,
@@ -86,6 +87,7 @@ _T = TypeVar("_T")
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
     RedisConnectionError, RedisTimeoutError, OSError, ReadOnlyError, OutOfMemoryError,
     ClusterDownError, TryAgainError, NoPermissionError,
+    InvalidResponse,  # what answers is not Redis (a proxy's error page, the wrong port)
 )
 _SUFFIXES = (":total", ":lease", ":held", ":reserved")
 _BATCH = 500  # pools or leases per script call outside the request path
