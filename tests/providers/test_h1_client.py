@@ -113,6 +113,15 @@ async def post(client: H1Client, url: str, body: bytes | None = b"{}", *,
                                 read_timeout=read_timeout, what="t")
 
 
+async def fails_with(handler: Handler, error: type[Exception], match: str | None = None) -> None:
+    """A POST to a server that answers as `handler` does fails with `error`."""
+    async with serving(handler) as (base, _):
+        client = H1Client()
+        with pytest.raises(error, match=match):
+            await post(client, base + "/")
+        await client.close()
+
+
 def run(coro: Awaitable[None]) -> None:
     asyncio.run(asyncio.wait_for(coro, 20))  # type: ignore[arg-type]
 
@@ -425,14 +434,7 @@ def test_a_connection_closed_before_any_answer_is_unreachable() -> None:
     async def handler(peer: Peer) -> None:
         await peer.request()
 
-    async def main() -> None:
-        async with serving(handler) as (base, _):
-            client = H1Client()
-            with pytest.raises(UpstreamUnreachable):
-                await post(client, base + "/")
-            await client.close()
-
-    run(main())
+    run(fails_with(handler, UpstreamUnreachable))
 
 
 def test_a_refused_connection_is_unreachable() -> None:
@@ -455,14 +457,7 @@ def test_a_garbled_answer_is_unreachable() -> None:
         peer.writer.write(b"SMTP ready\r\n\r\n")
         await peer.request()
 
-    async def main() -> None:
-        async with serving(handler) as (base, _):
-            client = H1Client()
-            with pytest.raises(UpstreamUnreachable):
-                await post(client, base + "/")
-            await client.close()
-
-    run(main())
+    run(fails_with(handler, UpstreamUnreachable))
 
 
 def test_silence_is_a_timeout_before_and_after_the_head() -> None:
