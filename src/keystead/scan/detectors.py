@@ -136,12 +136,6 @@ def _mixed_case(secret: str) -> bool:
     return any(c.isupper() for c in secret) and any(c.islower() for c in secret)
 
 
-def _mixed_case_and_digit(secret: str) -> bool:
-    """What a random base62 string of 32 or more characters almost always has (a digit is
-    missing from 1 in 250) and a camelCase identifier seldom does."""
-    return _mixed_case(secret) and any(c.isdigit() for c in secret)
-
-
 def _random_looking(secret: str) -> bool:
     """Mixed case, and a digit or the entropy of random letters (4.0 bits: camelCase words
     stay under it)."""
